@@ -150,10 +150,7 @@ class Settings(BaseSettings):
         for name, value in self.model_dump(exclude={"ignored_config_keys"}).items():
             if value is None:
                 continue
-            if isinstance(value, bool):
-                text = "true" if value else "false"
-            else:
-                text = str(value)
+            text = ("true" if value else "false") if isinstance(value, bool) else str(value)
             env[f"{ENV_PREFIX}{name.upper()}"] = text
         env[f"{ENV_PREFIX}REDIS_URL"] = self.effective_redis_url
         return env

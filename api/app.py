@@ -1,0 +1,50 @@
+"""The Flask app factory: builds the clients once and registers the blueprints."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import redis
+from flask import Flask
+
+from api.deps import EXTENSION_KEY, ApiDeps
+from api.errors import register_error_handlers
+from api.routes import health, jobs, legacy, openai
+from api.uploads import MULTIPART_OVERHEAD_BYTES, SpoolToDiskRequest
+from shared.celery_factory import make_celery
+from shared.config import Settings, get_settings
+from shared.db.repository import JobRepository
+from shared.db.session import make_engine, make_session_factory
+from shared.storage import make_storage
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or get_settings()
+    app = Flask("oddasr")
+    app.request_class = SpoolToDiskRequest
+    upload_tmp_dir = Path(settings.data_dir) / "uploads"
+    upload_tmp_dir.mkdir(parents=True, exist_ok=True)
+    app.config.update(
+        # Werkzeug stops reading a body past this while it streams, and answers 413.
+        MAX_CONTENT_LENGTH=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
+        MAX_FORM_MEMORY_SIZE=1024 * 1024,
+        ODDASR_MAX_UPLOAD_BYTES=settings.max_upload_bytes,
+        ODDASR_UPLOAD_TMP_DIR=str(upload_tmp_dir),
+        JSON_SORT_KEYS=False,
+    )
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions[EXTENSION_KEY] = ApiDeps(
+        settings=settings,
+        jobs=JobRepository(make_session_factory(make_engine(settings.database_url))),
+        storage=make_storage(settings),
+        redis=redis.Redis.from_url(settings.effective_redis_url, socket_connect_timeout=3, socket_timeout=10,
+                                   health_check_interval=30),
+        celery=make_celery(settings, name="oddasr-api"),
+    )
+    register_error_handlers(app)
+    for blueprint in (health.blueprint, jobs.blueprint, legacy.blueprint, openai.blueprint):
+        app.register_blueprint(blueprint)
+    return app

@@ -1,0 +1,29 @@
+"""The API process's long-lived clients, built once in the app factory and shared by requests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+from celery import Celery
+from flask import current_app
+
+from shared.config import Settings
+from shared.db.repository import JobRepository
+from shared.storage import Storage
+
+
+@dataclass
+class ApiDeps:
+    settings: Settings
+    jobs: JobRepository
+    storage: Storage
+    redis: redis.Redis
+    celery: Celery
+
+
+EXTENSION_KEY = "oddasr"
+
+
+def deps() -> ApiDeps:
+    return current_app.extensions[EXTENSION_KEY]

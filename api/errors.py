@@ -1,0 +1,40 @@
+"""Translate errors into `{"error": "..."}` JSON with the right status, at one boundary."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from shared.errors import OddAsrError
+
+logger = logging.getLogger(__name__)
+
+
+def error_response(message: str, status: int, **extra: object):  # type: ignore[no-untyped-def]
+    response = jsonify({"error": message, **extra})
+    response.status_code = status
+    return response
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(OddAsrError)
+    def _oddasr_error(exc: OddAsrError):  # type: ignore[no-untyped-def]
+        if exc.http_status >= 500:
+            logger.warning("request failed: %s", exc.message, exc_info=exc.__cause__ is not None)
+        return error_response(exc.message, exc.http_status)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(_exc: RequestEntityTooLarge):  # type: ignore[no-untyped-def]
+        limit = app.config["ODDASR_MAX_UPLOAD_BYTES"]
+        return error_response(f"the upload is larger than the limit of {limit} bytes", 413)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
+        return error_response(exc.description or exc.name, exc.code or 500)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]
+        logger.error("unhandled error", exc_info=exc)
+        return error_response(f"internal error: {type(exc).__name__}", 500)

@@ -1,0 +1,165 @@
+"""Submitting, waiting for, cancelling and describing jobs: the API's side of the queue."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+import uuid
+
+import redis
+from kombu.exceptions import KombuError
+
+from api.deps import ApiDeps
+from api.uploads import ReceivedAudio
+from shared import redis_keys
+from shared.db.models import TERMINAL_STATUSES, Job, JobStatus, utc_now
+from shared.errors import ConflictError, GoneError, OddAsrError, ServiceUnavailableError
+from shared.schemas import TRANSCRIBE_TASK_NAME, JobEvent, JobOptions
+from shared.transcript import Transcript
+
+logger = logging.getLogger(__name__)
+
+#: While waiting for a pub/sub event, re-read the job this often in case the event was lost.
+WAIT_RECHECK_INTERVAL_S = 1.0
+
+
+def audio_key_for(job_id: str) -> str:
+    """Storage keys come from the job id, never from the client's file name."""
+    return f"audio/{job_id}"
+
+
+def submit_job(deps: ApiDeps, audio: ReceivedAudio, mode: str, options: JobOptions) -> Job:
+    """Store the audio, record the job as queued, and send the task by name to its queue."""
+    job_id = uuid.uuid4().hex
+    key = audio_key_for(job_id)
+    audio.file.stream.seek(0)
+    deps.storage.put_file(key, audio.file.stream)
+    queue = deps.settings.queue_for_mode(mode)
+    job = Job(
+        id=job_id, status=JobStatus.QUEUED, mode=mode, queue=queue, options=options.model_dump(),
+        audio_key=key, audio_filename=audio.filename, audio_size_bytes=audio.size_bytes,
+        audio_duration_s=audio.info.duration_s, progress=0.0, attempts=0,
+    )
+    try:
+        deps.jobs.create(job)
+    except Exception as exc:
+        deps.storage.delete(key)
+        raise ServiceUnavailableError("the job database is unavailable; try again shortly") from exc
+    try:
+        deps.celery.send_task(TRANSCRIBE_TASK_NAME, args=[job_id], queue=queue)
+    except (KombuError, OSError, redis.RedisError) as exc:
+        logger.error("could not queue job %s: %s", job_id, exc)
+        deps.jobs.transition(job_id, JobStatus.FAILED, error="the job queue (Redis) was unreachable",
+                             finished_at=utc_now())
+        deps.storage.delete(key)
+        raise ServiceUnavailableError("the job queue is unavailable; try again shortly") from exc
+    logger.info("job %s queued on %s (%.1f s of audio)", job_id, queue, audio.info.duration_s)
+    return job
+
+
+def wait_for_final(deps: ApiDeps, job_id: str, timeout_s: float) -> Job:
+    """Block until the job reaches a final status or `timeout_s` passes; return it either way.
+
+    Subscribes to the job's event channel, so the answer comes as soon as the worker
+    publishes; a periodic re-read covers an event missed while Redis blinked.
+    """
+    deadline_s = time.monotonic() + timeout_s
+    pubsub = deps.redis.pubsub(ignore_subscribe_messages=True)
+    try:
+        pubsub.subscribe(redis_keys.job_events_channel(job_id))
+        while True:
+            job = deps.jobs.get(job_id)
+            remaining_s = deadline_s - time.monotonic()
+            if job.status in TERMINAL_STATUSES or remaining_s <= 0:
+                return job
+            message = pubsub.get_message(timeout=min(remaining_s, WAIT_RECHECK_INTERVAL_S))
+            if message and message.get("type") == "message":
+                JobEvent.model_validate_json(message["data"])
+    except redis.RedisError:
+        logger.warning("lost the event channel of job %s; polling instead", job_id)
+        return _poll_until_final(deps, job_id, deadline_s)
+    finally:
+        with contextlib.suppress(redis.RedisError):
+            pubsub.close()
+
+
+def _poll_until_final(deps: ApiDeps, job_id: str, deadline_s: float) -> Job:
+    while True:
+        job = deps.jobs.get(job_id)
+        if job.status in TERMINAL_STATUSES or time.monotonic() >= deadline_s:
+            return job
+        time.sleep(0.2)
+
+
+def cancel_job(deps: ApiDeps, job_id: str) -> Job:
+    """Cancel a queued or running job and delete its stored audio and transcript."""
+    job = deps.jobs.get(job_id)
+    if deps.jobs.transition(job_id, JobStatus.CANCELED, error="canceled by the client", finished_at=utc_now()):
+        try:
+            deps.redis.publish(
+                redis_keys.job_events_channel(job_id),
+                JobEvent(job_id=job_id, status=JobStatus.CANCELED.value).model_dump_json(),
+            )
+        except redis.RedisError:
+            logger.warning("could not publish the cancel of job %s", job_id)
+    for key in (job.audio_key, job.transcript_key):
+        if key:
+            deps.storage.delete(key)
+    deps.jobs.clear_stored_keys(job_id)
+    return deps.jobs.get(job_id)
+
+
+def load_transcript(deps: ApiDeps, job: Job) -> Transcript:
+    """The stored transcript of a succeeded job, or the error that says why there is none."""
+    if job.status == JobStatus.FAILED:
+        raise ConflictError(f"job {job.id} failed: {job.error}")
+    if job.status == JobStatus.CANCELED:
+        raise GoneError(f"job {job.id} was canceled; it has no transcript")
+    if job.status != JobStatus.SUCCEEDED:
+        raise ConflictError(f"job {job.id} is {job.status}; poll /v1/jobs/{job.id} until it has succeeded")
+    if not job.transcript_key:
+        raise GoneError(f"the transcript of job {job.id} was deleted")
+    try:
+        return Transcript.model_validate_json(deps.storage.get_bytes(job.transcript_key))
+    except OddAsrError:
+        raise
+    except (ValueError, json.JSONDecodeError) as exc:
+        raise ServiceUnavailableError(f"the stored transcript of job {job.id} is unreadable") from exc
+
+
+def _iso(value) -> str | None:  # type: ignore[no-untyped-def]
+    return value.isoformat() if value is not None else None
+
+
+def job_to_dict(job: Job, transcript: Transcript | None = None) -> dict[str, object]:
+    body: dict[str, object] = {
+        "id": job.id,
+        "status": job.status,
+        "mode": job.mode,
+        "queue": job.queue,
+        "options": job.options,
+        "filename": job.audio_filename,
+        "audio_size_bytes": job.audio_size_bytes,
+        "audio_duration_s": job.audio_duration_s,
+        "progress": round(job.progress or 0.0, 3),
+        "attempts": job.attempts,
+        "engine": job.engine,
+        "processing_s": job.processing_s,
+        "error": job.error,
+        "created_at": _iso(job.created_at),
+        "started_at": _iso(job.started_at),
+        "finished_at": _iso(job.finished_at),
+        "links": {"self": f"/v1/jobs/{job.id}", "transcript": f"/v1/jobs/{job.id}/transcript"},
+    }
+    if transcript is not None:
+        body["result"] = {
+            "text": transcript.text,
+            "language": transcript.language,
+            "segments": [
+                {"start": s.start_s, "end": s.end_s, "text": s.text, "speaker": s.speaker}
+                for s in transcript.segments
+            ],
+        }
+    return body

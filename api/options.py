@@ -1,0 +1,89 @@
+"""Parse and check the job options a client sends as form fields."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from shared.engines_catalog import ENGINE_CAPABILITIES
+from shared.errors import BadRequestError, NotSupportedError
+from shared.render import RENDERERS
+from shared.schemas import JobOptions
+
+MODES = ("file", "sentence")
+MAX_HOTWORDS = 200
+MAX_HOTWORDS_CHARS = 2000
+_LANGUAGE_RE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?$")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def parse_bool(name: str, raw: str | None) -> bool:
+    if raw is None:
+        return False
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise BadRequestError(f"'{name}' must be true or false, not {raw!r}")
+
+
+def parse_mode(raw: str | None) -> str:
+    mode = (raw or "file").strip().lower()
+    if mode not in MODES:
+        raise BadRequestError(f"unknown mode {raw!r}: use one of {', '.join(MODES)}")
+    return mode
+
+
+def parse_output_format(raw: str | None, default: str = "txt") -> str:
+    fmt = (raw or default).strip().lower()
+    if fmt not in RENDERERS:
+        raise BadRequestError(f"unknown output_format {raw!r}: use one of {', '.join(sorted(RENDERERS))}")
+    return fmt
+
+
+def parse_hotwords(raw: str | None) -> list[str]:
+    """Hotwords as OddASR sends them: space-separated (commas and newlines accepted too)."""
+    if not raw:
+        return []
+    if len(raw) > MAX_HOTWORDS_CHARS:
+        raise BadRequestError(f"'hotwords' is longer than {MAX_HOTWORDS_CHARS} characters")
+    words = [w for w in re.split(r"[\s,]+", raw.strip()) if w]
+    if len(words) > MAX_HOTWORDS:
+        raise BadRequestError(f"at most {MAX_HOTWORDS} hotwords are accepted, got {len(words)}")
+    return words
+
+
+def parse_language(raw: str | None) -> str | None:
+    if raw is None or not raw.strip() or raw.strip().lower() == "auto":
+        return None
+    language = raw.strip()
+    if not _LANGUAGE_RE.match(language):
+        raise BadRequestError(f"'language' must be a language code such as 'en' or 'zh', not {raw!r}")
+    return language.split("-")[0].split("_")[0].lower()
+
+
+def check_supported(options: JobOptions, engine: str) -> None:
+    """Refuse options the configured engine cannot honour, naming the engine."""
+    capabilities = ENGINE_CAPABILITIES[engine]
+    if options.diarize and not capabilities.diarize:
+        raise NotSupportedError(f"speaker labels (diarize) are not supported by the {engine} engine yet")
+    if options.word_timestamps and not capabilities.word_timestamps:
+        raise NotSupportedError(f"word timestamps are not supported by the {engine} engine")
+
+
+def options_from_form(form: Mapping[str, str], engine: str) -> tuple[str, JobOptions]:
+    """The mode and options of a /v1/jobs or /v1/asr request."""
+    mode = parse_mode(form.get("mode"))
+    output_format = parse_output_format(form.get("output_format"))
+    diarize = parse_bool("diarize", form.get("diarize"))
+    options = JobOptions(
+        language=parse_language(form.get("language")),
+        hotwords=parse_hotwords(form.get("hotwords") or form.get("hotword")),
+        diarize=diarize,
+        output_format=output_format,
+        word_timestamps=parse_bool("word_timestamps", form.get("word_timestamps")),
+    )
+    check_supported(options, engine)
+    return mode, options

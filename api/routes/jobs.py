@@ -1,0 +1,85 @@
+"""The native job API: submit, poll, fetch transcripts, list, cancel."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request, url_for
+
+from api.deps import deps
+from api.job_service import cancel_job, job_to_dict, load_transcript, submit_job
+from api.options import options_from_form, parse_output_format
+from api.uploads import receive_audio
+from shared.db.models import JobStatus
+from shared.errors import BadRequestError
+from shared.render import render
+
+blueprint = Blueprint("jobs", __name__)
+
+MAX_PAGE_SIZE = 100
+
+
+def max_duration_for(mode: str) -> float:
+    settings = deps().settings
+    return settings.max_sentence_duration_s if mode == "sentence" else settings.max_audio_duration_s
+
+
+@blueprint.post("/v1/jobs")
+def create_job():  # type: ignore[no-untyped-def]
+    d = deps()
+    mode, options = options_from_form(request.form, d.settings.engine)
+    audio = receive_audio("audio", max_upload_bytes=d.settings.max_upload_bytes,
+                          max_duration_s=max_duration_for(mode))
+    job = submit_job(d, audio, mode, options)
+    response = jsonify(job_to_dict(job))
+    response.status_code = 202
+    response.headers["Location"] = url_for("jobs.get_job", job_id=job.id)
+    return response
+
+
+@blueprint.get("/v1/jobs/<job_id>")
+def get_job(job_id: str):  # type: ignore[no-untyped-def]
+    d = deps()
+    job = d.jobs.get(job_id)
+    transcript = load_transcript(d, job) if job.status == JobStatus.SUCCEEDED and job.transcript_key else None
+    return jsonify(job_to_dict(job, transcript))
+
+
+@blueprint.get("/v1/jobs/<job_id>/transcript")
+def get_transcript(job_id: str) -> Response:
+    d = deps()
+    job = d.jobs.get(job_id)
+    fmt = parse_output_format(request.args.get("format"), default=job.options.get("output_format", "txt"))
+    body, content_type = render(load_transcript(d, job), fmt)
+    return Response(body, content_type=content_type)
+
+
+def _int_arg(name: str, default: int, minimum: int, maximum: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise BadRequestError(f"'{name}' must be an integer, not {raw!r}") from exc
+    if not minimum <= value <= maximum:
+        raise BadRequestError(f"'{name}' must be between {minimum} and {maximum}")
+    return value
+
+
+@blueprint.get("/v1/jobs")
+def list_jobs():  # type: ignore[no-untyped-def]
+    status = request.args.get("status")
+    if status and status not in {s.value for s in JobStatus}:
+        raise BadRequestError(f"unknown status {status!r}: use one of {', '.join(s.value for s in JobStatus)}")
+    limit = _int_arg("limit", 20, 1, MAX_PAGE_SIZE)
+    offset = _int_arg("offset", 0, 0, 10**9)
+    jobs, total = deps().jobs.list(status=status, limit=limit, offset=offset)
+    next_url = None
+    if offset + len(jobs) < total:
+        next_url = url_for("jobs.list_jobs", status=status, limit=limit, offset=offset + limit)
+    return jsonify({"jobs": [job_to_dict(j) for j in jobs], "total": total, "limit": limit, "offset": offset,
+                    "next": next_url})
+
+
+@blueprint.delete("/v1/jobs/<job_id>")
+def delete_job(job_id: str):  # type: ignore[no-untyped-def]
+    return jsonify(job_to_dict(cancel_job(deps(), job_id)))

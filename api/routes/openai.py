@@ -1,0 +1,66 @@
+"""OpenAI-compatible transcription, so OpenAI SDKs and tools can point at OddASR."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+
+from api.deps import deps
+from api.errors import error_response
+from api.job_service import load_transcript, submit_job, wait_for_final
+from api.options import check_supported, parse_language
+from api.uploads import receive_audio
+from shared.db.models import JobStatus
+from shared.engines_catalog import model_ids
+from shared.errors import BadRequestError
+from shared.render import render
+from shared.schemas import JobOptions
+
+blueprint = Blueprint("openai", __name__)
+
+#: OpenAI response_format -> our renderer.
+RESPONSE_FORMATS = {"json": "openai_json", "text": "text", "srt": "srt", "vtt": "vtt",
+                    "verbose_json": "verbose_json"}
+
+
+def _known_models() -> list[str]:
+    settings = deps().settings
+    model = settings.whisper_model if settings.engine == "whisper" else "paraformer"
+    return model_ids(settings.engine, model)
+
+
+@blueprint.get("/v1/models")
+def list_models():  # type: ignore[no-untyped-def]
+    return jsonify({"object": "list",
+                    "data": [{"id": m, "object": "model", "owned_by": "oddasr"} for m in _known_models()]})
+
+
+@blueprint.post("/v1/audio/transcriptions")
+def transcriptions():  # type: ignore[no-untyped-def]
+    d = deps()
+    form = request.form
+    model = form.get("model", "whisper-1")
+    if model not in _known_models():
+        raise BadRequestError(f"unknown model {model!r}: GET /v1/models lists the models this server runs")
+    response_format = form.get("response_format", "json")
+    if response_format not in RESPONSE_FORMATS:
+        raise BadRequestError(
+            f"unknown response_format {response_format!r}: use one of {', '.join(RESPONSE_FORMATS)}"
+        )
+    granularities = form.getlist("timestamp_granularities[]") + form.getlist("timestamp_granularities")
+    prompt = (form.get("prompt") or "").strip()
+    options = JobOptions(
+        language=parse_language(form.get("language")),
+        hotwords=[prompt] if prompt else [],
+        output_format=RESPONSE_FORMATS[response_format],
+        word_timestamps="word" in granularities,
+    )
+    check_supported(options, d.settings.engine)
+    audio = receive_audio("file", max_upload_bytes=d.settings.max_upload_bytes,
+                          max_duration_s=d.settings.max_audio_duration_s)
+    job = wait_for_final(d, submit_job(d, audio, "file", options).id, d.settings.sync_wait_timeout_s)
+    if job.status == JobStatus.SUCCEEDED:
+        body, content_type = render(load_transcript(d, job), options.output_format)
+        return Response(body, content_type=content_type)
+    if job.status == JobStatus.FAILED:
+        return error_response(job.error or "transcription failed", 422, job_id=job.id)
+    return error_response(f"the job is still {job.status}; poll /v1/jobs/{job.id}", 504, job_id=job.id)

@@ -1,0 +1,85 @@
+"""`oddasr transcribe`: upload files, show progress while they run, print or save transcripts."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import requests
+from tqdm import tqdm
+
+logger = logging.getLogger(__name__)
+
+POLL_INTERVAL_S = 0.5
+FORMAT_EXTENSIONS = {"txt": "txt", "spk": "txt", "srt": "srt", "vtt": "vtt", "json": "json", "srt-oddasr": "txt"}
+
+
+class ClientError(Exception):
+    pass
+
+
+def _error_text(response: requests.Response) -> str:
+    try:
+        return str(response.json().get("error", response.text))
+    except ValueError:
+        return response.text[:500]
+
+
+def submit(server: str, path: Path, fields: dict[str, str], timeout_s: float) -> str:
+    with path.open("rb") as audio:
+        response = requests.post(f"{server}/v1/jobs", files={"audio": (path.name, audio)}, data=fields,
+                                 timeout=timeout_s)
+    if response.status_code != 202:
+        raise ClientError(f"{path}: the server refused it ({response.status_code}): {_error_text(response)}")
+    return str(response.json()["id"])
+
+
+def wait(server: str, job_id: str, label: str, timeout_s: float, show_progress: bool) -> dict[str, object]:
+    deadline_s = time.monotonic() + timeout_s
+    with tqdm(total=100, desc=label, unit="%", disable=not show_progress, file=sys.stderr,
+              bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}") as bar:
+        while True:
+            response = requests.get(f"{server}/v1/jobs/{job_id}", timeout=30)
+            if response.status_code != 200:
+                raise ClientError(f"{label}: cannot read job {job_id}: {_error_text(response)}")
+            job = response.json()
+            progress = 100.0 if job["status"] == "succeeded" else float(job.get("progress") or 0.0) * 100
+            bar.n = round(progress, 1)
+            bar.set_postfix_str(str(job["status"]))
+            if job["status"] in {"succeeded", "failed", "canceled"}:
+                return job
+            if time.monotonic() > deadline_s:
+                raise ClientError(f"{label}: still {job['status']} after {timeout_s:.0f} s (job {job_id})")
+            time.sleep(POLL_INTERVAL_S)
+
+
+def transcribe_files(
+    files: list[Path], server: str, fmt: str, fields: dict[str, str], output_dir: Path | None, timeout_s: float,
+) -> int:
+    """Returns the process exit code: 0 when every file was transcribed."""
+    server = server.rstrip("/")
+    failures = 0
+    show_progress = sys.stderr.isatty()
+    for path in files:
+        try:
+            job_id = submit(server, path, {**fields, "output_format": fmt}, timeout_s)
+            job = wait(server, job_id, path.name, timeout_s, show_progress)
+            if job["status"] != "succeeded":
+                raise ClientError(f"{path}: job {job_id} {job['status']}: {job.get('error')}")
+            response = requests.get(f"{server}/v1/jobs/{job_id}/transcript", params={"format": fmt}, timeout=60)
+            if response.status_code != 200:
+                raise ClientError(f"{path}: cannot fetch the transcript: {_error_text(response)}")
+            text = response.content.decode("utf-8")
+            if output_dir is None:
+                sys.stdout.write(text if text.endswith("\n") else text + "\n")
+            else:
+                output_dir.mkdir(parents=True, exist_ok=True)
+                target = output_dir / f"{path.stem}.{FORMAT_EXTENSIONS.get(fmt, fmt)}"
+                target.write_text(text, encoding="utf-8")
+                sys.stderr.write(f"{path} -> {target}\n")
+        except (ClientError, OSError, requests.RequestException) as exc:
+            failures += 1
+            sys.stderr.write(f"error: {exc}\n")
+    return 1 if failures else 0

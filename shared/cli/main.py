@@ -1,0 +1,98 @@
+"""The `oddasr` command.
+
+`oddasr` and `oddasr -c config.json` start the whole system as the original did; the
+subcommands start one piece each, for containers, and `transcribe` is a client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from shared.cli import commands
+from shared.config import CONFIG_FILE_ENV, Settings, load_settings
+from shared.logs import configure_logging
+
+logger = logging.getLogger(__name__)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="oddasr", description="OddASR distributed speech transcription")
+    parser.add_argument("-c", "--config", help="config file (the original OddASR config.json format works)")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("run", help="start everything on this machine (the default)")
+    sub.add_parser("api", help="start the HTTP API (gunicorn)")
+    worker = sub.add_parser("worker", help="start a Celery worker with its models preloaded")
+    worker.add_argument("--queues", help="comma-separated queues (default: the file queue and sentence)")
+    worker.add_argument("--concurrency", type=int, help="worker processes (default: file_worker_concurrency)")
+    worker.add_argument("--pool", choices=["prefork", "solo"], help="solo for GPU workers (default by config)")
+    worker.add_argument("--name", default="worker", help="node name prefix")
+    sub.add_parser("flower", help="start the Flower dashboard")
+    sub.add_parser("migrate", help="apply database migrations")
+    transcribe = sub.add_parser("transcribe", help="transcribe files through a running server")
+    transcribe.add_argument("files", nargs="+", type=Path)
+    transcribe.add_argument("--format", default="txt", help="txt, spk, srt, vtt or json")
+    transcribe.add_argument("--server", default=None, help="server URL (default: this config's host and port)")
+    transcribe.add_argument("--output-dir", type=Path, help="save transcripts here instead of printing them")
+    transcribe.add_argument("--mode", default="file", choices=["file", "sentence"])
+    transcribe.add_argument("--language")
+    transcribe.add_argument("--hotwords")
+    transcribe.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for each file")
+    return parser
+
+
+def _exec(argv: list[str], settings: Settings) -> int:
+    """Replace this process with `argv`, so signals reach it directly in a container."""
+    os.environ.update(settings.as_child_environment())
+    sys.stdout.flush()
+    os.execvp(argv[0], argv)
+    return 0  # not reached
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.config:
+        os.environ[CONFIG_FILE_ENV] = str(Path(args.config).resolve())
+    try:
+        settings = load_settings(args.config)
+    except ValueError as exc:
+        sys.stderr.write(f"oddasr: {exc}\n")
+        return 2
+    configure_logging(settings.log_level)
+    command = args.command or "run"
+    if command == "run":
+        from shared.cli.launcher import run_all
+
+        return run_all(settings)
+    if command == "api":
+        return _exec(commands.api_argv(settings), settings)
+    if command == "worker":
+        queues = args.queues.split(",") if args.queues else [settings.file_queue, "sentence"]
+        concurrency = args.concurrency or settings.file_worker_concurrency
+        pool = args.pool or commands.default_worker_pool(settings)
+        return _exec(commands.worker_argv(settings, queues, concurrency, pool, args.name), settings)
+    if command == "flower":
+        return _exec(commands.flower_argv(settings), settings)
+    if command == "migrate":
+        from shared.db.migrate import upgrade_to_head
+
+        upgrade_to_head(settings.database_url)
+        return 0
+    if command == "transcribe":
+        from shared.cli.client import transcribe_files
+
+        fields = {"mode": args.mode}
+        if args.language:
+            fields["language"] = args.language
+        if args.hotwords:
+            fields["hotwords"] = args.hotwords
+        server = args.server or f"http://{settings.host}:{settings.port}"
+        return transcribe_files(args.files, server, args.format, fields, args.output_dir, args.timeout)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

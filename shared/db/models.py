@@ -1,0 +1,61 @@
+"""SQLAlchemy models: the database is the source of truth for jobs."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Float, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class JobStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})
+
+
+class Job(Base):
+    """One transcription request, from upload to result."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), index=True, default=JobStatus.QUEUED)
+    mode: Mapped[str] = mapped_column(String(16), default="file")
+    queue: Mapped[str] = mapped_column(String(32), default="")
+    #: Validated request options (language, hotwords, diarize, output_format, ...).
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    audio_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    #: The client's file name, for display only: storage keys never derive from it.
+    audio_filename: Mapped[str] = mapped_column(String(255), default="")
+    audio_size_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    audio_duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    transcript_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: Fraction of the audio decoded so far, 0..1, for progress bars.
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    #: How many times a worker started this job (more than 1 after a redelivery).
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: "hostname:pid" of the worker process of the latest attempt.
+    worker: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    engine: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    processing_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, onupdate=utc_now)

@@ -1,0 +1,116 @@
+"""Job persistence. `transition` is the one function that writes a job's status.
+
+Every status change is a conditional UPDATE (`WHERE status IN allowed_sources`), so two
+processes racing (a worker finishing while a client cancels, a redelivered task running
+twice) cannot both win: the loser sees `False` and does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.db.models import Job, JobStatus, utc_now
+from shared.errors import InvalidTransitionError, NotFoundError
+
+logger = logging.getLogger(__name__)
+
+#: target status -> the statuses it may be reached from.
+ALLOWED_SOURCES: dict[JobStatus, frozenset[JobStatus]] = {
+    # running -> running is a redelivery after a worker died mid-job.
+    JobStatus.RUNNING: frozenset({JobStatus.QUEUED, JobStatus.RUNNING}),
+    JobStatus.SUCCEEDED: frozenset({JobStatus.RUNNING}),
+    JobStatus.FAILED: frozenset({JobStatus.QUEUED, JobStatus.RUNNING}),
+    JobStatus.CANCELED: frozenset({JobStatus.QUEUED, JobStatus.RUNNING}),
+    JobStatus.QUEUED: frozenset(),
+}
+
+#: Columns a transition may set along with the status.
+_TRANSITION_FIELDS = frozenset(
+    {"error", "transcript_key", "worker", "started_at", "finished_at", "progress", "engine",
+     "audio_duration_s", "processing_s"}
+)
+
+
+class JobRepository:
+    """Reads and writes jobs; each method is its own short transaction."""
+
+    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+        self._session_factory = session_factory
+
+    def create(self, job: Job) -> Job:
+        with self._session_factory.begin() as session:
+            session.add(job)
+        return job
+
+    def get(self, job_id: str) -> Job:
+        with self._session_factory() as session:
+            job = session.get(Job, job_id)
+            if job is None:
+                raise NotFoundError(f"job {job_id} not found")
+            return job
+
+    def find(self, job_id: str) -> Job | None:
+        with self._session_factory() as session:
+            return session.get(Job, job_id)
+
+    def list(self, *, status: str | None, limit: int, offset: int) -> tuple[Sequence[Job], int]:
+        """Newest first, with the total count for pagination."""
+        with self._session_factory() as session:
+            query = select(Job)
+            count_query = select(func.count()).select_from(Job)
+            if status:
+                query = query.where(Job.status == status)
+                count_query = count_query.where(Job.status == status)
+            query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit).offset(offset)
+            return session.scalars(query).all(), int(session.scalar(count_query) or 0)
+
+    def transition(self, job_id: str, target: JobStatus, **fields: Any) -> bool:
+        """Move a job to `target` if the transition table allows it from its current status.
+
+        Returns False when the job is in a status the target cannot be reached from (the
+        caller lost a race or the job already finished); raises for unknown columns.
+        """
+        unknown = set(fields) - _TRANSITION_FIELDS
+        if unknown:
+            raise InvalidTransitionError(f"transition cannot set {sorted(unknown)}")
+        sources = ALLOWED_SOURCES[target]
+        if not sources:
+            raise InvalidTransitionError(f"no transition leads to {target}")
+        values: dict[str, Any] = {"status": target, "updated_at": utc_now(), **fields}
+        if target == JobStatus.RUNNING:
+            values["attempts"] = Job.attempts + 1
+        with self._session_factory.begin() as session:
+            result = session.execute(
+                update(Job).where(Job.id == job_id, Job.status.in_([s.value for s in sources])).values(**values)
+            )
+            changed = result.rowcount == 1
+        if changed:
+            logger.info("job %s -> %s", job_id, target.value)
+        return changed
+
+    def set_progress(self, job_id: str, progress: float) -> bool:
+        """Record progress of a running job; False once it is no longer running (canceled)."""
+        with self._session_factory.begin() as session:
+            result = session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == JobStatus.RUNNING)
+                .values(progress=progress, updated_at=utc_now())
+            )
+            return result.rowcount == 1
+
+    def clear_stored_keys(self, job_id: str) -> None:
+        """Forget the storage keys after the objects were deleted (not a status change)."""
+        with self._session_factory.begin() as session:
+            session.execute(
+                update(Job).where(Job.id == job_id).values(audio_key=None, transcript_key=None, updated_at=utc_now())
+            )
+
+    def oldest_created_at(self) -> datetime | None:
+        with self._session_factory() as session:
+            return session.scalar(select(func.min(Job.created_at)))

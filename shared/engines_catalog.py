@@ -1,0 +1,27 @@
+"""What each engine can do, known to the API without importing any engine code.
+
+The API checks requests against this table so an option the configured engine cannot
+honour is refused with a clear message instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class EngineCapabilities:
+    diarize: bool
+    hotwords: bool
+    word_timestamps: bool
+
+
+ENGINE_CAPABILITIES: dict[str, EngineCapabilities] = {
+    "whisper": EngineCapabilities(diarize=False, hotwords=True, word_timestamps=True),
+    "funasr": EngineCapabilities(diarize=True, hotwords=True, word_timestamps=False),
+}
+
+
+def model_ids(engine: str, model: str) -> list[str]:
+    """Model ids listed by /v1/models: the configured one plus OpenAI's usual alias."""
+    return [f"{engine}-{model}", "whisper-1"]

@@ -1,0 +1,25 @@
+"""Small messages that cross process boundaries, dumped to JSON: ids and keys, never audio."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+#: The task name both sides agree on; the API sends it by name and never imports the worker.
+TRANSCRIBE_TASK_NAME = "oddasr.transcribe"
+
+
+class JobOptions(BaseModel):
+    """What a client asked for, validated by the API, read by the worker."""
+
+    language: str | None = None
+    hotwords: list[str] = Field(default_factory=list)
+    diarize: bool = False
+    output_format: str = "txt"
+    word_timestamps: bool = False
+
+
+class JobEvent(BaseModel):
+    """Published on a job's events channel when it reaches a final status."""
+
+    job_id: str
+    status: str

@@ -1,0 +1,131 @@
+"""Runs one transcription job; callable without Celery (tests and benchmarks do).
+
+Idempotent: a job that already ended is left alone, a redelivered job restarts from the
+audio, the transcript key is derived from the job id (a rerun overwrites, never adds), and
+the final status is a conditional update that only one attempt can win.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+from shared import redis_keys
+from shared.audio import decode_16k_mono
+from shared.db.models import TERMINAL_STATUSES, JobStatus, utc_now
+from shared.errors import OddAsrError
+from shared.schemas import JobEvent, JobOptions
+from shared.storage import StorageKeyNotFound
+from shared.transcript import Transcript
+from worker.engines.base import TranscriptionOptions
+from worker.services.runtime import WorkerRuntime
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL_S = 0.5
+
+
+class JobCanceled(Exception):
+    """Raised from the progress callback when the job was canceled while it ran."""
+
+
+def transcript_key_for(job_id: str) -> str:
+    return f"transcripts/{job_id}.json"
+
+
+def _engine_options(mode: str, options: JobOptions) -> TranscriptionOptions:
+    return TranscriptionOptions(
+        language=options.language,
+        hotwords=tuple(options.hotwords),
+        diarize=options.diarize,
+        mode="sentence" if mode == "sentence" else "file",
+        word_timestamps=options.word_timestamps,
+    )
+
+
+def publish_final(runtime: WorkerRuntime, job_id: str, status: JobStatus) -> None:
+    """Wake synchronous waiters; losing this message only costs them a poll."""
+    try:
+        event = JobEvent(job_id=job_id, status=status.value)
+        runtime.redis.publish(redis_keys.job_events_channel(job_id), event.model_dump_json())
+    except redis.RedisError:
+        logger.warning("could not publish the final status of job %s", job_id, exc_info=True)
+
+
+def fail_job(runtime: WorkerRuntime, job_id: str, reason: str) -> None:
+    if runtime.jobs.transition(job_id, JobStatus.FAILED, error=reason, finished_at=utc_now()):
+        publish_final(runtime, job_id, JobStatus.FAILED)
+
+
+def run_transcription(runtime: WorkerRuntime, job_id: str) -> JobStatus | None:
+    """Run job `job_id` to a final status; returns it, or None when there was nothing to do.
+
+    Transient errors (storage or database down) propagate so the task layer can retry.
+    """
+    job = runtime.jobs.find(job_id)
+    if job is None:
+        logger.warning("job %s does not exist (deleted?); dropping the task", job_id)
+        return None
+    if job.status in TERMINAL_STATUSES:
+        logger.info("job %s is already %s; nothing to do", job_id, job.status)
+        return None
+    if not runtime.jobs.transition(
+        job_id, JobStatus.RUNNING, worker=runtime.identity, started_at=utc_now(), progress=0.0,
+        engine=runtime.engine.name,
+    ):
+        return None
+    if job.attempts:
+        logger.warning("job %s is being retried (attempt %d)", job_id, job.attempts + 1)
+    started_s = time.monotonic()
+    try:
+        transcript = _transcribe(runtime, job_id, job.audio_key or "", job.mode, JobOptions(**job.options))
+    except JobCanceled:
+        logger.info("job %s was canceled while running", job_id)
+        return JobStatus.CANCELED
+    except StorageKeyNotFound:
+        if runtime.jobs.get(job_id).status == JobStatus.CANCELED:
+            return JobStatus.CANCELED
+        fail_job(runtime, job_id, "the uploaded audio is missing from storage")
+        return JobStatus.FAILED
+    except OddAsrError as exc:
+        if exc.transient:
+            raise
+        fail_job(runtime, job_id, exc.message)
+        return JobStatus.FAILED
+    key = transcript_key_for(job_id)
+    runtime.storage.put_bytes(key, transcript.model_dump_json().encode("utf-8"))
+    processing_s = time.monotonic() - started_s
+    if runtime.jobs.transition(
+        job_id, JobStatus.SUCCEEDED, transcript_key=key, finished_at=utc_now(), progress=1.0,
+        audio_duration_s=transcript.duration_s, processing_s=processing_s,
+    ):
+        publish_final(runtime, job_id, JobStatus.SUCCEEDED)
+        return JobStatus.SUCCEEDED
+    # Canceled while the transcript was being written: honour the cancel.
+    runtime.storage.delete(key)
+    return JobStatus(runtime.jobs.get(job_id).status)
+
+
+def _transcribe(
+    runtime: WorkerRuntime, job_id: str, audio_key: str, mode: str, options: JobOptions
+) -> Transcript:
+    with tempfile.TemporaryDirectory(prefix="oddasr-job-") as tmp:
+        path = Path(tmp) / "audio"
+        runtime.storage.download_to(audio_key, path)
+        audio = decode_16k_mono(path, max_duration_s=runtime.settings.max_audio_duration_s)
+    last_write_s = 0.0
+
+    def report(fraction: float) -> None:
+        nonlocal last_write_s
+        now_s = time.monotonic()
+        if fraction < 1.0 and now_s - last_write_s < PROGRESS_INTERVAL_S:
+            return
+        last_write_s = now_s
+        if not runtime.jobs.set_progress(job_id, min(fraction, 0.99)):
+            raise JobCanceled(job_id)
+
+    return runtime.engine.transcribe(audio, _engine_options(mode, options), progress=report)
