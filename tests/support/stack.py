@@ -1,0 +1,137 @@
+"""A real OddASR deployment in a temp directory: gunicorn API + Celery workers as processes.
+
+Tests talk to it over HTTP exactly as a client would. The processes are started with the
+same argv builders the launcher and the container images use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from shared.cli import commands
+from shared.config import QUEUE_SENTENCE, Settings
+from shared.db.migrate import upgrade_to_head
+from tests.support.servers import free_port
+
+READY_TIMEOUT_S = 120.0
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    base_url: str
+    log_dir: Path
+    env: dict[str, str]
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}{path}"
+
+    def spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        log = (self.log_dir / f"{name}.log").open("ab")
+        process = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.processes[name] = process
+        return process
+
+    def start_worker(self, name: str, queues: list[str], concurrency: int, pool: str = "prefork") -> None:
+        self.spawn(f"worker-{name}", commands.worker_argv(self.settings, queues, concurrency, pool, name))
+
+    def stop(self, name: str, sig: int = signal.SIGTERM, timeout_s: float = 20.0) -> None:
+        process = self.processes.pop(name, None)
+        if process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            pass
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    def stop_all(self) -> None:
+        for name in list(self.processes):
+            self.stop(name)
+
+    def log_tail(self, name: str, lines: int = 40) -> str:
+        path = self.log_dir / f"{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    def wait_ready(self, queues: tuple[str, ...], timeout_s: float = READY_TIMEOUT_S) -> dict:
+        """Wait until the API answers and every queue in `queues` has a live worker."""
+        deadline_s = time.monotonic() + timeout_s
+        last: object = None
+        while time.monotonic() < deadline_s:
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {process.returncode}:\n{self.log_tail(name)}")
+            try:
+                response = requests.get(self.url("/readyz"), timeout=5)
+                last = response.json()
+                served = {q for q, info in last.get("queues", {}).items() if info["workers"]}
+                if response.status_code == 200 and set(queues) <= served:
+                    return last
+            except (requests.RequestException, ValueError) as exc:
+                last = exc
+            time.sleep(0.5)
+        raise TimeoutError(f"stack not ready after {timeout_s} s: {last}")
+
+
+def stack_settings(tmp: Path, redis_url: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "data_dir": tmp / "data",
+        "redis_url": redis_url,
+        "port": free_port(),
+        "whisper_model": "tiny.en",
+        "whisper_beam_size": 1,
+        "cpu_threads": 1,
+        "model_cache_dir": Path(os.environ.get("ODDASR_TEST_MODEL_CACHE", tmp / "models")),
+        "sync_wait_timeout_s": 120.0,
+        "log_level": "INFO",
+        "enable_flower": False,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@contextlib.contextmanager
+def running_stack(
+    tmp: Path, redis_url: str, *, file_concurrency: int = 2, sentence_concurrency: int = 1, **overrides: object
+) -> Iterator[Stack]:
+    settings = stack_settings(tmp, redis_url, **overrides)
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    upgrade_to_head(settings.database_url)
+    env = {**os.environ, **settings.as_child_environment()}
+    log_dir = tmp / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    stack = Stack(settings=settings, base_url=f"http://{settings.host}:{settings.port}", log_dir=log_dir, env=env)
+    try:
+        stack.spawn("api", commands.api_argv(settings))
+        stack.start_worker("file", [settings.file_queue], file_concurrency)
+        if sentence_concurrency:
+            stack.start_worker("sentence", [QUEUE_SENTENCE], sentence_concurrency)
+        queues = (settings.file_queue, QUEUE_SENTENCE) if sentence_concurrency else (settings.file_queue,)
+        stack.wait_ready(queues)
+        yield stack
+    finally:
+        stack.stop_all()
+
+
+def wait_for_job(stack: Stack, job_id: str, timeout_s: float = 120.0) -> dict:
+    deadline_s = time.monotonic() + timeout_s
+    while time.monotonic() < deadline_s:
+        job = requests.get(stack.url(f"/v1/jobs/{job_id}"), timeout=10).json()
+        if job["status"] in {"succeeded", "failed", "canceled"}:
+            return job
+        time.sleep(0.2)
+    raise TimeoutError(f"job {job_id} not final after {timeout_s} s")

@@ -1,0 +1,195 @@
+"""The whole service through real processes: gunicorn API, Celery workers, Redis, SQLite,
+local storage and the real Whisper tiny.en + fsmn-vad weights on speech with known text."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import jiwer
+import pytest
+import redis
+import requests
+import srt
+import webvtt
+
+from shared import redis_keys
+from tests.support.speech import REFERENCE_SENTENCES, synthesize
+from tests.support.stack import Stack, running_stack, wait_for_job
+
+pytestmark = pytest.mark.integration
+
+
+def normalise(text: str) -> str:
+    return " ".join("".join(c if c.isalnum() or c.isspace() else " " for c in text.lower()).split())
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    return jiwer.wer(normalise(reference), normalise(hypothesis))
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
+    with running_stack(tmp_path_factory.mktemp("stack"), redis_server.url) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def speech(speech_dir: Path) -> dict[str, tuple[Path, str]]:
+    """A few clips with known text: name -> (wav path, reference)."""
+    clips = {}
+    for index, sentence in enumerate(REFERENCE_SENTENCES[:4]):
+        clips[f"s{index}"] = (synthesize(sentence, speech_dir / f"s{index}.wav"), sentence)
+    two = " ".join(REFERENCE_SENTENCES[4:6])
+    clips["two"] = (synthesize(two, speech_dir / "two.wav"), two)
+    return clips
+
+
+def post_job(stack: Stack, path: Path, **fields: str) -> requests.Response:
+    with path.open("rb") as audio:
+        return requests.post(stack.url("/v1/jobs"), files={"audio": (path.name, audio)}, data=fields, timeout=60)
+
+
+def test_file_job_round_trip_with_every_format(stack: Stack, speech: dict[str, tuple[Path, str]]) -> None:
+    path, reference = speech["two"]
+    response = post_job(stack, path)
+    assert response.status_code == 202, response.text
+    created = response.json()
+    assert created["status"] == "queued"
+    assert response.headers["Location"].endswith(f"/v1/jobs/{created['id']}")
+    job = wait_for_job(stack, created["id"])
+    assert job["status"] == "succeeded", job
+    assert job["audio_duration_s"] > 1.0
+    result = job["result"]
+    assert wer(reference, result["text"]) < 0.35, result["text"]
+    assert result["segments"], job
+    for segment in result["segments"]:
+        assert 0 <= segment["start"] < segment["end"] <= job["audio_duration_s"] + 0.5
+    base = stack.url(f"/v1/jobs/{created['id']}/transcript")
+    subtitles = list(srt.parse(requests.get(base, params={"format": "srt"}, timeout=10).text))
+    assert subtitles and subtitles[0].index == 1
+    vtt = webvtt.from_buffer(io.StringIO(requests.get(base, params={"format": "vtt"}, timeout=10).text))
+    assert len(vtt.captions) == len(subtitles)
+    spk = requests.get(base, params={"format": "spk"}, timeout=10).text
+    assert spk.startswith("Speaker 1: ")
+    txt = requests.get(base, timeout=10)
+    assert txt.headers["Content-Type"].startswith("text/plain")
+    assert normalise(txt.text) == normalise(result["text"])
+    as_json = requests.get(base, params={"format": "json"}, timeout=10).json()
+    assert as_json["text"] == result["text"]
+    bad = requests.get(base, params={"format": "docx"}, timeout=10)
+    assert bad.status_code == 400 and "docx" in bad.json()["error"]
+
+
+def test_sentence_jobs_take_the_low_latency_lane(stack: Stack, speech: dict[str, tuple[Path, str]]) -> None:
+    path, reference = speech["s0"]
+    created = post_job(stack, path, mode="sentence").json()
+    assert created["queue"] == "sentence"
+    job = wait_for_job(stack, created["id"])
+    assert job["status"] == "succeeded"
+    assert wer(reference, job["result"]["text"]) < 0.35
+
+
+def test_oddasr_compatible_endpoints_answer_synchronously(stack: Stack, speech: dict[str, tuple[Path, str]]) -> None:
+    path, reference = speech["s1"]
+    for endpoint, fields in (("/v1/asr", {}), ("/v1/asr/file", {"output_format": "spk"}),
+                             ("/v1/asr/sentence", {"hotwords": "weather Monday"})):
+        with path.open("rb") as audio:
+            response = requests.post(stack.url(endpoint), files={"audio": audio}, data=fields, timeout=120)
+        assert response.status_code == 200, response.text
+        text = response.json()["text"]
+        assert wer(reference, text.replace("Speaker 1:", "")) < 0.35, (endpoint, text)
+    with path.open("rb") as audio:
+        legacy_srt = requests.post(stack.url("/v1/asr"), files={"audio": audio}, data={"output_format": "srt"},
+                                   timeout=120).json()["text"]
+    assert list(srt.parse(legacy_srt))
+
+
+def test_missing_audio_on_the_legacy_endpoint_is_a_400(stack: Stack) -> None:
+    response = requests.post(stack.url("/v1/asr"), data={"mode": "file"}, timeout=10)
+    assert response.status_code == 400
+    assert "audio" in response.json()["error"]
+
+
+def test_openai_compatible_transcriptions(stack: Stack, speech: dict[str, tuple[Path, str]]) -> None:
+    models = requests.get(stack.url("/v1/models"), timeout=10).json()
+    ids = [m["id"] for m in models["data"]]
+    assert "whisper-1" in ids
+    path, reference = speech["s2"]
+
+    def call(**fields: str) -> requests.Response:
+        with path.open("rb") as audio:
+            return requests.post(stack.url("/v1/audio/transcriptions"), files={"file": (path.name, audio)},
+                                 data={"model": "whisper-1", **fields}, timeout=120)
+
+    assert wer(reference, call().json()["text"]) < 0.35
+    assert wer(reference, call(response_format="text").text) < 0.35
+    assert list(srt.parse(call(response_format="srt").text))
+    assert call(response_format="vtt").text.startswith("WEBVTT")
+    verbose = call(response_format="verbose_json", **{"timestamp_granularities[]": "word"}).json()
+    assert verbose["segments"] and verbose["duration"] > 0
+    assert verbose.get("words"), verbose
+    assert call(model="no-such-model").status_code == 400
+    assert call(response_format="docx").status_code == 400
+
+
+def test_twenty_simultaneous_submissions_all_complete(stack: Stack, speech: dict[str, tuple[Path, str]]) -> None:
+    clips = [speech[f"s{i % 4}"] for i in range(20)]
+
+    def submit(index: int) -> requests.Response:
+        path, _ = clips[index]
+        return post_job(stack, path, mode="sentence" if index % 3 == 0 else "file")
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        responses = list(pool.map(submit, range(20)))
+    assert [r.status_code for r in responses] == [202] * 20, [r.text for r in responses if r.status_code != 202]
+    jobs = [wait_for_job(stack, r.json()["id"], timeout_s=300) for r in responses]
+    assert [j["status"] for j in jobs] == ["succeeded"] * 20
+    for job, (_, reference) in zip(jobs, clips, strict=True):
+        assert wer(reference, job["result"]["text"]) < 0.4
+
+
+def test_models_load_once_per_worker_process(stack: Stack, speech: dict[str, tuple[Path, str]]) -> None:
+    for _ in range(4):
+        assert wait_for_job(stack, post_job(stack, speech["s3"][0]).json()["id"])["status"] == "succeeded"
+    client = redis.Redis.from_url(stack.settings.effective_redis_url)
+    loads = {k.decode(): int(v) for k, v in client.hgetall(redis_keys.MODEL_LOADS_HASH).items()}
+    jobs = requests.get(stack.url("/v1/jobs"), params={"limit": 100}, timeout=10).json()["jobs"]
+    workers_used = {j["worker"] for j in jobs if j["worker"]}
+    assert workers_used <= set(loads), (workers_used, loads)
+    # 2 file children + 1 sentence child, each loaded exactly once whatever the job count.
+    assert len(jobs) > len(loads)
+    assert all(count == 1 for identity, count in loads.items() if identity in workers_used), loads
+
+
+def test_list_paginates_and_delete_removes_results(stack: Stack, speech: dict[str, tuple[Path, str]]) -> None:
+    ids = [post_job(stack, speech["s0"][0]).json()["id"] for _ in range(3)]
+    for job_id in ids:
+        wait_for_job(stack, job_id)
+    page = requests.get(stack.url("/v1/jobs"), params={"limit": 2}, timeout=10).json()
+    assert [j["id"] for j in page["jobs"]] == ids[::-1][:2]
+    assert page["next"] and page["total"] >= 3
+    assert requests.get(stack.url("/v1/jobs"), params={"status": "bogus"}, timeout=10).status_code == 400
+    deleted = requests.delete(stack.url(f"/v1/jobs/{ids[0]}"), timeout=10)
+    assert deleted.status_code == 200
+    assert requests.get(stack.url(f"/v1/jobs/{ids[0]}/transcript"), timeout=10).status_code == 410
+    audio_dir = Path(stack.settings.storage_local_dir) / "audio"
+    assert not (audio_dir / ids[0]).exists()
+    assert requests.get(stack.url("/v1/jobs/doesnotexist"), timeout=10).status_code == 404
+
+
+def test_diarize_is_refused_by_the_whisper_engine_not_ignored(stack: Stack, speech) -> None:  # type: ignore[no-untyped-def]
+    response = post_job(stack, speech["s0"][0], diarize="true")
+    assert response.status_code == 422
+    assert "diarize" in response.json()["error"]
+
+
+def test_readyz_reports_dependencies_and_live_queues(stack: Stack) -> None:
+    body = requests.get(stack.url("/readyz"), timeout=10).json()
+    assert body["ready"] is True
+    assert body["checks"] == {"redis": "ok", "database": "ok", "storage": "ok"}
+    assert body["queues"]["cpu"]["workers"] and body["queues"]["sentence"]["workers"]
+    assert body["file_queue_served"] is True
+    assert requests.get(stack.url("/healthz"), timeout=10).json() == {"status": "ok"}

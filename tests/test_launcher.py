@@ -1,0 +1,82 @@
+"""`oddasr` on one machine: it starts Redis, migrations, API, workers and Flower as children,
+serves a real transcript, and a Ctrl-C (SIGINT) stops every one of them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+from tests.support.servers import free_port
+from tests.support.speech import REFERENCE_SENTENCES, synthesize
+
+pytestmark = pytest.mark.integration
+
+
+def test_oddasr_runs_everything_and_ctrl_c_leaves_no_process(tmp_path: Path, speech_dir: Path) -> None:
+    api_port, flower_port, redis_port = free_port(), free_port(), free_port()
+    config = tmp_path / "config.json"
+    # The original OddASR format, plus our own keys for what it did not have.
+    config.write_text(
+        '{"HOST": "127.0.0.1", "PORT": %d, "asr_file_cfg": {"max_instance": 1},'
+        ' "asr_sentence_cfg": {"max_instance": 1}, "unknown_section": {"x": 1},'
+        ' "flower_port": %d, "embedded_redis_port": %d, "whisper_model": "tiny.en", "whisper_beam_size": 1}'
+        % (api_port, flower_port, redis_port)
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ODDASR_")}
+    env["ODDASR_DATA_DIR"] = str(tmp_path / "data")
+    if "ODDASR_TEST_MODEL_CACHE" in os.environ:
+        env["ODDASR_MODEL_CACHE_DIR"] = os.environ["ODDASR_TEST_MODEL_CACHE"]
+    oddasr = shutil.which("oddasr", path=str(Path(sys.executable).parent)) or "oddasr"
+    log = (tmp_path / "launcher.log").open("wb")
+    launcher = subprocess.Popen([oddasr, "-c", str(config)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    descendants: list[psutil.Process] = []
+    try:
+        deadline_s = time.monotonic() + 120
+        ready = False
+        while time.monotonic() < deadline_s and not ready:
+            assert launcher.poll() is None, (tmp_path / "launcher.log").read_text()[-3000:]
+            try:
+                body = requests.get(f"http://127.0.0.1:{api_port}/readyz", timeout=5).json()
+                ready = body["ready"] and body["file_queue_served"] and body["sentence_queue_served"]
+            except (requests.RequestException, ValueError, KeyError):
+                pass
+            time.sleep(0.5)
+        assert ready, (tmp_path / "launcher.log").read_text()[-3000:]
+        clip = synthesize(REFERENCE_SENTENCES[0], speech_dir / "launcher.wav")
+        with clip.open("rb") as audio:
+            response = requests.post(f"http://127.0.0.1:{api_port}/v1/asr", files={"audio": audio},
+                                     data={"mode": "sentence"}, timeout=120)
+        assert response.status_code == 200, response.text
+        assert "weather" in response.json()["text"].lower() or len(response.json()["text"]) > 10
+        flower_deadline_s = time.monotonic() + 30
+        while True:
+            try:
+                assert requests.get(f"http://127.0.0.1:{flower_port}/healthcheck", timeout=5).status_code == 200
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < flower_deadline_s, "flower did not start"
+                time.sleep(0.5)
+        descendants = psutil.Process(launcher.pid).children(recursive=True)
+        names = " ".join(" ".join(p.cmdline()) for p in descendants)
+        for expected in ("redis-server", "gunicorn", "celery", "flower"):
+            assert expected in names, names
+        launcher.send_signal(signal.SIGINT)
+        assert launcher.wait(timeout=90) == 0, (tmp_path / "launcher.log").read_text()[-3000:]
+        time.sleep(0.5)
+        alive = [p for p in descendants if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        assert alive == [], [p.cmdline() for p in alive]
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+        for process in descendants:
+            if process.is_running():
+                process.kill()
