@@ -3,6 +3,7 @@ serves a real transcript, and a Ctrl-C (SIGINT) stops every one of them."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -25,12 +26,12 @@ def test_oddasr_runs_everything_and_ctrl_c_leaves_no_process(tmp_path: Path, spe
     api_port, flower_port, redis_port = free_port(), free_port(), free_port()
     config = tmp_path / "config.json"
     # The original OddASR format, plus our own keys for what it did not have.
-    config.write_text(
-        '{"HOST": "127.0.0.1", "PORT": %d, "asr_file_cfg": {"max_instance": 1},'
-        ' "asr_sentence_cfg": {"max_instance": 1}, "unknown_section": {"x": 1},'
-        ' "flower_port": %d, "embedded_redis_port": %d, "whisper_model": "tiny.en", "whisper_beam_size": 1}'
-        % (api_port, flower_port, redis_port)
-    )
+    config.write_text(json.dumps({
+        "HOST": "127.0.0.1", "PORT": api_port, "asr_file_cfg": {"max_instance": 1},
+        "asr_sentence_cfg": {"max_instance": 1}, "unknown_section": {"x": 1},
+        "flower_port": flower_port, "embedded_redis_port": redis_port, "whisper_model": "tiny.en",
+        "whisper_beam_size": 1,
+    }))
     env = {k: v for k, v in os.environ.items() if not k.startswith("ODDASR_")}
     env["ODDASR_DATA_DIR"] = str(tmp_path / "data")
     if "ODDASR_TEST_MODEL_CACHE" in os.environ:

@@ -51,10 +51,8 @@ class Stack:
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, sig)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            pass
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
