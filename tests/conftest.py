@@ -1,0 +1,43 @@
+"""Session-wide real servers and generated speech, shared by the test modules."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.servers import PostgresServer, RedisServer, S3Server, run_postgres, run_redis, run_seaweedfs
+
+# Assembled model files (Whisper base) are reused across runs instead of rebuilt per test.
+os.environ.setdefault("ODDASR_TEST_MODEL_CACHE", str(Path.home() / ".cache" / "oddasr-test-models"))
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = run_redis(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    server = run_postgres(tmp_path_factory.mktemp("postgres"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    server = run_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def speech_dir() -> Path:
+    """Generated speech is cached between runs: espeak-ng output is deterministic."""
+    directory = Path(os.environ.get("ODDASR_TEST_SPEECH_CACHE", Path.home() / ".cache" / "oddasr-test-speech"))
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
