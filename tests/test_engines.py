@@ -1,0 +1,173 @@
+"""The Whisper engine on real weights (tiny.en, base) with the real fsmn-vad model."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import jiwer
+import numpy as np
+import pytest
+
+from shared.audio import decode_16k_mono
+from shared.config import Settings
+from shared.errors import EngineError, NotSupportedError
+from tests.support.speech import REFERENCE_SENTENCES, make_long_recording, synthesize
+from worker.engines.base import TranscriptionOptions
+from worker.engines.fsmn_vad import merge_into_chunks
+from worker.engines.model_files import (
+    WHISPER_BASE_SHA256,
+    assemble_whisper_base,
+    resolve_vad_model_dir,
+    resolve_whisper_model,
+    sha256_of,
+)
+from worker.engines.registry import load_engine
+from worker.engines.whisper_engine import WhisperEngine
+
+
+def normalise(text: str) -> str:
+    return " ".join("".join(c if c.isalnum() or c.isspace() else " " for c in text.lower()).split())
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    return jiwer.wer(normalise(reference), normalise(hypothesis))
+
+
+@pytest.fixture(scope="module")
+def model_cache() -> Path:
+    import os
+
+    return Path(os.environ["ODDASR_TEST_MODEL_CACHE"])
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> WhisperEngine:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("tiny"), whisper_model="tiny.en", cpu_threads=2,
+                        whisper_beam_size=1, model_cache_dir=model_cache)
+    engine = load_engine(settings)
+    assert isinstance(engine, WhisperEngine)
+    return engine
+
+
+FILE = TranscriptionOptions()
+
+
+# --- chunking (pure) --------------------------------------------------------------------
+
+def test_chunks_merge_neighbours_up_to_the_maximum() -> None:
+    spans = [(1000, 3000), (3500, 6000), (20000, 25000), (26000, 40000)]
+    chunks = merge_into_chunks(spans, max_chunk_s=10, pad_ms=200, audio_ms=41000)
+    assert chunks == [(800, 6200), (19800, 25200), (25800, 35800), (35800, 40200)]
+
+
+def test_an_over_long_span_is_split_and_nothing_is_lost() -> None:
+    chunks = merge_into_chunks([(0, 95000)], max_chunk_s=28, pad_ms=200, audio_ms=95000)
+    assert chunks[0][0] == 0 and chunks[-1][1] == 95000
+    assert all(end - start <= 28000 for start, end in chunks)
+    assert all(a[1] == b[0] for a, b in zip(chunks, chunks[1:], strict=False))
+
+
+def test_padding_never_overlaps_and_is_clipped_to_the_audio() -> None:
+    chunks = merge_into_chunks([(100, 500), (9000, 9990)], max_chunk_s=5, pad_ms=300, audio_ms=10000)
+    assert chunks == [(0, 800), (8700, 10000)]
+    assert merge_into_chunks([], max_chunk_s=5, pad_ms=300, audio_ms=10000) == []
+
+
+# --- model files --------------------------------------------------------------------------
+
+def test_whisper_base_is_assembled_and_hash_checked(model_cache: Path) -> None:
+    directory = assemble_whisper_base(model_cache)
+    assert sha256_of(directory / "model.bin") == WHISPER_BASE_SHA256
+    assert {"config.json", "tokenizer.json", "vocabulary.txt"} <= {p.name for p in directory.iterdir()}
+
+
+def test_a_corrupted_assembly_is_rebuilt(tmp_path: Path, model_cache: Path) -> None:
+    shutil.copytree(assemble_whisper_base(model_cache), tmp_path / "whisper-base")
+    with (tmp_path / "whisper-base" / "model.bin").open("r+b") as handle:
+        handle.seek(1000)
+        handle.write(b"\x00garbage")
+    (tmp_path / "whisper-base" / ".sha256-verified").unlink()
+    rebuilt = assemble_whisper_base(tmp_path)
+    assert sha256_of(rebuilt / "model.bin") == WHISPER_BASE_SHA256
+
+
+def test_unknown_model_names_fail_with_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(EngineError, match="neither"):
+        resolve_whisper_model(str(tmp_path / "nope"), tmp_path)
+    with pytest.raises(EngineError, match="lacks"):
+        resolve_vad_model_dir(str(tmp_path))
+    assert (resolve_vad_model_dir("") / "model.pt").is_file()
+
+
+def test_the_funasr_engine_seam_answers_clearly(tmp_path: Path) -> None:
+    with pytest.raises(NotSupportedError, match="funasr"):
+        load_engine(Settings(data_dir=tmp_path, engine="funasr"))
+
+
+# --- real transcription -----------------------------------------------------------------
+
+def test_vad_finds_speech_and_nothing_in_silence(tiny: WhisperEngine, speech_dir: Path) -> None:
+    audio = decode_16k_mono(make_long_recording(REFERENCE_SENTENCES[:2], speech_dir / "vad2.wav", gap_s=2.0))
+    spans = tiny._vad.segments_ms(audio)
+    assert len(spans) == 2, spans
+    silence = np.zeros(16000 * 5, dtype=np.float32)
+    assert tiny._vad.segments_ms(silence) == []
+    assert tiny.transcribe(silence, FILE).text == ""
+
+
+def test_tiny_en_transcribes_known_speech(tiny: WhisperEngine, speech_dir: Path) -> None:
+    reference = " ".join(REFERENCE_SENTENCES[:3])
+    audio = decode_16k_mono(make_long_recording(REFERENCE_SENTENCES[:3], speech_dir / "three.wav", gap_s=1.0))
+    transcript = tiny.transcribe(audio, FILE)
+    assert wer(reference, transcript.text) < 0.3, transcript.text
+    assert transcript.language == "en"
+    assert transcript.segments and transcript.segments[-1].end_s <= audio.size / 16000 + 0.01
+
+
+def test_a_long_recording_loses_no_sentence(tiny: WhisperEngine, speech_dir: Path) -> None:
+    sentences = REFERENCE_SENTENCES * 2
+    audio = decode_16k_mono(make_long_recording(sentences, speech_dir / "long70.wav", gap_s=1.5))
+    assert audio.size / 16000 > 60
+    seen: list[float] = []
+    transcript = tiny.transcribe(audio, FILE, progress=seen.append)
+    hypothesis = normalise(transcript.text)
+    for sentence in REFERENCE_SENTENCES:
+        words = normalise(sentence).split()
+        found = sum(word in hypothesis for word in words)
+        assert found >= 0.7 * len(words), (sentence, transcript.text)
+    assert wer(" ".join(sentences), transcript.text) < 0.3
+    assert seen[-1] == 1.0 and seen == sorted(seen)
+
+
+def test_word_timestamps_and_hotwords_reach_the_decoder(tiny: WhisperEngine, speech_dir: Path) -> None:
+    audio = decode_16k_mono(synthesize(REFERENCE_SENTENCES[1], speech_dir / "words.wav"))
+    transcript = tiny.transcribe(audio, TranscriptionOptions(word_timestamps=True, hotwords=("report", "Monday")))
+    words = [w for s in transcript.segments for w in s.words]
+    assert len(words) >= 8
+    assert all(0 <= w.start_s <= w.end_s <= audio.size / 16000 + 0.5 for w in words)
+
+
+def test_diarize_is_refused(tiny: WhisperEngine) -> None:
+    with pytest.raises(NotSupportedError, match="diarize"):
+        tiny.transcribe(np.zeros(16000, dtype=np.float32), TranscriptionOptions(diarize=True))
+
+
+def test_an_exception_in_progress_aborts_the_job(tiny: WhisperEngine, speech_dir: Path) -> None:
+    audio = decode_16k_mono(synthesize(REFERENCE_SENTENCES[2], speech_dir / "abort.wav"))
+
+    def cancel(_fraction: float) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tiny.transcribe(audio, FILE, progress=cancel)
+
+
+def test_whisper_base_multilingual(tmp_path: Path, model_cache: Path, speech_dir: Path) -> None:
+    engine = load_engine(Settings(data_dir=tmp_path, whisper_model="base", cpu_threads=2, whisper_beam_size=1,
+                                  model_cache_dir=model_cache))
+    reference = REFERENCE_SENTENCES[4]
+    audio = decode_16k_mono(synthesize(reference, speech_dir / "base.wav"))
+    transcript = engine.transcribe(audio, FILE)
+    assert wer(reference, transcript.text) < 0.3, transcript.text
+    assert transcript.language == "en"
