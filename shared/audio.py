@@ -22,6 +22,8 @@ from shared.errors import UnprocessableAudioError, UnsupportedMediaError
 logger = logging.getLogger(__name__)
 
 TARGET_SAMPLE_RATE_HZ = 16000
+#: Shorter than this holds no word: refused as unusable rather than queued.
+MIN_DURATION_S = 0.1
 SUPPORTED_FORMATS = "WAV, FLAC, OGG/Vorbis, OGG/Opus, MP3, M4A/AAC, WebM"
 _SOUNDFILE_BLOCK_FRAMES = 1 << 16
 
@@ -98,7 +100,12 @@ def probe(path: Path) -> AudioInfo:
     """Duration and format of an audio file, reading headers (and at most packet headers)."""
     if path.stat().st_size == 0:
         raise UnprocessableAudioError("the audio file is empty")
-    return _probe_soundfile(path) or _probe_av(path)
+    info = _probe_soundfile(path) or _probe_av(path)
+    if info.duration_s < MIN_DURATION_S:
+        raise UnprocessableAudioError(
+            f"the audio lasts {info.duration_s * 1000:.0f} ms: too short to hold speech, or the file is truncated"
+        )
+    return info
 
 
 def _to_mono_16k(samples: np.ndarray, sample_rate_hz: int) -> np.ndarray:
