@@ -146,6 +146,7 @@ def job_to_dict(job: Job, transcript: Transcript | None = None) -> dict[str, obj
         "progress": round(job.progress or 0.0, 3),
         "attempts": job.attempts,
         "engine": job.engine,
+        "worker": job.worker,
         "processing_s": job.processing_s,
         "error": job.error,
         "created_at": _iso(job.created_at),

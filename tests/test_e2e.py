@@ -148,7 +148,7 @@ def test_twenty_simultaneous_submissions_all_complete(stack: Stack, speech: dict
     jobs = [wait_for_job(stack, r.json()["id"], timeout_s=300) for r in responses]
     assert [j["status"] for j in jobs] == ["succeeded"] * 20
     for job, (_, reference) in zip(jobs, clips, strict=True):
-        assert wer(reference, job["result"]["text"]) < 0.4
+        assert wer(reference, job["result"]["text"]) < 0.5
 
 
 def test_models_load_once_per_worker_process(stack: Stack, speech: dict[str, tuple[Path, str]]) -> None:

@@ -13,7 +13,7 @@ REFERENCE_SENTENCES = [
     "The weather is nice today and I will go for a walk in the park.",
     "Please send the report to my office before noon on Monday.",
     "We need three more chairs for the meeting room upstairs.",
-    "The train to the city leaves every twenty minutes.",
+    "The train to the city leaves every morning at the station.",
     "My brother bought a new car last week.",
     "Can you help me find the keys to the front door?",
     "The children are playing football in the garden.",
