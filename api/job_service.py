@@ -21,6 +21,9 @@ from shared.transcript import Transcript
 
 logger = logging.getLogger(__name__)
 
+#: Synchronous answers name their job, so a client can look it up (timings, re-render).
+JOB_ID_HEADER = "X-OddASR-Job-Id"
+
 #: While waiting for a pub/sub event, re-read the job this often in case the event was lost.
 WAIT_RECHECK_INTERVAL_S = 1.0
 

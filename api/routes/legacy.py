@@ -11,7 +11,7 @@ from flask import Blueprint, jsonify, request
 
 from api.deps import deps
 from api.errors import error_response
-from api.job_service import load_transcript, submit_job, wait_for_final
+from api.job_service import JOB_ID_HEADER, load_transcript, submit_job, wait_for_final
 from api.options import options_from_form
 from api.routes.jobs import max_duration_for
 from api.uploads import receive_audio
@@ -33,7 +33,9 @@ def _transcribe_sync(forced_mode: str | None):  # type: ignore[no-untyped-def]
     job = wait_for_final(d, job.id, d.settings.sync_wait_timeout_s)
     if job.status == JobStatus.SUCCEEDED:
         body, _content_type = render(load_transcript(d, job), options.output_format)
-        return jsonify({"text": body})
+        response = jsonify({"text": body})
+        response.headers[JOB_ID_HEADER] = job.id
+        return response
     if job.status == JobStatus.FAILED:
         return error_response(job.error or "transcription failed", 422, job_id=job.id)
     if job.status == JobStatus.CANCELED:

@@ -6,7 +6,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from api.deps import deps
 from api.errors import error_response
-from api.job_service import load_transcript, submit_job, wait_for_final
+from api.job_service import JOB_ID_HEADER, load_transcript, submit_job, wait_for_final
 from api.options import check_supported, parse_language
 from api.uploads import receive_audio
 from shared.db.models import JobStatus
@@ -60,7 +60,7 @@ def transcriptions():  # type: ignore[no-untyped-def]
     job = wait_for_final(d, submit_job(d, audio, "file", options).id, d.settings.sync_wait_timeout_s)
     if job.status == JobStatus.SUCCEEDED:
         body, content_type = render(load_transcript(d, job), options.output_format)
-        return Response(body, content_type=content_type)
+        return Response(body, content_type=content_type, headers={JOB_ID_HEADER: job.id})
     if job.status == JobStatus.FAILED:
         return error_response(job.error or "transcription failed", 422, job_id=job.id)
     return error_response(f"the job is still {job.status}; poll /v1/jobs/{job.id}", 504, job_id=job.id)
