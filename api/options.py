@@ -29,6 +29,21 @@ def parse_bool(name: str, raw: str | None) -> bool:
     raise BadRequestError(f"'{name}' must be true or false, not {raw!r}")
 
 
+MAX_SPEAKERS = 20
+
+
+def parse_speaker_count(name: str, raw: str | None) -> int | None:
+    if raw is None or not raw.strip():
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequestError(f"'{name}' must be a whole number of speakers, not {raw!r}") from None
+    if not 1 <= value <= MAX_SPEAKERS:
+        raise BadRequestError(f"'{name}' must be between 1 and {MAX_SPEAKERS}")
+    return value
+
+
 def parse_mode(raw: str | None) -> str:
     mode = (raw or "file").strip().lower()
     if mode not in MODES:
@@ -78,12 +93,20 @@ def options_from_form(form: Mapping[str, str], engine: str) -> tuple[str, JobOpt
     mode = parse_mode(form.get("mode"))
     output_format = parse_output_format(form.get("output_format"))
     diarize = parse_bool("diarize", form.get("diarize"))
+    min_speakers = parse_speaker_count("min_speakers", form.get("min_speakers"))
+    max_speakers = parse_speaker_count("max_speakers", form.get("max_speakers"))
+    if (min_speakers or max_speakers) and not diarize:
+        raise BadRequestError("min_speakers and max_speakers need diarize=true")
+    if min_speakers and max_speakers and min_speakers > max_speakers:
+        raise BadRequestError("min_speakers is larger than max_speakers")
     options = JobOptions(
         language=parse_language(form.get("language")),
         hotwords=parse_hotwords(form.get("hotwords") or form.get("hotword")),
         diarize=diarize,
         output_format=output_format,
         word_timestamps=parse_bool("word_timestamps", form.get("word_timestamps")),
+        min_speakers=min_speakers,
+        max_speakers=max_speakers,
     )
     check_supported(options, engine)
     return mode, options

@@ -17,7 +17,7 @@ class EngineCapabilities:
 
 
 ENGINE_CAPABILITIES: dict[str, EngineCapabilities] = {
-    "whisper": EngineCapabilities(diarize=False, hotwords=True, word_timestamps=True),
+    "whisper": EngineCapabilities(diarize=True, hotwords=True, word_timestamps=True),
     "funasr": EngineCapabilities(diarize=True, hotwords=True, word_timestamps=False),
 }
 

@@ -16,6 +16,8 @@ class JobOptions(BaseModel):
     diarize: bool = False
     output_format: str = "txt"
     word_timestamps: bool = False
+    min_speakers: int | None = None
+    max_speakers: int | None = None
 
 
 class JobEvent(BaseModel):

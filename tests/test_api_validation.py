@@ -110,14 +110,22 @@ def test_audio_over_the_duration_limit_is_422(client: FlaskClient) -> None:
 
 @pytest.mark.parametrize(("field", "value", "word"), [
     ("mode", "stream", "mode"), ("output_format", "docx", "output_format"), ("diarize", "maybe", "diarize"),
-    ("language", "english please", "language"),
+    ("language", "english please", "language"), ("min_speakers", "two", "min_speakers"),
+    ("max_speakers", "0", "max_speakers"),
 ])
 def test_bad_options_are_400(client: FlaskClient, field: str, value: str, word: str) -> None:
     assert_error(post(client, wav_bytes(1.0), **{field: value}), 400, word)
 
 
-def test_diarize_is_not_silently_ignored(client: FlaskClient) -> None:
-    assert_error(post(client, wav_bytes(1.0), diarize="true"), 422, "diarize", "whisper")
+def test_speaker_bounds_need_diarize_and_must_be_ordered(client: FlaskClient) -> None:
+    assert_error(post(client, wav_bytes(1.0), min_speakers="2"), 400, "diarize")
+    assert_error(post(client, wav_bytes(1.0), diarize="true", min_speakers="3", max_speakers="2"), 400, "larger")
+
+
+def test_options_the_engine_cannot_honour_are_refused_not_ignored(tmp_path: Path, redis_server) -> None:  # type: ignore[no-untyped-def]
+    app = create_app(make_settings(tmp_path, redis_server.url, engine="funasr"))
+    with app.test_client() as funasr_client:
+        assert_error(post(funasr_client, wav_bytes(1.0), word_timestamps="true"), 422, "word timestamps", "funasr")
 
 
 def test_a_valid_upload_is_stored_under_a_server_key_and_queued(client: FlaskClient, settings: Settings) -> None:

@@ -16,7 +16,7 @@ import srt
 import webvtt
 
 from shared import redis_keys
-from tests.support.speech import REFERENCE_SENTENCES, synthesize
+from tests.support.speech import REFERENCE_SENTENCES, make_dialogue, speaker_accuracy, synthesize
 from tests.support.stack import Stack, running_stack, wait_for_job
 
 pytestmark = pytest.mark.integration
@@ -180,10 +180,18 @@ def test_list_paginates_and_delete_removes_results(stack: Stack, speech: dict[st
     assert requests.get(stack.url("/v1/jobs/doesnotexist"), timeout=10).status_code == 404
 
 
-def test_diarize_is_refused_by_the_whisper_engine_not_ignored(stack: Stack, speech) -> None:  # type: ignore[no-untyped-def]
-    response = post_job(stack, speech["s0"][0], diarize="true")
-    assert response.status_code == 422
-    assert "diarize" in response.json()["error"]
+def test_diarized_dialogue_through_the_queue(stack: Stack, speech_dir: Path) -> None:
+    path, turns = make_dialogue(REFERENCE_SENTENCES[:6], speech_dir / "e2e-dialogue.wav")
+    job = wait_for_job(stack, post_job(stack, path, diarize="true", output_format="spk").json()["id"])
+    assert job["status"] == "succeeded", job
+    segments = job["result"]["segments"]
+    assert {s["speaker"] for s in segments} == {0, 1}
+    accuracy = speaker_accuracy(turns, [(s["start"], s["end"], s["speaker"]) for s in segments])
+    assert accuracy > 0.8, (accuracy, segments)
+    spk = requests.get(stack.url(f"/v1/jobs/{job['id']}/transcript"), timeout=10).text.splitlines()
+    assert spk[0].startswith("Speaker 1: ") and spk[1].startswith("Speaker 2: ")
+    srt_text = requests.get(stack.url(f"/v1/jobs/{job['id']}/transcript"), params={"format": "srt"}, timeout=10).text
+    assert "Speaker 2: " in srt_text
 
 
 def test_readyz_reports_dependencies_and_live_queues(stack: Stack) -> None:

@@ -148,11 +148,6 @@ def test_word_timestamps_and_hotwords_reach_the_decoder(tiny: WhisperEngine, spe
     assert all(0 <= w.start_s <= w.end_s <= audio.size / 16000 + 0.5 for w in words)
 
 
-def test_diarize_is_refused(tiny: WhisperEngine) -> None:
-    with pytest.raises(NotSupportedError, match="diarize"):
-        tiny.transcribe(np.zeros(16000, dtype=np.float32), TranscriptionOptions(diarize=True))
-
-
 def test_an_exception_in_progress_aborts_the_job(tiny: WhisperEngine, speech_dir: Path) -> None:
     audio = decode_16k_mono(synthesize(REFERENCE_SENTENCES[2], speech_dir / "abort.wav"))
 

@@ -27,6 +27,9 @@ class TranscriptionOptions:
     diarize: bool = False
     mode: Literal["file", "sentence"] = "file"
     word_timestamps: bool = False
+    #: Bounds for the number of speakers when diarizing; None lets the engine estimate it.
+    min_speakers: int | None = None
+    max_speakers: int | None = None
 
 
 class Engine(Protocol):

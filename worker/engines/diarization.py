@@ -22,7 +22,7 @@ WINDOW_MS = 1500
 HOP_MS = 750
 #: Cosine distance under which two windows are taken as the same voice when the number of
 #: speakers is estimated (tuned on generated two-voice dialogues; real voices separate better).
-SAME_SPEAKER_MAX_COSINE_DISTANCE = 0.35
+SAME_SPEAKER_MAX_COSINE_DISTANCE = 0.3
 MAX_SPEAKERS_DEFAULT = 8
 
 #: Maps a float32 16 kHz clip to an L2-normalised embedding vector.

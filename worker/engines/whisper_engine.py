@@ -8,11 +8,13 @@ import os
 import numpy as np
 
 from shared.config import Settings
-from shared.errors import EngineError, NotSupportedError
+from shared.errors import EngineError
 from shared.transcript import Segment, Transcript, Word
 from worker.engines.base import SAMPLE_RATE_HZ, ProgressCallback, TranscriptionOptions
+from worker.engines.diarization import diarize_windows, label_segments
 from worker.engines.fsmn_vad import FsmnVad, merge_into_chunks
 from worker.engines.model_files import resolve_vad_model_dir, resolve_whisper_model
+from worker.engines.speaker_embeddings import ResemblyzerEmbedder
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +26,7 @@ VAD_PAD_MS = 200
 
 class WhisperEngine:
     name = "whisper"
-    supports_diarization = False
+    supports_diarization = True
 
     def __init__(self, settings: Settings) -> None:
         from faster_whisper import WhisperModel
@@ -37,6 +39,7 @@ class WhisperEngine:
                                    compute_type=settings.whisper_compute_type, cpu_threads=threads)
         self._vad = FsmnVad(resolve_vad_model_dir(settings.vad_model_dir),
                             max_end_silence_ms=settings.vad_max_end_silence_ms, cpu_threads=threads)
+        self._embedder = ResemblyzerEmbedder(device=settings.device)
         self._beam_size = settings.whisper_beam_size
         self._max_chunk_s = min(settings.vad_max_chunk_s, WHISPER_WINDOW_S)
         self._english_only = settings.whisper_model.endswith(".en")
@@ -44,14 +47,14 @@ class WhisperEngine:
     def transcribe(
         self, audio: np.ndarray, options: TranscriptionOptions, progress: ProgressCallback | None = None
     ) -> Transcript:
-        if options.diarize:
-            raise NotSupportedError("speaker labels (diarize) are not supported by the whisper engine yet")
         audio_ms = int(audio.size * 1000 / SAMPLE_RATE_HZ)
-        if options.mode == "sentence" and audio_ms <= WHISPER_WINDOW_S * 1000:
+        speech_ms: list[tuple[int, int]] | None = None
+        if options.mode == "sentence" and audio_ms <= WHISPER_WINDOW_S * 1000 and not options.diarize:
             chunks = [(0, audio_ms)] if audio_ms > 0 else []
         else:
-            chunks = merge_into_chunks(self._vad.segments_ms(audio), max_chunk_s=self._max_chunk_s,
-                                       pad_ms=VAD_PAD_MS, audio_ms=audio_ms)
+            speech_ms = self._vad.segments_ms(audio)
+            chunks = merge_into_chunks(speech_ms, max_chunk_s=self._max_chunk_s, pad_ms=VAD_PAD_MS,
+                                       audio_ms=audio_ms)
         language = "en" if self._english_only else options.language
         segments: list[Segment] = []
         done_ms = 0
@@ -66,6 +69,9 @@ class WhisperEngine:
             done_ms += end_ms - start_ms
             if progress is not None:
                 progress(done_ms / total_ms)
+        if options.diarize and speech_ms:
+            windows = diarize_windows(audio, speech_ms, self._embedder, options.min_speakers, options.max_speakers)
+            segments = label_segments(segments, windows)
         if progress is not None and not chunks:
             progress(1.0)
         return Transcript.from_segments(segments, language=language, duration_s=audio_ms / 1000,

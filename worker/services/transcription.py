@@ -44,6 +44,8 @@ def _engine_options(mode: str, options: JobOptions) -> TranscriptionOptions:
         diarize=options.diarize,
         mode="sentence" if mode == "sentence" else "file",
         word_timestamps=options.word_timestamps,
+        min_speakers=options.min_speakers,
+        max_speakers=options.max_speakers,
     )
 
 
