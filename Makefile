@@ -33,9 +33,17 @@ install-test: $(TEST_STAMP)
 run: install
 	$(BIN)/oddasr $(if $(CONFIG),-c $(CONFIG),)
 
-lint: install-test
+LINT_NODE := tools/lint/node_modules/.bin/dclint
+
+$(LINT_NODE): tools/lint/package.json tools/lint/package-lock.json
+	cd tools/lint && npm ci --no-audit --no-fund --loglevel=error
+
+lint: install-test $(LINT_NODE)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	$(BIN)/hadolint --failure-threshold info Dockerfile.api Dockerfile.worker Dockerfile.worker-gpu
+	cd tools/lint && ./node_modules/.bin/dclint ../../docker-compose.yml --max-warnings 0 \
+		--disable-rule service-keys-order services-alphabetical-order top-level-properties-order
 
 ## Install everything and run the whole suite (what .ci/run calls).
 test: install-test lint

@@ -1,0 +1,68 @@
+"""The container images and compose file start the same `oddasr` subcommands the README
+documents and the CLI knows. (hadolint and dclint check the files themselves in `make lint`.)"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from shared.cli.main import _parser
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKERFILES = ["Dockerfile.api", "Dockerfile.worker", "Dockerfile.worker-gpu"]
+
+
+def cli_subcommands() -> set[str]:
+    parser = _parser()
+    action = next(a for a in parser._actions if a.dest == "command")  # noqa: SLF001
+    return set(action.choices)
+
+
+def instruction(dockerfile: str, name: str) -> list[str]:
+    text = (ROOT / dockerfile).read_text()
+    match = re.search(rf"^{name}\s+(\[.*\])\s*$", text, flags=re.MULTILINE)
+    assert match, f"{dockerfile} has no exec-form {name}"
+    return list(json.loads(match.group(1)))
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES)
+def test_images_run_documented_oddasr_subcommands(dockerfile: str) -> None:
+    assert instruction(dockerfile, "ENTRYPOINT") == ["oddasr"]
+    subcommand = instruction(dockerfile, "CMD")[0]
+    assert subcommand in cli_subcommands()
+    assert f"oddasr {subcommand}" in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES)
+def test_images_run_as_a_non_root_user_and_bake_no_secrets(dockerfile: str) -> None:
+    text = (ROOT / dockerfile).read_text()
+    users = re.findall(r"^USER\s+(\S+)", text, flags=re.MULTILINE)
+    assert users and users[-1] not in {"root", "0"}
+    assert not re.search(r"(SECRET|PASSWORD|ACCESS_KEY)[A-Z_]*=\S", text)
+    assert "HEALTHCHECK" in text
+
+
+def test_api_image_has_no_engines() -> None:
+    text = (ROOT / "Dockerfile.api").read_text()
+    assert "torch==" not in text and "[worker]" not in text and "COPY worker" not in text
+
+
+def test_compose_services_use_cli_subcommands_and_have_health_checks() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    for name in ("redis", "postgres", "s3", "migrate", "api", "worker-cpu", "worker-gpu", "flower"):
+        assert name in services, name
+    for name, service in services.items():
+        if "build" in service:
+            assert service["command"][0] in cli_subcommands(), name
+        if name != "migrate":
+            assert "healthcheck" in service, name
+    assert services["worker-gpu"]["profiles"] == ["gpu"]
+    devices = services["worker-gpu"]["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["capabilities"] == ["gpu"]
+    assert "ODDASR_FLOWER_BASIC_AUTH" in services["flower"]["environment"]
+    assert services["migrate"]["restart"] == "no"
