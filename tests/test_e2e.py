@@ -201,3 +201,26 @@ def test_readyz_reports_dependencies_and_live_queues(stack: Stack) -> None:
     assert body["queues"]["cpu"]["workers"] and body["queues"]["sentence"]["workers"]
     assert body["file_queue_served"] is True
     assert requests.get(stack.url("/healthz"), timeout=10).json() == {"status": "ok"}
+
+
+def test_service_text_matches_the_bare_engine_and_the_reference(stack: Stack,
+                                                                speech: dict[str, tuple[Path, str]]) -> None:
+    """The queue, storage and decoding around the engine change nothing in what it hears."""
+    from shared.audio import decode_16k_mono
+    from worker.engines.base import TranscriptionOptions
+    from worker.engines.registry import load_engine
+
+    bare = load_engine(stack.settings)
+    references, service_texts, bare_texts = [], [], []
+    for name in ("s0", "s1", "s2", "two"):
+        path, reference = speech[name]
+        job = wait_for_job(stack, post_job(stack, path).json()["id"])
+        assert job["status"] == "succeeded"
+        references.append(reference)
+        service_texts.append(job["result"]["text"])
+        bare_texts.append(bare.transcribe(decode_16k_mono(path), TranscriptionOptions()).text)
+    service_wer = wer(" ".join(references), " ".join(service_texts))
+    bare_wer = wer(" ".join(references), " ".join(bare_texts))
+    assert service_wer < 0.25, service_texts
+    assert wer(" ".join(bare_texts), " ".join(service_texts)) <= 0.05, (bare_texts, service_texts)
+    assert abs(service_wer - bare_wer) <= 0.05
