@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from shared.engines_catalog import ENGINE_CAPABILITIES
+from shared.config import Settings
+from shared.engines_catalog import capabilities_for
 from shared.errors import BadRequestError, NotSupportedError
 from shared.render import RENDERERS
 from shared.schemas import JobOptions
@@ -79,16 +80,19 @@ def parse_language(raw: str | None) -> str | None:
     return language.split("-")[0].split("_")[0].lower()
 
 
-def check_supported(options: JobOptions, engine: str) -> None:
+def check_supported(options: JobOptions, settings: Settings) -> None:
     """Refuse options the configured engine cannot honour, naming the engine."""
-    capabilities = ENGINE_CAPABILITIES[engine]
+    engine = settings.engine
+    capabilities = capabilities_for(engine, speaker_model=settings.funasr_spk_model)
     if options.diarize and not capabilities.diarize:
-        raise NotSupportedError(f"speaker labels (diarize) are not supported by the {engine} engine yet")
+        raise NotSupportedError(
+            f"speaker labels (diarize) need a speaker model with the {engine} engine: set ODDASR_FUNASR_SPK_MODEL"
+        )
     if options.word_timestamps and not capabilities.word_timestamps:
         raise NotSupportedError(f"word timestamps are not supported by the {engine} engine")
 
 
-def options_from_form(form: Mapping[str, str], engine: str) -> tuple[str, JobOptions]:
+def options_from_form(form: Mapping[str, str], settings: Settings) -> tuple[str, JobOptions]:
     """The mode and options of a /v1/jobs or /v1/asr request."""
     mode = parse_mode(form.get("mode"))
     output_format = parse_output_format(form.get("output_format"))
@@ -108,5 +112,5 @@ def options_from_form(form: Mapping[str, str], engine: str) -> tuple[str, JobOpt
         min_speakers=min_speakers,
         max_speakers=max_speakers,
     )
-    check_supported(options, engine)
+    check_supported(options, settings)
     return mode, options

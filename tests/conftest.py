@@ -41,3 +41,11 @@ def speech_dir() -> Path:
     directory = Path(os.environ.get("ODDASR_TEST_SPEECH_CACHE", Path.home() / ".cache" / "oddasr-test-speech"))
     directory.mkdir(parents=True, exist_ok=True)
     return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_funasr_models() -> dict[str, Path]:
+    """Tiny random SeacoParaformer, CT-Transformer and CAM++ directories (text is noise)."""
+    from tests.support.tiny_funasr import build_tiny_models
+
+    return build_tiny_models(Path(os.environ["ODDASR_TEST_MODEL_CACHE"]) / "funasr-tiny")

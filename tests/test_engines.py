@@ -11,7 +11,7 @@ import pytest
 
 from shared.audio import decode_16k_mono
 from shared.config import Settings
-from shared.errors import EngineError, NotSupportedError
+from shared.errors import EngineError
 from tests.support.speech import REFERENCE_SENTENCES, make_long_recording, synthesize
 from worker.engines.base import TranscriptionOptions
 from worker.engines.fsmn_vad import merge_into_chunks
@@ -100,8 +100,8 @@ def test_unknown_model_names_fail_with_a_clear_error(tmp_path: Path) -> None:
     assert (resolve_vad_model_dir("") / "model.pt").is_file()
 
 
-def test_the_funasr_engine_seam_answers_clearly(tmp_path: Path) -> None:
-    with pytest.raises(NotSupportedError, match="funasr"):
+def test_the_funasr_engine_without_a_model_says_what_to_set(tmp_path: Path) -> None:
+    with pytest.raises(EngineError, match="ODDASR_FUNASR_ASR_MODEL"):
         load_engine(Settings(data_dir=tmp_path, engine="funasr"))
 
 

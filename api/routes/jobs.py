@@ -25,7 +25,7 @@ def max_duration_for(mode: str) -> float:
 @blueprint.post("/v1/jobs")
 def create_job():  # type: ignore[no-untyped-def]
     d = deps()
-    mode, options = options_from_form(request.form, d.settings.engine)
+    mode, options = options_from_form(request.form, d.settings)
     audio = receive_audio("audio", max_upload_bytes=d.settings.max_upload_bytes,
                           max_duration_s=max_duration_for(mode))
     job = submit_job(d, audio, mode, options)

@@ -26,7 +26,7 @@ def _transcribe_sync(forced_mode: str | None):  # type: ignore[no-untyped-def]
     form = request.form.to_dict()
     if forced_mode:
         form["mode"] = forced_mode
-    mode, options = options_from_form(form, d.settings.engine)
+    mode, options = options_from_form(form, d.settings)
     audio = receive_audio("audio", max_upload_bytes=d.settings.max_upload_bytes,
                           max_duration_s=max_duration_for(mode))
     job = submit_job(d, audio, mode, options)

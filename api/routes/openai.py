@@ -54,7 +54,7 @@ def transcriptions():  # type: ignore[no-untyped-def]
         output_format=RESPONSE_FORMATS[response_format],
         word_timestamps="word" in granularities,
     )
-    check_supported(options, d.settings.engine)
+    check_supported(options, d.settings)
     audio = receive_audio("file", max_upload_bytes=d.settings.max_upload_bytes,
                           max_duration_s=d.settings.max_audio_duration_s)
     job = wait_for_final(d, submit_job(d, audio, "file", options).id, d.settings.sync_wait_timeout_s)

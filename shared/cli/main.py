@@ -32,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--name", default="worker", help="node name prefix")
     sub.add_parser("flower", help="start the Flower dashboard")
     sub.add_parser("migrate", help="apply database migrations")
+    models = sub.add_parser("models", help="download the configured models, or verify that they load")
+    models.add_argument("action", choices=["download", "verify"])
+    models.add_argument("--json", action="store_true")
     transcribe = sub.add_parser("transcribe", help="transcribe files through a running server")
     transcribe.add_argument("files", nargs="+", type=Path)
     transcribe.add_argument("--format", default="txt", help="txt, spk, srt, vtt or json")
@@ -81,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
 
         upgrade_to_head(settings.database_url)
         return 0
+    if command == "models":
+        # Model handling is worker code; run it as its own process so this CLI never imports it.
+        argv = [sys.executable, "-m", "worker.model_admin", args.action, *(["--json"] if args.json else [])]
+        return _exec(argv, settings)
     if command == "transcribe":
         from shared.cli.client import transcribe_files
 

@@ -12,4 +12,8 @@ def load_engine(settings: Settings) -> Engine:
         from worker.engines.whisper_engine import WhisperEngine
 
         return WhisperEngine(settings)
-    raise NotSupportedError(f"the {settings.engine} engine is not built yet; set ODDASR_ENGINE=whisper")
+    if settings.engine == "funasr":
+        from worker.engines.funasr_engine import FunAsrEngine
+
+        return FunAsrEngine(settings)
+    raise NotSupportedError(f"unknown engine {settings.engine!r}: use whisper or funasr")

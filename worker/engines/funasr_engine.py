@@ -1,0 +1,118 @@
+"""FunASR's full file pipeline through `funasr.AutoModel`: ASR (Paraformer / SeacoParaformer),
+fsmn-vad, punctuation (ct-punc) and speaker embeddings (cam++), with hotwords and sentence
+timestamps, turned into the service's Transcript.
+
+Offline rules (see OFFLINE-MODELS.md): local directories never touch a hub; hub ids are
+refused unless downloads are allowed; `disable_update` keeps AutoModel from asking PyPI;
+audio goes in as float32 arrays; thread count and log levels are restored after loading.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shared.config import Settings
+from shared.errors import EngineError, NotSupportedError
+from shared.transcript import Segment, Transcript, join_texts
+from worker.engines.base import SAMPLE_RATE_HZ, ProgressCallback, TranscriptionOptions
+from worker.engines.fsmn_vad import current_log_levels, restore_process_settings
+from worker.engines.model_files import resolve_vad_model_dir
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_funasr_model(name: str, settings: Settings) -> str:
+    """A local directory for `name`: as given, or downloaded before into funasr_model_dir."""
+    if Path(name).is_dir():
+        return name
+    if settings.funasr_model_dir is not None:
+        downloaded = Path(settings.funasr_model_dir) / name
+        if (downloaded / "config.yaml").is_file() or (downloaded / "configuration.json").is_file():
+            return str(downloaded)
+    if settings.funasr_allow_download:
+        return name  # AutoModel fetches it from the hub
+    raise EngineError(
+        f"FunASR model {name!r} is not a local directory: run `oddasr models download` on a machine that "
+        "reaches the model hub, or set ODDASR_FUNASR_ALLOW_DOWNLOAD=true"
+    )
+
+
+class FunAsrEngine:
+    name = "funasr"
+
+    def __init__(self, settings: Settings) -> None:
+        if not settings.funasr_asr_model:
+            raise EngineError("the funasr engine needs ODDASR_FUNASR_ASR_MODEL (a hub id or a model directory)")
+        saved_levels = current_log_levels()
+        from funasr import AutoModel
+
+        threads = settings.cpu_threads or os.cpu_count() or 1
+        vad_dir = settings.funasr_vad_model or str(resolve_vad_model_dir(settings.vad_model_dir))
+        kwargs: dict[str, Any] = {
+            "model": resolve_funasr_model(settings.funasr_asr_model, settings),
+            "vad_model": resolve_funasr_model(vad_dir, settings),
+            "vad_kwargs": {"max_end_silence_time": settings.vad_max_end_silence_ms},
+            "device": settings.device, "ncpu": threads, "disable_update": True, "disable_pbar": True,
+            "disable_log": True,
+        }
+        if settings.funasr_punc_model:
+            kwargs["punc_model"] = resolve_funasr_model(settings.funasr_punc_model, settings)
+        if settings.funasr_spk_model:
+            kwargs["spk_model"] = resolve_funasr_model(settings.funasr_spk_model, settings)
+        try:
+            self._model = AutoModel(**kwargs)
+        except Exception as exc:  # FunASR raises anything from a bad config; say which model
+            raise EngineError(f"FunASR could not load {kwargs['model']}: {type(exc).__name__}: {exc}") from exc
+        finally:
+            restore_process_settings(threads, saved_levels)
+        self.model_name = Path(settings.funasr_asr_model).name or settings.funasr_asr_model
+        self.supports_diarization = bool(settings.funasr_spk_model)
+        self._language = settings.funasr_language
+        self._batch_size_s = settings.funasr_batch_size_s
+
+    def transcribe(
+        self, audio: np.ndarray, options: TranscriptionOptions, progress: ProgressCallback | None = None
+    ) -> Transcript:
+        if options.diarize and not self.supports_diarization:
+            raise NotSupportedError("speaker labels (diarize) need a speaker model: set ODDASR_FUNASR_SPK_MODEL")
+        if options.word_timestamps:
+            raise NotSupportedError("word timestamps are not supported by the funasr engine")
+        duration_s = audio.size / SAMPLE_RATE_HZ
+        if progress is not None:
+            progress(0.0)
+        generate_kwargs: dict[str, Any] = {"batch_size_s": self._batch_size_s, "disable_pbar": True}
+        if options.hotwords:
+            generate_kwargs["hotword"] = " ".join(options.hotwords)
+        if options.diarize and options.min_speakers and options.min_speakers == options.max_speakers:
+            generate_kwargs["preset_spk_num"] = options.min_speakers
+        try:
+            results = self._model.generate(input=audio, **generate_kwargs) if audio.size else []
+        except Exception as exc:  # a model failure is a failed job with its reason, never a dead worker
+            raise EngineError(f"FunASR failed: {type(exc).__name__}: {exc}") from exc
+        segments = _segments(results[0] if results else {}, diarize=options.diarize)
+        if progress is not None:
+            progress(1.0)
+        return Transcript(text=join_texts(s.text for s in segments), segments=segments, language=self._language,
+                          duration_s=duration_s, engine=self.name, model=self.model_name)
+
+
+def _segments(result: dict[str, Any], *, diarize: bool) -> list[Segment]:
+    """Sentence segments from `sentence_info` (punctuation model present), else one segment."""
+    sentences = result.get("sentence_info") or []
+    segments = []
+    for sentence in sentences:
+        text = str(sentence.get("text", "")).strip()
+        if not text:
+            continue
+        speaker = sentence.get("spk") if diarize else None
+        segments.append(Segment(start_s=sentence["start"] / 1000, end_s=sentence["end"] / 1000, text=text,
+                                speaker=int(speaker) if speaker is not None else None))
+    if segments or not str(result.get("text", "")).strip():
+        return segments
+    stamps = result.get("timestamp") or [[0, 0]]
+    return [Segment(start_s=stamps[0][0] / 1000, end_s=stamps[-1][1] / 1000, text=str(result["text"]).strip())]
