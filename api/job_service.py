@@ -12,6 +12,7 @@ import redis
 from kombu.exceptions import KombuError
 
 from api.deps import ApiDeps
+from api.routing import choose_queue
 from api.uploads import ReceivedAudio
 from shared import redis_keys
 from shared.db.models import TERMINAL_STATUSES, Job, JobStatus, utc_now
@@ -39,7 +40,7 @@ def submit_job(deps: ApiDeps, audio: ReceivedAudio, mode: str, options: JobOptio
     key = audio_key_for(job_id)
     audio.file.stream.seek(0)
     deps.storage.put_file(key, audio.file.stream)
-    queue = deps.settings.queue_for_mode(mode)
+    queue = choose_queue(deps.settings, mode, deps.redis)
     job = Job(
         id=job_id, status=JobStatus.QUEUED, mode=mode, queue=queue, options=options.model_dump(),
         audio_key=key, audio_filename=audio.filename, audio_size_bytes=audio.size_bytes,

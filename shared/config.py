@@ -72,7 +72,7 @@ class Settings(BaseSettings):
 
     # --- queues and workers --------------------------------------------------------------
     enable_gpu: bool = False
-    #: Where file jobs go when no GPU worker is configured: "cpu"; with enable_gpu: "gpu".
+    #: With enable_gpu: send file jobs to the cpu queue while no GPU worker is alive.
     gpu_fallback_to_cpu: bool = True
     file_worker_concurrency: int = 1
     sentence_worker_concurrency: int = 1
@@ -149,6 +149,7 @@ class Settings(BaseSettings):
 
     @property
     def file_queue(self) -> str:
+        """The queue a file worker of this deployment consumes by default."""
         if self.enable_gpu:
             return QUEUE_GPU
         return QUEUE_CPU
@@ -156,10 +157,6 @@ class Settings(BaseSettings):
     @property
     def effective_redis_url(self) -> str:
         return self.redis_url or f"redis://127.0.0.1:{self.embedded_redis_port}/0"
-
-    def queue_for_mode(self, mode: str) -> str:
-        """The router: sentence jobs take the low-latency lane, file jobs the file queue."""
-        return QUEUE_SENTENCE if mode == "sentence" else self.file_queue
 
     def as_child_environment(self) -> dict[str, str]:
         """These settings as ODDASR_* variables, for the processes the launcher starts."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import QUEUE_CPU, QUEUE_GPU, QUEUE_SENTENCE, load_settings, values_from_config_file
+from shared.config import load_settings, values_from_config_file
 
 ORIGINAL_CONFIG = {
     "HOST": "0.0.0.0",
@@ -57,15 +57,6 @@ def test_unreadable_config_file_says_which_file(tmp_path: Path, content: str) ->
     path.write_text(content)
     with pytest.raises(ValueError, match="bad.json"):
         load_settings(path)
-
-
-def test_routing_by_mode_and_gpu(tmp_path: Path) -> None:
-    cpu = load_settings(data_dir=tmp_path)
-    assert cpu.queue_for_mode("file") == QUEUE_CPU
-    assert cpu.queue_for_mode("sentence") == QUEUE_SENTENCE
-    gpu = load_settings(data_dir=tmp_path, enable_gpu=True)
-    assert gpu.queue_for_mode("file") == QUEUE_GPU
-    assert gpu.queue_for_mode("sentence") == QUEUE_SENTENCE
 
 
 def test_visibility_timeout_outlasts_the_longest_job(tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import shutil
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from shared.config import Settings
 from shared.errors import EngineError
 from tests.support.speech import REFERENCE_SENTENCES, make_long_recording, synthesize
 from worker.engines.base import TranscriptionOptions
-from worker.engines.fsmn_vad import merge_into_chunks
+from worker.engines.fsmn_vad import FsmnVad, merge_into_chunks
 from worker.engines.model_files import (
     WHISPER_BASE_SHA256,
     assemble_whisper_base,
@@ -50,7 +52,18 @@ def tiny(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> Whisper
     return engine
 
 
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> WhisperEngine:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("base"), whisper_model="base", cpu_threads=2,
+                        whisper_beam_size=1, model_cache_dir=model_cache)
+    engine = load_engine(settings)
+    assert isinstance(engine, WhisperEngine)
+    return engine
+
+
 FILE = TranscriptionOptions()
+#: What the Mandarin clip shipped in the `fasr` wheel says (one AISHELL-style news sentence).
+MANDARIN_REFERENCE = "甚至出现交易几乎停滞的情况"
 
 
 # --- chunking (pure) --------------------------------------------------------------------
@@ -92,6 +105,16 @@ def test_a_corrupted_assembly_is_rebuilt(tmp_path: Path, model_cache: Path) -> N
     assert sha256_of(rebuilt / "model.bin") == WHISPER_BASE_SHA256
 
 
+def test_a_hash_mismatch_fails_loudly_and_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tampered or truncated part wheels must never load: the pinned sha256 is the gate."""
+    monkeypatch.setattr("worker.engines.model_files.WHISPER_BASE_SHA256", "0" * 64)
+    with pytest.raises(EngineError, match="sha256"):
+        assemble_whisper_base(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_unknown_model_names_fail_with_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(EngineError, match="neither"):
         resolve_whisper_model(str(tmp_path / "nope"), tmp_path)
@@ -106,6 +129,23 @@ def test_the_funasr_engine_without_a_model_says_what_to_set(tmp_path: Path) -> N
 
 
 # --- real transcription -----------------------------------------------------------------
+
+def test_loading_the_vad_restores_threads_and_logging(tiny: WhisperEngine) -> None:
+    """FunASR changes torch's thread count and the root logger for the whole process."""
+    import torch
+
+    root = logging.getLogger()
+    saved_level, saved_handlers = root.level, list(root.handlers)
+    root.setLevel(logging.WARNING)
+    try:
+        FsmnVad(resolve_vad_model_dir(""), max_end_silence_ms=800, cpu_threads=1)
+        assert root.level == logging.WARNING
+        assert root.handlers == saved_handlers
+        assert torch.get_num_threads() == 1
+    finally:
+        root.setLevel(saved_level)
+        torch.set_num_threads(2)
+
 
 def test_vad_finds_speech_and_nothing_in_silence(tiny: WhisperEngine, speech_dir: Path) -> None:
     audio = decode_16k_mono(make_long_recording(REFERENCE_SENTENCES[:2], speech_dir / "vad2.wav", gap_s=2.0))
@@ -158,14 +198,29 @@ def test_an_exception_in_progress_aborts_the_job(tiny: WhisperEngine, speech_dir
         tiny.transcribe(audio, FILE, progress=cancel)
 
 
-def test_whisper_base_multilingual(tmp_path: Path, model_cache: Path, speech_dir: Path) -> None:
-    engine = load_engine(Settings(data_dir=tmp_path, whisper_model="base", cpu_threads=2, whisper_beam_size=1,
-                                  model_cache_dir=model_cache))
+def test_whisper_base_multilingual(base: WhisperEngine, speech_dir: Path) -> None:
     reference = REFERENCE_SENTENCES[4]
     audio = decode_16k_mono(synthesize(reference, speech_dir / "base.wav"))
-    transcript = engine.transcribe(audio, FILE)
+    transcript = base.transcribe(audio, FILE)
     assert wer(reference, transcript.text) < 0.3, transcript.text
     assert transcript.language == "en"
+    assert transcript.model == "base" and transcript.engine == "whisper"
+
+
+def test_whisper_base_on_real_mandarin_speech(base: WhisperEngine) -> None:
+    """The one real (not synthetic) recording here; espeak-ng's Mandarin is too poor to test with."""
+    spec = importlib.util.find_spec("fasr")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("the fasr wheel (which ships asset/example/asr_example.wav) is not installed")
+    clip = Path(next(iter(spec.submodule_search_locations))) / "asset" / "example" / "asr_example.wav"
+    if not clip.is_file():
+        pytest.skip(f"{clip} is not in this fasr version")
+    audio = decode_16k_mono(clip)
+    for options in (FILE, TranscriptionOptions(mode="sentence")):
+        transcript = base.transcribe(audio, options)
+        hypothesis = "".join(c for c in transcript.text if c.isalnum())
+        assert jiwer.cer(MANDARIN_REFERENCE, hypothesis) < 0.3, transcript.text
+        assert transcript.language == "zh"
 
 
 def test_batched_decoding_matches_sequential(tiny: WhisperEngine, tmp_path: Path, model_cache: Path,

@@ -7,13 +7,18 @@ so the main process loads it in `worker_init`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 
-from celery.signals import worker_init, worker_process_init
+import redis
+from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
 
 from shared.celery_factory import make_celery
 from shared.config import get_settings
 from shared.logs import configure_logging
+from shared.redis_keys import WORKER_HEARTBEAT_INTERVAL_S
+from shared.worker_presence import forget_worker, record_heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -41,3 +46,40 @@ def _load_models_in_solo_worker(sender: object = None, **_kwargs: object) -> Non
     pool_name = getattr(pool_cls, "__module__", "") + str(pool_cls)
     if "solo" in pool_name:
         _preload()
+
+
+class _Heartbeat:
+    """Tells the API which queues this worker serves, every few seconds, through Redis."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.node = ""
+        self.queues: list[str] = []
+        self.client = redis.Redis.from_url(_settings.effective_redis_url, socket_connect_timeout=3, socket_timeout=5)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                record_heartbeat(self.client, self.node, self.queues)
+            except redis.RedisError:
+                logger.warning("could not record the worker heartbeat; Redis unreachable")
+            self.stop.wait(WORKER_HEARTBEAT_INTERVAL_S)
+
+
+_heartbeat = _Heartbeat()
+
+
+@worker_ready.connect
+def _start_heartbeat(sender: object = None, **_kwargs: object) -> None:
+    consumer_queues = getattr(getattr(sender, "task_consumer", None), "queues", [])
+    _heartbeat.node = str(getattr(sender, "hostname", "worker"))
+    _heartbeat.queues = [queue.name for queue in consumer_queues]
+    threading.Thread(target=_heartbeat.run, name="oddasr-heartbeat", daemon=True).start()
+
+
+@worker_shutdown.connect
+def _stop_heartbeat(**_kwargs: object) -> None:
+    _heartbeat.stop.set()
+    if _heartbeat.node:
+        with contextlib.suppress(redis.RedisError):
+            forget_worker(_heartbeat.client, _heartbeat.node, _heartbeat.queues)

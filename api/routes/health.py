@@ -9,12 +9,12 @@ from sqlalchemy import text
 
 from api.deps import deps
 from shared.config import QUEUE_CPU, QUEUE_GPU, QUEUE_SENTENCE
+from shared.worker_presence import live_workers
 
 logger = logging.getLogger(__name__)
 
 blueprint = Blueprint("health", __name__)
 
-WORKER_PING_TIMEOUT_S = 1.0
 
 
 @blueprint.get("/healthz")
@@ -32,12 +32,9 @@ def _check(name: str, probe) -> tuple[bool, str]:  # type: ignore[no-untyped-def
 
 
 def _workers_by_queue() -> dict[str, list[str]]:
-    queues: dict[str, list[str]] = {QUEUE_CPU: [], QUEUE_GPU: [], QUEUE_SENTENCE: []}
-    replies = deps().celery.control.inspect(timeout=WORKER_PING_TIMEOUT_S).active_queues() or {}
-    for worker, worker_queues in replies.items():
-        for queue in worker_queues:
-            queues.setdefault(queue["name"], []).append(worker)
-    return queues
+    """Live workers per queue, from the heartbeats they keep in Redis (one fast call each)."""
+    client = deps().redis
+    return {queue: live_workers(client, queue) for queue in (QUEUE_CPU, QUEUE_GPU, QUEUE_SENTENCE)}
 
 
 @blueprint.get("/readyz")

@@ -1,10 +1,16 @@
-"""Storage in a local directory (the default, and a shared volume in containers)."""
+"""Storage in a local directory (the default, and a shared volume in containers).
+
+Writes go to a temp file beside the target, are fsynced and then renamed over it: rename is
+atomic within one filesystem, so a worker reading `audio/<id>` sees the whole upload or
+nothing, even when the API process dies halfway through a write.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import io
+import logging
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import BinaryIO
@@ -12,65 +18,123 @@ from typing import BinaryIO
 from shared.errors import StorageError
 from shared.storage.base import StorageKeyNotFound, validate_key
 
+logger = logging.getLogger(__name__)
+
 COPY_CHUNK_BYTES = 1024 * 1024
+#: Temp files start with this; they are never valid results of a finished write.
+_TEMP_PREFIX = ".incoming-"
 
 
 class LocalStorage:
+    """Objects as files under `root`; the key is the relative path."""
+
     def __init__(self, root: Path) -> None:
         self.root = Path(root).resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create local storage directory {self.root}: {exc}") from exc
 
     def _path(self, key: str) -> Path:
-        return self.root / validate_key(key)
+        """The file for `key`, refusing anything that resolves outside the root.
 
-    def put_file(self, key: str, fileobj: BinaryIO) -> int:
-        target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        written = 0
-        # Write beside the target and rename: a reader sees the old object or the whole new one.
-        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
+        validate_key already refuses `..`; resolving as well catches a symlink inside the root
+        that points elsewhere, so the root is a real boundary and not just a naming rule.
+        """
+        path = (self.root / validate_key(key)).resolve()
+        if not path.is_relative_to(self.root) or path == self.root:
+            raise ValueError(f"invalid storage key {key!r}: it resolves outside the storage root")
+        return path
+
+    def _write_atomically(self, target: Path, fileobj: BinaryIO, what: str) -> int:
+        """Copy `fileobj` into a temp file beside `target`, fsync it and rename it over `target`."""
+        written_bytes = 0
+        tmp_name: str | None = None
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=_TEMP_PREFIX)
             with os.fdopen(fd, "wb") as out:
                 while chunk := fileobj.read(COPY_CHUNK_BYTES):
                     out.write(chunk)
-                    written += len(chunk)
+                    written_bytes += len(chunk)
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(tmp_name, target)
+            tmp_name = None
+            _fsync_directory(target.parent)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp_name)
-            raise StorageError(f"cannot write {key} to local storage: {exc}") from exc
-        return written
+            raise StorageError(f"cannot write {what}: {exc}") from exc
+        finally:
+            if tmp_name is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp_name)
+        return written_bytes
+
+    def put_file(self, key: str, fileobj: BinaryIO) -> int:
+        written_bytes = self._write_atomically(self._path(key), fileobj, f"{key} to local storage")
+        logger.debug("stored %s (%d bytes)", key, written_bytes)
+        return written_bytes
 
     def put_bytes(self, key: str, data: bytes) -> None:
-        import io
-
         self.put_file(key, io.BytesIO(data))
 
     def get_bytes(self, key: str) -> bytes:
+        path = self._path(key)
         try:
-            return self._path(key).read_bytes()
-        except FileNotFoundError as exc:
+            return path.read_bytes()
+        except (FileNotFoundError, IsADirectoryError) as exc:
             raise StorageKeyNotFound(f"{key} is not in storage") from exc
         except OSError as exc:
             raise StorageError(f"cannot read {key} from local storage: {exc}") from exc
 
     def download_to(self, key: str, path: Path) -> None:
+        source = self._path(key)
         try:
-            shutil.copyfile(self._path(key), path)
-        except FileNotFoundError as exc:
+            with source.open("rb") as src:
+                # Atomic on the destination too: a crash never leaves a truncated audio file
+                # that a decoder would read as a shorter recording.
+                self._write_atomically(Path(path).absolute(), src, f"{key} to {path}")
+        except (FileNotFoundError, IsADirectoryError) as exc:
             raise StorageKeyNotFound(f"{key} is not in storage") from exc
         except OSError as exc:
             raise StorageError(f"cannot read {key} from local storage: {exc}") from exc
 
     def delete(self, key: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self._path(key).unlink()
+        path = self._path(key)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot delete {key} from local storage: {exc}") from exc
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
     def ping(self) -> None:
-        if not self.root.is_dir() or not os.access(self.root, os.W_OK | os.X_OK):
-            raise StorageError(f"local storage {self.root} is not writable")
+        """Create and remove a probe file: the only honest test of a writable volume.
+
+        `os.access` says yes to root on a read-only bind mount's permission bits and knows
+        nothing of a full or read-only filesystem; a real write does.
+        """
+        try:
+            fd, probe = tempfile.mkstemp(dir=self.root, prefix=".ping-")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise StorageError(f"local storage {self.root} is not writable: {exc}") from exc
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Persist a rename: without it a power loss may forget the new directory entry."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:  # some filesystems (network mounts) refuse fsync on directories
+        logger.debug("fsync of directory %s failed: %s", directory, exc)
+    finally:
+        os.close(fd)
+
+
+__all__ = ["LocalStorage"]

@@ -104,7 +104,8 @@ def stack_settings(tmp: Path, redis_url: str, **overrides: object) -> Settings:
 
 @contextlib.contextmanager
 def running_stack(
-    tmp: Path, redis_url: str, *, file_concurrency: int = 2, sentence_concurrency: int = 1, **overrides: object
+    tmp: Path, redis_url: str, *, file_concurrency: int = 2, sentence_concurrency: int = 1,
+    file_pool: str = "prefork", **overrides: object,
 ) -> Iterator[Stack]:
     settings = stack_settings(tmp, redis_url, **overrides)
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
@@ -115,7 +116,7 @@ def running_stack(
     stack = Stack(settings=settings, base_url=f"http://{settings.host}:{settings.port}", log_dir=log_dir, env=env)
     try:
         stack.spawn("api", commands.api_argv(settings))
-        stack.start_worker("file", [settings.file_queue], file_concurrency)
+        stack.start_worker("file", [settings.file_queue], file_concurrency, pool=file_pool)
         if sentence_concurrency:
             stack.start_worker("sentence", [QUEUE_SENTENCE], sentence_concurrency)
         queues = (settings.file_queue, QUEUE_SENTENCE) if sentence_concurrency else (settings.file_queue,)

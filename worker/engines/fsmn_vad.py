@@ -7,6 +7,8 @@ gives each decode a full, natural window.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 from pathlib import Path
@@ -18,13 +20,24 @@ from worker.engines.base import SAMPLE_RATE_HZ
 logger = logging.getLogger(__name__)
 
 
-def restore_process_settings(cpu_threads: int, saved_log_levels: dict[str, int]) -> None:
-    """FunASR sets torch's thread count and the root log level for the whole process: undo it."""
+def restore_process_settings(
+    cpu_threads: int, saved_log_levels: dict[str, int], saved_root_handlers: list[logging.Handler] | None = None
+) -> None:
+    """FunASR sets torch's thread count and the root log level for the whole process: undo it.
+
+    Importing funasr in a process whose logging is not configured yet also hangs a stderr
+    handler on the root logger (basicConfig); pass the handlers seen before the import to
+    drop it, so the service's own logging setup stays the only one.
+    """
     import torch
 
     torch.set_num_threads(cpu_threads if cpu_threads > 0 else (os.cpu_count() or 1))
     for name, level in saved_log_levels.items():
         logging.getLogger(name or None).setLevel(level)
+    if saved_root_handlers is not None:
+        for handler in list(logging.root.handlers):
+            if handler not in saved_root_handlers:
+                logging.root.removeHandler(handler)
 
 
 def current_log_levels() -> dict[str, int]:
@@ -37,15 +50,20 @@ class FsmnVad:
 
     def __init__(self, model_dir: Path, *, max_end_silence_ms: int, cpu_threads: int) -> None:
         saved_levels = current_log_levels()
-        from funasr import AutoModel
+        saved_handlers = list(logging.root.handlers)
+        # funasr prints to stdout on import (an ffmpeg notice) and on every AutoModel (its
+        # version): keep that out of a worker's stdout, but in the log for whoever debugs.
+        with contextlib.redirect_stdout(io.StringIO()) as chatter:
+            from funasr import AutoModel
 
-        # disable_update: without it every construction asks PyPI for a newer funasr, with no
-        # timeout, and hangs where the network drops packets.
-        self._model = AutoModel(
-            model=str(model_dir), disable_update=True, device="cpu", disable_pbar=True, disable_log=True,
-            max_end_silence_time=max_end_silence_ms,
-        )
-        restore_process_settings(cpu_threads, saved_levels)
+            # disable_update: without it every construction asks PyPI for a newer funasr, with
+            # no timeout, and hangs where the network drops packets.
+            self._model = AutoModel(
+                model=str(model_dir), disable_update=True, device="cpu", disable_pbar=True, disable_log=True,
+                max_end_silence_time=max_end_silence_ms,
+            )
+        restore_process_settings(cpu_threads, saved_levels, saved_handlers)
+        logger.debug("funasr said while loading the VAD: %s", chatter.getvalue().strip())
         self.model_dir = model_dir
 
     def segments_ms(self, audio: np.ndarray) -> list[tuple[int, int]]:

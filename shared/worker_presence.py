@@ -1,0 +1,40 @@
+"""Which queues have a live worker, from heartbeats workers write to Redis.
+
+One ZSET per queue (`redis_keys.queue_workers_key`) maps worker names to the time of their
+last heartbeat. Reading it is one Redis call, cheap enough for every submission, unlike a
+Celery broadcast (`inspect`) that waits a full timeout for replies.
+"""
+
+from __future__ import annotations
+
+import time
+
+import redis
+
+from shared import redis_keys
+
+
+def record_heartbeat(client: redis.Redis, worker: str, queues: list[str], now_s: float | None = None) -> None:
+    now_s = time.time() if now_s is None else now_s
+    with client.pipeline(transaction=False) as pipe:
+        for queue in queues:
+            key = redis_keys.queue_workers_key(queue)
+            pipe.zadd(key, {worker: now_s})
+            pipe.zremrangebyscore(key, 0, now_s - redis_keys.WORKER_HEARTBEAT_TTL_S * 4)
+            pipe.expire(key, int(redis_keys.WORKER_HEARTBEAT_TTL_S * 4))
+        pipe.execute()
+
+
+def forget_worker(client: redis.Redis, worker: str, queues: list[str]) -> None:
+    """A worker that stops cleanly leaves at once instead of after the heartbeat TTL."""
+    with client.pipeline(transaction=False) as pipe:
+        for queue in queues:
+            pipe.zrem(redis_keys.queue_workers_key(queue), worker)
+        pipe.execute()
+
+
+def live_workers(client: redis.Redis, queue: str, now_s: float | None = None) -> list[str]:
+    now_s = time.time() if now_s is None else now_s
+    members = client.zrangebyscore(redis_keys.queue_workers_key(queue), now_s - redis_keys.WORKER_HEARTBEAT_TTL_S,
+                                   "+inf")
+    return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
