@@ -1,9 +1,14 @@
 """Audio probing and decoding, used by the API (to refuse bad uploads fast) and the worker.
 
-libsndfile (soundfile) reads WAV, FLAC and OGG exactly and fast; FFmpeg (PyAV) reads what
-it does not (MP3, AAC/M4A, Opus in WebM, ...). soxr resamples. No library exception escapes:
-callers get UnsupportedMediaError (415: not audio) or UnprocessableAudioError (422: audio
-we cannot use), each with a message a person can act on.
+libsndfile (soundfile) reads WAV, FLAC, OGG (Vorbis, Opus) and MP3 exactly and fast; FFmpeg
+(PyAV) reads what it does not (AAC/M4A, Opus in WebM, ...). soxr resamples. This module is
+imported by the API image, so it must never import torch or an engine.
+
+No library exception escapes: callers get UnsupportedMediaError (415: these bytes are not
+audio we know) or UnprocessableAudioError (422: audio, but unusable: truncated, corrupt,
+empty, too short or too long), each with a message a person can act on. The line between
+the two is drawn by the file's magic number: bytes that start like a WAV/FLAC/OGG/MP3/MP4/
+WebM file but that no decoder can read are a broken upload (422), anything else is 415.
 """
 
 from __future__ import annotations
@@ -24,12 +29,36 @@ logger = logging.getLogger(__name__)
 TARGET_SAMPLE_RATE_HZ = 16000
 #: Shorter than this holds no word: refused as unusable rather than queued.
 MIN_DURATION_S = 0.1
+#: Lossy codecs add encoder priming/padding (AAC: 2048 samples), so a decoded file may be a
+#: little longer than its probed duration; a file the API accepted must not fail in the worker.
+DURATION_LIMIT_TOLERANCE_S = 1.0
 SUPPORTED_FORMATS = "WAV, FLAC, OGG/Vorbis, OGG/Opus, MP3, M4A/AAC, WebM"
-_SOUNDFILE_BLOCK_FRAMES = 1 << 16
+#: libsndfile block size: large enough to be fast, small enough that a long stereo 48 kHz
+#: file is never held in memory at its source rate (4 MiB of float32 stereo per block).
+_SOUNDFILE_BLOCK_FRAMES = 1 << 19
+#: How many packets probe() may decode while looking for one good frame (cheap: ~1 s of audio).
+_PROBE_MAX_PACKETS = 64
+_HEADER_SNIFF_BYTES = 16
+
+#: (offset, magic bytes, format name): files that claim to be audio by their first bytes.
+_AUDIO_MAGIC: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"RIFF", "WAV"),
+    (0, b"RIFX", "WAV"),
+    (0, b"RF64", "WAV"),
+    (0, b"fLaC", "FLAC"),
+    (0, b"OggS", "OGG"),
+    (0, b"ID3", "MP3"),
+    (4, b"ftyp", "MP4/M4A"),
+    (0, b"\x1a\x45\xdf\xa3", "WebM/Matroska"),
+    (0, b"FORM", "AIFF"),
+    (0, b"caff", "CAF"),
+)
 
 
 @dataclass(frozen=True)
 class AudioInfo:
+    """What the API needs to accept an upload (duration limit) and to record it on the job."""
+
     duration_s: float
     sample_rate_hz: int
     channels: int
@@ -37,142 +66,283 @@ class AudioInfo:
     codec: str
 
 
-def _not_audio(path: Path, detail: str = "") -> UnsupportedMediaError:
-    suffix = f" ({detail})" if detail else ""
+def _sniff_audio_format(path: Path) -> str | None:
+    """The audio format the file's first bytes claim, if any (decides 422 over 415)."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(_HEADER_SNIFF_BYTES)
+    except OSError:
+        return None
+    for offset, magic, name in _AUDIO_MAGIC:
+        if head[offset : offset + len(magic)] == magic:
+            return name
+    return None
+
+
+def _unreadable(path: Path, detail: str) -> UnsupportedMediaError | UnprocessableAudioError:
+    """The error for bytes no decoder could read: 422 if they look like audio, else 415."""
+    kind = _sniff_audio_format(path)
+    logger.info("unreadable audio file %s (looks like: %s): %s", path.name, kind, detail)
+    if kind is not None:
+        return UnprocessableAudioError(
+            f"the file looks like {kind} audio but it is truncated or corrupt ({detail}); "
+            "export it again or upload the original recording"
+        )
+    return UnsupportedMediaError(f"the uploaded file is not an audio file we can read (supported: {SUPPORTED_FORMATS})")
+
+
+def _no_audio_stream() -> UnsupportedMediaError:
     return UnsupportedMediaError(
-        f"the uploaded file is not audio we can read{suffix}; supported formats: {SUPPORTED_FORMATS}"
+        "the file holds no audio stream (is it a video without sound, or an image?); "
+        f"upload audio (supported: {SUPPORTED_FORMATS})"
     )
 
 
+def _refuse_empty(path: Path) -> None:
+    """An empty file is a failed upload, not an unknown format: 422 (the API says 400 first)."""
+    if path.stat().st_size == 0:
+        raise UnprocessableAudioError("the audio file is empty (0 bytes): the upload may have failed, send it again")
+
+
+def _refuse_too_short(duration_s: float) -> None:
+    """Below MIN_DURATION_S there is no word to find; usually a truncated or header-only file."""
+    if duration_s < MIN_DURATION_S:
+        raise UnprocessableAudioError(
+            f"the audio lasts {duration_s * 1000:.0f} ms: too short to hold speech, or the file is truncated"
+        )
+
+
+def _refuse_too_long(duration_s: float, max_duration_s: float | None) -> None:
+    """The service's duration limit, with DURATION_LIMIT_TOLERANCE_S for codec padding."""
+    if max_duration_s is not None and duration_s > max_duration_s + DURATION_LIMIT_TOLERANCE_S:
+        raise UnprocessableAudioError(
+            f"the audio lasts more than {max_duration_s:.0f} s, the limit of this service: split it and send the parts"
+        )
+
+
+# --------------------------------------------------------------------------- probe
+
+
 def _probe_soundfile(path: Path) -> AudioInfo | None:
+    """Header-only probe with libsndfile; None when libsndfile does not know the format."""
     try:
         info = soundfile.info(str(path))
-    except (soundfile.LibsndfileError, RuntimeError, OSError):
+    except (soundfile.LibsndfileError, RuntimeError, OSError, ValueError) as exc:
+        logger.debug("libsndfile cannot read %s (%s); trying FFmpeg", path.name, exc)
         return None
-    if info.frames <= 0 or info.samplerate <= 0:
+    if info.samplerate <= 0:
         return None
-    return AudioInfo(info.frames / info.samplerate, int(info.samplerate), int(info.channels), info.format,
-                     info.subtype)
+    if info.frames <= 0:
+        raise UnprocessableAudioError(
+            f"the {info.format} file holds no audio samples (only a header): record or export it again"
+        )
+    return AudioInfo(
+        duration_s=info.frames / info.samplerate,
+        sample_rate_hz=int(info.samplerate),
+        channels=int(info.channels),
+        format_name=str(info.format),
+        codec=str(info.subtype),
+    )
 
 
-def _packet_duration_s(container: av.container.InputContainer, stream: av.audio.stream.AudioStream) -> float:
-    """Sum packet durations (demux only, no decoding): for containers without a duration."""
-    total = 0
-    for packet in container.demux(stream):
-        if packet.duration:
-            total += packet.duration
-    return float(total * stream.time_base) if stream.time_base else 0.0
+def _header_duration_s(container: av.container.InputContainer, stream: av.audio.stream.AudioStream) -> float:
+    """Duration from the stream, else the container header; 0 when neither has one."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / av.time_base
+    return 0.0
+
+
+def _packet_duration_s(path: Path) -> float:
+    """Sum of packet durations (demux only, no decoding: milliseconds for minutes of audio).
+
+    Browser recorders (MediaRecorder) write WebM without a duration; this is the last resort.
+    A fresh container is opened rather than seeking back, which some demuxers cannot do.
+    """
+    with av.open(str(path), mode="r") as container:
+        stream = container.streams.audio[0]
+        total_ticks = 0
+        last_end_ticks = 0
+        for packet in container.demux(stream):
+            if packet.duration:
+                total_ticks += packet.duration
+                if packet.pts is not None:
+                    last_end_ticks = max(last_end_ticks, packet.pts + packet.duration)
+        ticks = total_ticks or last_end_ticks
+        return float(ticks * stream.time_base) if stream.time_base else 0.0
+
+
+def _first_frame_decodes(container: av.container.InputContainer, stream: av.audio.stream.AudioStream) -> bool:
+    """Decode at most a few packets: random bytes that FFmpeg half-recognises fail here."""
+    for index, packet in enumerate(container.demux(stream)):
+        if index >= _PROBE_MAX_PACKETS:
+            return False
+        try:
+            if packet.decode():
+                return True
+        except av.error.InvalidDataError:
+            continue
+    return False
 
 
 def _probe_av(path: Path) -> AudioInfo:
-    try:
-        container = av.open(str(path), mode="r")
-    except av.error.InvalidDataError as exc:
-        raise _not_audio(path) from exc
-    except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise _not_audio(path, str(exc)) from exc
-    with container:
-        if not container.streams.audio:
-            raise _not_audio(path, "the file has no audio stream")
-        stream = container.streams.audio[0]
-        format_name = container.format.name if container.format else "unknown"
-        if format_name in {"image2", "png_pipe", "jpeg_pipe", "tty", "txt"}:
-            raise _not_audio(path, f"it looks like {format_name}")
-        duration_s = 0.0
-        if stream.duration and stream.time_base:
-            duration_s = float(stream.duration * stream.time_base)
-        elif container.duration:
-            duration_s = container.duration / av.time_base
-        if duration_s <= 0:
-            try:
-                duration_s = _packet_duration_s(container, stream)
-            except av.error.FFmpegError as exc:
-                raise UnprocessableAudioError(f"the audio file is corrupt: {exc}") from exc
-        sample_rate_hz = int(stream.rate or stream.codec_context.sample_rate or 0)
-        channels = int(stream.codec_context.channels or 0) if hasattr(stream.codec_context, "channels") else 0
-        codec = stream.codec_context.name if stream.codec_context else "unknown"
-    if duration_s <= 0 or sample_rate_hz <= 0:
-        raise UnprocessableAudioError("the audio file holds no audio frames (empty or corrupt)")
-    return AudioInfo(duration_s, sample_rate_hz, channels, format_name, codec)
-
-
-def probe(path: Path) -> AudioInfo:
-    """Duration and format of an audio file, reading headers (and at most packet headers)."""
-    if path.stat().st_size == 0:
-        raise UnprocessableAudioError("the audio file is empty")
-    info = _probe_soundfile(path) or _probe_av(path)
-    if info.duration_s < MIN_DURATION_S:
-        raise UnprocessableAudioError(
-            f"the audio lasts {info.duration_s * 1000:.0f} ms: too short to hold speech, or the file is truncated"
-        )
-    return info
-
-
-def _to_mono_16k(samples: np.ndarray, sample_rate_hz: int) -> np.ndarray:
-    mono = samples.mean(axis=1) if samples.ndim == 2 else samples
-    if sample_rate_hz != TARGET_SAMPLE_RATE_HZ:
-        mono = soxr.resample(mono, sample_rate_hz, TARGET_SAMPLE_RATE_HZ, quality="HQ")
-    return np.ascontiguousarray(mono, dtype=np.float32)
-
-
-def _decode_soundfile(path: Path) -> np.ndarray | None:
-    try:
-        samples, sample_rate_hz = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except (soundfile.LibsndfileError, RuntimeError):
-        return None
-    if samples.size == 0:
-        return None
-    return _to_mono_16k(samples, int(sample_rate_hz))
-
-
-def _decode_av(path: Path, max_duration_s: float | None) -> np.ndarray:
-    pieces: list[np.ndarray] = []
-    decoded_samples = 0
-    limit_samples = int(max_duration_s * TARGET_SAMPLE_RATE_HZ) if max_duration_s else None
+    """Container probe with FFmpeg: demux, one decoded frame as proof, never a full decode."""
     try:
         with av.open(str(path), mode="r") as container:
             if not container.streams.audio:
-                raise _not_audio(path, "the file has no audio stream")
+                raise _no_audio_stream()
             stream = container.streams.audio[0]
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=TARGET_SAMPLE_RATE_HZ)
+            if not _first_frame_decodes(container, stream):
+                raise _unreadable(path, "no audio frame could be decoded")
+            duration_s = _header_duration_s(container, stream)
+            context = stream.codec_context
+            sample_rate_hz = int(stream.rate or context.sample_rate or 0)
+            channels = int(context.channels or context.layout.nb_channels or 0)
+            format_name = container.format.name if container.format else "unknown"
+            codec = context.name or "unknown"
+        if duration_s <= 0:
+            duration_s = _packet_duration_s(path)
+    except (UnsupportedMediaError, UnprocessableAudioError):
+        raise
+    except (av.error.FFmpegError, OSError, ValueError, IndexError) as exc:
+        raise _unreadable(path, _describe(exc)) from exc
+    if sample_rate_hz <= 0:
+        raise _unreadable(path, "the audio stream has no sample rate")
+    return AudioInfo(duration_s, sample_rate_hz, channels, format_name, codec)
+
+
+def _describe(exc: BaseException) -> str:
+    """An FFmpeg error without its errno and temp file path, which mean nothing to a client."""
+    if isinstance(exc, av.error.FFmpegError) and exc.strerror:
+        return str(exc.strerror)
+    return type(exc).__name__
+
+
+def probe(path: Path) -> AudioInfo:
+    """Duration and format of an audio file, fast: headers, packet headers, one decoded frame.
+
+    Raises UnsupportedMediaError (415) for bytes that are not audio we know, and
+    UnprocessableAudioError (422) for audio that is empty, truncated, corrupt or too short.
+    """
+    _refuse_empty(path)
+    info = _probe_soundfile(path) or _probe_av(path)
+    _refuse_too_short(info.duration_s)
+    logger.debug("probed %s: %s", path.name, info)
+    return info
+
+
+# --------------------------------------------------------------------------- decode
+
+
+def _downmix(samples: np.ndarray) -> np.ndarray:
+    """Mean of the channels: keeps a speaker who is only on one side, at half level."""
+    return samples.mean(axis=1, dtype=np.float32) if samples.ndim == 2 else samples.astype(np.float32, copy=False)
+
+
+def _decode_soundfile(path: Path, max_duration_s: float | None) -> np.ndarray | None:
+    """Block-wise decode and streaming resample with libsndfile; None if it cannot open the file."""
+    try:
+        handle = soundfile.SoundFile(str(path))
+    except (soundfile.LibsndfileError, RuntimeError, OSError, ValueError) as exc:
+        logger.debug("libsndfile cannot open %s (%s); trying FFmpeg", path.name, exc)
+        return None
+    with handle:
+        source_rate_hz = int(handle.samplerate)
+        if handle.frames > 0:
+            _refuse_too_long(handle.frames / source_rate_hz, max_duration_s)
+        resampler = (
+            soxr.ResampleStream(source_rate_hz, TARGET_SAMPLE_RATE_HZ, 1, dtype="float32", quality="HQ")
+            if source_rate_hz != TARGET_SAMPLE_RATE_HZ
+            else None
+        )
+        pieces: list[np.ndarray] = []
+        try:
+            # Not handle.blocks(): it sizes its output from the header's frame count, and for a
+            # truncated MP3 it pads the missing part with uninitialised memory (NaNs).
+            while (block := handle.read(_SOUNDFILE_BLOCK_FRAMES, dtype="float32", always_2d=True)).shape[0]:
+                mono = _downmix(block)
+                pieces.append(resampler.resample_chunk(mono) if resampler else mono)
+        except (soundfile.LibsndfileError, RuntimeError) as exc:
+            decoded_s = sum(p.size for p in pieces) / TARGET_SAMPLE_RATE_HZ
+            raise UnprocessableAudioError(
+                f"the {handle.format} audio is corrupt after {decoded_s:.1f} s ({exc}); "
+                "export it again or upload the original recording"
+            ) from exc
+        if resampler:
+            pieces.append(resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+    return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
+
+
+def _packed_to_mono(frame: av.AudioFrame) -> np.ndarray:
+    """A packed float frame (1, samples * channels) as mono samples, channels averaged."""
+    channels = max(1, frame.layout.nb_channels)
+    return _downmix(frame.to_ndarray().reshape(-1, channels))
+
+
+def _decode_av(path: Path, max_duration_s: float | None) -> np.ndarray:
+    """Decode with FFmpeg; its resampler converts to float mono 16 kHz as it goes."""
+    pieces: list[np.ndarray] = []
+    decoded_samples = 0
+    limit_samples = None
+    if max_duration_s is not None:
+        limit_samples = int((max_duration_s + DURATION_LIMIT_TOLERANCE_S) * TARGET_SAMPLE_RATE_HZ)
+    try:
+        with av.open(str(path), mode="r") as container:
+            if not container.streams.audio:
+                raise _no_audio_stream()
+            stream = container.streams.audio[0]
+            # Channels are kept and averaged here, as for libsndfile: FFmpeg's own stereo-to-mono
+            # matrix adds both sides at -3 dB, which makes identical channels 1.41x louder (clipping).
+            resampler = av.AudioResampler(format="flt", layout=None, rate=TARGET_SAMPLE_RATE_HZ)
             for frame in container.decode(stream):
-                for out in resampler.resample(frame):
-                    piece = out.to_ndarray().reshape(-1)
+                for converted in resampler.resample(frame):
+                    piece = _packed_to_mono(converted)
                     pieces.append(piece)
                     decoded_samples += piece.size
-                if limit_samples is not None and decoded_samples > limit_samples + TARGET_SAMPLE_RATE_HZ:
-                    break
-            for out in resampler.resample(None):
-                pieces.append(out.to_ndarray().reshape(-1))
-    except av.error.InvalidDataError as exc:
+                if limit_samples is not None and decoded_samples > limit_samples:
+                    _refuse_too_long(decoded_samples / TARGET_SAMPLE_RATE_HZ, max_duration_s)
+            pieces.extend(_packed_to_mono(converted) for converted in resampler.resample(None))
+    except (UnsupportedMediaError, UnprocessableAudioError):
+        raise
+    except (av.error.FFmpegError, OSError, ValueError, IndexError) as exc:
         if not pieces:
-            raise _not_audio(path) from exc
-        raise UnprocessableAudioError(f"the audio file is corrupt after {decoded_samples / 16000:.1f} s") from exc
-    except av.error.FFmpegError as exc:
-        raise UnprocessableAudioError(f"the audio file cannot be decoded: {exc}") from exc
+            raise _unreadable(path, _describe(exc)) from exc
+        raise UnprocessableAudioError(
+            f"the audio is corrupt after {decoded_samples / TARGET_SAMPLE_RATE_HZ:.1f} s ({_describe(exc)}); "
+            "export it again or upload the original recording"
+        ) from exc
     if not pieces:
-        raise UnprocessableAudioError("the audio file holds no audio frames (empty or corrupt)")
-    return np.ascontiguousarray(np.concatenate(pieces), dtype=np.float32)
+        raise _unreadable(path, "no audio frame could be decoded")
+    return np.concatenate(pieces).astype(np.float32, copy=False)
 
 
 def decode_16k_mono(path: Path, max_duration_s: float | None = None) -> np.ndarray:
-    """The whole file as float32 samples in [-1, 1], 16 kHz, mono."""
-    if path.stat().st_size == 0:
-        raise UnprocessableAudioError("the audio file is empty")
-    audio = _decode_soundfile(path)
+    """The whole file as float32 samples in [-1, 1], 16 kHz, mono: what every engine takes.
+
+    Raises the same 415/422 errors as probe(), and 422 when the audio lasts longer than
+    `max_duration_s` (checked from the header where there is one, else while decoding, so
+    a too-long file is never decoded to the end).
+    """
+    _refuse_empty(path)
+    audio = _decode_soundfile(path, max_duration_s)
     if audio is None:
         audio = _decode_av(path, max_duration_s)
-    if audio.size == 0:
-        raise UnprocessableAudioError("the audio file holds no audio frames")
     duration_s = audio.size / TARGET_SAMPLE_RATE_HZ
-    if max_duration_s is not None and duration_s > max_duration_s + 1.0:
+    _refuse_too_short(duration_s)
+    if not np.isfinite(audio).all():
         raise UnprocessableAudioError(
-            f"the audio lasts more than {max_duration_s:.0f} s, the limit of this service"
+            "the audio holds invalid samples (NaN or infinity): export it again as 16-bit PCM or a common codec"
         )
+    _refuse_too_long(duration_s, max_duration_s)
+    audio = np.ascontiguousarray(audio, dtype=np.float32)
     return np.clip(audio, -1.0, 1.0, out=audio)
 
 
 def pcm16le_to_float32(data: bytes) -> np.ndarray:
-    """Raw PCM s16le (what streaming clients send) as float32 in [-1, 1)."""
-    usable = len(data) - len(data) % 2
-    return np.frombuffer(data[:usable], dtype="<i2").astype(np.float32) / 32768.0
+    """Raw PCM s16le (what streaming clients send) as float32 in [-1, 1).
+
+    A trailing odd byte (a frame split mid-sample) is dropped: the caller keeps frames whole.
+    """
+    usable_bytes = len(data) - len(data) % 2
+    return np.frombuffer(data[:usable_bytes], dtype="<i2").astype(np.float32) / 32768.0

@@ -3,36 +3,54 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
-from tests.support.servers import PostgresServer, RedisServer, S3Server, run_postgres, run_redis, run_seaweedfs
+from tests.support.servers import (
+    PostgresServer,
+    RedisServer,
+    S3Server,
+    ServerUnavailable,
+    run_postgres,
+    run_redis,
+    run_seaweedfs,
+)
 
 # Assembled model files (Whisper base) are reused across runs instead of rebuilt per test.
 os.environ.setdefault("ODDASR_TEST_MODEL_CACHE", str(Path.home() / ".cache" / "oddasr-test-models"))
 
+ServerT = TypeVar("ServerT", RedisServer, PostgresServer, S3Server)
+
+
+def _started(start: Callable[[Path], ServerT], directory: Path) -> Iterator[ServerT]:
+    """Start a real server for the session. Missing binaries fail the run, never skip it:
+    `make test` installs them, so a skip would only hide a broken install step."""
+    try:
+        server = start(directory)
+    except ServerUnavailable as exc:
+        pytest.fail(f"{exc} (make test installs it: scripts/install-system-packages.sh)")
+    try:
+        yield server
+    finally:
+        server.close()
+
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = run_redis(tmp_path_factory.mktemp("redis"))
-    yield server
-    server.stop()
+    yield from _started(run_redis, tmp_path_factory.mktemp("redis"))
 
 
 @pytest.fixture(scope="session")
 def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    server = run_postgres(tmp_path_factory.mktemp("postgres"))
-    yield server
-    server.stop()
+    yield from _started(run_postgres, tmp_path_factory.mktemp("postgres"))
 
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    server = run_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
-    yield server
-    server.stop()
+    yield from _started(run_seaweedfs, tmp_path_factory.mktemp("seaweedfs"))
 
 
 @pytest.fixture(scope="session")

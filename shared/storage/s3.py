@@ -54,14 +54,16 @@ class S3Storage:
         path_style: bool = True,
         create_bucket: bool = False,
         connect_timeout_s: float = 3.0,
-        read_timeout_s: float = 60.0,
+        read_timeout_s: float = 30.0,
         max_attempts: int = 3,
         ping_timeout_s: float = 3.0,
     ) -> None:
         """Build the clients; with `create_bucket`, make the bucket now if it is missing.
 
-        Empty credentials fall through to boto3's own chain (instance role, ~/.aws), which is
-        what a deployment on AWS wants; empty `endpoint_url` means AWS itself.
+        `max_attempts` counts every try of one request, the first included; `read_timeout_s` is
+        the longest silence between two socket reads, not a limit on a whole transfer. Empty
+        credentials fall through to boto3's own chain (instance role, ~/.aws), which is what a
+        deployment on AWS wants; empty `endpoint_url` means AWS itself.
         """
         self.bucket = bucket
         self.endpoint_url = endpoint_url or None
@@ -80,7 +82,8 @@ class S3Storage:
                 s3=addressing,
                 connect_timeout=connect_timeout_s,
                 read_timeout=read_timeout_s,
-                retries={"max_attempts": max_attempts, "mode": "standard"},
+                # total_max_attempts counts the first try; botocore's "max_attempts" does not.
+                retries={"total_max_attempts": max_attempts, "mode": "standard"},
             ),
         )
         # The health check must answer in seconds even when the endpoint accepts the
@@ -93,7 +96,7 @@ class S3Storage:
                 s3=addressing,
                 connect_timeout=ping_timeout_s,
                 read_timeout=ping_timeout_s,
-                retries={"max_attempts": 1, "mode": "standard"},
+                retries={"total_max_attempts": 1, "mode": "standard"},
             ),
         )
         self._transfer = TransferConfig(
