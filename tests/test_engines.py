@@ -43,22 +43,21 @@ def model_cache() -> Path:
     return Path(os.environ["ODDASR_TEST_MODEL_CACHE"])
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> WhisperEngine:
-    settings = Settings(data_dir=tmp_path_factory.mktemp("tiny"), whisper_model="tiny.en", cpu_threads=2,
-                        whisper_beam_size=1, model_cache_dir=model_cache)
-    engine = load_engine(settings)
+def whisper_engine(data_dir: Path, model: str, model_cache: Path) -> WhisperEngine:
+    engine = load_engine(Settings(data_dir=data_dir, whisper_model=model, cpu_threads=2, whisper_beam_size=1,
+                                  model_cache_dir=model_cache))
     assert isinstance(engine, WhisperEngine)
     return engine
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> WhisperEngine:
+    return whisper_engine(tmp_path_factory.mktemp("tiny"), "tiny.en", model_cache)
 
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> WhisperEngine:
-    settings = Settings(data_dir=tmp_path_factory.mktemp("base"), whisper_model="base", cpu_threads=2,
-                        whisper_beam_size=1, model_cache_dir=model_cache)
-    engine = load_engine(settings)
-    assert isinstance(engine, WhisperEngine)
-    return engine
+    return whisper_engine(tmp_path_factory.mktemp("base"), "base", model_cache)
 
 
 FILE = TranscriptionOptions()

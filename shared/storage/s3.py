@@ -74,31 +74,17 @@ class S3Storage:
             region_name=region or None,
         )
         addressing = {"addressing_style": "path" if path_style else "virtual"}
-        self._client = session.client(
-            "s3",
-            endpoint_url=self.endpoint_url,
-            config=Config(
-                signature_version="s3v4",
-                s3=addressing,
-                connect_timeout=connect_timeout_s,
-                read_timeout=read_timeout_s,
-                # total_max_attempts counts the first try; botocore's "max_attempts" does not.
-                retries={"total_max_attempts": max_attempts, "mode": "standard"},
-            ),
-        )
+
+        def client(connect_s: float, read_s: float, attempts: int):  # type: ignore[no-untyped-def]
+            # total_max_attempts counts the first try; botocore's "max_attempts" does not.
+            config = Config(signature_version="s3v4", s3=addressing, connect_timeout=connect_s, read_timeout=read_s,
+                            retries={"total_max_attempts": attempts, "mode": "standard"})
+            return session.client("s3", endpoint_url=self.endpoint_url, config=config)
+
+        self._client = client(connect_timeout_s, read_timeout_s, max_attempts)
         # The health check must answer in seconds even when the endpoint accepts the
         # connection and then hangs: one attempt, and a read timeout as short as the connect one.
-        self._ping_client = session.client(
-            "s3",
-            endpoint_url=self.endpoint_url,
-            config=Config(
-                signature_version="s3v4",
-                s3=addressing,
-                connect_timeout=ping_timeout_s,
-                read_timeout=ping_timeout_s,
-                retries={"total_max_attempts": 1, "mode": "standard"},
-            ),
-        )
+        self._ping_client = client(ping_timeout_s, ping_timeout_s, 1)
         self._transfer = TransferConfig(
             multipart_threshold=MULTIPART_THRESHOLD_BYTES,
             multipart_chunksize=MULTIPART_CHUNK_BYTES,
