@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         JSON_SORT_KEYS=False,
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]  # Chinese text stays readable
     app.extensions[EXTENSION_KEY] = ApiDeps(
         settings=settings,
         jobs=JobRepository(make_session_factory(make_engine(settings.database_url))),
