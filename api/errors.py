@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from shared.errors import OddAsrError
@@ -24,6 +25,11 @@ def register_error_handlers(app: Flask) -> None:
         if exc.http_status >= 500:
             logger.warning("request failed: %s", exc.message, exc_info=exc.__cause__ is not None)
         return error_response(exc.message, exc.http_status)
+
+    @app.errorhandler(OperationalError)
+    def _database_down(exc: OperationalError):  # type: ignore[no-untyped-def]
+        logger.warning("database unavailable: %s", exc.orig)
+        return error_response("the job database is unavailable; try again shortly", 503)
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(_exc: RequestEntityTooLarge):  # type: ignore[no-untyped-def]

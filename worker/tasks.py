@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 
+import redis
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy.exc import OperationalError
 
 from shared.config import get_settings
 from shared.errors import OddAsrError
@@ -27,11 +29,13 @@ def transcribe(self: Task, job_id: str) -> None:
         run_transcription(runtime, job_id)
     except SoftTimeLimitExceeded:
         fail_job(runtime, job_id, f"the job ran past the time limit of {runtime.settings.job_time_limit_s} s")
-    except OddAsrError as exc:
-        if not exc.transient:
-            raise
+    except (OddAsrError, OperationalError, redis.RedisError) as exc:
+        if isinstance(exc, OddAsrError) and not exc.transient:
+            fail_job(runtime, job_id, exc.message)
+            return
+        # Storage, database or Redis down: the job is fine, the world is not. Retry later.
         if self.request.retries >= MAX_TRANSIENT_RETRIES:
-            fail_job(runtime, job_id, f"gave up after {MAX_TRANSIENT_RETRIES} retries: {exc.message}")
+            fail_job(runtime, job_id, f"gave up after {MAX_TRANSIENT_RETRIES} retries: {exc}")
             return
         countdown_s = min(60, 2 ** (self.request.retries + 1))
         logger.warning("job %s hit a transient error (%s); retrying in %d s", job_id, exc, countdown_s)
