@@ -143,3 +143,19 @@ def test_redis_outage_gives_503_then_the_service_recovers(stack: Stack, own_redi
     redis.Redis.from_url(own_redis.url).ping()
     stack.wait_ready(("cpu",), timeout_s=90)
     assert wait_for_job(stack, submit(stack, short_clip), timeout_s=120)["status"] == "succeeded"
+
+
+def test_progress_is_reported_while_a_long_job_runs(stack: Stack, long_recording: Path) -> None:
+    job_id = submit(stack, long_recording)
+    seen: list[float] = []
+    deadline_s = time.monotonic() + 120
+    while time.monotonic() < deadline_s:
+        job = requests.get(stack.url(f"/v1/jobs/{job_id}"), timeout=10).json()
+        if job["status"] == "running":
+            seen.append(job["progress"])
+        if job["status"] in {"succeeded", "failed", "canceled"}:
+            break
+        time.sleep(0.1)
+    assert job["status"] == "succeeded" and job["progress"] == 1.0
+    assert any(0.0 < value < 1.0 for value in seen), seen
+    assert seen == sorted(seen)

@@ -66,6 +66,19 @@ def test_oddasr_runs_everything_and_ctrl_c_leaves_no_process(tmp_path: Path, spe
             except requests.ConnectionError:
                 assert time.monotonic() < flower_deadline_s, "flower did not start"
                 time.sleep(0.5)
+        # A crashed child is started again: kill the API's gunicorn master outright.
+        gunicorn = next(p for p in psutil.Process(launcher.pid).children() if "gunicorn" in " ".join(p.cmdline()))
+        os.killpg(gunicorn.pid, signal.SIGKILL)
+        restart_deadline_s = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(f"http://127.0.0.1:{api_port}/healthz", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < restart_deadline_s, "the API was not restarted"
+            time.sleep(0.3)
+        assert launcher.poll() is None
         descendants = psutil.Process(launcher.pid).children(recursive=True)
         names = " ".join(" ".join(p.cmdline()) for p in descendants)
         for expected in ("redis-server", "gunicorn", "celery", "flower"):

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
@@ -28,6 +28,10 @@ from shared.db.migrate import upgrade_to_head
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_S = 20.0
+#: A child that dies is started again, unless it died this often within the window: then
+#: something is wrong that a restart will not fix, and everything stops with an error.
+MAX_RESTARTS = 3
+RESTART_WINDOW_S = 60.0
 REDIS_START_TIMEOUT_S = 15.0
 _PR_SET_PDEATHSIG = 1
 
@@ -44,7 +48,9 @@ def _die_with_parent() -> None:
 @dataclass
 class Child:
     name: str
+    argv: list[str]
     process: subprocess.Popen[bytes]
+    restarts_s: list[float] = field(default_factory=list)
 
 
 class Launcher:
@@ -56,10 +62,25 @@ class Launcher:
 
     def spawn(self, name: str, argv: list[str]) -> Child:
         logger.info("starting %s: %s", name, " ".join(argv))
-        process = subprocess.Popen(argv, env=self.env, start_new_session=True, preexec_fn=_die_with_parent)  # noqa: PLW1509
-        child = Child(name, process)
+        child = Child(name, argv, self._popen(argv))
         self.children.append(child)
         return child
+
+    def _popen(self, argv: list[str]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(argv, env=self.env, start_new_session=True, preexec_fn=_die_with_parent)  # noqa: PLW1509
+
+    def restart(self, child: Child) -> bool:
+        """Start a dead child again; False when it has died too often to keep trying."""
+        now_s = time.monotonic()
+        child.restarts_s = [t for t in child.restarts_s if now_s - t < RESTART_WINDOW_S]
+        if len(child.restarts_s) >= MAX_RESTARTS:
+            return False
+        child.restarts_s.append(now_s)
+        _signal_group(child.process, signal.SIGKILL)  # whatever it left behind in its group
+        child.process = self._popen(child.argv)
+        logger.warning("restarted %s (restart %d in the last %.0f s)", child.name, len(child.restarts_s),
+                       RESTART_WINDOW_S)
+        return True
 
     def start_redis(self) -> None:
         port = self.settings.embedded_redis_port
@@ -100,13 +121,17 @@ class Launcher:
         )
 
     def supervise(self) -> int:
-        """Wait until a signal or an unexpected child exit; then stop everything."""
+        """Restart children that die; stop everything on a signal or on a child that keeps dying."""
         exit_code = 0
         while not self.stopping:
             for child in self.children:
                 code = child.process.poll()
-                if code is not None:
-                    logger.error("%s exited with code %s; stopping everything", child.name, code)
+                if code is None or self.stopping:
+                    continue
+                logger.error("%s exited with code %s", child.name, code)
+                if not self.restart(child):
+                    logger.error("%s died %d times in %.0f s; stopping everything", child.name, MAX_RESTARTS,
+                                 RESTART_WINDOW_S)
                     exit_code = 1
                     self.stopping = True
                     break
