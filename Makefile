@@ -11,7 +11,7 @@ TEST_STAMP := $(VENV)/.test-installed
 .PHONY: run test install install-test lint bench clean
 
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); scripts/install-system-packages.sh venv && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(RUN_STAMP): $(BIN)/python pyproject.toml requirements/models.txt

