@@ -14,6 +14,7 @@ from shared.schemas import JobOptions
 MODES = ("file", "sentence")
 MAX_HOTWORDS = 200
 MAX_HOTWORDS_CHARS = 2000
+MAX_SPEAKERS = 20
 _LANGUAGE_RE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?$")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -29,8 +30,6 @@ def parse_bool(name: str, raw: str | None) -> bool:
         return False
     raise BadRequestError(f"'{name}' must be true or false, not {raw!r}")
 
-
-MAX_SPEAKERS = 20
 
 
 def parse_speaker_count(name: str, raw: str | None) -> int | None:
