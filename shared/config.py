@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     sentence_worker_concurrency: int = 1
     worker_max_tasks_per_child: int = 0
     preload_model: bool = True
+    #: A running job whose row was not touched for this long lost its worker (progress is
+    #: written at least once per decoded chunk); workers send such jobs to the queue again.
+    stale_job_after_s: float = 600.0
+    reaper_interval_s: float = 60.0
     #: Seconds a prefork child may spend loading models before Celery gives up on it.
     worker_process_init_timeout_s: float = 600.0
 

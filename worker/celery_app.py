@@ -10,12 +10,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 
 import redis
 from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
 
 from shared.celery_factory import make_celery
 from shared.config import get_settings
+from shared.db.repository import JobRepository
+from shared.db.session import make_engine, make_session_factory
 from shared.logs import configure_logging
 from shared.redis_keys import WORKER_HEARTBEAT_INTERVAL_S
 from shared.worker_presence import forget_worker, record_heartbeat
@@ -55,15 +58,30 @@ class _Heartbeat:
         self.stop = threading.Event()
         self.node = ""
         self.queues: list[str] = []
+        self.jobs: JobRepository | None = None
         self.client = redis.Redis.from_url(_settings.effective_redis_url, socket_connect_timeout=3, socket_timeout=5)
 
     def run(self) -> None:
+        next_reap_s = time.monotonic() + _settings.reaper_interval_s
         while not self.stop.is_set():
             try:
                 record_heartbeat(self.client, self.node, self.queues)
             except redis.RedisError:
                 logger.warning("could not record the worker heartbeat; Redis unreachable")
-            self.stop.wait(WORKER_HEARTBEAT_INTERVAL_S)
+            if time.monotonic() >= next_reap_s:
+                next_reap_s = time.monotonic() + _settings.reaper_interval_s
+                self._reap()
+            self.stop.wait(min(WORKER_HEARTBEAT_INTERVAL_S, _settings.reaper_interval_s))
+
+    def _reap(self) -> None:
+        from worker.services.reaper import requeue_stale_jobs
+
+        try:
+            if self.jobs is None:
+                self.jobs = JobRepository(make_session_factory(make_engine(_settings.database_url, pooled=False)))
+            requeue_stale_jobs(self.jobs, app, _settings.stale_job_after_s)
+        except Exception:  # the reaper must never take the worker down; it tries again later
+            logger.warning("could not look for stale jobs", exc_info=True)
 
 
 _heartbeat = _Heartbeat()

@@ -104,12 +104,41 @@ class JobRepository:
             )
             return result.rowcount == 1
 
+    def touch_running(self, job_id: str) -> bool:
+        """Show the job is alive (its worker holds it); False once it is no longer running."""
+        with self._session_factory.begin() as session:
+            result = session.execute(
+                update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING).values(updated_at=utc_now())
+            )
+            return result.rowcount == 1
+
     def clear_stored_keys(self, job_id: str) -> None:
         """Forget the storage keys after the objects were deleted (not a status change)."""
         with self._session_factory.begin() as session:
             session.execute(
                 update(Job).where(Job.id == job_id).values(audio_key=None, transcript_key=None, updated_at=utc_now())
             )
+
+    def claim_stale_running(self, stale_before: datetime, limit: int = 100) -> list[tuple[str, str]]:
+        """Running jobs untouched since `stale_before` (their worker died with its machine),
+        each claimed by one caller only: the conditional touch makes concurrent reapers agree.
+        Returns (job id, queue) pairs the caller must send to a worker again."""
+        with self._session_factory() as session:
+            candidates = session.execute(
+                select(Job.id, Job.queue).where(Job.status == JobStatus.RUNNING, Job.updated_at < stale_before)
+                .limit(limit)
+            ).all()
+        claimed = []
+        for job_id, queue in candidates:
+            with self._session_factory.begin() as session:
+                result = session.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.status == JobStatus.RUNNING, Job.updated_at < stale_before)
+                    .values(updated_at=utc_now())
+                )
+                if result.rowcount == 1:
+                    claimed.append((job_id, queue))
+        return claimed
 
     def oldest_created_at(self) -> datetime | None:
         with self._session_factory() as session:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -31,6 +32,34 @@ PROGRESS_INTERVAL_S = 0.5
 
 class JobCanceled(Exception):
     """Raised from the progress callback when the job was canceled while it ran."""
+
+
+class JobLease:
+    """Touches the running job's row in the background while it runs, so the reaper can
+    tell a slow job (an engine call that reports no progress for minutes) from a dead one."""
+
+    def __init__(self, runtime: WorkerRuntime, job_id: str) -> None:
+        self._runtime = runtime
+        self._job_id = job_id
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{job_id}", daemon=True)
+
+    def _run(self) -> None:
+        interval_s = max(1.0, self._runtime.settings.stale_job_after_s / 4)
+        while not self._stop.wait(interval_s):
+            try:
+                if not self._runtime.jobs.touch_running(self._job_id):
+                    return
+            except Exception:  # a database blip: the next touch, or the job's own writes, follow
+                logger.warning("could not renew the lease of job %s", self._job_id, exc_info=True)
+
+    def __enter__(self) -> JobLease:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 def transcript_key_for(job_id: str) -> str:
@@ -83,8 +112,10 @@ def run_transcription(runtime: WorkerRuntime, job_id: str) -> JobStatus | None:
     if job.attempts:
         logger.warning("job %s is being retried (attempt %d)", job_id, job.attempts + 1)
     started_s = time.monotonic()
+    lease = JobLease(runtime, job_id)
     try:
-        transcript = _transcribe(runtime, job_id, job.audio_key or "", job.mode, JobOptions(**job.options))
+        with lease:
+            transcript = _transcribe(runtime, job_id, job.audio_key or "", job.mode, JobOptions(**job.options))
     except JobCanceled:
         logger.info("job %s was canceled while running", job_id)
         return JobStatus.CANCELED

@@ -1,0 +1,103 @@
+"""A job whose worker machine died (row stuck in `running`, no sign of life) is sent to the
+queue again by a live worker and finishes, once."""
+
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from shared.db.models import Job, JobStatus, utc_now
+from shared.db.repository import JobRepository
+from shared.db.session import make_engine, make_session_factory
+from tests.support.speech import REFERENCE_SENTENCES, synthesize
+from tests.support.stack import Stack, running_stack, wait_for_job
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
+    with running_stack(tmp_path_factory.mktemp("reaper"), redis_server.url, file_concurrency=1,
+                       sentence_concurrency=0, stale_job_after_s=5.0, reaper_interval_s=1.0) as running:
+        yield running
+
+
+def orphan_job(stack: Stack, audio: Path, quiet_for_s: float) -> str:
+    """A job as a dead machine leaves it: running, its audio stored, its message lost."""
+    job_id = uuid.uuid4().hex
+    storage_dir = Path(stack.settings.storage_local_dir) / "audio"
+    storage_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(audio, storage_dir / job_id)
+    jobs = JobRepository(make_session_factory(make_engine(stack.settings.database_url)))
+    jobs.create(Job(id=job_id, status=JobStatus.QUEUED, mode="file", queue="cpu", options={},
+                    audio_key=f"audio/{job_id}", progress=0.0, attempts=0))
+    jobs.transition(job_id, JobStatus.RUNNING, worker="dead-host:1")
+    engine = make_engine(stack.settings.database_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE jobs SET updated_at = ? WHERE id = ?",
+                                   (utc_now() - timedelta(seconds=quiet_for_s), job_id))
+    engine.dispose()
+    return job_id
+
+
+def test_a_job_left_running_by_a_dead_machine_is_finished_by_a_live_worker(stack: Stack, speech_dir: Path) -> None:
+    clip = synthesize(REFERENCE_SENTENCES[5], speech_dir / "reaper.wav")
+    job_id = orphan_job(stack, clip, quiet_for_s=60)
+    job = wait_for_job(stack, job_id, timeout_s=60)
+    assert job["status"] == "succeeded", job
+    assert job["attempts"] == 2 and job["worker"] != "dead-host:1"
+    assert "sending it to cpu again" in stack.log_tail("worker-file", 200)
+
+
+def test_a_recently_active_running_job_is_left_alone(stack: Stack, speech_dir: Path) -> None:
+    clip = synthesize(REFERENCE_SENTENCES[6], speech_dir / "reaper2.wav")
+    job_id = orphan_job(stack, clip, quiet_for_s=0)
+    stack_jobs = JobRepository(make_session_factory(make_engine(stack.settings.database_url)))
+    time.sleep(3.0)  # three reaper rounds, each before the 5 s of silence are up
+    assert stack_jobs.get(job_id).status == JobStatus.RUNNING
+    assert stack_jobs.get(job_id).attempts == 1
+
+
+def test_concurrent_reapers_claim_each_stale_job_once(tmp_path: Path) -> None:
+    from shared.db.migrate import upgrade_to_head
+
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    upgrade_to_head(url)
+    jobs = JobRepository(make_session_factory(make_engine(url)))
+    job_id = uuid.uuid4().hex
+    jobs.create(Job(id=job_id, status=JobStatus.QUEUED, mode="file", queue="gpu", options={}, progress=0.0,
+                    attempts=0))
+    jobs.transition(job_id, JobStatus.RUNNING)
+    cutoff = utc_now() + timedelta(seconds=1)
+    assert jobs.claim_stale_running(cutoff) == [(job_id, "gpu")]
+    assert jobs.claim_stale_running(utc_now() - timedelta(seconds=60)) == []
+
+
+def test_a_slow_job_keeps_its_lease_while_the_engine_reports_nothing(tmp_path: Path) -> None:
+    """The worker side: a lease thread touches the row, so a long silent engine call is not
+    mistaken for a dead worker."""
+    from types import SimpleNamespace
+
+    from shared.config import Settings
+    from shared.db.migrate import upgrade_to_head
+    from worker.services.transcription import JobLease
+
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    upgrade_to_head(url)
+    jobs = JobRepository(make_session_factory(make_engine(url)))
+    job_id = uuid.uuid4().hex
+    jobs.create(Job(id=job_id, status=JobStatus.QUEUED, mode="file", queue="cpu", options={}, progress=0.0,
+                    attempts=0))
+    jobs.transition(job_id, JobStatus.RUNNING)
+    runtime = SimpleNamespace(jobs=jobs, settings=Settings(data_dir=tmp_path, stale_job_after_s=4.0))
+    with JobLease(runtime, job_id):  # type: ignore[arg-type]
+        time.sleep(3.5)  # the "engine" is busy; the lease renews every second
+        assert jobs.claim_stale_running(utc_now() - timedelta(seconds=2)) == []
+    time.sleep(2.5)
+    assert jobs.claim_stale_running(utc_now() - timedelta(seconds=2)) == [(job_id, "cpu")]
