@@ -158,3 +158,16 @@ def test_unknown_routes_and_methods_answer_json(client: FlaskClient) -> None:
     assert_error(client.get("/v1/nothing"), 404)
     assert client.put("/v1/jobs").status_code == 405
     assert "error" in client.put("/v1/jobs").get_json()
+
+
+@pytest.mark.parametrize("path", ["/v1/asr", "/v1/asr/sentence"])
+def test_sync_endpoints_answer_504_with_the_job_id_when_no_worker_answers_in_time(
+    tmp_path: Path, redis_server, path: str  # type: ignore[no-untyped-def]
+) -> None:
+    app = create_app(make_settings(tmp_path, redis_server.url, sync_wait_timeout_s=0.5))
+    with app.test_client() as client:
+        response = post(client, wav_bytes(1.0), path=path)
+        assert_error(response, 504, "poll")
+        job_id = response.get_json()["job_id"]
+        job = client.get(f"/v1/jobs/{job_id}").get_json()
+        assert job["status"] == "queued"  # not lost: a worker will still run it
