@@ -38,12 +38,19 @@ def orphan_job(stack: Stack, audio: Path, quiet_for_s: float) -> str:
     jobs.create(Job(id=job_id, status=JobStatus.QUEUED, mode="file", queue="cpu", options={},
                     audio_key=f"audio/{job_id}", progress=0.0, attempts=0))
     jobs.transition(job_id, JobStatus.RUNNING, worker="dead-host:1")
-    engine = make_engine(stack.settings.database_url)
-    with engine.begin() as connection:
-        connection.exec_driver_sql("UPDATE jobs SET updated_at = ? WHERE id = ?",
-                                   (utc_now() - timedelta(seconds=quiet_for_s), job_id))
-    engine.dispose()
+    make_quiet(stack.settings.database_url, job_id, quiet_for_s)
     return job_id
+
+
+def make_quiet(database_url: str, job_id: str, quiet_for_s: float) -> None:
+    """Pretend nothing touched the job for `quiet_for_s`."""
+    from sqlalchemy import update
+
+    engine = make_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(update(Job).where(Job.id == job_id)
+                           .values(updated_at=utc_now() - timedelta(seconds=quiet_for_s)))
+    engine.dispose()
 
 
 def test_a_job_left_running_by_a_dead_machine_is_finished_by_a_live_worker(stack: Stack, speech_dir: Path) -> None:
@@ -64,19 +71,42 @@ def test_a_recently_active_running_job_is_left_alone(stack: Stack, speech_dir: P
     assert stack_jobs.get(job_id).attempts == 1
 
 
-def test_concurrent_reapers_claim_each_stale_job_once(tmp_path: Path) -> None:
+def running_job_in_fresh_db(tmp_path: Path, queue: str) -> tuple[JobRepository, str, str]:
     from shared.db.migrate import upgrade_to_head
 
     url = f"sqlite:///{tmp_path / 'jobs.db'}"
     upgrade_to_head(url)
     jobs = JobRepository(make_session_factory(make_engine(url)))
     job_id = uuid.uuid4().hex
-    jobs.create(Job(id=job_id, status=JobStatus.QUEUED, mode="file", queue="gpu", options={}, progress=0.0,
+    jobs.create(Job(id=job_id, status=JobStatus.QUEUED, mode="file", queue=queue, options={}, progress=0.0,
                     attempts=0))
     jobs.transition(job_id, JobStatus.RUNNING)
-    cutoff = utc_now() + timedelta(seconds=1)
-    assert jobs.claim_stale_running(cutoff) == [(job_id, "gpu")]
-    assert jobs.claim_stale_running(utc_now() - timedelta(seconds=60)) == []
+    return jobs, url, job_id
+
+
+def test_concurrent_reapers_claim_each_stale_job_once(tmp_path: Path) -> None:
+    import threading
+
+    jobs, url, job_id = running_job_in_fresh_db(tmp_path, "gpu")
+    make_quiet(url, job_id, 60)
+    cutoff = utc_now() - timedelta(seconds=30)
+    claims: list[list[tuple[str, str]]] = []
+    barrier = threading.Barrier(6)
+
+    def reap() -> None:
+        barrier.wait()
+        claims.append(jobs.claim_stale_running(cutoff))
+
+    threads = [threading.Thread(target=reap) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(claims, key=len)[-1] == [(job_id, "gpu")]
+    assert sum(len(claim) for claim in claims) == 1
+    assert jobs.claim_stale_running(utc_now() - timedelta(seconds=30)) == []
+    with pytest.raises(ValueError, match="past"):
+        jobs.claim_stale_running(utc_now() + timedelta(seconds=5))
 
 
 def test_a_slow_job_keeps_its_lease_while_the_engine_reports_nothing(tmp_path: Path) -> None:
@@ -85,16 +115,9 @@ def test_a_slow_job_keeps_its_lease_while_the_engine_reports_nothing(tmp_path: P
     from types import SimpleNamespace
 
     from shared.config import Settings
-    from shared.db.migrate import upgrade_to_head
     from worker.services.transcription import JobLease
 
-    url = f"sqlite:///{tmp_path / 'jobs.db'}"
-    upgrade_to_head(url)
-    jobs = JobRepository(make_session_factory(make_engine(url)))
-    job_id = uuid.uuid4().hex
-    jobs.create(Job(id=job_id, status=JobStatus.QUEUED, mode="file", queue="cpu", options={}, progress=0.0,
-                    attempts=0))
-    jobs.transition(job_id, JobStatus.RUNNING)
+    jobs, _url, job_id = running_job_in_fresh_db(tmp_path, "cpu")
     runtime = SimpleNamespace(jobs=jobs, settings=Settings(data_dir=tmp_path, stale_job_after_s=4.0))
     with JobLease(runtime, job_id):  # type: ignore[arg-type]
         time.sleep(3.5)  # the "engine" is busy; the lease renews every second

@@ -121,8 +121,15 @@ class JobRepository:
 
     def claim_stale_running(self, stale_before: datetime, limit: int = 100) -> list[tuple[str, str]]:
         """Running jobs untouched since `stale_before` (their worker died with its machine),
-        each claimed by one caller only: the conditional touch makes concurrent reapers agree.
-        Returns (job id, queue) pairs the caller must send to a worker again."""
+        each claimed by one caller only. Returns (job id, queue) pairs the caller must send to
+        a worker again.
+
+        The claim touches the row only while it is still older than `stale_before`; the touch
+        makes it newer, so of several reapers racing for one job exactly one wins. That needs
+        `stale_before` in the past, which is checked.
+        """
+        if stale_before > utc_now():
+            raise ValueError("stale_before must lie in the past")
         with self._session_factory() as session:
             candidates = session.execute(
                 select(Job.id, Job.queue).where(Job.status == JobStatus.RUNNING, Job.updated_at < stale_before)
