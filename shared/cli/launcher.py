@@ -84,12 +84,14 @@ class Launcher:
 
     def start_redis(self) -> None:
         port = self.settings.embedded_redis_port
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                raise SystemExit(
-                    f"port {port} is already in use: stop that process, or set ODDASR_EMBEDDED_REDIS_PORT "
-                    "to a free port, or point ODDASR_REDIS_URL at a Redis you run yourself"
-                )
+        if _port_in_use(port):
+            # Often a system redis-server (Debian starts one when the package is installed).
+            # This Redis is private to this deployment, so any free port will do.
+            port = _free_port()
+            logger.warning("port %d is taken (a system Redis?); the embedded redis-server uses port %d",
+                           self.settings.embedded_redis_port, port)
+            self.settings = self.settings.model_copy(update={"embedded_redis_port": port})
+            self.env = {**os.environ, **self.settings.as_child_environment()}
         redis_dir = Path(self.settings.data_dir) / "redis"
         redis_dir.mkdir(parents=True, exist_ok=True)
         self.spawn("redis", commands.redis_argv(commands.find_redis_server(), port, redis_dir.resolve()))
@@ -156,6 +158,17 @@ class Launcher:
         # Kill whatever is left in the group (Celery's pool children, gunicorn's workers).
         _signal_group(process, signal.SIGKILL)
         process.wait()
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
