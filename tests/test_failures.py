@@ -159,3 +159,18 @@ def test_progress_is_reported_while_a_long_job_runs(stack: Stack, long_recording
     assert job["status"] == "succeeded" and job["progress"] == 1.0
     assert any(0.0 < value < 1.0 for value in seen), seen
     assert seen == sorted(seen)
+
+
+def test_a_client_that_drops_mid_upload_leaves_nothing_behind(stack: Stack) -> None:
+    import socket
+
+    jobs_before = requests.get(stack.url("/v1/jobs"), timeout=10).json()["total"]
+    with socket.create_connection((stack.settings.host, stack.settings.port), timeout=10) as sock:
+        head = (b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=xyz\r\n"
+                b"Content-Length: 10000000\r\n\r\n"
+                b"--xyz\r\nContent-Disposition: form-data; name=\"audio\"; filename=\"a.wav\"\r\n\r\n")
+        sock.sendall(head + bytes(1024 * 1024))
+    time.sleep(1.0)
+    assert requests.get(stack.url("/healthz"), timeout=10).status_code == 200
+    assert requests.get(stack.url("/v1/jobs"), timeout=10).json()["total"] == jobs_before
+    assert list((Path(stack.settings.data_dir) / "uploads").glob("*")) == []
