@@ -117,6 +117,38 @@ class Settings(BaseSettings):
     #: Let the engine fetch a hub id at load time (needs a reachable model hub).
     funasr_allow_download: bool = False
 
+    # --- live streaming (websocket sessions pinned to stream worker processes) -------------
+    #: Stream worker processes (one live session each); the original's asr_stream_cfg.max_instance.
+    stream_workers: int = 1
+    #: The original's `disable_stream`: no stream workers, websockets answer "disabled".
+    disable_stream: bool = False
+    #: FunASR runtime clients' port (plain, or TLS with enable_https); 0 turns it off.
+    funasr_ws_port: int = 10095
+    #: The original's enable_https / ssl_cert_path / ssl_key_path: TLS on the websocket ports.
+    enable_https: bool = False
+    ssl_cert_path: str = ""
+    ssl_key_path: str = ""
+    #: How long a new session waits for a free stream worker before it is told "busy".
+    stream_slot_wait_s: float = 10.0
+    #: No audio for this long ends a session (the original's free_resource_timeout; OddASR's
+    #: test client never closes, so this is how its sessions end).
+    stream_idle_timeout_s: float = 5.0
+    stream_max_session_s: float = 3 * 3600.0
+    stream_max_frame_bytes: int = 1024 * 1024
+    #: Audio the worker may hold unprocessed; past it the API stops reading the socket, so a
+    #: client sending faster than real time is slowed by TCP instead of filling memory.
+    stream_max_backlog_s: float = 30.0
+    #: How often the open sentence is re-decoded for partial results.
+    stream_partial_interval_ms: int = 500
+    #: Both halves of the relay send a heartbeat this often.
+    stream_heartbeat_interval_s: float = 0.5
+    #: The API ends a session when its worker was silent this long (a dead worker).
+    stream_worker_timeout_s: float = 1.5
+    #: A worker ends a session when the API was silent this long (a dead API process).
+    stream_api_timeout_s: float = 5.0
+    #: Websocket pings; a client that answers none for two intervals is taken as gone.
+    stream_ping_interval_s: float = 5.0
+
     # --- logging ---------------------------------------------------------------------------
     log_level: str = "INFO"
     #: Keys of the config file that this version does not use (reported, never fatal).
