@@ -14,8 +14,9 @@ import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 logger = logging.getLogger(__name__)
@@ -167,6 +168,14 @@ class Settings(BaseSettings):
         # override one key of a mounted config.json.
         return (env_settings, init_settings)
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_name(cls, value: object) -> object:
+        """The original writes levels as numbers (10 = DEBUG); logging wants names."""
+        if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
+            return logging.getLevelName(int(value))
+        return value
+
     @model_validator(mode="after")
     def _fill_derived(self) -> Settings:
         if not self.database_url:
@@ -206,22 +215,41 @@ class Settings(BaseSettings):
         return env
 
 
-# Keys of the original OddASR config.json and where they go. Nested keys are dotted.
-_LEGACY_KEYS: dict[str, str] = {
+# Keys of the original OddASR config.json (its DEFAULT_CONFIG) and where they go. Nested keys
+# are dotted. The original nests the engine sections in `odd_asr_cfg`; older versions had
+# them at the top level, so every key below is read in both places (odd_asr_cfg wins).
+_ODD_ASR_CFG_KEYS: dict[str, str] = {
+    "preload_model": "preload_model",
+    "enable_gpu": "enable_gpu",
+    "disable_stream": "disable_stream",
+    #: "concurrent threads, 0 = one per CPU core": our threads per worker process.
+    "concurrent_thread": "cpu_threads",
+    "asr_file_cfg.max_instance": "file_worker_concurrency",
+    "asr_sentence_cfg.max_instance": "sentence_worker_concurrency",
+    "asr_stream_cfg.max_instance": "stream_workers",
+    #: Seconds without audio after which the original freed a stream's model instance.
+    "asr_stream_cfg.free_resource_timeout": "stream_idle_timeout_s",
+    "enable_https": "enable_https",
+    "ssl_cert_path": "ssl_cert_path",
+    "ssl_key_path": "ssl_key_path",
+}
+_TOP_LEVEL_KEYS: dict[str, str] = {
     "HOST": "host",
     "PORT": "port",
     "WS_HOST": "ws_host",
     "WS_PORT": "ws_port",
-    "odd_asr_cfg.enable_gpu": "enable_gpu",
-    "odd_asr_cfg.preload_model": "preload_model",
-    "preload_model": "preload_model",
-    "enable_gpu": "enable_gpu",
-    "asr_file_cfg.max_instance": "file_worker_concurrency",
-    "asr_sentence_cfg.max_instance": "sentence_worker_concurrency",
-    "max_instance": "file_worker_concurrency",
     "log_level": "log_level",
     "LOG_LEVEL": "log_level",
+    "max_instance": "file_worker_concurrency",
 }
+_LEGACY_KEYS: dict[str, str] = {
+    **_TOP_LEVEL_KEYS,
+    **_ODD_ASR_CFG_KEYS,
+    **{f"odd_asr_cfg.{key}": target for key, target in _ODD_ASR_CFG_KEYS.items()},
+}
+#: The original's external Redis (`redis_cfg`), used only when `redis_enabled` is true;
+#: otherwise `oddasr run` starts its own redis-server, as the original ran without one.
+_REDIS_CFG_PREFIX = "redis_cfg."
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -235,6 +263,15 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def _redis_url_from(section: dict[str, Any]) -> str:
+    """The original's `redis_cfg` as a URL; empty when the original would not use Redis."""
+    if not section.get("redis_enabled"):
+        return ""
+    password = str(section.get("redis_password") or "")
+    auth = f":{quote(password, safe='')}@" if password else ""
+    return f"redis://{auth}{section.get('redis_host') or '127.0.0.1'}:{int(section.get('redis_port') or 6379)}/0"
+
+
 def values_from_config_file(path: Path) -> dict[str, Any]:
     """Map a config file (original OddASR format or our own keys) to Settings fields."""
     try:
@@ -246,7 +283,12 @@ def values_from_config_file(path: Path) -> dict[str, Any]:
     own_fields = set(Settings.model_fields)
     values: dict[str, Any] = {}
     ignored: list[str] = []
-    for dotted, value in _flatten(data).items():
+    flat = _flatten(data)
+    # Top-level (older) keys first, so the original's current odd_asr_cfg nesting wins.
+    for dotted in sorted(flat, key=lambda key: key.startswith("odd_asr_cfg.")):
+        value = flat[dotted]
+        if dotted.startswith(_REDIS_CFG_PREFIX):
+            continue
         target = _LEGACY_KEYS.get(dotted)
         if target is None and dotted.lower() in own_fields:
             target = dotted.lower()
@@ -254,8 +296,21 @@ def values_from_config_file(path: Path) -> dict[str, Any]:
             ignored.append(dotted)
             continue
         values[target] = value
-    values["ignored_config_keys"] = ignored
+    redis_section = data.get("redis_cfg")
+    if isinstance(redis_section, dict) and _redis_url_from(redis_section) and "redis_url" not in values:
+        values["redis_url"] = _redis_url_from(redis_section)
+    values["ignored_config_keys"] = [key for key in flat if key in ignored]
     return values
+
+
+def unused_config_keys_message(settings: Settings) -> str | None:
+    """One line naming the config file's keys this version does not use, or None.
+
+    Entry points log it once, after configuring logging (logged inside `load_settings`, it
+    would come before any handler exists and every child process would repeat it)."""
+    if not settings.ignored_config_keys:
+        return None
+    return f"config keys not used by this version: {', '.join(settings.ignored_config_keys)}"
 
 
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
@@ -265,10 +320,7 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     if path:
         values = values_from_config_file(Path(path))
     values.update(overrides)
-    settings = Settings(**values)
-    if settings.ignored_config_keys:
-        logger.info("config keys not used by this version: %s", ", ".join(settings.ignored_config_keys))
-    return settings
+    return Settings(**values)
 
 
 @lru_cache(maxsize=1)

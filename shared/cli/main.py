@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from shared.cli import commands
-from shared.config import CONFIG_FILE_ENV, Settings, load_settings
+from shared.config import CONFIG_FILE_ENV, Settings, load_settings, unused_config_keys_message
 from shared.logs import configure_logging
 
 logger = logging.getLogger(__name__)
@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"oddasr: {exc}\n")
         return 2
     configure_logging(settings.log_level)
+    if unused := unused_config_keys_message(settings):
+        logger.warning("%s", unused)
     command = args.command or "run"
     if command == "run":
         from shared.cli.launcher import run_all
