@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 
 from shared.config import Settings
-from shared.engines_catalog import capabilities_for
+from shared.engines_catalog import capabilities_for, diarize_unavailable_reason
 from shared.errors import BadRequestError, NotSupportedError
 from shared.render import RENDERERS
 from shared.schemas import JobOptions
@@ -82,11 +82,10 @@ def parse_language(raw: str | None) -> str | None:
 def check_supported(options: JobOptions, settings: Settings) -> None:
     """Refuse options the configured engine cannot honour, naming the engine."""
     engine = settings.engine
-    capabilities = capabilities_for(engine, speaker_model=settings.funasr_spk_model)
+    capabilities = capabilities_for(engine, speaker_model=settings.funasr_spk_model,
+                                    enable_diarization=settings.enable_diarization)
     if options.diarize and not capabilities.diarize:
-        raise NotSupportedError(
-            f"speaker labels (diarize) need a speaker model with the {engine} engine: set ODDASR_FUNASR_SPK_MODEL"
-        )
+        raise NotSupportedError(diarize_unavailable_reason(engine))
     if options.word_timestamps and not capabilities.word_timestamps:
         raise NotSupportedError(f"word timestamps are not supported by the {engine} engine")
 

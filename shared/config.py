@@ -102,6 +102,10 @@ class Settings(BaseSettings):
     vad_max_end_silence_ms: int = 800
     #: VAD pieces are merged up to this length before decoding (Whisper's window is 30 s).
     vad_max_chunk_s: float = 28.0
+    #: Speaker labels (diarize) with the Whisper engine. Its speaker-embedding model needs torch
+    #: (about 0.25 GB per process): loaded on a worker's first diarize job, never where this is
+    #: false, and the API then refuses diarize with 422.
+    enable_diarization: bool = True
 
     # --- FunASR engine (engine = "funasr"): hub ids or local model directories ----------
     funasr_asr_model: str = ""

@@ -22,12 +22,20 @@ ENGINE_CAPABILITIES: dict[str, EngineCapabilities] = {
 }
 
 
-def capabilities_for(engine: str, *, speaker_model: str = "") -> EngineCapabilities:
-    """What the configured engine can do; FunASR labels speakers only with a speaker model."""
+def capabilities_for(engine: str, *, speaker_model: str = "", enable_diarization: bool = True) -> EngineCapabilities:
+    """What the configured engine can do; FunASR labels speakers only with a speaker model,
+    Whisper only where `enable_diarization` lets its workers load the speaker-embedding model."""
     base = ENGINE_CAPABILITIES[engine]
-    if engine == "funasr" and not speaker_model:
+    if (engine == "funasr" and not speaker_model) or (engine == "whisper" and not enable_diarization):
         return EngineCapabilities(diarize=False, hotwords=base.hotwords, word_timestamps=base.word_timestamps)
     return base
+
+
+def diarize_unavailable_reason(engine: str) -> str:
+    """What an operator sets to get speaker labels from `engine`, for the refusal message."""
+    if engine == "funasr":
+        return "speaker labels (diarize) need a speaker model with the funasr engine: set ODDASR_FUNASR_SPK_MODEL"
+    return f"speaker labels (diarize) are disabled for the {engine} engine: set ODDASR_ENABLE_DIARIZATION=true"
 
 
 def model_ids(engine: str, model: str) -> list[str]:

