@@ -11,6 +11,7 @@ from flask import Flask
 from api.deps import EXTENSION_KEY, ApiDeps
 from api.errors import register_error_handlers
 from api.routes import health, jobs, legacy, openai
+from api.streaming.routes import register_streaming
 from api.uploads import MULTIPART_OVERHEAD_BYTES, SpoolToDiskRequest
 from shared.celery_factory import make_celery
 from shared.config import Settings, get_settings
@@ -48,4 +49,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_error_handlers(app)
     for blueprint in (health.blueprint, jobs.blueprint, legacy.blueprint, openai.blueprint):
         app.register_blueprint(blueprint)
+    register_streaming(app, settings)
     return app

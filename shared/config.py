@@ -39,7 +39,8 @@ class Settings(BaseSettings):
     port: int = 9002
     ws_host: str = "127.0.0.1"
     ws_port: int = 8101
-    api_threads: int = 32
+    #: Concurrent connections (greenlets) per API process: uploads, waits and websockets.
+    api_max_connections: int = 2000
     api_processes: int = 1
     flower_port: int = 5555
     flower_basic_auth: str = ""
@@ -70,6 +71,9 @@ class Settings(BaseSettings):
     #: How long the synchronous OddASR/OpenAI endpoints wait before answering 504 + job id.
     sync_wait_timeout_s: float = 300.0
     enqueue_timeout_s: float = 5.0
+    #: Upload temp files untouched this long were left by a killed API process (a live upload
+    #: writes as it streams; keep it above sync_wait_timeout_s).
+    stale_upload_after_s: float = 3600.0
 
     # --- queues and workers --------------------------------------------------------------
     enable_gpu: bool = False
@@ -82,6 +86,9 @@ class Settings(BaseSettings):
     #: A running job whose row was not touched for this long lost its worker (progress is
     #: written at least once per decoded chunk); workers send such jobs to the queue again.
     stale_job_after_s: float = 600.0
+    #: A job still queued this long after it was sent, whose message no queue holds (lost with
+    #: Redis, or reserved by a worker that died), is sent again by a live worker.
+    requeue_queued_after_s: float = 300.0
     reaper_interval_s: float = 60.0
     #: Seconds a prefork child may spend loading models before Celery gives up on it.
     worker_process_init_timeout_s: float = 600.0

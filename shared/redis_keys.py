@@ -8,6 +8,19 @@
 - ``oddasr:queue:{queue}:workers``  sorted set ``{worker node name: unix time of its last
   heartbeat}``; each worker process group refreshes it every few seconds for the queues it
   consumes. The API routes by it (is a GPU worker alive?) and /readyz reports it.
+- ``oddasr:stream:slots``  hash ``{stream worker id: slot JSON}``; one entry per stream worker
+  process (its state ``idle`` / ``claimed``, the session it serves, its fencing token and
+  the unix time of its last heartbeat). Claimed and released only by the Lua scripts in
+  `shared.stream_slots`, so a claim is atomic across any number of API processes.
+- ``oddasr:stream:fence``  counter; each claim takes the next value as its fencing token, so
+  a worker never acts on a request meant for an earlier claim of its slot.
+- ``oddasr:stream:worker:{worker_id}:inbox``  list; the API pushes the session request of a
+  claim here and the claimed worker pops it (a list, not pub/sub: nothing is lost while the
+  worker is between two reads).
+- ``oddasr:stream:session:{session_id}:in``  pub/sub channel API -> worker: the session's
+  audio frames and control messages, each with a sequence number.
+- ``oddasr:stream:session:{session_id}:out``  pub/sub channel worker -> API: ready, partial
+  and final results, heartbeats, the end of the session; each with a sequence number.
 - Celery's queues: the names in `shared.config` (``cpu``, ``gpu``, ``sentence``).
 """
 
@@ -28,3 +41,19 @@ def queue_workers_key(queue: str) -> str:
 
 def job_events_channel(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}:events"
+
+
+STREAM_SLOTS_HASH = f"{PREFIX}:stream:slots"
+STREAM_FENCE_COUNTER = f"{PREFIX}:stream:fence"
+
+
+def stream_worker_inbox(worker_id: str) -> str:
+    return f"{PREFIX}:stream:worker:{worker_id}:inbox"
+
+
+def stream_session_in_channel(session_id: str) -> str:
+    return f"{PREFIX}:stream:session:{session_id}:in"
+
+
+def stream_session_out_channel(session_id: str) -> str:
+    return f"{PREFIX}:stream:session:{session_id}:out"

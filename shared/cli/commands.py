@@ -9,19 +9,47 @@ from pathlib import Path
 
 from shared.config import QUEUE_SENTENCE, Settings
 
+API_ROLES = ("all", "http", "websocket")
 
-def api_argv(settings: Settings) -> list[str]:
-    # gthread holds many slow clients (synchronous /v1/asr waits) without a process each.
-    return [
+
+def api_listeners(settings: Settings, role: str = "all") -> list[str]:
+    """The addresses one API process binds. `http`: the main port; `websocket`: the original
+    OddASR websocket port and FunASR's port; `all`: both, in one process."""
+    http = [f"{settings.host}:{settings.port}"]
+    websocket: list[str] = []
+    if not settings.disable_stream:
+        websocket.append(f"{settings.ws_host}:{settings.ws_port}")
+        if settings.funasr_ws_port:
+            websocket.append(f"{settings.ws_host}:{settings.funasr_ws_port}")
+    return {"all": http + websocket, "http": http, "websocket": websocket}[role]
+
+
+def api_roles(settings: Settings) -> list[str]:
+    """One API process serves every port, unless the websocket ports speak TLS
+    (`enable_https`): gunicorn's TLS covers all of a process's ports, and the HTTP API stays
+    plain, so the websocket ports then get a process of their own."""
+    if settings.enable_https and api_listeners(settings, "websocket"):
+        return ["http", "websocket"]
+    return ["all"]
+
+
+def api_argv(settings: Settings, role: str = "all") -> list[str]:
+    # gevent: a slow upload, a synchronous /v1/asr wait or an open websocket each costs a
+    # greenlet, not a thread, so thousands of them never starve /healthz.
+    argv = [
         sys.executable, "-m", "gunicorn", "api.wsgi:app",
-        "--bind", f"{settings.host}:{settings.port}",
-        "--worker-class", "gthread",
+        "--worker-class", "gevent",
+        "--worker-connections", str(settings.api_max_connections),
         "--workers", str(settings.api_processes),
-        "--threads", str(settings.api_threads),
-        "--timeout", str(int(settings.sync_wait_timeout_s) + 60),
+        "--timeout", "60",
         "--graceful-timeout", "10",
         "--log-level", settings.log_level.lower(),
     ]
+    for address in api_listeners(settings, role):
+        argv += ["--bind", address]
+    if role == "websocket" and settings.enable_https:
+        argv += ["--certfile", settings.ssl_cert_path, "--keyfile", settings.ssl_key_path]
+    return argv
 
 
 def worker_argv(settings: Settings, queues: list[str], concurrency: int, pool: str, name: str) -> list[str]:
@@ -40,6 +68,10 @@ def worker_argv(settings: Settings, queues: list[str], concurrency: int, pool: s
 def default_worker_pool(settings: Settings) -> str:
     """CUDA does not survive fork: a GPU worker runs one solo process per GPU."""
     return "solo" if settings.enable_gpu else "prefork"
+
+
+def stream_worker_argv(settings: Settings, processes: int) -> list[str]:
+    return [sys.executable, "-m", "worker.streaming.main", "--processes", str(processes)]
 
 
 def default_worker_plan(settings: Settings) -> list[tuple[str, list[str], int]]:

@@ -36,7 +36,7 @@ REDIS_START_TIMEOUT_S = 15.0
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Runs in the child between fork and exec: SIGTERM me when my parent dies."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -67,7 +67,7 @@ class Launcher:
         return child
 
     def _popen(self, argv: list[str]) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(argv, env=self.env, start_new_session=True, preexec_fn=_die_with_parent)  # noqa: PLW1509
+        return subprocess.Popen(argv, env=self.env, start_new_session=True, preexec_fn=die_with_parent)  # noqa: PLW1509
 
     def restart(self, child: Child) -> bool:
         """Start a dead child again; False when it has died too often to keep trying."""
@@ -114,7 +114,10 @@ class Launcher:
         pool = commands.default_worker_pool(self.settings)
         for name, queues, concurrency in commands.default_worker_plan(self.settings):
             self.spawn(f"worker-{name}", commands.worker_argv(self.settings, queues, concurrency, pool, name))
-        self.spawn("api", commands.api_argv(self.settings))
+        if self.settings.stream_workers > 0 and not self.settings.disable_stream:
+            self.spawn("stream-worker", commands.stream_worker_argv(self.settings, self.settings.stream_workers))
+        for role in commands.api_roles(self.settings):
+            self.spawn("api" if role in ("all", "http") else "api-websocket", commands.api_argv(self.settings, role))
         if self.settings.enable_flower:
             self.spawn("flower", commands.flower_argv(self.settings))
         logger.info(

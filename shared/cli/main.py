@@ -24,12 +24,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-c", "--config", help="config file (the original OddASR config.json format works)")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("run", help="start everything on this machine (the default)")
-    sub.add_parser("api", help="start the HTTP API (gunicorn)")
+    api = sub.add_parser("api", help="start the HTTP API and the websocket ports (gunicorn, gevent)")
+    api.add_argument("--role", choices=commands.API_ROLES, default="all",
+                     help="all ports (default), only the HTTP port, or only the websocket ports (TLS)")
     worker = sub.add_parser("worker", help="start a Celery worker with its models preloaded")
     worker.add_argument("--queues", help="comma-separated queues (default: the file queue and sentence)")
     worker.add_argument("--concurrency", type=int, help="worker processes (default: file_worker_concurrency)")
     worker.add_argument("--pool", choices=["prefork", "solo"], help="solo for GPU workers (default by config)")
     worker.add_argument("--name", default="worker", help="node name prefix")
+    stream = sub.add_parser("stream-worker", help="start the stream worker processes (one live session each)")
+    stream.add_argument("--processes", type=int, help="processes (default: stream_workers)")
     sub.add_parser("flower", help="start the Flower dashboard")
     sub.add_parser("migrate", help="apply database migrations")
     models = sub.add_parser("models", help="download the configured models, or verify that they load")
@@ -73,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_all(settings)
     if command == "api":
-        return _exec(commands.api_argv(settings), settings)
+        return _exec(commands.api_argv(settings, args.role), settings)
+    if command == "stream-worker":
+        return _exec(commands.stream_worker_argv(settings, args.processes or settings.stream_workers), settings)
     if command == "worker":
         queues = args.queues.split(",") if args.queues else [settings.file_queue, "sentence"]
         concurrency = args.concurrency or settings.file_worker_concurrency

@@ -15,10 +15,14 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.db.models import Job, JobStatus, utc_now
+from shared.db.models import Job, JobStatus, StreamSegment, utc_now
 from shared.errors import InvalidTransitionError, NotFoundError
 
 logger = logging.getLogger(__name__)
+
+#: The mode of jobs made from live sessions: they are never sent to a queue (there is no file
+#: to transcribe again); a live session whose worker and API both vanished is failed instead.
+STREAM_MODE = "stream"
 
 #: target status -> the statuses it may be reached from.
 ALLOWED_SOURCES: dict[JobStatus, frozenset[JobStatus]] = {
@@ -33,7 +37,7 @@ ALLOWED_SOURCES: dict[JobStatus, frozenset[JobStatus]] = {
 #: Columns a transition may set along with the status.
 _TRANSITION_FIELDS = frozenset(
     {"error", "transcript_key", "worker", "started_at", "finished_at", "progress", "engine",
-     "audio_duration_s", "processing_s"}
+     "audio_duration_s", "processing_s", "audio_size_bytes"}
 )
 
 
@@ -132,7 +136,8 @@ class JobRepository:
             raise ValueError("stale_before must lie in the past")
         with self._session_factory() as session:
             candidates = session.execute(
-                select(Job.id, Job.queue).where(Job.status == JobStatus.RUNNING, Job.updated_at < stale_before)
+                select(Job.id, Job.queue).where(Job.status == JobStatus.RUNNING, Job.updated_at < stale_before,
+                                                  Job.mode != STREAM_MODE)
                 .limit(limit)
             ).all()
         claimed = []
@@ -147,6 +152,64 @@ class JobRepository:
                     claimed.append((job_id, queue))
         return claimed
 
+    def stale_queued(self, stale_before: datetime, limit: int = 100) -> list[tuple[str, str]]:
+        """File and sentence jobs still queued, last sent before `stale_before`: (id, queue).
+
+        Only candidates: a job waiting behind a backlog looks the same here; the caller asks
+        the broker before it claims. Only file and sentence jobs go through a queue (a live
+        session's job has no file to send), so only they are listed."""
+        with self._session_factory() as session:
+            rows = session.execute(
+                select(Job.id, Job.queue)
+                .where(Job.status == JobStatus.QUEUED, Job.updated_at < stale_before,
+                       Job.mode.in_(("file", "sentence")))
+                .order_by(Job.updated_at).limit(limit)
+            ).all()
+        return [(job_id, queue) for job_id, queue in rows]
+
+    def claim_stale_queued(self, stale_before: datetime, job_ids: Sequence[str]) -> list[str]:
+        """Claim queued jobs untouched since `stale_before` for sending again, each by one
+        caller only (the claim touches the row, as `claim_stale_running` does; the touch also
+        restarts the job's wait, so it is sent again at most once per threshold)."""
+        if stale_before > utc_now():
+            raise ValueError("stale_before must lie in the past")
+        claimed = []
+        for job_id in job_ids:
+            with self._session_factory.begin() as session:
+                result = session.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.status == JobStatus.QUEUED, Job.updated_at < stale_before)
+                    .values(updated_at=utc_now())
+                )
+                if result.rowcount == 1:
+                    claimed.append(job_id)
+        return claimed
+
     def oldest_created_at(self) -> datetime | None:
         with self._session_factory() as session:
             return session.scalar(select(func.min(Job.created_at)))
+
+    # --- live sessions -------------------------------------------------------------------
+    def add_stream_segment(self, job_id: str, index: int, start_ms: int, end_ms: int, text: str) -> None:
+        """Persist one final sentence of a live session the moment it exists (idempotent by
+        its index, so a repeated write after a database blip cannot duplicate it)."""
+        with self._session_factory.begin() as session:
+            if session.get(StreamSegment, (job_id, index)) is None:
+                session.add(StreamSegment(job_id=job_id, index=index, start_ms=start_ms, end_ms=end_ms, text=text))
+
+    def stream_segments(self, job_id: str) -> list[StreamSegment]:
+        with self._session_factory() as session:
+            query = select(StreamSegment).where(StreamSegment.job_id == job_id).order_by(StreamSegment.index)
+            return list(session.scalars(query).all())
+
+    def fail_silent_streams(self, stale_before: datetime) -> list[str]:
+        """Live-session jobs still `running` whose worker stopped touching them (the worker and
+        the API both died): fail them, keeping the sentences already stored."""
+        with self._session_factory() as session:
+            candidates = session.scalars(
+                select(Job.id).where(Job.status == JobStatus.RUNNING, Job.mode == STREAM_MODE,
+                                     Job.updated_at < stale_before)
+            ).all()
+        return [job_id for job_id in candidates
+                if self.transition(job_id, JobStatus.FAILED, error="the live session's worker stopped answering",
+                                   finished_at=utc_now())]

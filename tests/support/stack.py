@@ -45,6 +45,36 @@ class Stack:
     def start_worker(self, name: str, queues: list[str], concurrency: int, pool: str = "prefork") -> None:
         self.spawn(f"worker-{name}", commands.worker_argv(self.settings, queues, concurrency, pool, name))
 
+    def start_stream_workers(self, processes: int = 1) -> None:
+        self.spawn("stream-worker", commands.stream_worker_argv(self.settings, processes))
+
+    def stream_slots(self) -> dict[str, dict]:
+        """The stream worker slots as Redis holds them (worker id -> slot)."""
+        import json
+
+        import redis
+
+        from shared import redis_keys
+
+        client = redis.Redis.from_url(self.settings.effective_redis_url)
+        try:
+            return {k.decode(): json.loads(v) for k, v in client.hgetall(redis_keys.STREAM_SLOTS_HASH).items()}
+        finally:
+            client.close()
+
+    def wait_stream_slots(self, idle: int, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Wait until `idle` stream workers have loaded their model and offer a free slot."""
+        deadline_s = time.monotonic() + timeout_s
+        while time.monotonic() < deadline_s:
+            now_s = time.time()
+            free = [s for s in self.stream_slots().values()
+                    if s["state"] == "idle" and now_s - s["heartbeat_s"] < 3]
+            if len(free) >= idle:
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"{idle} idle stream workers not up after {timeout_s} s:\n"
+                           f"{self.log_tail('stream-worker')}")
+
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout_s: float = 20.0) -> None:
         process = self.processes.pop(name, None)
         if process is None:
@@ -90,6 +120,9 @@ def stack_settings(tmp: Path, redis_url: str, **overrides: object) -> Settings:
         "data_dir": tmp / "data",
         "redis_url": redis_url,
         "port": free_port(),
+        "ws_port": free_port(),
+        "funasr_ws_port": free_port(),
+        "stream_workers": 0,
         "whisper_model": "tiny.en",
         "whisper_beam_size": 1,
         "cpu_threads": 1,

@@ -42,3 +42,53 @@ class Engine(Protocol):
     ) -> Transcript:
         """Transcribe float32 mono 16 kHz samples."""
         ...
+
+
+# --- live streaming ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StreamOptions:
+    language: str | None = None
+    hotwords: tuple[str, ...] = ()
+    #: False when the client shows no partial results: the engine then skips their decodes.
+    want_partials: bool = True
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """A result of a live session, with times in milliseconds from the session's start.
+
+    `partial`: the stable text of the sentence in progress so far (whole, not a delta; it only
+    grows within a sentence). `final`: the sentence, decoded once more in full, punctuated.
+    """
+
+    kind: Literal["partial", "final"]
+    index: int
+    text: str
+    start_ms: int
+    end_ms: int
+
+
+class StreamSession(Protocol):
+    """One live session's model state; fed from one thread, in order."""
+
+    def accept_audio(self, samples: np.ndarray) -> list[StreamEvent]:
+        """Take float32 16 kHz mono samples; returns the finals of sentences they closed."""
+        ...
+
+    def partial(self) -> StreamEvent | None:
+        """Decode the open sentence again; a partial when its stable text grew, else None."""
+        ...
+
+    def finish(self) -> list[StreamEvent]:
+        """The audio has ended: the final of the sentence still open, if any."""
+        ...
+
+
+class StreamingEngine(Protocol):
+    """An engine that can also serve live sessions: the seam the FunASR 2pass engine fills."""
+
+    name: str
+    model_name: str
+
+    def open_stream(self, options: StreamOptions) -> StreamSession:
+        ...

@@ -1,0 +1,49 @@
+"""Every live session is also a job: created when a worker holds it, failed by the API only
+when the worker cannot say so itself (it died, or the relay did)."""
+
+from __future__ import annotations
+
+import logging
+
+from api.deps import ApiDeps
+from api.streaming import vocabulary as v
+from shared.db.models import Job, JobStatus, utc_now
+from shared.db.repository import STREAM_MODE
+
+logger = logging.getLogger(__name__)
+
+STREAM_QUEUE = "stream"
+
+
+def audio_key_for(job_id: str) -> str:
+    return f"audio/{job_id}"
+
+
+def create(deps: ApiDeps, job_id: str, start: v.StartCommand, protocol: str, worker_id: str) -> Job:
+    """The job row of a session, `running` from the start: a worker already holds it."""
+    now = utc_now()
+    job = Job(
+        id=job_id, status=JobStatus.RUNNING, mode=STREAM_MODE, queue=STREAM_QUEUE,
+        options={"language": start.language, "hotwords": start.hotwords, "protocol": protocol,
+                 "sample_rate_hz": start.sample_rate_hz, "output_format": "txt"},
+        audio_key=audio_key_for(job_id), audio_filename=(start.name or "live session")[:255], audio_size_bytes=0,
+        audio_duration_s=0.0, progress=0.0, attempts=0, worker=worker_id, engine=None, created_at=now,
+        started_at=now,
+    )
+    return deps.jobs.create(job)
+
+
+def fail(deps: ApiDeps, job_id: str, reason: str) -> None:
+    """Fail a session's job when its worker cannot (it is gone); its stored sentences stay."""
+    try:
+        deps.jobs.transition(job_id, JobStatus.FAILED, error=reason, finished_at=utc_now())
+    except Exception:  # the database is down too: the stale-stream sweep fails it later
+        logger.warning("could not mark stream job %s failed", job_id, exc_info=True)
+
+
+def why_not_continue(deps: ApiDeps, task_id: str) -> tuple[str, str]:
+    """The answer to a client that asks to continue session `task_id` (resuming comes later)."""
+    job = deps.jobs.find(task_id) if len(task_id) <= 64 else None
+    if job is None or job.mode != STREAM_MODE:
+        return v.UNKNOWN_TASK, f"unknown task_id {task_id[:64]!r}: leave task_id empty to start a new session"
+    return v.BAD_REQUEST, f"session {task_id} has ended and cannot be continued; start a new session"

@@ -1,0 +1,149 @@
+"""FunASR runtime's websocket protocol (`mode` online / offline / 2pass), as its clients speak it.
+
+Traps (PROTOCOLS.md): every message carries `mode`, `text`, `wav_name` and `is_final`;
+online text goes out as increments the client concatenates; a `2pass-offline` message is the
+corrected text of one sentence and makes the client drop its pending online text; in
+`offline` mode the client closes at the first offline message, so the whole result is one
+message after the end; `is_end: true` is acknowledged after the last result.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from api.streaming import vocabulary as v
+from shared.transcript import join_texts
+
+MODES = ("2pass", "online", "offline")
+
+
+def looks_like(frame: dict[str, Any]) -> bool:
+    return bool({"mode", "is_speaking", "chunk_size", "wav_name", "audio_fs"} & frame.keys())
+
+
+class FunAsrProtocol:
+    name = "funasr"
+
+    def __init__(self) -> None:
+        self.mode = "2pass"
+        self._wav_name = "demo"
+        #: Online text already sent for the sentence in progress, per sentence index.
+        self._sent_online: dict[int, str] = {}
+        self._offline_texts: list[str] = []
+
+    def parse_start(self, text: str) -> v.StartCommand:
+        frame = _json_object(text)
+        mode = frame.get("mode", "2pass")
+        if mode not in MODES:
+            raise v.ProtocolError(v.BAD_REQUEST, f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
+        self.mode = mode
+        self._wav_name = str(frame.get("wav_name") or "demo")
+        _check_chunk_size(frame.get("chunk_size", [5, 10, 5]))
+        sample_rate_hz = frame.get("audio_fs", 16000)
+        if not isinstance(sample_rate_hz, int) or not 8000 <= sample_rate_hz <= 48000:
+            raise v.ProtocolError(v.BAD_REQUEST, "audio_fs must be a whole number of Hz between 8000 and 48000")
+        wav_format = str(frame.get("wav_format") or "pcm").lower()
+        if wav_format not in {"pcm", "wav"}:
+            raise v.ProtocolError(v.BAD_REQUEST, f"wav_format {wav_format!r} is not supported here: send pcm")
+        return v.StartCommand(
+            sample_rate_hz=sample_rate_hz, hotwords=parse_hotwords(frame.get("hotwords", frame.get("hotword"))),
+            want_partials=mode != "offline", name=self._wav_name,
+            language=frame.get("language") or None,
+            stop_at_once=v.StopCommand(ack=bool(frame.get("is_end"))) if frame.get("is_speaking") is False else None,
+        )
+
+    def parse_control(self, text: str) -> v.Command:
+        frame = _json_object(text)
+        if frame.get("is_speaking") is False:
+            return v.StopCommand(ack=bool(frame.get("is_end")))
+        return v.KeepAliveCommand()
+
+    # --- server frames -------------------------------------------------------------------
+    def on_started(self, job_id: str) -> list[str]:
+        del job_id  # FunASR's server says nothing until it has text
+        return []
+
+    def on_partial(self, index: int, text: str, start_ms: int, end_ms: int) -> list[str]:
+        if self.mode == "offline":
+            return []
+        increment = self._increment(index, text)
+        if not increment:
+            return []
+        return [self._message("online" if self.mode == "online" else "2pass-online", increment)]
+
+    def on_final(self, index: int, text: str, start_ms: int, end_ms: int) -> list[str]:
+        if self.mode == "offline":
+            self._offline_texts.append(text)
+            return []
+        if self.mode == "online":
+            # Online clients see only increments: send what the partials have not said yet.
+            increment = self._increment(index, text)
+            return [self._message("online", increment)] if increment else []
+        self._sent_online.pop(index, None)
+        return [self._message("2pass-offline", text)]
+
+    def on_end(self, ack: bool) -> list[str]:
+        frames = []
+        if self.mode == "offline":
+            frames.append(self._message("offline", join_texts(self._offline_texts), is_final=True))
+        if ack:
+            frames.append(self._message(self.mode, "", is_final=True, is_end=True))
+        return frames
+
+    def on_error(self, kind: str, message: str) -> list[str]:
+        return [self._message(self.mode, "", is_final=True, error=message, error_kind=kind)]
+
+    def _increment(self, index: int, text: str) -> str:
+        sent = self._sent_online.get(index, "")
+        if text.startswith(sent):
+            increment = text[len(sent):]
+        else:  # the final reworded the partial: add only what goes beyond it
+            sent_words = len(sent.split())
+            increment = " ".join(text.split()[sent_words:])
+            increment = f" {increment}" if increment and sent else increment
+        if sent and increment and not increment.startswith(" ") and not sent.endswith(" "):
+            increment = f" {increment}"
+        self._sent_online[index] = sent + increment
+        return increment
+
+    def _message(self, mode: str, text: str, *, is_final: bool = False, **extra: Any) -> str:
+        return json.dumps({"mode": mode, "text": text, "wav_name": self._wav_name, "is_final": is_final, **extra},
+                          ensure_ascii=False)
+
+
+def parse_hotwords(raw: object) -> list[str]:
+    """FunASR clients send a JSON object string `{"word": weight}`, or words joined by `,`."""
+    if not raw:
+        return []
+    if isinstance(raw, dict):
+        return [str(word) for word in raw]
+    text = str(raw).strip()
+    if text.startswith("{"):
+        try:
+            weights = json.loads(text)
+        except ValueError:
+            raise v.ProtocolError(v.BAD_REQUEST, "hotwords must be a JSON object of weights or words joined by ','") \
+                from None
+        return [str(word) for word in weights] if isinstance(weights, dict) else []
+    return [word.strip() for word in text.replace("\n", ",").split(",") if word.strip()]
+
+
+def _check_chunk_size(raw: object) -> None:
+    values = raw.split(",") if isinstance(raw, str) else raw
+    try:
+        numbers = [int(value) for value in values]  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise v.ProtocolError(v.BAD_REQUEST, "chunk_size must be three whole numbers, e.g. [5, 10, 5]") from None
+    if len(numbers) != 3 or any(n < 0 for n in numbers):
+        raise v.ProtocolError(v.BAD_REQUEST, "chunk_size must be three whole numbers, e.g. [5, 10, 5]")
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        frame = json.loads(text)
+    except ValueError:
+        raise v.ProtocolError(v.BAD_REQUEST, "messages must be JSON objects") from None
+    if not isinstance(frame, dict):
+        raise v.ProtocolError(v.BAD_REQUEST, "messages must be JSON objects")
+    return frame

@@ -1,0 +1,112 @@
+"""OddASR's websocket protocol (StartTranscription ... SentenceBegin / TranscriptionResultChanged /
+SentenceEnd), as its test client and web page speak it.
+
+Traps this adapter exists to avoid (see PROTOCOLS.md): the client flattens `header` and
+`payload` into one object, so their keys never overlap; a payload always carries `time`;
+`status` is an integer and 0 only for success; the start reply is sent only once a worker
+really holds the session; the test client never closes, so the session's end is announced
+with `SentenceEnd` / `END` / `fin: 1` and a close 1000.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from api.streaming import vocabulary as v
+
+NAMESPACE = "SpeechTranscriber"
+
+#: Error codes. 1002xxxx: the client's request; 2002xxxx: the server side (README lists them).
+STATUS_CODES: dict[str, int] = {
+    v.BAD_REQUEST: 10020001,
+    v.UNKNOWN_TASK: 10020003,
+    v.FRAME_TOO_LARGE: 10020004,
+    v.BUSY: 20020001,
+    v.WORKER_LOST: 20020002,
+    v.DISABLED: 20020003,
+    v.UNAVAILABLE: 20020004,
+    v.MAX_LENGTH: 20020005,
+    v.INTERNAL: 20020006,
+}
+
+_STOP_NAMES = {"STOP_SESSION_REQ", "StopTranscription"}
+
+
+def looks_like(frame: dict[str, Any]) -> bool:
+    return "name" in frame or frame.get("msg_type") == "STOP_SESSION_REQ" or "service_type" in frame
+
+
+class OddAsrProtocol:
+    name = "oddasr"
+
+    def __init__(self) -> None:
+        self._message_id = ""
+        self._task_id = ""
+        self._started_ms = 0
+
+    def parse_start(self, text: str) -> v.StartCommand:
+        frame = _json_object(text)
+        if frame.get("name") != "StartTranscription":
+            raise v.ProtocolError(v.BAD_REQUEST,
+                                  f"the first message must be StartTranscription, got {frame.get('name')!r}")
+        self._message_id = str(frame.get("message_id") or "")
+        sample_rate_hz = frame.get("sample_rate", 16000)
+        if not isinstance(sample_rate_hz, int) or not 8000 <= sample_rate_hz <= 48000:
+            raise v.ProtocolError(v.BAD_REQUEST, "sample_rate must be a whole number of Hz between 8000 and 48000")
+        hotwords = frame.get("hotwords") or ""
+        return v.StartCommand(
+            task_id=str(frame.get("task_id") or ""), message_id=self._message_id, token=str(frame.get("token") or ""),
+            sample_rate_hz=sample_rate_hz, language=frame.get("language") or None,
+            hotwords=hotwords.split() if isinstance(hotwords, str) else [str(w) for w in hotwords],
+        )
+
+    def parse_control(self, text: str) -> v.Command:
+        frame = _json_object(text)
+        if frame.get("name") in _STOP_NAMES or frame.get("msg_type") == "STOP_SESSION_REQ":
+            return v.StopCommand()
+        if frame.get("name") == "StartTranscription":
+            raise v.ProtocolError(v.BAD_REQUEST, "the session has already started")
+        return v.KeepAliveCommand()
+
+    # --- server frames -------------------------------------------------------------------
+    def on_started(self, job_id: str) -> list[str]:
+        self._task_id = job_id
+        return [self._frame("SentenceBegin", {"begin_time": 0, "confidence": 1.0, "fin": 1, "index": 0,
+                                              "result": "", "time": 0})]
+
+    def on_partial(self, index: int, text: str, start_ms: int, end_ms: int) -> list[str]:
+        return [self._frame("TranscriptionResultChanged", _payload(index, text, start_ms, end_ms))]
+
+    def on_final(self, index: int, text: str, start_ms: int, end_ms: int) -> list[str]:
+        return [self._frame("SentenceEnd", _payload(index, text, start_ms, end_ms))]
+
+    def on_end(self, ack: bool) -> list[str]:
+        del ack  # every OddASR session ends with the END message
+        return [self._frame("SentenceEnd", {"begin_time": 0, "end_time": 0, "confidence": 1.0, "fin": 1, "index": 0,
+                                            "result": "END", "time": 0})]
+
+    def on_error(self, kind: str, message: str) -> list[str]:
+        status = STATUS_CODES.get(kind, STATUS_CODES[v.INTERNAL])
+        return [self._frame("TaskFailed", {"begin_time": 0, "confidence": 0.0, "fin": 1, "index": 0, "result": "",
+                                           "time": 0}, status=status, status_text=message)]
+
+    def _frame(self, name: str, payload: dict[str, Any], *, status: int = 0, status_text: str = "") -> str:
+        header = {"message_id": self._message_id, "name": name, "namespace": NAMESPACE, "status": status,
+                  "status_text": status_text, "task_id": self._task_id}
+        return json.dumps({"header": header, "payload": payload}, ensure_ascii=False)
+
+
+def _payload(index: int, text: str, start_ms: int, end_ms: int) -> dict[str, Any]:
+    return {"begin_time": start_ms, "end_time": end_ms, "confidence": 1.0, "fin": 0, "index": index,
+            "result": text, "time": end_ms, "words": []}
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        frame = json.loads(text)
+    except ValueError:
+        raise v.ProtocolError(v.BAD_REQUEST, "messages must be JSON objects") from None
+    if not isinstance(frame, dict):
+        raise v.ProtocolError(v.BAD_REQUEST, "messages must be JSON objects")
+    return frame

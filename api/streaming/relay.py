@@ -1,0 +1,184 @@
+"""The API's half of the relay: claim a stream worker, hand it the session, move frames.
+
+Knows slots, channels, sequence numbers, heartbeats and flow control; knows nothing of wire
+protocols or models. Runs inside a gevent greenlet per websocket, so its waits are cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+import redis
+
+from shared import redis_keys
+from shared import stream_messages as sm
+from shared.stream_slots import Claim, claim_slot
+
+logger = logging.getLogger(__name__)
+
+#: How often a waiting session asks for a slot again.
+CLAIM_RETRY_INTERVAL_S = 0.1
+#: How long the claimed worker has to subscribe and answer `ready`.
+READY_TIMEOUT_S = 3.0
+#: Inbox entries outlive any claim that could still want them, then vanish.
+INBOX_TTL_S = 60
+
+
+class RelayError(Exception):
+    """The relay failed; `code` says how, for the protocol adapter's error message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class WorkerEvent:
+    """A frame from the worker, for the session loop."""
+
+    header: sm.RelayHeader
+    received_at_s: float
+
+
+def wait_for_slot(client: redis.Redis, session_id: str, wait_s: float) -> Claim | None:
+    """Claim a free stream worker, asking again for up to `wait_s`; None when none came free."""
+    deadline_s = time.monotonic() + wait_s
+    while True:
+        claim = claim_slot(client, session_id)
+        if claim is not None or time.monotonic() >= deadline_s:
+            return claim
+        time.sleep(CLAIM_RETRY_INTERVAL_S)
+
+
+class RelayClient:
+    """One session's link to its worker: publishes input frames, collects output frames."""
+
+    def __init__(self, client: redis.Redis, session_id: str, claim: Claim, *, heartbeat_interval_s: float,
+                 worker_timeout_s: float, max_backlog_bytes: int) -> None:
+        self._redis = client
+        self.session_id = session_id
+        self.claim = claim
+        self._in_channel = redis_keys.stream_session_in_channel(session_id)
+        self._out_channel = redis_keys.stream_session_out_channel(session_id)
+        self._heartbeat_interval_s = heartbeat_interval_s
+        self._worker_timeout_s = worker_timeout_s
+        self._max_backlog_bytes = max_backlog_bytes
+        self._pubsub = client.pubsub(ignore_subscribe_messages=True)
+        self._send_lock = threading.Lock()
+        self._seq = 0
+        self._sent_bytes = 0
+        self._processed_bytes = 0
+        self._credit = threading.Condition()
+        self._last_sent_s = time.monotonic()
+        self._last_heard_s = time.monotonic()
+        self._expected_seq = 1
+        self.events: queue.Queue[WorkerEvent | RelayError] = queue.Queue()
+        self._closed = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # --- start ---------------------------------------------------------------------------
+    def start(self, request: sm.SessionRequest) -> None:
+        """Subscribe, hand the worker its request, and wait for its `ready`: no audio is
+        published before the worker listens, since pub/sub drops what nobody hears."""
+        self._pubsub.subscribe(self._out_channel)
+        inbox = redis_keys.stream_worker_inbox(self.claim.worker_id)
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(inbox, request.model_dump_json())
+            pipe.expire(inbox, INBOX_TTL_S)
+            pipe.execute()
+        deadline_s = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline_s:
+            message = self._pubsub.get_message(timeout=max(0.01, deadline_s - time.monotonic()))
+            if message is None or message.get("type") != "message":
+                continue
+            header, _ = sm.decode_frame(message["data"])
+            if header.fence == self.claim.fence and header.kind == sm.READY:
+                self._expected_seq = header.seq + 1
+                self._last_heard_s = time.monotonic()
+                self._spawn(self._read_worker, "relay-reader")
+                self._spawn(self._keepalive, "relay-keepalive")
+                return
+        raise RelayError("worker_unready", "the stream worker did not take the session in time")
+
+    def _spawn(self, target, name: str) -> None:  # type: ignore[no-untyped-def]
+        thread = threading.Thread(target=target, name=f"{name}-{self.session_id[:8]}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    # --- API -> worker -------------------------------------------------------------------
+    def send(self, kind: str, payload: bytes = b"", received_at_s: float | None = None) -> None:
+        with self._send_lock:
+            self._seq += 1
+            header = sm.RelayHeader(kind=kind, seq=self._seq, fence=self.claim.fence, sent_at_s=time.time(),
+                                    received_at_s=received_at_s)
+            self._redis.publish(self._in_channel, sm.encode_frame(header, payload))
+            self._last_sent_s = time.monotonic()
+            self._sent_bytes += len(payload)
+
+    def wait_for_credit(self, timeout_s: float) -> bool:
+        """Block while the worker holds more unprocessed audio than the backlog allows."""
+        deadline_s = time.monotonic() + timeout_s
+        with self._credit:
+            while self._sent_bytes - self._processed_bytes > self._max_backlog_bytes:
+                remaining_s = deadline_s - time.monotonic()
+                if remaining_s <= 0 or self._closed.is_set():
+                    return False
+                self._credit.wait(min(remaining_s, 0.5))
+        return True
+
+    def _keepalive(self) -> None:
+        while not self._closed.wait(self._heartbeat_interval_s / 2):
+            if time.monotonic() - self._last_sent_s >= self._heartbeat_interval_s:
+                try:
+                    self.send(sm.KEEPALIVE)
+                except redis.RedisError:
+                    return  # the reader reports the lost connection
+
+    # --- worker -> API -------------------------------------------------------------------
+    def _read_worker(self) -> None:
+        try:
+            while not self._closed.is_set():
+                message = self._pubsub.get_message(timeout=self._heartbeat_interval_s / 2)
+                now_s = time.monotonic()
+                if message is None or message.get("type") != "message":
+                    if now_s - self._last_heard_s > self._worker_timeout_s:
+                        self.events.put(RelayError("worker_lost", "the stream worker stopped answering"))
+                        return
+                    continue
+                header, _ = sm.decode_frame(message["data"])
+                if header.fence != self.claim.fence:
+                    continue
+                if header.seq != self._expected_seq:
+                    self.events.put(RelayError(
+                        "relay_gap", f"lost results between the worker and the API (expected frame "
+                                     f"{self._expected_seq}, got {header.seq})"))
+                    return
+                self._expected_seq += 1
+                self._last_heard_s = now_s
+                if header.processed_bytes is not None:
+                    with self._credit:
+                        self._processed_bytes = max(self._processed_bytes, header.processed_bytes)
+                        self._credit.notify_all()
+                if header.kind != sm.HEARTBEAT:
+                    self.events.put(WorkerEvent(header, time.time()))
+                if header.kind in (sm.ENDED, sm.ERROR):
+                    return
+        except (redis.RedisError, OSError, ValueError) as exc:
+            if not self._closed.is_set():
+                self.events.put(RelayError("redis_lost", f"lost the connection to Redis: {exc}"))
+
+    def close(self) -> None:
+        self._closed.set()
+        with self._credit:
+            self._credit.notify_all()
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=2)
+        with contextlib.suppress(redis.RedisError, OSError):
+            self._pubsub.close()

@@ -1,0 +1,280 @@
+"""One websocket session, from its first frame to its close.
+
+Glue between three parts that know nothing of each other: the client's wire protocol (an
+adapter), the relay to the pinned worker, and the job that records the session. Runs in one
+gevent greenlet for the client's frames plus one that forwards the worker's results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+import redis
+from simple_websocket import ConnectionClosed
+
+from api.deps import ApiDeps
+from api.streaming import jobs as stream_jobs
+from api.streaming import vocabulary as v
+from api.streaming.framing import AudioFramer
+from api.streaming.protocols import detect
+from api.streaming.relay import RelayClient, RelayError, WorkerEvent, wait_for_slot
+from shared import stream_messages as sm
+from shared.stream_slots import release_slot
+
+logger = logging.getLogger(__name__)
+
+#: A client must send its start message (or config) within this after connecting.
+FIRST_FRAME_TIMEOUT_S = 10.0
+#: Audio that arrives before the config is kept up to this many frames (FunASR clients may).
+MAX_EARLY_FRAMES = 50
+#: How often the client loop wakes to check its timers.
+RECEIVE_POLL_S = 0.25
+#: After the end of a session, how long the worker has to send its last results.
+END_TIMEOUT_S = 60.0
+#: Relay error kinds -> protocol error kinds.
+_RELAY_ERROR_KINDS = {"worker_lost": v.WORKER_LOST, "worker_unready": v.WORKER_LOST, "relay_gap": v.INTERNAL,
+                      "redis_lost": v.UNAVAILABLE}
+
+
+@dataclass
+class _Outcome:
+    ended: bool = False
+    error_kind: str = ""
+    error_message: str = ""
+
+
+class StreamSession:
+    def __init__(self, ws, deps: ApiDeps, default_protocol: str) -> None:  # type: ignore[no-untyped-def]
+        self.ws = ws
+        self.deps = deps
+        self.settings = deps.settings
+        self.default_protocol = default_protocol
+        self.adapter: v.WireProtocol | None = None
+        self._send_lock = threading.Lock()
+        self._done = threading.Event()
+        self._outcome = _Outcome()
+        self._stop_ack = False
+        self._stopping = False
+
+    # --- sending -------------------------------------------------------------------------
+    def _send(self, frames: list[str]) -> None:
+        with self._send_lock:
+            for frame in frames:
+                self.ws.send(frame)
+
+    def _refuse(self, kind: str, message: str) -> None:
+        """Tell the client why in its own protocol, then close: never a silent close."""
+        adapter = self.adapter or detect(None, self.default_protocol)
+        logger.info("stream session refused (%s): %s", kind, message)
+        with contextlib.suppress(ConnectionClosed, OSError):
+            self._send(adapter.on_error(kind, message))
+            self.ws.close(1000)
+
+    # --- the session ---------------------------------------------------------------------
+    def run(self) -> None:
+        first_text, early_audio = self._first_frames()
+        if first_text is None:
+            return
+        self.adapter = detect(first_text, self.default_protocol)
+        try:
+            start = self.adapter.parse_start(first_text)
+        except v.ProtocolError as exc:
+            self._refuse(exc.kind, exc.message)
+            return
+        if self.settings.disable_stream:
+            self._refuse(v.DISABLED, "live streaming is turned off on this server (disable_stream)")
+            return
+        if start.task_id:
+            self._refuse(*stream_jobs.why_not_continue(self.deps, start.task_id))
+            return
+        session_id = uuid.uuid4().hex
+        try:
+            claim = wait_for_slot(self.deps.redis, session_id, self.settings.stream_slot_wait_s)
+        except redis.RedisError as exc:
+            self._refuse(v.UNAVAILABLE, f"the stream relay (Redis) is unavailable: {exc}")
+            return
+        if claim is None:
+            self._refuse(v.BUSY, f"every stream worker is busy (waited {self.settings.stream_slot_wait_s:.0f} s); "
+                                 "try again in a few seconds")
+            return
+        try:
+            stream_jobs.create(self.deps, session_id, start, self.adapter.name, claim.worker_id)
+        except Exception:
+            logger.exception("could not record stream session %s", session_id)
+            with contextlib.suppress(redis.RedisError):
+                release_slot(self.deps.redis, claim.worker_id, claim.fence)
+            self._refuse(v.UNAVAILABLE, "the job database is unavailable; try again shortly")
+            return
+        relay = RelayClient(self.deps.redis, session_id, claim,
+                            heartbeat_interval_s=self.settings.stream_heartbeat_interval_s,
+                            worker_timeout_s=self.settings.stream_worker_timeout_s,
+                            max_backlog_bytes=int(self.settings.stream_max_backlog_s * 32000))
+        try:
+            self._relay_session(relay, session_id, start, early_audio)
+        finally:
+            relay.close()
+
+    def _first_frames(self) -> tuple[str | None, list[bytes]]:
+        early_audio: list[bytes] = []
+        deadline_s = time.monotonic() + FIRST_FRAME_TIMEOUT_S
+        while True:
+            frame = self.ws.receive(timeout=max(0.0, deadline_s - time.monotonic()))
+            if frame is None:
+                self._refuse(v.BAD_REQUEST, f"no start message within {FIRST_FRAME_TIMEOUT_S:.0f} s of connecting")
+                return None, []
+            if isinstance(frame, str):
+                return frame, early_audio
+            if len(early_audio) < MAX_EARLY_FRAMES and len(frame) <= self.settings.stream_max_frame_bytes:
+                early_audio.append(frame)
+
+    def _relay_session(self, relay: RelayClient, session_id: str, start: v.StartCommand,
+                       early_audio: list[bytes]) -> None:
+        assert self.adapter is not None
+        request = sm.SessionRequest(
+            session_id=session_id, job_id=session_id, fence=relay.claim.fence,
+            expires_at_s=time.time() + 3.0, sample_rate_hz=start.sample_rate_hz, language=start.language,
+            hotwords=start.hotwords, want_partials=start.want_partials, protocol=self.adapter.name,
+            max_session_s=self.settings.stream_max_session_s,
+        )
+        try:
+            relay.start(request)
+        except (RelayError, redis.RedisError) as exc:
+            message = exc.message if isinstance(exc, RelayError) else f"the stream relay failed: {exc}"
+            stream_jobs.fail(self.deps, session_id, message)
+            self._refuse(v.WORKER_LOST, message)
+            return
+        logger.info("stream session %s (%s) pinned to %s", session_id, self.adapter.name, relay.claim.worker_id)
+        self._send(self.adapter.on_started(session_id))
+        forwarder = threading.Thread(target=self._forward_results, args=(relay,), daemon=True)
+        forwarder.start()
+        framer = AudioFramer()
+        try:
+            for frame in early_audio:
+                self._relay_audio(relay, framer, frame)
+            if start.stop_at_once is not None:
+                self._stop(relay, ack=start.stop_at_once.ack)
+            self._client_loop(relay, framer)
+        except ConnectionClosed:
+            if not self._done.is_set():
+                logger.info("stream session %s: the client went away; finishing its job", session_id)
+                with contextlib.suppress(redis.RedisError):
+                    relay.send(sm.STOP)
+        except v.ProtocolError as exc:
+            self._outcome = _Outcome(error_kind=exc.kind, error_message=exc.message)
+            with contextlib.suppress(redis.RedisError):
+                relay.send(sm.STOP)
+            self._done.set()
+        except redis.RedisError as exc:
+            self._outcome = _Outcome(error_kind=v.UNAVAILABLE, error_message=f"lost the stream relay (Redis): {exc}")
+            self._done.set()
+        self._finish(session_id)
+
+    def _relay_audio(self, relay: RelayClient, framer: AudioFramer, frame: bytes) -> None:
+        if len(frame) > self.settings.stream_max_frame_bytes:
+            raise v.ProtocolError(v.FRAME_TOO_LARGE, f"an audio frame of {len(frame)} bytes is larger than the "
+                                                     f"limit of {self.settings.stream_max_frame_bytes} bytes")
+        pcm = framer.push(frame)
+        if not pcm:
+            return
+        received_at_s = time.time()
+        while not relay.wait_for_credit(timeout_s=RECEIVE_POLL_S):
+            if self._done.is_set():
+                return
+        relay.send(sm.AUDIO, pcm, received_at_s=received_at_s)
+
+    def _client_loop(self, relay: RelayClient, framer: AudioFramer) -> None:
+        assert self.adapter is not None
+        started_s = last_audio_s = time.monotonic()
+        while not self._done.is_set():
+            frame = self.ws.receive(timeout=RECEIVE_POLL_S)
+            now_s = time.monotonic()
+            if frame is None:
+                if not self.ws.connected:
+                    raise ConnectionClosed(self.ws.close_reason, self.ws.close_message)
+                if not self._stopping and now_s - last_audio_s > self.settings.stream_idle_timeout_s:
+                    logger.info("stream session: no audio for %.0f s; ending it", self.settings.stream_idle_timeout_s)
+                    self._stop(relay, ack=False)
+                if not self._stopping and now_s - started_s > self.settings.stream_max_session_s:
+                    logger.info("stream session reached the maximum length of %.0f s",
+                                self.settings.stream_max_session_s)
+                    self._stop(relay, ack=False)
+                continue
+            if isinstance(frame, bytes):
+                if not self._stopping:
+                    self._relay_audio(relay, framer, frame)
+                    last_audio_s = now_s
+                continue
+            if len(frame) > self.settings.stream_max_frame_bytes:
+                raise v.ProtocolError(v.FRAME_TOO_LARGE, "a text message larger than the frame limit")
+            command = self.adapter.parse_control(frame)
+            if isinstance(command, v.StopCommand):
+                self._stop(relay, ack=command.ack)
+            elif isinstance(command, v.FlushCommand):
+                relay.send(sm.FLUSH)
+
+    def _stop(self, relay: RelayClient, *, ack: bool) -> None:
+        self._stop_ack = self._stop_ack or ack
+        if not self._stopping:
+            self._stopping = True
+            relay.send(sm.STOP)
+
+    # --- results -------------------------------------------------------------------------
+    def _forward_results(self, relay: RelayClient) -> None:
+        assert self.adapter is not None
+        try:
+            while True:
+                try:
+                    event = relay.events.get(timeout=END_TIMEOUT_S if self._stopping else None)
+                except Exception:  # queue.Empty: the worker never finished
+                    self._outcome = _Outcome(error_kind=v.WORKER_LOST, error_message="the stream worker did not end "
+                                                                                    "the session")
+                    return
+                if isinstance(event, RelayError):
+                    self._outcome = _Outcome(error_kind=_RELAY_ERROR_KINDS.get(event.code, v.INTERNAL),
+                                             error_message=event.message)
+                    return
+                if self._handle_worker_event(event):
+                    return
+        except (ConnectionClosed, OSError):
+            self._outcome = _Outcome(ended=True)  # the client left; the worker finishes the job
+        finally:
+            self._done.set()
+
+    def _handle_worker_event(self, event: WorkerEvent) -> bool:
+        """Send one worker frame on to the client; True when the session is over."""
+        assert self.adapter is not None
+        header = event.header
+        if header.kind == sm.PARTIAL:
+            self._send(self.adapter.on_partial(header.index or 0, header.text or "", header.start_ms or 0,
+                                               header.end_ms or 0))
+        elif header.kind == sm.FINAL:
+            self._send(self.adapter.on_final(header.index or 0, header.text or "", header.start_ms or 0,
+                                             header.end_ms or 0))
+        elif header.kind == sm.ENDED:
+            self._outcome = _Outcome(ended=True)
+            return True
+        elif header.kind == sm.ERROR:
+            self._outcome = _Outcome(error_kind=v.INTERNAL, error_message=header.message or "the stream worker failed")
+            return True
+        return False
+
+    def _finish(self, session_id: str) -> None:
+        """Say how the session ended, in the client's protocol, and close with 1000."""
+        assert self.adapter is not None
+        self._done.wait(timeout=END_TIMEOUT_S)
+        outcome = self._outcome
+        if outcome.error_kind:
+            if outcome.error_kind in (v.WORKER_LOST, v.UNAVAILABLE):
+                stream_jobs.fail(self.deps, session_id, outcome.error_message)
+            logger.warning("stream session %s ended with an error: %s", session_id, outcome.error_message)
+            frames = self.adapter.on_error(outcome.error_kind, outcome.error_message)
+        else:
+            frames = self.adapter.on_end(self._stop_ack)
+        with contextlib.suppress(ConnectionClosed, OSError):
+            self._send(frames)
+            self.ws.close(1000)

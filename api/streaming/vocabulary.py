@@ -1,0 +1,91 @@
+"""The one internal vocabulary every wire protocol adapter translates to and from.
+
+Client side: start, audio, flush, stop, keepalive. Server side: started, partial, final,
+ended, error. Adding a protocol is adding an adapter that speaks these; the session loop
+and the relay never change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass
+class StartCommand:
+    """What a client asked for when it opened its session."""
+
+    #: A non-empty task id asks to continue an earlier session.
+    task_id: str = ""
+    message_id: str = ""
+    token: str = ""
+    sample_rate_hz: int = 16000
+    language: str | None = None
+    hotwords: list[str] = field(default_factory=list)
+    #: The client shows text while the person speaks (FunASR online/2pass, OddASR).
+    want_partials: bool = True
+    name: str = ""
+    #: The start message already ends the audio (FunASR's config with `is_speaking: false`).
+    stop_at_once: StopCommand | None = None
+
+
+@dataclass
+class StopCommand:
+    """End of audio: send the remaining finals, then end. `ack` asks for an explicit end
+    acknowledgement (FunASR's `is_end`)."""
+
+    ack: bool = False
+
+
+@dataclass
+class FlushCommand:
+    """Finalise what was heard so far without ending the session."""
+
+
+@dataclass
+class KeepAliveCommand:
+    """The client is still there; nothing else."""
+
+
+Command = StartCommand | StopCommand | FlushCommand | KeepAliveCommand
+
+
+class ProtocolError(Exception):
+    """A frame the protocol does not allow; `kind` is one of the error kinds below."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+#: Error kinds every adapter maps to its own codes.
+BAD_REQUEST = "bad_request"
+UNKNOWN_TASK = "unknown_task"
+FRAME_TOO_LARGE = "frame_too_large"
+BUSY = "busy"
+DISABLED = "disabled"
+WORKER_LOST = "worker_lost"
+UNAVAILABLE = "unavailable"
+MAX_LENGTH = "max_length"
+INTERNAL = "internal"
+
+
+class WireProtocol(Protocol):
+    """An adapter: frames of one wire protocol <-> the vocabulary above."""
+
+    name: str
+
+    def parse_start(self, text: str) -> StartCommand: ...
+
+    def parse_control(self, text: str) -> Command: ...
+
+    def on_started(self, job_id: str) -> list[str]: ...
+
+    def on_partial(self, index: int, text: str, start_ms: int, end_ms: int) -> list[str]: ...
+
+    def on_final(self, index: int, text: str, start_ms: int, end_ms: int) -> list[str]: ...
+
+    def on_end(self, ack: bool) -> list[str]: ...
+
+    def on_error(self, kind: str, message: str) -> list[str]: ...

@@ -1,0 +1,87 @@
+"""The relay's vocabulary: what the API and a stream worker say to each other about a session.
+
+Nothing here knows a wire protocol or a model. A session request goes through the worker's
+inbox list; everything after it goes over the session's two pub/sub channels as frames of a
+one-line JSON header, a newline, and (for audio only) raw PCM s16le bytes. Audio stays binary:
+base64 in JSON would cost a third more bytes and a copy on both sides for every 60 ms frame.
+
+Pub/sub delivers at most once and drops what nobody listens to, so every frame carries a
+sequence number per direction and the fencing token of the claim: a receiver that sees a gap
+ends the session with an error instead of transcribing audio with a hole in it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+#: API -> worker kinds.
+AUDIO = "audio"
+FLUSH = "flush"
+STOP = "stop"
+KEEPALIVE = "keepalive"
+#: worker -> API kinds.
+READY = "ready"
+PARTIAL = "partial"
+FINAL = "final"
+HEARTBEAT = "heartbeat"
+ENDED = "ended"
+ERROR = "error"
+
+#: Why a session ended, as the worker reports it in its `ended` frame.
+EndReason = Literal["stopped", "client_gone", "api_lost", "max_length", "relay_gap", "engine_error", "aborted"]
+
+
+class SessionRequest(BaseModel):
+    """What the API asks of the worker whose slot it claimed."""
+
+    session_id: str
+    job_id: str
+    fence: int
+    #: The worker ignores a request it pops after this (unix seconds): the API gave up on it.
+    expires_at_s: float
+    sample_rate_hz: int = 16000
+    language: str | None = None
+    hotwords: list[str] = Field(default_factory=list)
+    #: Partial results are computed only for clients that show them.
+    want_partials: bool = True
+    protocol: str = ""
+    max_session_s: float = 3 * 3600.0
+
+
+class RelayHeader(BaseModel):
+    """The JSON line in front of every relay frame; fields beyond kind/seq/fence by kind."""
+
+    kind: str
+    seq: int
+    fence: int
+    #: Sender's clock (unix seconds) when the frame left: the relay's own overhead is measured
+    #: from it. API and workers of one deployment share a clock source (NTP) or a machine.
+    sent_at_s: float = 0.0
+    # results
+    text: str | None = None
+    index: int | None = None
+    start_ms: int | None = None
+    end_ms: int | None = None
+    # heartbeats: PCM bytes the engine has consumed, for the API's flow control
+    processed_bytes: int | None = None
+    # end and errors
+    reason: str | None = None
+    message: str | None = None
+    # audio: when the API received the frame from the client (unix seconds)
+    received_at_s: float | None = None
+    # partial/final: the newest audio frame the result has heard (its received_at_s)
+    heard_until_s: float | None = None
+
+
+def encode_frame(header: RelayHeader, payload: bytes = b"") -> bytes:
+    return header.model_dump_json(exclude_none=True).encode() + b"\n" + payload
+
+
+def decode_frame(data: bytes) -> tuple[RelayHeader, bytes]:
+    """Split a relay frame; raises ValueError for anything that is not one."""
+    line, sep, payload = data.partition(b"\n")
+    if not sep:
+        raise ValueError("a relay frame needs a header line")
+    return RelayHeader.model_validate_json(line), payload

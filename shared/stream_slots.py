@@ -1,0 +1,165 @@
+"""Stream worker slots in Redis: how a live session is pinned to exactly one worker process.
+
+Every stream worker process owns one slot, an entry of the `STREAM_SLOTS_HASH` hash that it
+refreshes with a heartbeat. An API process claims an idle slot whose heartbeat is fresh with
+one Lua script, so two API processes can never claim the same slot, and each claim takes a
+new fencing token from a counter: the worker acts only on a session request carrying the
+token of the claim it holds, and releases its slot only with that same token, so a late
+message from an earlier claim can neither start nor end a later session.
+
+Why slots in Redis rather than a long-running Celery task on a `stream` queue: a session
+needs an answer at once ("busy" when no worker is free, the client's protocol demands it),
+needs the worker ready and subscribed before the first audio byte, and must not survive as a
+queued message that starts minutes later when the client is long gone. A claim that
+succeeds or fails in one round trip gives all three; a queue gives none of them.
+
+A worker that dies stops refreshing its slot: the slot is never claimed again and is dropped
+by the next claim once it is well past the heartbeat timeout. A restarted process registers
+a new slot under a new id.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+
+import redis
+
+from shared import redis_keys
+
+STATE_IDLE = "idle"
+STATE_CLAIMED = "claimed"
+
+#: A slot whose heartbeat is older than this belongs to a dead worker and is never claimed.
+SLOT_HEARTBEAT_TTL_S = 3.0
+#: ... and past this it is deleted by the next claim.
+SLOT_FORGET_AFTER_S = 60.0
+
+# KEYS[1] slots hash, KEYS[2] fence counter; ARGV: now_s, ttl_s, forget_s, session_id
+_CLAIM_LUA = """
+local now = tonumber(ARGV[1])
+local ttl = tonumber(ARGV[2])
+local forget = tonumber(ARGV[3])
+local entries = redis.call('HGETALL', KEYS[1])
+local chosen = nil
+local chosen_slot = nil
+for i = 1, #entries, 2 do
+  local worker = entries[i]
+  local slot = cjson.decode(entries[i + 1])
+  local age = now - tonumber(slot['heartbeat_s'])
+  if age > forget then
+    redis.call('HDEL', KEYS[1], worker)
+  elseif chosen == nil and slot['state'] == 'idle' and age <= ttl then
+    chosen = worker
+    chosen_slot = slot
+  end
+end
+if chosen == nil then
+  return nil
+end
+local fence = redis.call('INCR', KEYS[2])
+chosen_slot['state'] = 'claimed'
+chosen_slot['fence'] = fence
+chosen_slot['session'] = ARGV[4]
+chosen_slot['claimed_s'] = now
+redis.call('HSET', KEYS[1], chosen, cjson.encode(chosen_slot))
+return {chosen, fence}
+"""
+
+# KEYS[1] slots hash; ARGV: worker, now_s, state, session, fence, host, pid
+# Refreshes the heartbeat. A missing slot (first beat, or Redis restarted and lost it) is
+# written with the state the worker believes it is in, so a busy worker is never handed out.
+_HEARTBEAT_LUA = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+local slot
+if raw then
+  slot = cjson.decode(raw)
+else
+  slot = {state = ARGV[3], session = ARGV[4], fence = tonumber(ARGV[5]), host = ARGV[6], pid = tonumber(ARGV[7])}
+end
+slot['heartbeat_s'] = tonumber(ARGV[2])
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(slot))
+return cjson.encode(slot)
+"""
+
+# KEYS[1] slots hash; ARGV: worker, fence, now_s. Only the holder of the claim frees it.
+_RELEASE_LUA = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then
+  return 0
+end
+local slot = cjson.decode(raw)
+if tonumber(slot['fence']) ~= tonumber(ARGV[2]) then
+  return 0
+end
+slot['state'] = 'idle'
+slot['session'] = ''
+slot['heartbeat_s'] = tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(slot))
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A slot held for one session: the worker to talk to and the token that proves it."""
+
+    worker_id: str
+    fence: int
+
+
+@dataclass(frozen=True)
+class SlotSummary:
+    live: int
+    idle: int
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def claim_slot(client: redis.Redis, session_id: str, now_s: float | None = None) -> Claim | None:
+    """Atomically take an idle live slot for `session_id`; None when every worker is busy."""
+    now_s = time.time() if now_s is None else now_s
+    result = client.eval(_CLAIM_LUA, 2, redis_keys.STREAM_SLOTS_HASH, redis_keys.STREAM_FENCE_COUNTER,
+                         now_s, SLOT_HEARTBEAT_TTL_S, SLOT_FORGET_AFTER_S, session_id)
+    if not result:
+        return None
+    worker, fence = result
+    return Claim(worker_id=worker.decode() if isinstance(worker, bytes) else str(worker), fence=int(fence))
+
+
+def heartbeat_slot(client: redis.Redis, worker_id: str, *, state: str, session_id: str = "", fence: int = 0,
+                   now_s: float | None = None) -> dict[str, object]:
+    """Refresh this worker's slot; returns the slot as Redis holds it."""
+    now_s = time.time() if now_s is None else now_s
+    raw = client.eval(_HEARTBEAT_LUA, 1, redis_keys.STREAM_SLOTS_HASH, worker_id, now_s, state, session_id, fence,
+                      socket.gethostname(), os.getpid())
+    return json.loads(raw)
+
+
+def release_slot(client: redis.Redis, worker_id: str, fence: int, now_s: float | None = None) -> bool:
+    now_s = time.time() if now_s is None else now_s
+    return bool(client.eval(_RELEASE_LUA, 1, redis_keys.STREAM_SLOTS_HASH, worker_id, fence, now_s))
+
+
+def forget_slot(client: redis.Redis, worker_id: str) -> None:
+    """A worker that stops cleanly removes its slot at once."""
+    client.hdel(redis_keys.STREAM_SLOTS_HASH, worker_id)
+
+
+def summarize_slots(client: redis.Redis, now_s: float | None = None) -> SlotSummary:
+    """How many stream workers are alive and how many of them are free, for /readyz."""
+    now_s = time.time() if now_s is None else now_s
+    live = idle = 0
+    for raw in client.hvals(redis_keys.STREAM_SLOTS_HASH):
+        slot = json.loads(raw)
+        if now_s - float(slot.get("heartbeat_s", 0)) > SLOT_HEARTBEAT_TTL_S:
+            continue
+        live += 1
+        idle += slot.get("state") == STATE_IDLE
+    return SlotSummary(live=live, idle=idle)

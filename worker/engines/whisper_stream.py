@@ -1,0 +1,180 @@
+"""Live transcription with Whisper: fsmn-vad finds sentence ends, Whisper decodes sentences.
+
+Whisper is not a streaming model, so a live session is built around it:
+
+- the real fsmn-vad model runs in online mode on every frame and says where speech starts and
+  where a sentence ends (a pause of `vad_max_end_silence_ms`);
+- while a sentence is open, its audio so far is re-decoded greedily every few hundred
+  milliseconds; the words two consecutive decodes agree on are committed (LocalAgreement, as
+  whisper_streaming does), so the partial text only grows and never flickers;
+- when the sentence closes, its audio is decoded once more with the full beam: the final,
+  with Whisper's punctuation.
+
+Memory stays flat however long the session: only the open sentence's audio (at most
+`MAX_SENTENCE_S`, where a sentence is cut) and a short pre-roll are kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any, Protocol
+
+import numpy as np
+
+from worker.engines.base import SAMPLE_RATE_HZ, StreamEvent, StreamOptions
+
+logger = logging.getLogger(__name__)
+
+#: A sentence longer than this is cut and finalised (Whisper's window is 30 s).
+MAX_SENTENCE_S = 25.0
+#: Audio kept before the speech start the VAD reports (its start decision looks back).
+PREROLL_MS = 1000
+#: Decodes are padded so the decoder hears word onsets and endings whole.
+PAD_MS = 200
+#: Partials are not attempted on less speech than this.
+MIN_PARTIAL_SPEECH_MS = 300
+
+_WORD_NORMALISE_RE = re.compile(r"[^\w']+")
+
+
+class VadStream(Protocol):
+    def accept(self, samples: np.ndarray, is_final: bool = False) -> list[tuple[int, int]]:
+        """FunASR online events, ms from the stream start: [start, -1], [-1, end], [start, end]."""
+        ...
+
+
+def _norm(word: str) -> str:
+    return _WORD_NORMALISE_RE.sub("", word.lower())
+
+
+def agreed_prefix(committed: list[str], previous: list[str], current: list[str]) -> list[str]:
+    """The committed words, extended by the words the two latest hypotheses agree on.
+
+    Text once committed is never taken back (a client has shown it): when the newest
+    hypothesis contradicts it, nothing more is committed until they agree again.
+    """
+    n = len(committed)
+    if len(previous) < n or len(current) < n:
+        return committed
+    if [_norm(w) for w in current[:n]] != [_norm(w) for w in committed]:
+        return committed
+    extended = list(committed)
+    for before, now in zip(previous[n:], current[n:], strict=False):
+        if _norm(before) != _norm(now) or not _norm(now):
+            break
+        extended.append(now)
+    return extended
+
+
+class WhisperStreamSession:
+    """One live session over a shared WhisperModel; its own VAD cache and audio window."""
+
+    def __init__(self, model: Any, vad: VadStream, options: StreamOptions, *, beam_size: int,
+                 english_only: bool) -> None:
+        self._model = model
+        self._vad = vad
+        self._beam_size = beam_size
+        self._language = "en" if english_only else options.language
+        self._hotwords = " ".join(options.hotwords) or None
+        self._want_partials = options.want_partials
+        self._window = np.zeros(0, dtype=np.float32)
+        #: Absolute sample index of `_window[0]`.
+        self._window_start = 0
+        self._total = 0
+        self._open_start_ms: int | None = None
+        self._index = 0
+        self._committed: list[str] = []
+        self._previous: list[str] = []
+        self._partial_heard = 0
+
+    # --- public --------------------------------------------------------------------------
+    def accept_audio(self, samples: np.ndarray) -> list[StreamEvent]:
+        samples = np.asarray(samples, dtype=np.float32)
+        self._window = np.concatenate([self._window, samples])
+        self._total += samples.size
+        finals: list[StreamEvent] = []
+        for start_ms, end_ms in self._vad.accept(samples):
+            finals.extend(self._on_vad(start_ms, end_ms))
+        if self._open_start_ms is not None and self._now_ms() - self._open_start_ms >= MAX_SENTENCE_S * 1000:
+            cut_ms = self._now_ms()
+            finals.extend(self._close(cut_ms))
+            self._open_start_ms = cut_ms
+        self._trim()
+        return finals
+
+    def partial(self) -> StreamEvent | None:
+        if not self._want_partials or self._open_start_ms is None:
+            return None
+        if self._total == self._partial_heard or self._now_ms() - self._open_start_ms < MIN_PARTIAL_SPEECH_MS:
+            return None
+        self._partial_heard = self._total
+        words = self._decode(self._open_start_ms - PAD_MS, self._now_ms(), beam_size=1, final=False).split()
+        committed = agreed_prefix(self._committed, self._previous, words)
+        self._previous = words
+        if len(committed) == len(self._committed):
+            return None
+        self._committed = committed
+        return StreamEvent("partial", self._index, " ".join(committed), self._open_start_ms, self._now_ms())
+
+    def finish(self) -> list[StreamEvent]:
+        finals: list[StreamEvent] = []
+        for start_ms, end_ms in self._vad.accept(np.zeros(0, dtype=np.float32), is_final=True):
+            finals.extend(self._on_vad(start_ms, end_ms))
+        if self._open_start_ms is not None:
+            finals.extend(self._close(self._now_ms()))
+        return finals
+
+    # --- inside --------------------------------------------------------------------------
+    def _now_ms(self) -> int:
+        return self._total * 1000 // SAMPLE_RATE_HZ
+
+    def _on_vad(self, start_ms: int, end_ms: int) -> list[StreamEvent]:
+        if start_ms >= 0 and self._open_start_ms is None:
+            self._open_start_ms = start_ms
+        if end_ms >= 0 and self._open_start_ms is not None:
+            return self._close(end_ms)
+        return []
+
+    def _close(self, end_ms: int) -> list[StreamEvent]:
+        """Finalise the open sentence [open start, end_ms] with the full beam."""
+        start_ms = self._open_start_ms if self._open_start_ms is not None else end_ms
+        self._open_start_ms = None
+        self._committed, self._previous = [], []
+        text = self._decode(start_ms - PAD_MS, end_ms + PAD_MS, beam_size=self._beam_size, final=True).strip()
+        if not text:
+            return []
+        event = StreamEvent("final", self._index, text, max(0, start_ms), end_ms)
+        self._index += 1
+        return [event]
+
+    def _trim(self) -> None:
+        """Forget audio no decode can need again: everything before the pre-roll."""
+        keep_from_ms = self._now_ms() - PREROLL_MS
+        if self._open_start_ms is not None:
+            keep_from_ms = min(keep_from_ms, self._open_start_ms - PREROLL_MS)
+        keep_from = max(self._window_start, keep_from_ms * SAMPLE_RATE_HZ // 1000)
+        drop = keep_from - self._window_start
+        if drop > 0:
+            self._window = self._window[drop:].copy()
+            self._window_start = keep_from
+
+    def _clip(self, start_ms: int, end_ms: int) -> np.ndarray:
+        start = max(self._window_start, start_ms * SAMPLE_RATE_HZ // 1000) - self._window_start
+        end = min(self._total, end_ms * SAMPLE_RATE_HZ // 1000) - self._window_start
+        return self._window[max(0, start):max(0, end)]
+
+    def _decode(self, start_ms: int, end_ms: int, *, beam_size: int, final: bool) -> str:
+        """Partials decode greedily without timestamp tokens (fastest); finals decode the way
+        file jobs do, so a session's transcript is as good as the same audio uploaded."""
+        clip = self._clip(start_ms, end_ms)
+        if clip.size < SAMPLE_RATE_HZ // 10:
+            return ""
+        segments, info = self._model.transcribe(
+            clip, language=self._language, beam_size=beam_size, vad_filter=False,
+            condition_on_previous_text=False, without_timestamps=not final, hotwords=self._hotwords,
+        )
+        text = " ".join(s.text.strip() for s in segments if s.text.strip())
+        if self._language is None and text:
+            self._language = info.language  # one language for the session: per-sentence guesses flip
+        return text

@@ -1,0 +1,182 @@
+"""`oddasr stream-worker`: dedicated processes that each hold one live session at a time.
+
+The parent only supervises: it starts `--processes` children and starts a child again when
+it dies (a SIGKILLed child's slot is never handed out again; the new child registers a new
+one). Each child loads its streaming model before it offers its slot, then loops: heartbeat
+its slot, pop a session request from its inbox, run the session, free the slot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import redis
+
+from shared import redis_keys
+from shared.config import Settings, get_settings
+from shared.logs import configure_logging
+from shared.stream_messages import SessionRequest
+from shared.stream_slots import (
+    STATE_CLAIMED,
+    STATE_IDLE,
+    forget_slot,
+    heartbeat_slot,
+    new_worker_id,
+    release_slot,
+)
+
+logger = logging.getLogger(__name__)
+
+SLOT_HEARTBEAT_INTERVAL_S = 1.0
+#: A child that dies sooner than this after its start counts towards the crash loop.
+QUICK_DEATH_S = 30.0
+MAX_QUICK_DEATHS = 3
+
+
+class StreamWorker:
+    """One stream worker process: one slot, one session at a time."""
+
+    def __init__(self, settings: Settings) -> None:
+        from worker.services.runtime import build_runtime
+
+        self.settings = settings
+        self.runtime = build_runtime(settings)
+        engine = self.runtime.engine
+        if not hasattr(engine, "open_stream"):
+            raise SystemExit(f"the {engine.name} engine cannot serve live sessions")
+        self.engine = engine
+        self.worker_id = new_worker_id()
+        self.stopping = threading.Event()
+        self._busy: tuple[str, int] | None = None  # (session id, fence) while a session runs
+
+    def _beat(self) -> dict[str, object]:
+        if self._busy is None:
+            return heartbeat_slot(self.runtime.redis, self.worker_id, state=STATE_IDLE)
+        session_id, fence = self._busy
+        return heartbeat_slot(self.runtime.redis, self.worker_id, state=STATE_CLAIMED, session_id=session_id,
+                              fence=fence)
+
+    def _heartbeat_loop(self) -> None:
+        while not self.stopping.wait(SLOT_HEARTBEAT_INTERVAL_S):
+            try:
+                self._beat()
+            except redis.RedisError:
+                logger.warning("stream worker %s: Redis unreachable; retrying", self.worker_id)
+
+    def serve(self) -> None:
+        threading.Thread(target=self._heartbeat_loop, name="slot-heartbeat", daemon=True).start()
+        inbox = redis_keys.stream_worker_inbox(self.worker_id)
+        logger.info("stream worker %s ready (%s, %s)", self.worker_id, self.engine.name, self.engine.model_name)
+        while not self.stopping.is_set():
+            try:
+                slot = self._beat()
+                item = self.runtime.redis.blpop([inbox], timeout=1)
+            except redis.RedisError:
+                logger.warning("stream worker %s: Redis unreachable; retrying", self.worker_id)
+                self.stopping.wait(1.0)
+                continue
+            if item is None:
+                continue
+            request = SessionRequest.model_validate_json(item[1])
+            slot = self._beat()
+            if slot.get("fence") != request.fence or time.time() > request.expires_at_s:
+                logger.warning("stream worker %s: dropping a stale session request %s", self.worker_id,
+                               request.session_id)
+                with contextlib.suppress(redis.RedisError):
+                    release_slot(self.runtime.redis, self.worker_id, request.fence)
+                continue
+            self._run(request)
+        with contextlib.suppress(redis.RedisError):
+            forget_slot(self.runtime.redis, self.worker_id)
+
+    def _run(self, request: SessionRequest) -> None:
+        from worker.streaming.session_loop import SessionRunner
+
+        self._busy = (request.session_id, request.fence)
+        try:
+            SessionRunner(self.runtime, self.engine, request).run()  # type: ignore[arg-type]
+        finally:
+            self._busy = None
+            for _attempt in range(30):
+                try:
+                    release_slot(self.runtime.redis, self.worker_id, request.fence)
+                    break
+                except redis.RedisError:
+                    time.sleep(1.0)
+
+
+def run_child(settings: Settings) -> int:
+    worker = StreamWorker(settings)
+
+    def _stop(_signum: int, _frame: object) -> None:
+        worker.stopping.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    worker.serve()
+    return 0
+
+
+def supervise(processes: int) -> int:
+    """Keep `processes` children alive; stop them all on SIGTERM / SIGINT."""
+    from shared.cli.launcher import die_with_parent
+
+    stopping = threading.Event()
+
+    def _stop(_signum: int, _frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    argv = [sys.executable, "-m", "worker.streaming.main", "--child"]
+
+    def start() -> tuple[subprocess.Popen[bytes], float]:
+        return subprocess.Popen(argv, preexec_fn=die_with_parent), time.monotonic()  # noqa: PLW1509
+
+    children = [start() for _ in range(processes)]
+    quick_deaths = 0
+    while not stopping.wait(0.2):
+        for index, (child, started_s) in enumerate(children):
+            if child.poll() is None:
+                continue
+            lived_s = time.monotonic() - started_s
+            quick_deaths = quick_deaths + 1 if lived_s < QUICK_DEATH_S else 0
+            if quick_deaths >= MAX_QUICK_DEATHS:
+                logger.error("stream worker children keep dying at start; giving up")
+                stopping.set()
+                break
+            logger.warning("stream worker child %d exited with %s after %.0f s; starting another", child.pid,
+                           child.returncode, lived_s)
+            children[index] = start()
+    for child, _ in children:
+        with contextlib.suppress(ProcessLookupError):
+            child.terminate()
+    for child, _ in children:
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+    return 1 if quick_deaths >= MAX_QUICK_DEATHS else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="oddasr stream-worker")
+    parser.add_argument("--processes", type=int, default=None, help="stream worker processes (default: config)")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    if args.child:
+        return run_child(settings)
+    return supervise(args.processes or settings.stream_workers)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

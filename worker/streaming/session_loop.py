@@ -1,0 +1,204 @@
+"""The worker's half of the relay: one live session, from `ready` to its stored job.
+
+Knows sequence numbers, heartbeats and the job; the engine behind `StreamSession` knows the
+model; neither knows the websocket or the client's protocol.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+
+import numpy as np
+import redis
+import soxr
+
+from shared import redis_keys
+from shared import stream_messages as sm
+from shared.db.models import JobStatus, utc_now
+from shared.transcript import Segment, Transcript
+from worker.engines.base import SAMPLE_RATE_HZ, StreamEvent, StreamingEngine, StreamOptions
+from worker.services.runtime import WorkerRuntime
+from worker.services.transcription import JobLease, publish_final, transcript_key_for
+from worker.streaming.recorder import SessionRecorder
+
+logger = logging.getLogger(__name__)
+
+#: How long one wait for the API's next frame lasts; timers are checked between waits.
+POLL_S = 0.02
+
+
+class SessionFailed(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class SessionRunner:
+    """Runs one session to its end; `run` never raises for the session's own failures."""
+
+    def __init__(self, runtime: WorkerRuntime, engine: StreamingEngine, request: sm.SessionRequest) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.engine = engine
+        self.request = request
+        self._out_channel = redis_keys.stream_session_out_channel(request.session_id)
+        self._in_channel = redis_keys.stream_session_in_channel(request.session_id)
+        self._out_seq = 0
+        self._out_lock = threading.Lock()
+        self._processed_bytes = 0
+        self._finals: list[StreamEvent] = []
+        self._stop_heartbeat = threading.Event()
+        self._resampler = (soxr.ResampleStream(request.sample_rate_hz, SAMPLE_RATE_HZ, 1, dtype="float32")
+                           if request.sample_rate_hz != SAMPLE_RATE_HZ else None)
+
+    # --- publishing ----------------------------------------------------------------------
+    def _publish(self, kind: str, **fields: object) -> None:
+        with self._out_lock:
+            self._out_seq += 1
+            header = sm.RelayHeader(kind=kind, seq=self._out_seq, fence=self.request.fence, sent_at_s=time.time(),
+                                    processed_bytes=self._processed_bytes, **fields)  # type: ignore[arg-type]
+            self.runtime.redis.publish(self._out_channel, sm.encode_frame(header))
+
+    def _heartbeats(self) -> None:
+        """From a thread of its own, so a long final decode never looks like a dead worker."""
+        interval_s = self.settings.stream_heartbeat_interval_s
+        while not self._stop_heartbeat.wait(interval_s):
+            try:
+                self._publish(sm.HEARTBEAT)
+            except redis.RedisError:
+                logger.warning("session %s: could not send a heartbeat", self.request.session_id)
+
+    # --- the session ---------------------------------------------------------------------
+    def run(self) -> None:
+        request = self.request
+        started_s = time.monotonic()
+        pubsub = self.runtime.redis.pubsub(ignore_subscribe_messages=True)
+        recorder = SessionRecorder(self.settings.data_dir, request.session_id)
+        reason, error = "stopped", ""
+        heartbeat = threading.Thread(target=self._heartbeats, name="stream-heartbeat", daemon=True)
+        try:
+            pubsub.subscribe(self._in_channel)
+            self._publish(sm.READY)
+            heartbeat.start()
+            self.runtime.jobs.transition(request.job_id, JobStatus.RUNNING, worker=self.runtime.identity,
+                                         engine=self.engine.name)
+            session = self.engine.open_stream(StreamOptions(
+                language=request.language, hotwords=tuple(request.hotwords), want_partials=request.want_partials))
+            with JobLease(self.runtime, request.job_id):
+                reason = self._loop(pubsub, session, recorder, started_s)
+        except SessionFailed as exc:
+            reason, error = exc.reason, exc.message
+        except redis.RedisError as exc:
+            reason, error = "aborted", f"lost the connection to Redis mid-session: {exc}"
+        except Exception as exc:  # an engine bug must not take the worker down with the session
+            logger.exception("session %s failed", request.session_id)
+            reason, error = "engine_error", f"the engine failed: {type(exc).__name__}: {exc}"
+        finally:
+            self._stop_heartbeat.set()
+            with contextlib.suppress(redis.RedisError, OSError):
+                pubsub.close()
+        self._finalise(recorder, reason, error, started_s)
+
+    def _loop(self, pubsub, session, recorder: SessionRecorder, started_s: float) -> str:  # type: ignore[no-untyped-def]
+        expected_seq = 1
+        last_heard_s = time.monotonic()
+        last_partial_s = 0.0
+        partial_interval_s = self.settings.stream_partial_interval_ms / 1000
+        while True:
+            message = pubsub.get_message(timeout=POLL_S)
+            now_s = time.monotonic()
+            if message is None:
+                if now_s - last_heard_s > self.settings.stream_api_timeout_s:
+                    self._emit(session.finish())
+                    raise SessionFailed("api_lost", "lost contact with the API holding the client's connection")
+                if now_s - started_s > self.request.max_session_s + 60:
+                    self._emit(session.finish())
+                    return "max_length"
+                if now_s - last_partial_s >= partial_interval_s:
+                    last_partial_s = now_s
+                    self._emit_partial(session)
+                continue
+            if message.get("type") != "message":
+                continue
+            header, payload = sm.decode_frame(message["data"])
+            if header.fence != self.request.fence:
+                continue
+            if header.seq != expected_seq:
+                self._emit(session.finish())
+                raise SessionFailed("relay_gap", f"audio was lost between the API and the worker (expected frame "
+                                                 f"{expected_seq}, got {header.seq})")
+            expected_seq += 1
+            last_heard_s = now_s
+            if header.kind == sm.AUDIO:
+                samples = self._to_16k(payload)
+                recorder.write(samples)
+                self._emit(session.accept_audio(samples))
+                self._processed_bytes += len(payload)
+            elif header.kind == sm.FLUSH:
+                self._emit(session.finish())
+            elif header.kind == sm.STOP:
+                self._emit(session.finish())
+                return "stopped"
+
+    def _to_16k(self, payload: bytes) -> np.ndarray:
+        samples = np.frombuffer(payload, dtype="<i2").astype(np.float32) / 32768.0
+        if self._resampler is not None:
+            samples = self._resampler.resample_chunk(samples)
+        return samples
+
+    def _emit_partial(self, session) -> None:  # type: ignore[no-untyped-def]
+        event = session.partial()
+        if event is not None:
+            self._publish(sm.PARTIAL, text=event.text, index=event.index, start_ms=event.start_ms,
+                          end_ms=event.end_ms)
+
+    def _emit(self, finals: list[StreamEvent]) -> None:
+        for event in finals:
+            self._publish(sm.FINAL, text=event.text, index=event.index, start_ms=event.start_ms, end_ms=event.end_ms)
+            self._finals.append(event)
+            try:
+                self.runtime.jobs.add_stream_segment(self.request.job_id, event.index, event.start_ms, event.end_ms,
+                                                     event.text)
+            except Exception:  # the transcript in storage still gets it at the end
+                logger.warning("session %s: could not store sentence %d", self.request.session_id, event.index,
+                               exc_info=True)
+
+    # --- the end -------------------------------------------------------------------------
+    def _finalise(self, recorder: SessionRecorder, reason: str, error: str, started_s: float) -> None:
+        """Store the audio and the transcript, end the job, then tell the API: a client that
+        sees the end can read the finished job at once."""
+        request = self.request
+        duration_s = recorder.duration_s
+        try:
+            size_bytes = recorder.store(self.runtime.storage, f"audio/{request.job_id}")
+            transcript = Transcript.from_segments(
+                [Segment(start_s=e.start_ms / 1000, end_s=e.end_ms / 1000, text=e.text) for e in self._finals],
+                language=request.language, duration_s=duration_s, engine=self.engine.name,
+                model=self.engine.model_name)
+            key = transcript_key_for(request.job_id)
+            self.runtime.storage.put_bytes(key, transcript.model_dump_json().encode("utf-8"))
+            common = {"transcript_key": key, "finished_at": utc_now(), "audio_duration_s": duration_s,
+                      "processing_s": time.monotonic() - started_s, "audio_size_bytes": size_bytes}
+            if error:
+                status = JobStatus.FAILED
+                changed = self.runtime.jobs.transition(request.job_id, status, error=error, **common)
+            else:
+                status = JobStatus.SUCCEEDED
+                changed = self.runtime.jobs.transition(request.job_id, status, progress=1.0, **common)
+            if changed:
+                publish_final(self.runtime, request.job_id, status)
+        except Exception:
+            logger.exception("session %s: could not store its job", request.session_id)
+        finally:
+            recorder.discard()
+        with contextlib.suppress(redis.RedisError):
+            if error:
+                self._publish(sm.ERROR, reason=reason, message=error)
+            else:
+                self._publish(sm.ENDED, reason=reason)
+        logger.info("session %s ended (%s): %d sentences, %.1f s of audio", request.session_id, reason,
+                    len(self._finals), duration_s)
