@@ -16,11 +16,12 @@ import numpy as np
 from shared.config import Settings
 from shared.errors import EngineError, NotSupportedError
 from shared.transcript import Segment, Transcript, Word
-from worker.engines.base import SAMPLE_RATE_HZ, ProgressCallback, TranscriptionOptions
+from worker.engines.base import SAMPLE_RATE_HZ, ProgressCallback, StreamOptions, TranscriptionOptions
 from worker.engines.diarization import Embedder, diarize_windows, label_segments
 from worker.engines.fsmn_vad import merge_into_chunks
 from worker.engines.model_files import resolve_vad_model_dir, resolve_whisper_model
 from worker.engines.vad_onnx import OnnxFsmnVad
+from worker.engines.whisper_stream import WhisperStreamSession
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +93,11 @@ class WhisperEngine:
                 logger.info("loading the speaker-embedding model for the first diarize job of this worker")
                 self._embedder = ResemblyzerEmbedder(device=self._device)
             return self._embedder
+
+    def open_stream(self, options: StreamOptions) -> WhisperStreamSession:
+        """A live session on this process's model: its own VAD state and audio window."""
+        return WhisperStreamSession(self._model, self._vad.open_stream(), options, beam_size=self._beam_size,
+                                    english_only=self._english_only)
 
     def _decode_sequential(
         self, audio: np.ndarray, chunks: list[tuple[int, int]], language: str | None,
