@@ -52,7 +52,8 @@ def submit_job(deps: ApiDeps, audio: ReceivedAudio, mode: str, options: JobOptio
         deps.storage.delete(key)
         raise ServiceUnavailableError("the job database is unavailable; try again shortly") from exc
     try:
-        deps.celery.send_task(TRANSCRIBE_TASK_NAME, args=[job_id], queue=queue)
+        # The task id is the job id, so operators find a job in Flower by the id clients see.
+        deps.celery.send_task(TRANSCRIBE_TASK_NAME, args=[job_id], queue=queue, task_id=job_id)
     except (KombuError, OSError, redis.RedisError) as exc:
         logger.error("could not queue job %s: %s", job_id, exc)
         deps.jobs.transition(job_id, JobStatus.FAILED, error="the job queue (Redis) was unreachable",

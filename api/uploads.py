@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -25,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 #: Room for the multipart headers and the other form fields beside the audio part.
 MULTIPART_OVERHEAD_BYTES = 1024 * 1024
+#: Every temporary upload file's name starts with this.
+UPLOAD_PREFIX = "upload-"
 
 
 class SpoolToDiskRequest(Request):
@@ -35,7 +38,7 @@ class SpoolToDiskRequest(Request):
         content_length: int | None = None,
     ) -> IO[bytes]:
         upload_dir = current_app.config["ODDASR_UPLOAD_TMP_DIR"]
-        return tempfile.NamedTemporaryFile(dir=upload_dir, prefix="upload-", delete=True)  # noqa: SIM115
+        return tempfile.NamedTemporaryFile(dir=upload_dir, prefix=UPLOAD_PREFIX, delete=True)  # noqa: SIM115
 
 
 @dataclass
@@ -57,7 +60,7 @@ def _file_path(storage: FileStorage) -> Path:
         return Path(name)
     # Small parts may arrive in memory (a BytesIO): copy to disk so the probe can read them.
     tmp = tempfile.NamedTemporaryFile(  # noqa: SIM115
-        dir=current_app.config["ODDASR_UPLOAD_TMP_DIR"], prefix="upload-", delete=True
+        dir=current_app.config["ODDASR_UPLOAD_TMP_DIR"], prefix=UPLOAD_PREFIX, delete=True
     )
     stream.seek(0)
     while chunk := stream.read(1024 * 1024):
@@ -87,3 +90,33 @@ def receive_audio(field: str, *, max_upload_bytes: int, max_duration_s: float) -
     return ReceivedAudio(
         file=storage, path=path, filename=(storage.filename or "")[:255], size_bytes=size_bytes, info=info
     )
+
+
+def sweep_stale_uploads(upload_dir: str | os.PathLike[str], older_than_s: float) -> int:
+    """Delete temporary upload files not written for `older_than_s`; return how many.
+
+    A request deletes its temporary file when it ends, but a killed API process (SIGKILL, a
+    crash, an OOM kill) ends no request, so its files stay for good. A live upload writes as it
+    streams and a live request holds its file only while it waits for its job, so a file
+    untouched for longer than any request lives is an orphan: keep `older_than_s` above the
+    synchronous wait (`sync_wait_timeout_s`). Safe to run from several processes at once.
+    """
+    cutoff_s = time.time() - older_than_s
+    removed = 0
+    try:
+        entries = list(os.scandir(upload_dir))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        if not entry.name.startswith(UPLOAD_PREFIX):
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False) or entry.stat(follow_symlinks=False).st_mtime >= cutoff_s:
+                continue
+            os.unlink(entry.path)
+        except FileNotFoundError:
+            continue  # another process swept it, or its request just ended
+        removed += 1
+    if removed:
+        logger.info("removed %d stale upload temp file(s) from %s", removed, upload_dir)
+    return removed

@@ -31,7 +31,7 @@ def own_redis(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unty
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, own_redis) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
     with running_stack(tmp_path_factory.mktemp("failstack"), own_redis.url, file_concurrency=1,
-                       sentence_concurrency=1, max_upload_bytes=64 * 1024 * 1024) as running:
+                       sentence_concurrency=1, max_upload_bytes=64 * 1024 * 1024, enqueue_timeout_s=4.5) as running:
         yield running
 
 
@@ -141,6 +141,27 @@ def test_redis_outage_gives_503_then_the_service_recovers(stack: Stack, own_redi
     finally:
         own_redis.start()
     redis.Redis.from_url(own_redis.url).ping()
+    stack.wait_ready(("cpu",), timeout_s=90)
+    assert wait_for_job(stack, submit(stack, short_clip), timeout_s=120)["status"] == "succeeded"
+
+
+def test_a_frozen_redis_gives_503_within_the_enqueue_timeout(stack: Stack, own_redis, short_clip: Path) -> None:  # type: ignore[no-untyped-def]
+    assert own_redis.process is not None
+    jobs_before = requests.get(stack.url("/v1/jobs"), timeout=10).json()["total"]
+    os.kill(own_redis.process.pid, signal.SIGSTOP)
+    try:
+        started_s = time.monotonic()
+        with short_clip.open("rb") as audio:
+            response = requests.post(stack.url("/v1/jobs"), files={"audio": audio}, timeout=60)
+        elapsed_s = time.monotonic() - started_s
+    finally:
+        os.kill(own_redis.process.pid, signal.SIGCONT)
+    assert response.status_code == 503, response.text
+    assert "queue" in response.json()["error"]
+    assert elapsed_s < stack.settings.enqueue_timeout_s + 1.5, elapsed_s
+    # The refused job is recorded as failed, never left queued.
+    jobs = requests.get(stack.url("/v1/jobs"), params={"limit": 1}, timeout=10).json()
+    assert jobs["total"] == jobs_before + 1 and jobs["jobs"][0]["status"] == "failed"
     stack.wait_ready(("cpu",), timeout_s=90)
     assert wait_for_job(stack, submit(stack, short_clip), timeout_s=120)["status"] == "succeeded"
 

@@ -24,7 +24,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
     with running_stack(tmp_path_factory.mktemp("reaper"), redis_server.url, file_concurrency=1,
-                       sentence_concurrency=0, stale_job_after_s=5.0, reaper_interval_s=1.0) as running:
+                       sentence_concurrency=0, stale_job_after_s=5.0, reaper_interval_s=1.0,
+                       requeue_queued_after_s=5.0) as running:
         yield running
 
 
@@ -60,6 +61,23 @@ def test_a_job_left_running_by_a_dead_machine_is_finished_by_a_live_worker(stack
     assert job["status"] == "succeeded", job
     assert job["attempts"] == 2 and job["worker"] != "dead-host:1"
     assert "sending it to cpu again" in stack.log_tail("worker-file", 200)
+
+
+def test_a_queued_job_whose_message_was_lost_is_finished(stack: Stack, speech_dir: Path) -> None:
+    """As after Redis died holding the job's message: the row says queued, no queue has it."""
+    clip = synthesize(REFERENCE_SENTENCES[4], speech_dir / "reaper-queued.wav")
+    job_id = uuid.uuid4().hex
+    storage_dir = Path(stack.settings.storage_local_dir) / "audio"
+    storage_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(clip, storage_dir / job_id)
+    jobs = JobRepository(make_session_factory(make_engine(stack.settings.database_url)))
+    jobs.create(Job(id=job_id, status=JobStatus.QUEUED, mode="file", queue="cpu", options={},
+                    audio_key=f"audio/{job_id}", progress=0.0, attempts=0))
+    make_quiet(stack.settings.database_url, job_id, 60)
+    job = wait_for_job(stack, job_id, timeout_s=60)
+    assert job["status"] == "succeeded", job
+    assert job["attempts"] == 1
+    assert "no worker started it" in stack.log_tail("worker-file", 200)
 
 
 def test_a_recently_active_running_job_is_left_alone(stack: Stack, speech_dir: Path) -> None:

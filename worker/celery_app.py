@@ -74,14 +74,15 @@ class _Heartbeat:
             self.stop.wait(min(WORKER_HEARTBEAT_INTERVAL_S, _settings.reaper_interval_s))
 
     def _reap(self) -> None:
-        from worker.services.reaper import requeue_stale_jobs
+        from worker.services.reaper import ReconcileContext, reconcile
 
         try:
             if self.jobs is None:
                 self.jobs = JobRepository(make_session_factory(make_engine(_settings.database_url, pooled=False)))
-            requeue_stale_jobs(self.jobs, app, _settings.stale_job_after_s)
-        except Exception:  # the reaper must never take the worker down; it tries again later
-            logger.warning("could not look for stale jobs", exc_info=True)
+        except Exception:  # the reconciler must never take the worker down; it tries again later
+            logger.warning("could not reach the job database to reconcile jobs", exc_info=True)
+            return
+        reconcile(ReconcileContext(settings=_settings, jobs=self.jobs, app=app, redis=self.client))
 
 
 _heartbeat = _Heartbeat()

@@ -1,31 +1,146 @@
-"""Give jobs whose worker vanished back to the queue.
+"""The reconciler: work the database says is owed but no queue will deliver is sent again.
 
-A worker process that dies is handled by Celery (the job is rejected and redelivered at
-once). A whole machine that dies is not: its unacknowledged job comes back only after
-Redis' visibility timeout, which must outlast the longest job (hours). Live workers look
-for running jobs whose row went quiet and send them again; the redelivered task restarts the
-job (running -> running), and the original message, if it ever returns, finds the job
-finished and does nothing.
+The database is the source of truth; a Redis message can be lost or stranded:
+
+- A whole machine that dies leaves its job `running`, its message unacknowledged until
+  Redis' visibility timeout (hours). Live workers look for running jobs whose row went quiet
+  and send them again; the redelivered task restarts the job (running -> running).
+- A worker that reserved a message just before Redis died (or Redis restarted without the
+  message) leaves the job `queued` with no message in any queue. Jobs queued longer than
+  `requeue_queued_after_s` whose message is neither waiting in their queue nor freshly
+  reserved by a worker are sent again. A job waiting behind a backlog keeps its place.
+
+Each sweep claims what it sends with a conditional update, so of several workers racing for a
+job exactly one sends it; a duplicate that is delivered later finds the job running or
+finished (both transitions are conditional) and leaves one result. Other owed work (webhook
+deliveries) joins as one more entry of `SWEEPS`.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 
+import redis
 from celery import Celery
 
+from shared.config import Settings
 from shared.db.models import utc_now
 from shared.db.repository import JobRepository
 from shared.schemas import TRANSCRIBE_TASK_NAME
 
 logger = logging.getLogger(__name__)
 
+#: kombu's Redis transport keeps a queue's waiting messages in a list named as the queue, and
+#: each message a worker took but has not acknowledged in this hash (delivery tag -> message),
+#: with the time it was taken in the sorted set. Celery's own keys, read here, never written.
+KOMBU_UNACKED_HASH = "unacked"
+KOMBU_UNACKED_INDEX = "unacked_index"
+#: Waiting messages are read in pages of this many.
+QUEUE_PAGE_SIZE = 500
 
-def requeue_stale_jobs(jobs: JobRepository, app: Celery, stale_after_s: float) -> list[str]:
-    claimed = jobs.claim_stale_running(utc_now() - timedelta(seconds=stale_after_s))
+
+@dataclass(frozen=True)
+class ReconcileContext:
+    """What a sweep needs; built once per worker process group."""
+
+    settings: Settings
+    jobs: JobRepository
+    app: Celery
+    #: A client of the broker's Redis (the one the queues live in).
+    redis: redis.Redis
+
+
+Sweep = Callable[[ReconcileContext], list[str]]
+
+
+def send_job(app: Celery, job_id: str, queue: str) -> None:
+    """Send the job's task; its id is the job id, so Flower finds a job by its id."""
+    app.send_task(TRANSCRIBE_TASK_NAME, args=[job_id], queue=queue, task_id=job_id)
+
+
+def requeue_stale_running(ctx: ReconcileContext) -> list[str]:
+    stale_after_s = ctx.settings.stale_job_after_s
+    claimed = ctx.jobs.claim_stale_running(utc_now() - timedelta(seconds=stale_after_s))
     for job_id, queue in claimed:
         logger.warning("job %s has had no sign of life for %.0f s; sending it to %s again", job_id, stale_after_s,
                        queue)
-        app.send_task(TRANSCRIBE_TASK_NAME, args=[job_id], queue=queue)
+        send_job(ctx.app, job_id, queue)
     return [job_id for job_id, _ in claimed]
+
+
+def _mentions(raw: bytes | str, job_ids: set[str]) -> set[str]:
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    return {job_id for job_id in job_ids if job_id in text}
+
+
+def held_by_broker(client: redis.Redis, queue: str, job_ids: Iterable[str], reserved_grace_s: float) -> set[str]:
+    """The jobs among `job_ids` whose message waits in `queue`, or was taken by a worker less
+    than `reserved_grace_s` ago (it is about to start). A message is matched by the job id it
+    carries (task id and arguments), so messages sent before task ids were job ids count."""
+    wanted = set(job_ids)
+    held: set[str] = set()
+    start = 0
+    while wanted - held:
+        page = client.lrange(queue, start, start + QUEUE_PAGE_SIZE - 1)
+        for raw in page:
+            held |= _mentions(raw, wanted - held)
+        if len(page) < QUEUE_PAGE_SIZE:
+            break
+        start += QUEUE_PAGE_SIZE
+    if not wanted - held:
+        return held
+    fresh_since_s = time.time() - reserved_grace_s
+    for tag, raw in client.hgetall(KOMBU_UNACKED_HASH).items():
+        found = _mentions(raw, wanted - held)
+        if not found:
+            continue
+        taken_at_s = client.zscore(KOMBU_UNACKED_INDEX, tag)
+        if taken_at_s is None or taken_at_s >= fresh_since_s:
+            held |= found
+    return held
+
+
+def requeue_stalled_queued(ctx: ReconcileContext) -> list[str]:
+    threshold_s = ctx.settings.requeue_queued_after_s
+    cutoff = utc_now() - timedelta(seconds=threshold_s)
+    candidates = ctx.jobs.stale_queued(cutoff)
+    if not candidates:
+        return []
+    by_queue: dict[str, list[str]] = {}
+    for job_id, queue in candidates:
+        by_queue.setdefault(queue, []).append(job_id)
+    sent: list[str] = []
+    for queue, job_ids in by_queue.items():
+        held = held_by_broker(ctx.redis, queue, job_ids, reserved_grace_s=threshold_s)
+        lost = [job_id for job_id in job_ids if job_id not in held]
+        for job_id in ctx.jobs.claim_stale_queued(cutoff, lost):
+            logger.warning("job %s has been queued for over %.0f s and no worker started it; sending it to %s again",
+                           job_id, threshold_s, queue)
+            send_job(ctx.app, job_id, queue)
+            sent.append(job_id)
+    return sent
+
+
+#: Every sweep of one reconciler pass, by what it looks for.
+SWEEPS: dict[str, Sweep] = {
+    "running jobs without a sign of life": requeue_stale_running,
+    "queued jobs no worker started": requeue_stalled_queued,
+}
+
+
+def reconcile(ctx: ReconcileContext, sweeps: dict[str, Sweep] | None = None) -> dict[str, list[str]]:
+    """Run each sweep once; one that fails (Redis or the database away) is logged and the
+    others still run. Returns what each sweep sent again."""
+    results: dict[str, list[str]] = {}
+    for name, sweep in (SWEEPS if sweeps is None else sweeps).items():
+        try:
+            results[name] = sweep(ctx)
+        except Exception:  # the reconciler must never take the worker down; the next pass retries
+            logger.warning("reconciler sweep %r failed", name, exc_info=True)
+            results[name] = []
+    return results
+
