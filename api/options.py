@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from shared.config import Settings
 from shared.engines_catalog import capabilities_for, diarize_unavailable_reason
 from shared.errors import BadRequestError, NotSupportedError
+from shared.languages import supported_languages
 from shared.render import RENDERERS
 from shared.schemas import JobOptions
 
@@ -88,6 +89,21 @@ def check_supported(options: JobOptions, settings: Settings) -> None:
         raise NotSupportedError(diarize_unavailable_reason(engine))
     if options.word_timestamps and not capabilities.word_timestamps:
         raise NotSupportedError(f"word timestamps are not supported by the {engine} engine")
+    check_language(options.language, settings)
+
+
+def check_language(language: str | None, settings: Settings) -> None:
+    """Refuse a language the configured engine and model do not know, before anything is
+    stored or queued (otherwise the job would only fail in the worker), naming the valid codes."""
+    if language is None:
+        return
+    valid = supported_languages(settings.engine, settings.whisper_model, settings.funasr_language)
+    if language not in valid:
+        model = f" (model {settings.whisper_model})" if settings.engine == "whisper" else ""
+        raise BadRequestError(
+            f"language {language!r} is not supported by the {settings.engine} engine{model}:"
+            f" use one of {', '.join(valid)}, or auto"
+        )
 
 
 def options_from_form(form: Mapping[str, str], settings: Settings) -> tuple[str, JobOptions]:

@@ -171,3 +171,33 @@ def test_sync_endpoints_answer_504_with_the_job_id_when_no_worker_answers_in_tim
         job_id = response.get_json()["job_id"]
         job = client.get(f"/v1/jobs/{job_id}").get_json()
         assert job["status"] == "queued"  # not lost: a worker will still run it
+
+
+@pytest.mark.parametrize(("path", "field"), [
+    ("/v1/jobs", "audio"), ("/v1/asr", "audio"), ("/v1/asr/file", "audio"), ("/v1/asr/sentence", "audio"),
+    ("/v1/audio/transcriptions", "file"),
+])
+def test_an_unknown_language_is_400_at_submission_naming_the_valid_codes(
+    tmp_path: Path, redis_server, path: str, field: str  # type: ignore[no-untyped-def]
+) -> None:
+    settings = make_settings(tmp_path, redis_server.url, sync_wait_timeout_s=0.5)
+    with create_app(settings).test_client() as client:
+        assert_error(post(client, wav_bytes(1.0), path=path, field=field, language="xx"), 400, "'xx'", "zh", "yue")
+        assert client.get("/v1/jobs").get_json()["total"] == 0
+    assert stored_objects(settings) == []
+
+
+@pytest.mark.parametrize(("overrides", "refused", "accepted"), [
+    ({"whisper_model": "base"}, "tlh", ["yue", "haw", "en-US", "ZH", "auto"]),
+    ({"whisper_model": "tiny.en"}, "zh", ["en", "en-GB"]),
+    ({"engine": "funasr"}, "fr", ["zh", "en"]),
+])
+def test_each_engine_accepts_only_its_own_languages(
+    tmp_path: Path, redis_server, overrides: dict[str, str], refused: str, accepted: list[str]  # type: ignore[no-untyped-def]
+) -> None:
+    with create_app(make_settings(tmp_path, redis_server.url, **overrides)).test_client() as client:
+        engine = overrides.get("engine", "whisper")
+        assert_error(post(client, wav_bytes(1.0), language=refused), 400, f"'{refused}'", engine)
+        for language in accepted:
+            response = post(client, wav_bytes(1.0), language=language)
+            assert response.status_code == 202, (language, response.get_data(as_text=True))
