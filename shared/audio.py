@@ -39,6 +39,10 @@ _SOUNDFILE_BLOCK_FRAMES = 1 << 19
 #: How many packets probe() may decode while looking for one good frame (cheap: ~1 s of audio).
 _PROBE_MAX_PACKETS = 64
 _HEADER_SNIFF_BYTES = 16
+#: A header claiming more than this does not know the length: libsndfile reports a FLAC whose
+#: STREAMINFO says "total samples unknown" (streaming encoders write it so) as 2**63-1 frames.
+#: Such files are measured from their packets instead, never reported with that number.
+_MAX_PLAUSIBLE_DURATION_S = 366 * 24 * 3600.0
 
 #: (offset, magic bytes, format name): files that claim to be audio by their first bytes.
 _AUDIO_MAGIC: tuple[tuple[int, bytes, str], ...] = (
@@ -123,14 +127,19 @@ def _refuse_too_long(duration_s: float, max_duration_s: float | None) -> None:
 # --------------------------------------------------------------------------- probe
 
 
+def _length_known(frames: int, sample_rate_hz: float) -> bool:
+    return frames / sample_rate_hz <= _MAX_PLAUSIBLE_DURATION_S
+
+
 def _probe_soundfile(path: Path) -> AudioInfo | None:
-    """Header-only probe with libsndfile; None when libsndfile does not know the format."""
+    """Header-only probe with libsndfile; None when libsndfile does not know the format, or
+    the header does not know the length (FFmpeg then measures it)."""
     try:
         info = soundfile.info(str(path))
     except (soundfile.LibsndfileError, RuntimeError, OSError, ValueError) as exc:
         logger.debug("libsndfile cannot read %s (%s); trying FFmpeg", path.name, exc)
         return None
-    if info.samplerate <= 0:
+    if info.samplerate <= 0 or not _length_known(info.frames, info.samplerate):
         return None
     if info.frames <= 0:
         raise UnprocessableAudioError(
@@ -154,14 +163,21 @@ def _header_duration_s(container: av.container.InputContainer, stream: av.audio.
     return 0.0
 
 
-def _packet_duration_s(path: Path) -> float:
+def _packet_duration_s(path: Path, max_duration_s: float | None = None) -> float:
     """Sum of packet durations (demux only, no decoding: milliseconds for minutes of audio).
 
-    Browser recorders (MediaRecorder) write WebM without a duration; this is the last resort.
-    A fresh container is opened rather than seeking back, which some demuxers cannot do.
+    Browser recorders (MediaRecorder) write WebM, and streaming encoders FLAC, without a
+    duration; this is the last resort. It stops (422) as soon as the sum passes
+    `max_duration_s`, so a huge file is not read to its end. A fresh container is opened
+    rather than seeking back, which some demuxers cannot do.
     """
     with av.open(str(path), mode="r") as container:
         stream = container.streams.audio[0]
+        if not stream.time_base:
+            return 0.0
+        limit_ticks = None
+        if max_duration_s is not None:
+            limit_ticks = (max_duration_s + DURATION_LIMIT_TOLERANCE_S) / stream.time_base
         total_ticks = 0
         last_end_ticks = 0
         for packet in container.demux(stream):
@@ -169,8 +185,10 @@ def _packet_duration_s(path: Path) -> float:
                 total_ticks += packet.duration
                 if packet.pts is not None:
                     last_end_ticks = max(last_end_ticks, packet.pts + packet.duration)
+                if limit_ticks is not None and max(total_ticks, last_end_ticks) > limit_ticks:
+                    _refuse_too_long(float(max(total_ticks, last_end_ticks) * stream.time_base), max_duration_s)
         ticks = total_ticks or last_end_ticks
-        return float(ticks * stream.time_base) if stream.time_base else 0.0
+        return float(ticks * stream.time_base)
 
 
 def _first_frame_decodes(container: av.container.InputContainer, stream: av.audio.stream.AudioStream) -> bool:
@@ -186,7 +204,7 @@ def _first_frame_decodes(container: av.container.InputContainer, stream: av.audi
     return False
 
 
-def _probe_av(path: Path) -> AudioInfo:
+def _probe_av(path: Path, max_duration_s: float | None = None) -> AudioInfo:
     """Container probe with FFmpeg: demux, one decoded frame as proof, never a full decode."""
     try:
         with av.open(str(path), mode="r") as container:
@@ -202,7 +220,7 @@ def _probe_av(path: Path) -> AudioInfo:
             format_name = container.format.name if container.format else "unknown"
             codec = context.name or "unknown"
         if duration_s <= 0:
-            duration_s = _packet_duration_s(path)
+            duration_s = _packet_duration_s(path, max_duration_s)
     except (UnsupportedMediaError, UnprocessableAudioError):
         raise
     except (av.error.FFmpegError, OSError, ValueError, IndexError) as exc:
@@ -219,14 +237,16 @@ def _describe(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def probe(path: Path) -> AudioInfo:
+def probe(path: Path, max_duration_s: float | None = None) -> AudioInfo:
     """Duration and format of an audio file, fast: headers, packet headers, one decoded frame.
 
     Raises UnsupportedMediaError (415) for bytes that are not audio we know, and
     UnprocessableAudioError (422) for audio that is empty, truncated, corrupt or too short.
+    A file whose header does not state its length is measured from its packets, stopping
+    with a 422 once it passes `max_duration_s` (the caller still checks a stated length).
     """
     _refuse_empty(path)
-    info = _probe_soundfile(path) or _probe_av(path)
+    info = _probe_soundfile(path) or _probe_av(path, max_duration_s)
     _refuse_too_short(info.duration_s)
     logger.debug("probed %s: %s", path.name, info)
     return info
@@ -249,6 +269,10 @@ def _decode_soundfile(path: Path, max_duration_s: float | None) -> np.ndarray | 
         return None
     with handle:
         source_rate_hz = int(handle.samplerate)
+        if source_rate_hz > 0 and not _length_known(handle.frames, source_rate_hz):
+            # libsndfile cannot read a file of unknown length to its end (its reads seek).
+            logger.debug("%s does not state its length; decoding it with FFmpeg", path.name)
+            return None
         if handle.frames > 0:
             _refuse_too_long(handle.frames / source_rate_hz, max_duration_s)
         resampler = (

@@ -313,3 +313,31 @@ def test_pcm16_conversion() -> None:
     assert converted.dtype == np.float32
     assert converted.tolist() == [0.0, 0.5, -1.0, 32767 / 32768]
     assert pcm16le_to_float32(b"").size == 0
+
+
+def flac_without_length(path: Path, duration_s: float = DURATION_S) -> Path:
+    """A FLAC whose STREAMINFO says "total samples unknown" (0), as streaming encoders write it."""
+    buffer = io.BytesIO()
+    soundfile.write(buffer, chirp(16000, 1, duration_s), 16000, format="FLAC")
+    data = bytearray(buffer.getvalue())
+    streaminfo = 8  # after "fLaC" and the metadata block header
+    data[streaminfo + 13] &= 0xF0  # the 36-bit sample count: low 4 bits of byte 13, bytes 14-17
+    data[streaminfo + 14 : streaminfo + 18] = bytes(4)
+    data[streaminfo + 18 : streaminfo + 34] = bytes(16)  # MD5 unknown too
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_flac_without_a_length_in_its_header_is_measured(tmp_path: Path) -> None:
+    path = flac_without_length(tmp_path / "stream.flac")
+    assert abs(probe(path).duration_s - DURATION_S) < TOLERANCE_S
+    assert abs(probe(path, max_duration_s=60).duration_s - DURATION_S) < TOLERANCE_S
+    assert abs(decode_16k_mono(path, max_duration_s=60).size / TARGET_SAMPLE_RATE_HZ - DURATION_S) < TOLERANCE_S
+
+
+def test_a_flac_without_a_length_over_the_limit_is_422_with_a_sane_message(tmp_path: Path) -> None:
+    path = flac_without_length(tmp_path / "long.flac", duration_s=8.0)
+    for check in (lambda: probe(path, max_duration_s=2.0), lambda: decode_16k_mono(path, max_duration_s=2.0)):
+        with pytest.raises(UnprocessableAudioError, match="more than 2 s") as caught:
+            check()
+        assert "576460752303423" not in caught.value.message
