@@ -7,6 +7,7 @@ import json
 import logging
 import time
 import uuid
+from datetime import UTC, datetime
 
 import redis
 from kombu.exceptions import KombuError
@@ -134,8 +135,14 @@ def load_transcript(deps: ApiDeps, job: Job) -> Transcript:
         raise ServiceUnavailableError(f"the stored transcript of job {job.id} is unreadable") from exc
 
 
-def _iso(value) -> str | None:  # type: ignore[no-untyped-def]
-    return value.isoformat() if value is not None else None
+def _iso(value: datetime | None) -> str | None:
+    """ISO 8601 with the zone, always. Every job time is written in UTC, but SQLite hands
+    datetimes back without their zone (PostgreSQL keeps it), so a naive one is UTC."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.isoformat()
 
 
 def job_to_dict(job: Job, transcript: Transcript | None = None) -> dict[str, object]:

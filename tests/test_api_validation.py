@@ -201,3 +201,15 @@ def test_each_engine_accepts_only_its_own_languages(
         for language in accepted:
             response = post(client, wav_bytes(1.0), language=language)
             assert response.status_code == 202, (language, response.get_data(as_text=True))
+
+
+def test_every_job_timestamp_carries_its_zone(client: FlaskClient) -> None:
+    from datetime import datetime
+
+    created = post(client, wav_bytes(1.0)).get_json()
+    fetched = client.get(f"/v1/jobs/{created['id']}").get_json()
+    listed = client.get("/v1/jobs").get_json()["jobs"][0]
+    for body in (created, fetched, listed):
+        stamp = datetime.fromisoformat(body["created_at"])
+        assert stamp.utcoffset() is not None and stamp.utcoffset().total_seconds() == 0, body["created_at"]
+    assert fetched["created_at"] == created["created_at"]
