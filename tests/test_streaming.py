@@ -1,0 +1,308 @@
+"""Live streaming through real processes: gunicorn (gevent) API, stream worker processes with
+the real Whisper tiny.en and fsmn-vad weights, a real redis-server, clients that behave like
+OddASR's and FunASR's own (tests/support/ws_clients.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import jiwer
+import pytest
+import requests
+import soundfile
+import srt
+
+from tests.support.speech import REFERENCE_SENTENCES, make_long_recording
+from tests.support.stack import Stack, running_stack
+from tests.support.ws_clients import funasr_session, oddasr_session, open_ws
+
+pytestmark = pytest.mark.integration
+
+SENTENCES = [REFERENCE_SENTENCES[1], REFERENCE_SENTENCES[3]]
+STREAM_WORKERS = 2
+
+
+def _clean(text: str) -> str:
+    return " ".join(re.sub(r"[^a-z' ]+", " ", text.lower()).split())
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    return jiwer.wer(_clean(reference), _clean(hypothesis))
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
+    with running_stack(tmp_path_factory.mktemp("streamstack"), redis_server.url, file_concurrency=1,
+                       sentence_concurrency=0, stream_idle_timeout_s=2.0, stream_slot_wait_s=2.0,
+                       stream_max_frame_bytes=256 * 1024) as stack:
+        stack.start_stream_workers(STREAM_WORKERS)
+        stack.wait_stream_slots(STREAM_WORKERS)
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def two_sentences(speech_dir: Path) -> Path:
+    return make_long_recording(SENTENCES, speech_dir / "stream-two.wav", gap_s=1.2)
+
+
+@pytest.fixture(scope="module")
+def pcm(two_sentences: Path) -> bytes:
+    samples, rate = soundfile.read(two_sentences, dtype="int16")
+    assert rate == 16000
+    return samples.tobytes()
+
+
+def oddasr_url(stack: Stack, path: str = "/v1/asr") -> str:
+    return f"ws://127.0.0.1:{stack.settings.ws_port}{path}"
+
+
+def funasr_url(stack: Stack) -> str:
+    return f"ws://127.0.0.1:{stack.settings.funasr_ws_port}/"
+
+
+def wait_for_idle_slots(stack: Stack, count: int = STREAM_WORKERS, timeout_s: float = 30.0) -> None:
+    stack.wait_stream_slots(count, timeout_s=timeout_s)
+
+
+def final_job(stack: Stack, job_id: str, timeout_s: float = 30.0) -> dict:
+    deadline_s = time.monotonic() + timeout_s
+    while True:
+        job = requests.get(stack.url(f"/v1/jobs/{job_id}"), timeout=10).json()
+        if job["status"] in {"succeeded", "failed", "canceled"} or time.monotonic() > deadline_s:
+            return job
+        time.sleep(0.2)
+
+
+# --- OddASR ------------------------------------------------------------------------------
+def test_oddasr_test_client_gets_partials_finals_end_and_a_job(stack: Stack, two_sentences: Path) -> None:
+    log = oddasr_session(oddasr_url(stack), two_sentences)
+    begin = log.messages[0].data
+    assert begin["header"]["name"] == "SentenceBegin" and begin["header"]["status"] == 0
+    assert isinstance(begin["header"]["status"], int) and "time" in begin["payload"]
+    for message in log.messages:  # the client flattens header and payload: no shared key
+        assert not set(message.data["header"]) & set(message.data["payload"])
+        assert "time" in message.data["payload"]
+    partials = log.named("TranscriptionResultChanged")
+    finals = [m for m in log.named("SentenceEnd") if m["payload"]["result"] != "END"]
+    assert partials, "no partial result while speaking"
+    assert len(finals) == 2
+    assert all(f["payload"]["result"].rstrip()[-1] in ".?!" for f in finals), "finals are punctuated"
+    end = log.named("SentenceEnd")[-1]["payload"]
+    assert end["result"] == "END" and end["fin"] == 1
+    assert log.close_code == 1000, "the test client exits only on a close 1000"
+    hypothesis = " ".join(f["payload"]["result"] for f in finals)
+    assert wer(" ".join(SENTENCES), hypothesis) < 0.3
+    # Partials of one sentence only grow (stabilised): each is a prefix of the next.
+    by_index: dict[int, list[str]] = {}
+    for message in partials:
+        by_index.setdefault(message["payload"]["index"], []).append(message["payload"]["result"])
+    for texts in by_index.values():
+        assert all(later.startswith(earlier) for earlier, later in zip(texts, texts[1:], strict=False))
+
+    job_id = begin["header"]["task_id"]
+    job = final_job(stack, job_id)
+    assert job["status"] == "succeeded" and job["mode"] == "stream"
+    assert [s["text"] for s in job["result"]["segments"]] == [f["payload"]["result"] for f in finals]
+    assert job["audio_duration_s"] == pytest.approx(soundfile.info(str(two_sentences)).duration, abs=0.1)
+    cues = list(srt.parse(requests.get(stack.url(f"/v1/jobs/{job_id}/transcript?format=srt"), timeout=10).text))
+    assert len(cues) == 2 and cues[0].start < cues[1].start
+    wait_for_idle_slots(stack)
+
+
+def test_oddasr_web_page_stop_message_ends_the_session_at_once(stack: Stack, two_sentences: Path) -> None:
+    log = oddasr_session(oddasr_url(stack, "/any/path"), two_sentences, chunk_bytes=32000, interval_s=0.1,
+                         stop_message={"service_type": "ASR", "msg_type": "STOP_SESSION_REQ"})
+    assert log.close_code == 1000
+    assert log.named("SentenceEnd")[-1]["payload"]["result"] == "END"
+    closed_s = log.messages[-1].at_s - log.audio_end_s
+    assert closed_s < 2.0 + 1.5, f"took {closed_s:.1f} s after the stop message: it waited for the idle timeout"
+    wait_for_idle_slots(stack)
+
+
+def test_stream_path_on_the_main_port_speaks_the_same_protocol(stack: Stack, two_sentences: Path) -> None:
+    url = f"ws://127.0.0.1:{stack.settings.port}/v1/stream"
+    log = oddasr_session(url, two_sentences, chunk_bytes=64000, interval_s=0.1,
+                         stop_message={"name": "STOP_SESSION_REQ", "task_id": ""})
+    assert len([m for m in log.named("SentenceEnd") if m["payload"]["result"] != "END"]) == 2
+    wait_for_idle_slots(stack)
+
+
+# --- FunASR ------------------------------------------------------------------------------
+def test_funasr_2pass_client_flow(stack: Stack, pcm: bytes) -> None:
+    with open_ws(funasr_url(stack), subprotocols=["binary"]) as ws:
+        assert ws.subprotocol == "binary"
+    log = funasr_session(funasr_url(stack), pcm, mode="2pass")  # paced in real time, as the client does
+    for message in log.messages:
+        assert {"mode", "text", "wav_name", "is_final"} <= message.data.keys()
+    online = log.of_mode("2pass-online")
+    offline = log.of_mode("2pass-offline")
+    assert online, "no streaming increments"
+    assert len(offline) == 2
+    assert wer(" ".join(SENTENCES), " ".join(m["text"] for m in offline)) < 0.3
+    assert "".join(m["text"] for m in online).strip()
+    last = log.messages[-1].data
+    assert last["is_end"] is True and last["is_final"] is True and last["text"] == ""
+    wait_for_idle_slots(stack)
+
+
+def test_funasr_offline_mode_gets_one_result_after_the_end(stack: Stack, pcm: bytes) -> None:
+    log = funasr_session(funasr_url(stack), pcm, mode="offline", realtime_factor=20.0)
+    results = log.of_mode("offline")
+    assert len(results) == 1 and results[0]["is_final"] is True
+    assert not log.of_mode("2pass-online") and not log.of_mode("online")
+    assert wer(" ".join(SENTENCES), results[0]["text"]) < 0.3
+    wait_for_idle_slots(stack)
+
+
+def test_funasr_older_client_gets_its_finals_within_two_seconds(stack: Stack, pcm: bytes) -> None:
+    """Clients up to early 2026 send `is_speaking: false` without `is_end` and close ~2 s later."""
+    log = funasr_session(funasr_url(stack), pcm, mode="2pass", is_end=False, realtime_factor=3.0,
+                         close_after_s=2.0)
+    offline = log.of_mode("2pass-offline")
+    assert len(offline) == 2, f"only {len(offline)} corrected sentences arrived within 2 s of the end"
+    wait_for_idle_slots(stack)
+
+
+def test_funasr_audio_fs_8000_is_resampled_not_misread(stack: Stack, two_sentences: Path, tmp_path: Path) -> None:
+    samples, _ = soundfile.read(two_sentences, dtype="float32")
+    import soxr
+
+    low = soxr.resample(samples, 16000, 8000)
+    pcm8k = (low * 32767).clip(-32768, 32767).astype("<i2").tobytes()
+    log = funasr_session(funasr_url(stack), pcm8k, mode="2pass", realtime_factor=4.0, frame_bytes=960,
+                         config={"audio_fs": 8000})
+    offline = log.of_mode("2pass-offline")
+    assert wer(" ".join(SENTENCES), " ".join(m["text"] for m in offline)) < 0.35
+    wait_for_idle_slots(stack)
+
+
+def test_funasr_audio_before_the_config_is_kept(stack: Stack, pcm: bytes) -> None:
+    log = funasr_session(funasr_url(stack), pcm[1920:], mode="offline", realtime_factor=20.0,
+                         early_audio=pcm[:1920])
+    assert len(log.of_mode("offline")) == 1
+    wait_for_idle_slots(stack)
+
+
+# --- bad input ---------------------------------------------------------------------------
+def _first_reply(url: str, first: str | bytes, subprotocols: list[str] | None = None) -> tuple[dict, int | None]:
+    from websockets.exceptions import ConnectionClosed
+
+    with open_ws(url, subprotocols) as ws:
+        ws.send(first)
+        reply = json.loads(ws.recv(timeout=20))
+        try:
+            ws.recv(timeout=5)
+            code = None
+        except ConnectionClosed as exc:
+            code = exc.rcvd.code if exc.rcvd else None
+    return reply, code
+
+
+def test_non_json_first_frame_is_refused_in_the_clients_protocol(stack: Stack) -> None:
+    reply, code = _first_reply(oddasr_url(stack), "hello")
+    assert reply["header"]["status"] == 10020001 and reply["header"]["status_text"]
+    assert code == 1000
+    reply, code = _first_reply(funasr_url(stack), "{not json", ["binary"])
+    assert reply["error"] and reply["is_final"] is True and "text" in reply
+    assert code == 1000
+
+
+def test_wrong_start_name_and_unknown_task_id_are_refused(stack: Stack) -> None:
+    reply, _ = _first_reply(oddasr_url(stack), json.dumps({"name": "Hello"}))
+    assert reply["header"]["status"] == 10020001
+    reply, _ = _first_reply(oddasr_url(stack), json.dumps({"name": "StartTranscription", "task_id": "f" * 32}))
+    assert reply["header"]["status"] == 10020003
+    reply, _ = _first_reply(funasr_url(stack), json.dumps({"mode": "3pass"}), ["binary"])
+    assert "3pass" in reply["error"]
+
+
+def test_an_oversized_frame_ends_the_session_with_a_reason(stack: Stack, pcm: bytes) -> None:
+    from websockets.exceptions import ConnectionClosed
+
+    with open_ws(oddasr_url(stack)) as ws:
+        ws.send(json.dumps({"name": "StartTranscription", "message_id": "", "token": "", "task_id": ""}))
+        begin = json.loads(ws.recv(timeout=20))
+        ws.send(pcm[:32000])
+        ws.send(b"\0" * (stack.settings.stream_max_frame_bytes + 2))
+        messages = []
+        with pytest.raises(ConnectionClosed):
+            while True:
+                messages.append(json.loads(ws.recv(timeout=20)))
+    assert messages[-1]["header"]["status"] == 10020004
+    assert final_job(stack, begin["header"]["task_id"])["status"] in {"succeeded", "failed"}
+    wait_for_idle_slots(stack)
+
+
+def test_a_text_frame_where_audio_is_expected_is_an_error_not_a_crash(stack: Stack, pcm: bytes) -> None:
+    from websockets.exceptions import ConnectionClosed
+
+    with open_ws(oddasr_url(stack)) as ws:
+        ws.send(json.dumps({"name": "StartTranscription", "message_id": "", "token": "", "task_id": ""}))
+        json.loads(ws.recv(timeout=20))
+        ws.send(pcm[:32000])
+        ws.send("this is not audio")
+        messages = []
+        with pytest.raises(ConnectionClosed):
+            while True:
+                messages.append(json.loads(ws.recv(timeout=20)))
+    assert messages[-1]["header"]["status"] == 10020001
+    wait_for_idle_slots(stack)
+
+
+def test_busy_is_an_explicit_answer_after_the_configured_wait(stack: Stack, pcm: bytes) -> None:
+    stop = threading.Event()
+
+    def hold(ws) -> None:  # type: ignore[no-untyped-def]
+        while not stop.wait(0.2):  # silence keeps the session alive past the idle timeout
+            ws.send(b"\0" * 6400)
+
+    with contextlib.ExitStack() as holders:
+        threads = []
+        for _ in range(STREAM_WORKERS):
+            ws = holders.enter_context(open_ws(oddasr_url(stack)))
+            ws.send(json.dumps({"name": "StartTranscription", "message_id": "", "token": "", "task_id": ""}))
+            assert json.loads(ws.recv(timeout=20))["header"]["status"] == 0
+            threads.append(threading.Thread(target=hold, args=(ws,), daemon=True))
+            threads[-1].start()
+        started_s = time.monotonic()
+        reply, code = _first_reply(oddasr_url(stack), json.dumps({"name": "StartTranscription", "task_id": ""}))
+        waited_s = time.monotonic() - started_s
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert reply["header"]["status"] == 20020001 and "busy" in reply["header"]["status_text"]
+    assert code == 1000
+    assert waited_s >= stack.settings.stream_slot_wait_s - 0.2
+    wait_for_idle_slots(stack)
+
+
+def test_a_client_that_vanishes_without_a_close_frees_its_worker(stack: Stack, pcm: bytes) -> None:
+    with contextlib.suppress(Exception), open_ws(oddasr_url(stack)) as ws:
+        ws.send(json.dumps({"name": "StartTranscription", "message_id": "", "token": "", "task_id": ""}))
+        job_id = json.loads(ws.recv(timeout=20))["header"]["task_id"]
+        for offset in range(0, 5 * 32000, 3200):
+            ws.send(pcm[offset:offset + 3200])
+            time.sleep(0.05)
+        ws.socket.shutdown(socket.SHUT_RDWR)  # gone: no close frame
+        ws.socket.close()
+    wait_for_idle_slots(stack, timeout_s=15)
+    job = final_job(stack, job_id)
+    assert job["status"] == "succeeded"
+    assert job["result"]["segments"], "the sentence heard before the client vanished is kept"
+
+
+def test_healthz_answers_while_a_hundred_websockets_are_open(stack: Stack) -> None:
+    with contextlib.ExitStack() as sockets:
+        for _ in range(100):
+            sockets.enter_context(open_ws(oddasr_url(stack)))
+        started_s = time.monotonic()
+        for _ in range(20):
+            assert requests.get(stack.url("/healthz"), timeout=5).status_code == 200
+        assert time.monotonic() - started_s < 20
