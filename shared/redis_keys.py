@@ -7,7 +7,10 @@
   once per process, never per job.
 - ``oddasr:queue:{queue}:workers``  sorted set ``{worker node name: unix time of its last
   heartbeat}``; each worker process group refreshes it every few seconds for the queues it
-  consumes. The API routes by it (is a GPU worker alive?) and /readyz reports it.
+  consumes. The API routes by it (is a GPU worker alive?) and /readyz reports it. A worker
+  enters it only once its models are loaded.
+- ``oddasr:queue:{queue}:loading``  sorted set, the same shape, for workers that started but
+  are still loading their models; /readyz names them (the queue is not served yet).
 - ``oddasr:stream:slots``  hash ``{stream worker id: slot JSON}``; one entry per stream worker
   process (its state ``idle`` / ``claimed``, the session it serves, its fencing token and
   the unix time of its last heartbeat). Claimed and released only by the Lua scripts in
@@ -37,6 +40,10 @@ WORKER_HEARTBEAT_INTERVAL_S = 5.0
 
 def queue_workers_key(queue: str) -> str:
     return f"{PREFIX}:queue:{queue}:workers"
+
+
+def queue_loading_key(queue: str) -> str:
+    return f"{PREFIX}:queue:{queue}:loading"
 
 
 def job_events_channel(job_id: str) -> str:

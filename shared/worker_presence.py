@@ -14,11 +14,17 @@ import redis
 from shared import redis_keys
 
 
-def record_heartbeat(client: redis.Redis, worker: str, queues: list[str], now_s: float | None = None) -> None:
+def record_heartbeat(
+    client: redis.Redis, worker: str, queues: list[str], now_s: float | None = None, *, loaded: bool = True
+) -> None:
+    """Show `worker` alive for `queues`: as serving them once its models are `loaded`, before
+    that as loading (routing and readiness count only workers that can start a job now)."""
     now_s = time.time() if now_s is None else now_s
     with client.pipeline(transaction=False) as pipe:
         for queue in queues:
-            key = redis_keys.queue_workers_key(queue)
+            key = redis_keys.queue_workers_key(queue) if loaded else redis_keys.queue_loading_key(queue)
+            if loaded:
+                pipe.zrem(redis_keys.queue_loading_key(queue), worker)
             pipe.zadd(key, {worker: now_s})
             pipe.zremrangebyscore(key, 0, now_s - redis_keys.WORKER_HEARTBEAT_TTL_S * 4)
             pipe.expire(key, int(redis_keys.WORKER_HEARTBEAT_TTL_S * 4))
@@ -30,11 +36,21 @@ def forget_worker(client: redis.Redis, worker: str, queues: list[str]) -> None:
     with client.pipeline(transaction=False) as pipe:
         for queue in queues:
             pipe.zrem(redis_keys.queue_workers_key(queue), worker)
+            pipe.zrem(redis_keys.queue_loading_key(queue), worker)
         pipe.execute()
 
 
-def live_workers(client: redis.Redis, queue: str, now_s: float | None = None) -> list[str]:
+def _fresh_members(client: redis.Redis, key: str, now_s: float | None) -> list[str]:
     now_s = time.time() if now_s is None else now_s
-    members = client.zrangebyscore(redis_keys.queue_workers_key(queue), now_s - redis_keys.WORKER_HEARTBEAT_TTL_S,
-                                   "+inf")
+    members = client.zrangebyscore(key, now_s - redis_keys.WORKER_HEARTBEAT_TTL_S, "+inf")
     return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+
+
+def live_workers(client: redis.Redis, queue: str, now_s: float | None = None) -> list[str]:
+    """Workers that serve `queue` now: alive, their models loaded."""
+    return _fresh_members(client, redis_keys.queue_workers_key(queue), now_s)
+
+
+def loading_workers(client: redis.Redis, queue: str, now_s: float | None = None) -> list[str]:
+    """Workers of `queue` that are alive but still loading their models."""
+    return _fresh_members(client, redis_keys.queue_loading_key(queue), now_s)

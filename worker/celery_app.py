@@ -3,12 +3,19 @@
 Prefork children load their engine in `worker_process_init` (after the fork: CUDA and
 database connections do not survive one). The solo pool, used for GPUs, has no children,
 so the main process loads it in `worker_init`.
+
+Celery calls `worker_ready` as soon as the pool has started, while the children may still be
+loading models for many seconds. The heartbeat therefore reports this worker as "loading"
+until one of its processes has loaded its engine (a counter in memory shared across the
+fork), and only then as serving its queues: routing and /readyz count only workers that can
+start a job.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing
 import threading
 import time
 
@@ -30,12 +37,25 @@ configure_logging(_settings.log_level)
 app = make_celery(_settings, name="oddasr-worker")
 app.conf.include = ["worker.tasks"]
 
+#: Processes of this worker that have loaded their engine; created before the pool forks, so
+#: the children's increments are seen by the main process's heartbeat.
+_models_loaded = multiprocessing.Value("i", 0)
+#: How often the heartbeat looks again while the models load, so readiness follows quickly.
+LOADING_POLL_INTERVAL_S = 0.5
+
 
 def _preload() -> None:
     from worker.services.runtime import init_process_runtime
 
     if _settings.preload_model:
         init_process_runtime(_settings)
+        with _models_loaded.get_lock():
+            _models_loaded.value += 1
+
+
+def models_ready() -> bool:
+    """True once a process of this worker can start a job without loading models first."""
+    return not _settings.preload_model or _models_loaded.value > 0
 
 
 @worker_process_init.connect
@@ -64,14 +84,16 @@ class _Heartbeat:
     def run(self) -> None:
         next_reap_s = time.monotonic() + _settings.reaper_interval_s
         while not self.stop.is_set():
+            loaded = models_ready()
             try:
-                record_heartbeat(self.client, self.node, self.queues)
+                record_heartbeat(self.client, self.node, self.queues, loaded=loaded)
             except redis.RedisError:
                 logger.warning("could not record the worker heartbeat; Redis unreachable")
-            if time.monotonic() >= next_reap_s:
+            if loaded and time.monotonic() >= next_reap_s:
                 next_reap_s = time.monotonic() + _settings.reaper_interval_s
                 self._reap()
-            self.stop.wait(min(WORKER_HEARTBEAT_INTERVAL_S, _settings.reaper_interval_s))
+            interval_s = WORKER_HEARTBEAT_INTERVAL_S if loaded else LOADING_POLL_INTERVAL_S
+            self.stop.wait(min(interval_s, _settings.reaper_interval_s))
 
     def _reap(self) -> None:
         from worker.services.reaper import ReconcileContext, reconcile

@@ -8,8 +8,8 @@ from flask import Blueprint, jsonify
 from sqlalchemy import text
 
 from api.deps import deps
-from shared.config import QUEUE_CPU, QUEUE_GPU, QUEUE_SENTENCE
-from shared.worker_presence import live_workers
+from shared.config import QUEUE_CPU, QUEUE_GPU, QUEUE_SENTENCE, Settings
+from shared.worker_presence import live_workers, loading_workers
 
 logger = logging.getLogger(__name__)
 
@@ -31,14 +31,44 @@ def _check(name: str, probe) -> tuple[bool, str]:  # type: ignore[no-untyped-def
     return True, "ok"
 
 
-def _workers_by_queue() -> dict[str, list[str]]:
-    """Live workers per queue, from the heartbeats they keep in Redis (one fast call each)."""
+def _presence_by_queue() -> dict[str, dict[str, list[str]]]:
+    """Per queue, the workers serving it and those still loading their models, from the
+    heartbeats they keep in Redis (fast calls, no broadcast)."""
     client = deps().redis
-    return {queue: live_workers(client, queue) for queue in (QUEUE_CPU, QUEUE_GPU, QUEUE_SENTENCE)}
+    return {queue: {"workers": live_workers(client, queue), "loading": loading_workers(client, queue)}
+            for queue in (QUEUE_CPU, QUEUE_GPU, QUEUE_SENTENCE)}
+
+
+def _required_queues(settings: Settings) -> dict[str, tuple[str, ...]]:
+    """Queues that need a worker with its models loaded: queue -> the queues that can serve
+    its jobs (file jobs of a GPU deployment fall back to cpu when allowed)."""
+    file_queues: tuple[str, ...] = (settings.file_queue,)
+    if settings.enable_gpu and settings.gpu_fallback_to_cpu:
+        file_queues = (QUEUE_GPU, QUEUE_CPU)
+    required = {settings.file_queue: file_queues}
+    if settings.sentence_worker_concurrency > 0:
+        required[QUEUE_SENTENCE] = (QUEUE_SENTENCE,)
+    return required
+
+
+def _waiting_for(settings: Settings, presence: dict[str, dict[str, list[str]]]) -> dict[str, str]:
+    """Each required queue no loaded worker serves yet, with the reason in words."""
+    waiting: dict[str, str] = {}
+    for queue, servers in _required_queues(settings).items():
+        if any(presence.get(q, {}).get("workers") for q in servers):
+            continue
+        loading = sorted({w for q in servers for w in presence.get(q, {}).get("loading", [])})
+        if loading:
+            waiting[queue] = f"worker(s) still loading their models: {', '.join(loading)}"
+        else:
+            waiting[queue] = "no worker serves this queue"
+    return waiting
 
 
 @blueprint.get("/readyz")
 def readyz():  # type: ignore[no-untyped-def]
+    """Ready: the dependencies answer and a worker of each configured queue has its models
+    loaded, so a job submitted now can start. Otherwise 503, saying what is missing."""
     d = deps()
 
     def database() -> None:
@@ -50,20 +80,22 @@ def readyz():  # type: ignore[no-untyped-def]
         "database": _check("database", database),
         "storage": _check("storage", d.storage.ping),
     }
-    ready = all(ok for ok, _ in checks.values())
-    workers: dict[str, list[str]] = {}
+    presence: dict[str, dict[str, list[str]]] = {}
     if checks["redis"][0]:
-        ok, detail = _check("workers", lambda: workers.update(_workers_by_queue()))
+        ok, detail = _check("workers", lambda: presence.update(_presence_by_queue()))
         if not ok:
             checks["workers"] = (ok, detail)
+    waiting_for = _waiting_for(d.settings, presence)
+    ready = all(ok for ok, _ in checks.values()) and not waiting_for
     file_queue = d.settings.file_queue
     body = {
         "ready": ready,
         "checks": {name: detail for name, (_ok, detail) in checks.items()},
-        "queues": {queue: {"workers": names} for queue, names in workers.items()},
+        "waiting_for": waiting_for,
+        "queues": presence,
         "file_queue": file_queue,
-        "file_queue_served": bool(workers.get(file_queue)),
-        "sentence_queue_served": bool(workers.get(QUEUE_SENTENCE)),
+        "file_queue_served": bool(presence.get(file_queue, {}).get("workers")),
+        "sentence_queue_served": bool(presence.get(QUEUE_SENTENCE, {}).get("workers")),
     }
     response = jsonify(body)
     response.status_code = 200 if ready else 503

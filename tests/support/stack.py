@@ -140,6 +140,8 @@ def running_stack(
     tmp: Path, redis_url: str, *, file_concurrency: int = 2, sentence_concurrency: int = 1,
     file_pool: str = "prefork", **overrides: object,
 ) -> Iterator[Stack]:
+    # /readyz waits for a sentence worker only where the settings say there is one.
+    overrides.setdefault("sentence_worker_concurrency", sentence_concurrency)
     settings = stack_settings(tmp, redis_url, **overrides)
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     upgrade_to_head(settings.database_url)
