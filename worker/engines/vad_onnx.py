@@ -20,7 +20,9 @@ session is shared: its `run` is thread-safe, each stream is used from one thread
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,30 +38,34 @@ FRAME_SHIFT_SAMPLES = SAMPLE_RATE_HZ // 100
 FRAME_LENGTH_SAMPLES = SAMPLE_RATE_HZ * 25 // 1000
 #: A file is fed in pieces of this length: the features of one piece, not of the whole file,
 #: are in memory at once. Results do not depend on it (the stream is exact across pieces).
-FILE_PIECE_MS = 10_000
+FILE_PIECE_MS = 2_000
 
 
 def _import_funasr_onnx() -> tuple[type, type]:
-    """funasr_onnx's frontend and state machine, imported without letting it configure logging.
+    """funasr_onnx's online frontend and end-point state machine, and nothing else of it.
 
-    Importing funasr_onnx calls `logging.basicConfig(level=ERROR)` (a root handler, and the root
-    level lowered to errors where logging is not set up yet) and gives its own logger a private
-    stderr handler: undo both, so the service's logging setup stays the only one.
+    Both modules are self-contained (numpy, kaldi-native-fbank). Importing them the usual way
+    runs the package's `__init__`, which loads its ASR and punctuation models' modules with
+    jieba's tables, sentencepiece and librosa (about 7 MB per process for nothing here) and
+    calls `logging.basicConfig`; so they are loaded from their files under private names.
     """
-    root = logging.getLogger()
-    saved_level, saved_handlers = root.level, list(root.handlers)
-    from funasr_onnx.utils.e2e_vad import E2EVadModel
-    from funasr_onnx.utils.frontend import WavFrontendOnline
-
-    root.setLevel(saved_level)
-    for handler in list(root.handlers):
-        if handler not in saved_handlers:
-            root.removeHandler(handler)
-    own = logging.getLogger("funasr_onnx")
-    for handler in list(own.handlers):
-        own.removeHandler(handler)
-    own.propagate = True
-    return WavFrontendOnline, E2EVadModel
+    spec = importlib.util.find_spec("funasr_onnx")  # finds the package without running it
+    if spec is None or not spec.submodule_search_locations:
+        raise EngineError("funasr-onnx is not installed: pip install --no-deps --require-hashes "
+                          "-r requirements/worker-no-deps.txt")
+    utils_dir = Path(next(iter(spec.submodule_search_locations))) / "utils"
+    loaded = []
+    for name in ("frontend", "e2e_vad"):
+        module_name = f"_oddasr_funasr_onnx_{name}"
+        module = sys.modules.get(module_name)
+        if module is None:
+            module_spec = importlib.util.spec_from_file_location(module_name, utils_dir / f"{name}.py")
+            assert module_spec is not None and module_spec.loader is not None
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)
+            sys.modules[module_name] = module
+        loaded.append(module)
+    return loaded[0].WavFrontendOnline, loaded[1].E2EVadModel
 
 
 class _RecentFrames:
@@ -121,7 +127,7 @@ class OnnxFsmnVad:
         options.intra_op_num_threads = max(1, cpu_threads)
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        # The arena would keep the peak of the largest call (a 10 s file piece) for good.
+        # The arena would keep the peak of the largest call for good.
         options.enable_cpu_mem_arena = False
         self._session = onnxruntime.InferenceSession(str(model_file), sess_options=options,
                                                      providers=["CPUExecutionProvider"])
