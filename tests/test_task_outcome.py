@@ -1,0 +1,75 @@
+"""What Celery (and so Flower) records for a job: a failed job's task ends in FAILURE, without
+a retry, and a task's id is its job's id, so an operator finds a job in Flower by its id."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import redis
+
+from shared.config import Settings
+from shared.db.migrate import upgrade_to_head
+from shared.db.models import Job, JobStatus
+from shared.db.repository import JobRepository
+from shared.db.session import make_engine, make_session_factory
+from shared.storage import make_storage
+from worker.services import runtime as runtime_module
+from worker.services.runtime import WorkerRuntime
+
+
+@pytest.fixture
+def worker_runtime(tmp_path: Path, redis_server) -> Iterator[WorkerRuntime]:  # type: ignore[no-untyped-def]
+    settings = Settings(data_dir=tmp_path, redis_url=redis_server.url)
+    upgrade_to_head(settings.database_url)
+    engine = make_engine(settings.database_url)
+    runtime = WorkerRuntime(settings=settings, jobs=JobRepository(make_session_factory(engine)),
+                            storage=make_storage(settings), redis=redis.Redis.from_url(redis_server.url),
+                            engine=SimpleNamespace(name="unused"), identity="test:1")  # type: ignore[arg-type]
+    previous = runtime_module._current
+    runtime_module._current = runtime
+    yield runtime
+    runtime_module._current = previous
+    engine.dispose()
+
+
+def test_a_failed_job_ends_its_task_in_failure_without_a_retry(worker_runtime: WorkerRuntime) -> None:
+    from worker.tasks import JobFailed, transcribe
+
+    job_id = uuid.uuid4().hex
+    worker_runtime.jobs.create(Job(id=job_id, status=JobStatus.QUEUED, mode="file", queue="cpu", options={},
+                                   audio_key=f"audio/{job_id}", progress=0.0, attempts=0))  # its audio is missing
+    result = transcribe.apply(args=[job_id], task_id=job_id)
+    assert result.state == "FAILURE"
+    assert isinstance(result.result, JobFailed) and "missing" in str(result.result)
+    job = worker_runtime.jobs.get(job_id)
+    assert job.status == JobStatus.FAILED and job.attempts == 1
+
+
+def test_a_job_that_is_already_finished_ends_its_task_quietly(worker_runtime: WorkerRuntime) -> None:
+    """A redelivered duplicate of a finished job is not a failure: nothing was done twice."""
+    from worker.tasks import transcribe
+
+    job_id = uuid.uuid4().hex
+    worker_runtime.jobs.create(Job(id=job_id, status=JobStatus.QUEUED, mode="file", queue="cpu", options={},
+                                   audio_key=None, progress=0.0, attempts=0))
+    worker_runtime.jobs.transition(job_id, JobStatus.CANCELED)
+    assert transcribe.apply(args=[job_id], task_id=job_id).state == "SUCCESS"
+
+
+def test_the_queued_task_carries_the_job_id_as_its_id(tmp_path: Path, redis_server) -> None:  # type: ignore[no-untyped-def]
+    from api.app import create_app
+    from tests.test_api_validation import make_settings, post, wav_bytes
+
+    url = redis_server.url.rsplit("/", 1)[0] + "/8"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    with create_app(make_settings(tmp_path, url)).test_client() as api:
+        job_id = post(api, wav_bytes(1.0)).get_json()["id"]
+    messages = [json.loads(raw) for raw in client.lrange("cpu", 0, -1)]
+    assert [m["headers"]["id"] for m in messages] == [job_id]
+    client.flushdb()
