@@ -6,6 +6,7 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import TextIO
 
 import requests
 from tqdm import tqdm
@@ -36,23 +37,41 @@ def submit(server: str, path: Path, fields: dict[str, str], timeout_s: float) ->
     return str(response.json()["id"])
 
 
+def progress_bar(label: str, *, show: bool, file: TextIO | None = None) -> tqdm:
+    """A bar reading `long.wav (running):  26%|███   |`. The status goes in the description:
+    tqdm prefixes a postfix with ", ", which read as a stray comma after the bar."""
+    return tqdm(total=100, desc=label, unit="%", disable=not show, file=file or sys.stderr,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}|")
+
+
+def show_job(bar: tqdm, label: str, job: dict[str, object]) -> None:
+    status = str(job["status"])
+    progress = 100.0 if status == "succeeded" else float(job.get("progress") or 0.0) * 100  # type: ignore[arg-type]
+    bar.n = round(progress, 1)
+    if not bar.disable:  # a disabled bar (no terminal) has no description to set
+        bar.set_description_str(f"{label} ({status})", refresh=False)
+
+
 def wait(server: str, job_id: str, label: str, timeout_s: float, show_progress: bool) -> dict[str, object]:
     deadline_s = time.monotonic() + timeout_s
-    with tqdm(total=100, desc=label, unit="%", disable=not show_progress, file=sys.stderr,
-              bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}") as bar:
+    with progress_bar(label, show=show_progress) as bar:
         while True:
             response = requests.get(f"{server}/v1/jobs/{job_id}", timeout=30)
             if response.status_code != 200:
                 raise ClientError(f"{label}: cannot read job {job_id}: {_error_text(response)}")
             job = response.json()
-            progress = 100.0 if job["status"] == "succeeded" else float(job.get("progress") or 0.0) * 100
-            bar.n = round(progress, 1)
-            bar.set_postfix_str(str(job["status"]))
+            show_job(bar, label, job)
             if job["status"] in {"succeeded", "failed", "canceled"}:
                 return job
             if time.monotonic() > deadline_s:
                 raise ClientError(f"{label}: still {job['status']} after {timeout_s:.0f} s (job {job_id})")
             time.sleep(POLL_INTERVAL_S)
+
+
+def no_server_message(server: str) -> str:
+    """What to do when nothing answers, instead of urllib3's "Max retries exceeded"."""
+    return (f"no OddASR server answers at {server}: start one with `oddasr` (or `oddasr -c config.json`) "
+            "on that machine, or point --server at a running one")
 
 
 def transcribe_files(
@@ -79,6 +98,10 @@ def transcribe_files(
                 target = output_dir / f"{path.stem}.{FORMAT_EXTENSIONS.get(fmt, fmt)}"
                 target.write_text(text, encoding="utf-8")
                 sys.stderr.write(f"{path} -> {target}\n")
+        except requests.ConnectionError:
+            failures += 1
+            sys.stderr.write(f"error: {no_server_message(server)}\n")
+            break  # the next files would get the same answer
         except (ClientError, OSError, requests.RequestException) as exc:
             failures += 1
             sys.stderr.write(f"error: {exc}\n")

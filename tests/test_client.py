@@ -1,0 +1,35 @@
+"""The `oddasr transcribe` client's own output: the progress line and the answer when no
+server runs."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from shared.cli.client import progress_bar, show_job, transcribe_files
+from tests.support.servers import free_port
+
+
+def test_the_progress_line_shows_the_status_without_stray_punctuation() -> None:
+    out = io.StringIO()
+    with progress_bar("long.wav", show=True, file=out) as bar:
+        show_job(bar, "long.wav", {"status": "running", "progress": 0.26})
+        bar.refresh()
+    with progress_bar("quiet.wav", show=False) as hidden:  # no terminal: nothing drawn, nothing fails
+        show_job(hidden, "quiet.wav", {"status": "running", "progress": 0.5})
+    line = out.getvalue().replace("\r", "\n").strip().splitlines()[-1]
+    assert "26%" in line and "running" in line, line
+    assert ", running" not in line and "| ," not in line, line
+
+
+def test_no_server_at_the_url_is_said_in_words(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    clip = tmp_path / "a.wav"
+    clip.write_bytes(b"RIFF")
+    server = f"http://127.0.0.1:{free_port()}"
+    assert transcribe_files([clip], server, "txt", {}, None, 10.0) == 1
+    err = capsys.readouterr().err
+    assert f"no OddASR server answers at {server}" in err, err
+    assert "oddasr" in err.split("answers at", 1)[1]  # how to start one
+    assert "Max retries" not in err and "Errno" not in err, err
