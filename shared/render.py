@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
 
 from shared.errors import BadRequestError
-from shared.transcript import Segment, Transcript
+from shared.transcript import Segment, Transcript, join_texts
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +29,9 @@ APPLICATION_JSON = "application/json"
 #: text readable in browsers, which otherwise guess Latin-1.
 APPLICATION_SUBRIP = "application/x-subrip; charset=utf-8"
 TEXT_VTT = "text/vtt; charset=utf-8"
+
+#: A sentence ends with one of these (Latin and CJK), maybe followed by closing quotes or brackets.
+_SENTENCE_END_RE = re.compile(r"[.!?…。！？]['\"”’)\]」』）]*$")
 
 #: A cue must last at least this long, or players and parsers drop it.
 MIN_CUE_MS = 1
@@ -91,9 +95,41 @@ def _lines(lines: list[str]) -> str:
     return "\n".join(lines) + "\n" if lines else ""
 
 
+def _ends_sentence(text: str) -> bool:
+    return bool(_SENTENCE_END_RE.search(text))
+
+
+def _sentence_lines(segments: list[Segment]) -> list[str]:
+    """The segments' texts, one sentence a line.
+
+    Engines cut where the audio pauses, not where sentences end, so a piece that ends no
+    sentence is joined to the next (CJK without a space). A change of speaker ends a line
+    too. A transcript with no sentence-ending punctuation at all (a model without
+    punctuation) keeps the engine's pieces as lines: they are the best sentence guess there is.
+    """
+    texts = [(text, s.speaker) for s in segments if (text := _one_line(s.text))]
+    if not any(_ends_sentence(text) for text, _ in texts):
+        return [text for text, _ in texts]
+    lines: list[str] = []
+    pending: list[str] = []
+    pending_speaker: int | None = None
+    for text, speaker in texts:
+        if pending and speaker != pending_speaker:
+            lines.append(join_texts(pending))
+            pending = []
+        pending.append(text)
+        pending_speaker = speaker
+        if _ends_sentence(text):
+            lines.append(join_texts(pending))
+            pending = []
+    if pending:
+        lines.append(join_texts(pending))
+    return lines
+
+
 def render_txt(transcript: Transcript) -> str:
-    """OddASR `txt`: one sentence (segment) a line; the whole text if there are no segments."""
-    lines = [text for s in transcript.segments if (text := _one_line(s.text))]
+    """OddASR `txt`: one sentence a line; the whole text if there are no segments."""
+    lines = _sentence_lines(transcript.segments)
     if not lines and transcript.text.strip():
         lines = [_one_line(transcript.text)]
     return _lines(lines)

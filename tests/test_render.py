@@ -121,8 +121,9 @@ def test_inverted_or_negative_times_still_make_valid_cues() -> None:
     assert cue.start == timedelta(0) and cue.end == timedelta(milliseconds=1)
 
 
-def test_txt_and_spk_are_one_segment_a_line() -> None:
-    assert render(transcript(False), "txt")[0] == "Hello there.\nZero <length> & odd line\n你好世界\n"
+def test_txt_is_one_sentence_a_line_and_spk_one_segment_a_line() -> None:
+    # "Zero ... line" ends no sentence: it joins the next piece (the transcript is punctuated).
+    assert render(transcript(False), "txt")[0] == "Hello there.\nZero <length> & odd line 你好世界\n"
     assert render(transcript(True), "spk")[0].splitlines() == [
         "Speaker 1: Hello there.",
         "Speaker 2: Zero <length> & odd line",
@@ -151,7 +152,7 @@ def test_text_joins_cjk_without_spaces_and_latin_with() -> None:
     )
     assert joined.text == "你好世界"
     assert render(joined, "text")[0] == "你好世界\n"
-    assert render(joined, "txt")[0] == "你好\n世界\n"
+    assert render(joined, "txt")[0] == "你好\n世界\n"  # unpunctuated: the engine's pieces stay lines
 
 
 def test_json_formats() -> None:
@@ -203,3 +204,27 @@ def test_unknown_format_lists_the_valid_ones() -> None:
         render(transcript(False), "docx")
     assert caught.value.http_status == 400
     assert set(ALL_FORMATS) == set(RENDERERS)
+
+
+def pieces(*texts: str, speakers: tuple[int | None, ...] | None = None) -> Transcript:
+    segments = [Segment(start_s=i, end_s=i + 1, text=text, speaker=speakers[i] if speakers else None)
+                for i, text in enumerate(texts)]
+    return Transcript.from_segments(segments, language=None, duration_s=len(texts), engine="t", model="m")
+
+
+def test_txt_lines_end_at_sentence_ends_merging_the_engines_pieces() -> None:
+    english = pieces("Of all the noisiest authorities", "insisted on it,", "they said.", "Then came the rain!",
+                     '"Who knew?"', "Not", "me...")
+    assert render(english, "txt")[0] == (
+        "Of all the noisiest authorities insisted on it, they said.\nThen came the rain!\n"
+        '"Who knew?"\nNot me...\n'
+    )
+    chinese = pieces("今天天气", "很好。", "我们走吧！", "好")
+    assert render(chinese, "txt")[0] == "今天天气很好。\n我们走吧！\n好\n"
+
+
+def test_txt_ends_a_line_where_the_speaker_changes() -> None:
+    spoken = pieces("So I think", "we should go.", "Wait", "for me.", speakers=(0, 0, 1, 1))
+    assert render(spoken, "txt")[0] == "So I think we should go.\nWait for me.\n"
+    interrupted = pieces("So I think", "No.", speakers=(0, 1))
+    assert render(interrupted, "txt")[0] == "So I think\nNo.\n"
