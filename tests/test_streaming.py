@@ -40,7 +40,7 @@ def wer(reference: str, hypothesis: str) -> float:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
     with running_stack(tmp_path_factory.mktemp("streamstack"), redis_server.url, file_concurrency=1,
-                       sentence_concurrency=0, stream_idle_timeout_s=2.0, stream_slot_wait_s=2.0,
+                       sentence_concurrency=1, stream_idle_timeout_s=2.0, stream_slot_wait_s=2.0,
                        stream_max_frame_bytes=256 * 1024) as stack:
         stack.start_stream_workers(STREAM_WORKERS)
         stack.wait_stream_slots(STREAM_WORKERS)

@@ -7,6 +7,7 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from api.deps import deps
 from api.job_service import cancel_job, job_to_dict, load_transcript, submit_job
 from api.options import options_from_form, parse_output_format
+from api.streaming import jobs as stream_jobs
 from api.uploads import receive_audio
 from shared.db.models import JobStatus
 from shared.errors import BadRequestError
@@ -40,6 +41,8 @@ def get_job(job_id: str):  # type: ignore[no-untyped-def]
     d = deps()
     job = d.jobs.get(job_id)
     transcript = load_transcript(d, job) if job.status == JobStatus.SUCCEEDED and job.transcript_key else None
+    if transcript is None:
+        transcript = stream_jobs.stored_sentences(d, job)  # a live session's sentences, whatever its status
     return jsonify(job_to_dict(job, transcript))
 
 

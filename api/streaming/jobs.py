@@ -9,6 +9,7 @@ from api.deps import ApiDeps
 from api.streaming import vocabulary as v
 from shared.db.models import Job, JobStatus, utc_now
 from shared.db.repository import STREAM_MODE
+from shared.transcript import Segment, Transcript
 
 logger = logging.getLogger(__name__)
 
@@ -47,3 +48,14 @@ def why_not_continue(deps: ApiDeps, task_id: str) -> tuple[str, str]:
     if job is None or job.mode != STREAM_MODE:
         return v.UNKNOWN_TASK, f"unknown task_id {task_id[:64]!r}: leave task_id empty to start a new session"
     return v.BAD_REQUEST, f"session {task_id} has ended and cannot be continued; start a new session"
+
+
+def stored_sentences(deps: ApiDeps, job: Job) -> Transcript | None:
+    """A session's transcript from the sentences stored as they were produced: what a
+    session that failed (its worker killed) still has to show."""
+    if job.mode != STREAM_MODE:
+        return None
+    segments = [Segment(start_s=row.start_ms / 1000, end_s=row.end_ms / 1000, text=row.text)
+                for row in deps.jobs.stream_segments(job.id)]
+    return Transcript.from_segments(segments, language=job.options.get("language"),
+                                    duration_s=job.audio_duration_s or 0.0, engine=job.engine or "", model="")

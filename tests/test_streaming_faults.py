@@ -1,0 +1,174 @@
+"""Live sessions when processes die: a stream worker SIGKILLed, the API SIGKILLed, Redis
+restarted. Real processes, a Redis of this module's own (it is restarted here)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+import soundfile
+
+from shared.cli import commands
+from tests.support.servers import RedisServer, run_redis
+from tests.support.speech import REFERENCE_SENTENCES, make_long_recording
+from tests.support.stack import Stack, running_stack
+from tests.support.ws_clients import oddasr_session, open_ws
+
+pytestmark = pytest.mark.integration
+
+#: The API gives up on a silent worker after this (the issue's bound is 2 s).
+WORKER_TIMEOUT_S = 1.5
+
+
+@pytest.fixture(scope="module")
+def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = run_redis(tmp_path_factory.mktemp("redis-stream-faults"))
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, own_redis: RedisServer) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory.mktemp("streamfaults"), own_redis.url, file_concurrency=1,
+                       sentence_concurrency=1, stream_idle_timeout_s=2.0, stream_slot_wait_s=2.0,
+                       stream_worker_timeout_s=WORKER_TIMEOUT_S, stream_api_timeout_s=2.0) as stack:
+        stack.start_stream_workers(1)
+        stack.wait_stream_slots(1)
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def pcm(speech_dir: Path) -> bytes:
+    wav = make_long_recording([REFERENCE_SENTENCES[1], REFERENCE_SENTENCES[3], REFERENCE_SENTENCES[5]],
+                              speech_dir / "stream-three.wav", gap_s=1.2)
+    samples, _ = soundfile.read(wav, dtype="int16")
+    return samples.tobytes()
+
+
+class LiveClient:
+    """An OddASR session fed in the background at twice real time, recording what arrives."""
+
+    def __init__(self, url: str, pcm: bytes) -> None:
+        self.ws = open_ws(url)
+        self.ws.send(json.dumps({"name": "StartTranscription", "message_id": "", "token": "", "task_id": ""}))
+        begin = json.loads(self.ws.recv(timeout=20))
+        assert begin["header"]["status"] == 0
+        self.job_id = begin["header"]["task_id"]
+        self.messages: list[tuple[float, dict]] = []
+        self.closed_at_s: float | None = None
+        self._pcm = pcm
+        threading.Thread(target=self._send, daemon=True).start()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _send(self) -> None:
+        try:
+            for offset in range(0, len(self._pcm), 6400):
+                self.ws.send(self._pcm[offset:offset + 6400])
+                time.sleep(0.1)
+            while True:  # then silence, so the session stays open until the test acts
+                self.ws.send(b"\0" * 6400)
+                time.sleep(0.2)
+        except Exception:
+            return
+
+    def _read(self) -> None:
+        try:
+            while True:
+                self.messages.append((time.monotonic(), json.loads(self.ws.recv(timeout=120))))
+        except Exception:
+            self.closed_at_s = time.monotonic()
+
+    def wait_for(self, predicate, timeout_s: float = 30.0) -> tuple[float, dict]:  # type: ignore[no-untyped-def]
+        deadline_s = time.monotonic() + timeout_s
+        while time.monotonic() < deadline_s:
+            for at_s, message in list(self.messages):
+                if predicate(message):
+                    return at_s, message
+            time.sleep(0.05)
+        raise TimeoutError(f"no such message; got {[m for _, m in self.messages]}")
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+def is_final(message: dict) -> bool:
+    return message["header"]["name"] == "SentenceEnd" and message["payload"]["result"] not in ("", "END")
+
+
+def job(stack: Stack, job_id: str, until=lambda j: j["status"] != "running", timeout_s: float = 30.0) -> dict:  # type: ignore[no-untyped-def]
+    deadline_s = time.monotonic() + timeout_s
+    while True:
+        body = requests.get(stack.url(f"/v1/jobs/{job_id}"), timeout=10).json()
+        if until(body) or time.monotonic() > deadline_s:
+            return body
+        time.sleep(0.2)
+
+
+def stream_child_pid(stack: Stack) -> int:
+    slots = [s for s in stack.stream_slots().values() if time.time() - s["heartbeat_s"] < 3]
+    assert len(slots) == 1, slots
+    return int(slots[0]["pid"])
+
+
+def test_a_killed_stream_worker_ends_the_session_with_an_error_within_two_seconds(stack: Stack, pcm: bytes) -> None:
+    client = LiveClient(f"ws://127.0.0.1:{stack.settings.ws_port}/v1/asr", pcm)
+    client.wait_for(is_final)  # one sentence is done and stored
+    killed_s = time.monotonic()
+    os.kill(stream_child_pid(stack), signal.SIGKILL)
+    at_s, error = client.wait_for(lambda m: m["header"]["status"] != 0, timeout_s=10)
+    client.close()
+    assert at_s - killed_s < 2.0, f"the client heard of the dead worker after {at_s - killed_s:.1f} s"
+    assert error["header"]["status"] == 20020002 and error["header"]["status_text"]
+    body = job(stack, client.job_id)
+    assert body["status"] == "failed" and "worker" in body["error"]
+    assert len(body["result"]["segments"]) >= 1, "the finished sentence is kept"
+    stack.wait_stream_slots(1, timeout_s=60)  # the supervisor started another process: the slot is back
+
+
+def test_a_killed_api_lets_the_worker_end_the_job_and_free_its_slot(stack: Stack, pcm: bytes) -> None:
+    client = LiveClient(f"ws://127.0.0.1:{stack.settings.ws_port}/v1/asr", pcm)
+    client.wait_for(is_final)
+    stack.stop("api", sig=signal.SIGKILL)
+    try:
+        slot_deadline_s = time.monotonic() + stack.settings.stream_api_timeout_s + 5
+        while time.monotonic() < slot_deadline_s:
+            slots = [s for s in stack.stream_slots().values() if time.time() - s["heartbeat_s"] < 3]
+            if slots and all(s["state"] == "idle" for s in slots):
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"the slot was not freed: {stack.stream_slots()}")
+    finally:
+        stack.spawn("api", commands.api_argv(stack.settings))
+        stack.wait_ready((stack.settings.file_queue,))
+    body = job(stack, client.job_id)
+    assert body["status"] == "failed" and "API" in body["error"]
+    assert body["result"]["segments"]
+
+
+def test_redis_restarted_mid_session_ends_it_clearly_and_new_sessions_work(stack: Stack, own_redis: RedisServer,
+                                                                          pcm: bytes) -> None:
+    client = LiveClient(f"ws://127.0.0.1:{stack.settings.ws_port}/v1/asr", pcm)
+    client.wait_for(lambda m: m["header"]["name"] == "TranscriptionResultChanged")
+    own_redis.stop()
+    try:
+        _, error = client.wait_for(lambda m: m["header"]["status"] != 0, timeout_s=15)
+        assert error["header"]["status_text"]
+    finally:
+        own_redis.start()
+    client.close()
+    stack.wait_stream_slots(1, timeout_s=60)
+    wav = Path(stack.settings.data_dir) / "short.wav"
+    soundfile.write(wav, np.frombuffer(pcm[:5 * 32000], dtype="<i2"), 16000, subtype="PCM_16")
+    log = oddasr_session(f"ws://127.0.0.1:{stack.settings.ws_port}/v1/asr", wav, chunk_bytes=32000, interval_s=0.1,
+                         stop_message={"name": "STOP_SESSION_REQ", "task_id": ""})
+    assert log.messages[0].data["header"]["status"] == 0
+    assert log.close_code == 1000
