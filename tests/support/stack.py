@@ -150,7 +150,8 @@ def running_stack(
     log_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack(settings=settings, base_url=f"http://{settings.host}:{settings.port}", log_dir=log_dir, env=env)
     try:
-        stack.spawn("api", commands.api_argv(settings))
+        for role in commands.api_roles(settings):
+            stack.spawn("api" if role in ("all", "http") else "api-websocket", commands.api_argv(settings, role))
         stack.start_worker("file", [settings.file_queue], file_concurrency, pool=file_pool)
         if sentence_concurrency:
             stack.start_worker("sentence", [QUEUE_SENTENCE], sentence_concurrency)

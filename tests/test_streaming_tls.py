@@ -1,0 +1,50 @@
+"""`enable_https` puts TLS on the websocket ports (FunASR's client defaults to wss) while the
+HTTP API stays plain: the websocket ports get a gunicorn process of their own."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+import soundfile
+from websockets.exceptions import InvalidMessage
+
+from tests.support.speech import REFERENCE_SENTENCES, synthesize
+from tests.support.stack import Stack, running_stack
+from tests.support.ws_clients import funasr_session, open_ws
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, redis_server, certificate) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
+    cert, key = certificate
+    with running_stack(tmp_path_factory.mktemp("tlsstack"), redis_server.url, file_concurrency=1,
+                       sentence_concurrency=1, enable_https=True, ssl_cert_path=str(cert),
+                       ssl_key_path=str(key)) as stack:
+        stack.start_stream_workers(1)
+        stack.wait_stream_slots(1)
+        yield stack
+
+
+def test_funasr_client_over_wss_while_http_stays_plain(stack: Stack, speech_dir: Path) -> None:
+    wav = synthesize(REFERENCE_SENTENCES[1], speech_dir / "tls-one.wav")
+    samples, _ = soundfile.read(wav, dtype="int16")
+    log = funasr_session(f"wss://127.0.0.1:{stack.settings.funasr_ws_port}/", samples.tobytes(), mode="offline",
+                         realtime_factor=20.0)
+    assert len(log.of_mode("offline")) == 1 and log.of_mode("offline")[0]["text"]
+    assert requests.get(stack.url("/healthz"), timeout=5).status_code == 200
+    with pytest.raises((InvalidMessage, ConnectionError, OSError)):
+        open_ws(f"ws://127.0.0.1:{stack.settings.funasr_ws_port}/").close()  # plain text is refused on a TLS port
