@@ -1,0 +1,31 @@
+"""Container health check of a stream worker: exit 0 when a stream worker process of this
+host holds a slot with a fresh heartbeat (its model is loaded and it answers Redis)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import time
+
+import redis
+
+from shared import redis_keys
+from shared.config import get_settings
+from shared.stream_slots import SLOT_HEARTBEAT_TTL_S
+
+
+def main() -> int:
+    client = redis.Redis.from_url(get_settings().effective_redis_url, socket_connect_timeout=3, socket_timeout=3)
+    host = socket.gethostname()
+    now_s = time.time()
+    for raw in client.hvals(redis_keys.STREAM_SLOTS_HASH):
+        slot = json.loads(raw)
+        if slot.get("host") == host and now_s - float(slot.get("heartbeat_s", 0)) <= SLOT_HEARTBEAT_TTL_S:
+            return 0
+    sys.stderr.write(f"no live stream worker slot of host {host}\n")
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
