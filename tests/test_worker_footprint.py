@@ -41,7 +41,7 @@ settings = Settings(data_dir=Path(sys.argv[1]), whisper_model="tiny.en", cpu_thr
 engine = load_engine(settings)
 transcript = engine.transcribe(decode_16k_mono(Path(sys.argv[3])), TranscriptionOptions())
 assert "report" in transcript.text.lower(), transcript.text
-heavy = sorted({m.split(".")[0] for m in sys.modules} & {"torch", "funasr", "resemblyzer"})
+heavy = sorted({m.split(".")[0] for m in sys.modules} & {"torch", "funasr", "resemblyzer", "onnxruntime"})
 print("HEAVY", ",".join(heavy))
 """
 

