@@ -12,6 +12,7 @@ from api.deps import EXTENSION_KEY, ApiDeps
 from api.errors import register_error_handlers
 from api.routes import health, jobs, legacy, openai
 from api.streaming.routes import register_streaming
+from api.upload_guard import UploadGuard
 from api.uploads import MULTIPART_OVERHEAD_BYTES, SpoolToDiskRequest
 from shared.celery_factory import make_celery
 from shared.config import Settings, get_settings
@@ -50,4 +51,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     for blueprint in (health.blueprint, jobs.blueprint, legacy.blueprint, openai.blueprint):
         app.register_blueprint(blueprint)
     register_streaming(app, settings)
+    app.wsgi_app = UploadGuard(app.wsgi_app, settings)  # type: ignore[method-assign]
     return app

@@ -64,6 +64,14 @@ class Settings(BaseSettings):
 
     # --- limits --------------------------------------------------------------------------
     max_upload_bytes: int = 1024 * 1024 * 1024
+    #: A request body must keep arriving: no read may wait longer than this ...
+    upload_idle_timeout_s: float = 30.0
+    #: ... and after the grace period it must average at least this rate, so a client that
+    #: trickles a byte a second cannot hold a connection (and a temp file) for hours.
+    upload_min_bytes_per_s: int = 16 * 1024
+    upload_grace_s: float = 30.0
+    #: Request bodies one client address may be sending at once (0: no limit); past it, 429.
+    max_concurrent_uploads_per_client: int = 16
     max_audio_duration_s: float = 4 * 3600.0
     max_sentence_duration_s: float = 60.0
     #: Hard limit for one job; a job over it is killed and marked failed.

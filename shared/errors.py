@@ -42,6 +42,18 @@ class ConflictError(OddAsrError):
     http_status = 409
 
 
+class RequestTimeoutError(OddAsrError):
+    """The client sent its request body too slowly (or stopped sending it)."""
+
+    http_status = 408
+
+
+class TooManyRequestsError(OddAsrError):
+    """A per-client limit was reached; the client may try again shortly."""
+
+    http_status = 429
+
+
 class PayloadTooLargeError(OddAsrError):
     http_status = 413
 

@@ -38,10 +38,12 @@ def api_argv(settings: Settings, role: str = "all") -> list[str]:
     # greenlet, not a thread, so thousands of them never starve /healthz.
     argv = [
         sys.executable, "-m", "gunicorn", "api.wsgi:app",
-        "--worker-class", "gevent",
+        "--worker-class", "api.server.JsonErrorGeventWorker",
         "--worker-connections", str(settings.api_max_connections),
         "--workers", str(settings.api_processes),
         "--timeout", "60",
+        # Past this, gunicorn answers 414 (in JSON, see api.server) before the app sees it.
+        "--limit-request-line", "8190",
         "--graceful-timeout", "10",
         "--log-level", settings.log_level.lower(),
     ]

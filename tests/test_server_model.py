@@ -1,0 +1,145 @@
+"""The API's server model under slow and waiting clients (gevent workers, body deadlines,
+per-client upload caps), and errors the HTTP server itself produces, in JSON.
+
+Before gevent, 32 clients trickling an upload at a byte a second, or 40 synchronous
+/v1/asr calls waiting for their jobs, left no gthread thread for /healthz."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support.speech import REFERENCE_SENTENCES, synthesize
+from tests.support.stack import Stack, running_stack
+
+pytestmark = pytest.mark.integration
+
+UPLOAD_CAP = 8
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
+    with running_stack(tmp_path_factory.mktemp("servermodel"), redis_server.url, file_concurrency=1,
+                       sentence_concurrency=1, upload_idle_timeout_s=3.0, upload_grace_s=3.0,
+                       upload_min_bytes_per_s=1000, max_concurrent_uploads_per_client=UPLOAD_CAP) as stack:
+        yield stack
+
+
+def raw_request(stack: Stack, head: bytes, source_ip: str = "127.0.0.1") -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", stack.settings.port), timeout=30, source_address=(source_ip, 0))
+    sock.sendall(head)
+    return sock
+
+
+def read_response(sock: socket.socket) -> tuple[int, dict]:
+    data = b""
+    with contextlib.suppress(OSError):
+        while chunk := sock.recv(65536):
+            data += chunk
+            if b"\r\n\r\n" in data:
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = int(next((line.split(b":")[1] for line in head.split(b"\r\n")
+                                   if line.lower().startswith(b"content-length")), b"0"))
+                if len(body) >= length:
+                    break
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body or b"{}")
+
+
+def slow_upload_head(stack: Stack, length: int = 100_000) -> bytes:
+    return (f"POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1:{stack.settings.port}\r\n"
+            f"Content-Type: multipart/form-data; boundary=xyz\r\nContent-Length: {length}\r\n\r\n"
+            "--xyz\r\nContent-Disposition: form-data; name=\"audio\"; filename=\"a.wav\"\r\n\r\n").encode()
+
+
+def healthz_ok(stack: Stack) -> bool:
+    return requests.get(stack.url("/healthz"), timeout=5).status_code == 200
+
+
+def test_sixty_four_trickling_uploads_leave_healthz_answering(stack: Stack) -> None:
+    stop = threading.Event()
+    sockets = [raw_request(stack, slow_upload_head(stack), source_ip=f"127.0.0.{2 + i // UPLOAD_CAP}")
+               for i in range(64)]
+
+    def trickle() -> None:
+        while not stop.wait(1.0):
+            for sock in sockets:
+                with contextlib.suppress(OSError):
+                    sock.send(b"\0")
+
+    feeder = threading.Thread(target=trickle, daemon=True)
+    feeder.start()
+    try:
+        for _ in range(10):
+            assert healthz_ok(stack)
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        feeder.join()
+    statuses = {read_response(sock)[0] for sock in sockets}
+    assert statuses == {408}, "a trickle below the minimum rate is cut off after the grace period"
+    for sock in sockets:
+        sock.close()
+
+
+def test_a_stalled_upload_is_answered_408_in_json(stack: Stack) -> None:
+    sock = raw_request(stack, slow_upload_head(stack))
+    started_s = time.monotonic()
+    status, body = read_response(sock)
+    sock.close()
+    assert status == 408 and "upload" in body["error"]
+    assert time.monotonic() - started_s < 30
+    assert not list((Path(stack.settings.data_dir) / "uploads").glob("upload-*"))
+
+
+def test_uploads_past_the_per_client_cap_get_429(stack: Stack) -> None:
+    held = [raw_request(stack, slow_upload_head(stack), source_ip="127.0.0.200") for _ in range(UPLOAD_CAP)]
+    time.sleep(0.5)
+    extra = raw_request(stack, slow_upload_head(stack), source_ip="127.0.0.200")
+    status, body = read_response(extra)
+    assert status == 429 and "too many uploads" in body["error"]
+    other_client = raw_request(stack, slow_upload_head(stack, length=10), source_ip="127.0.0.201")
+    other_client.sendall(b"\0" * 10)
+    assert read_response(other_client)[0] != 429, "the cap is per client address"
+    for sock in [*held, extra, other_client]:
+        sock.close()
+
+
+def test_forty_waiting_synchronous_calls_leave_healthz_answering(stack: Stack, speech_dir: Path) -> None:
+    clip = synthesize(REFERENCE_SENTENCES[4], speech_dir / "servermodel-sentence.wav")
+
+    def call() -> int:
+        with clip.open("rb") as audio:
+            return requests.post(stack.url("/v1/asr"), files={"audio": audio}, data={"mode": "sentence"},
+                                 timeout=300).status_code
+
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        futures = [pool.submit(call) for _ in range(40)]
+        time.sleep(2.0)
+        answered = 0
+        while not all(f.done() for f in futures):
+            assert healthz_ok(stack)
+            answered += 1
+            time.sleep(0.2)
+        assert [f.result() for f in futures] == [200] * 40
+    assert answered > 0, "the jobs finished before /healthz was asked: the test proved nothing"
+
+
+def test_errors_of_the_http_server_itself_are_json(stack: Stack) -> None:
+    sock = raw_request(stack, b"GET /" + b"a" * 10000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    status, body = read_response(sock)
+    sock.close()
+    assert status == 414 and body["error"]
+    sock = raw_request(stack, b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n")
+    status, body = read_response(sock)
+    sock.close()
+    assert status == 400 and body["error"]
