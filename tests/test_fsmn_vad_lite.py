@@ -179,8 +179,17 @@ def test_a_30_minute_stream_holds_constant_memory(lite_vad: FsmnVadLite, recordi
     assert largest["decibel_frames"] <= 60
     assert largest["segments"] <= 2
     assert largest["frontend_samples"] < 400
+    assert largest["frontend_bytes"] < 16_000  # a few frames, not the latest 600 ms call
     assert all(c.size == 128 * 19 for c in stream._cache) and len(stream._cache) == 4
     assert per_call_ms < 50, per_call_ms
+
+
+def test_a_large_call_leaves_nothing_large_behind(lite_vad: FsmnVadLite, recordings: dict[str, np.ndarray]) -> None:
+    """Between calls a stream holds a few frames of carry-over, whatever the size of the call."""
+    stream = lite_vad.open_stream()
+    stream.accept(recordings["four sentences"][: 16000 * 10])
+    held = stream.held_items()
+    assert held["frontend_bytes"] < 16_000 and held["samples"] < 1000, held
 
 
 def test_streams_are_independent_across_threads(lite_vad: FsmnVadLite, recordings: dict[str, np.ndarray]) -> None:

@@ -241,6 +241,19 @@ class FsmnVadStream:
         if emitted > 0:  # the last one stays: the state machine extends it
             del segments[:emitted]
             self._machine.output_data_buf_offset -= emitted
+        # Buffers of this call only (scores, waveform, fbank frames): each call sets them anew
+        # before reading them. And the frontend's carry-overs (a few frames) are views into this
+        # call's whole buffers: copied, they stop holding them. Else a stream keeps ~0.6 MB per
+        # second of audio of its latest call.
+        self._machine.scores = None
+        self._machine.waveform = None
+        frontend = self._frontend
+        frontend.fbank_fn = frontend.fbanks = frontend.waveforms = None
+        if frontend.input_cache is not None:
+            frontend.input_cache = frontend.input_cache.copy()
+        if frontend.reserve_waveforms is not None:
+            frontend.reserve_waveforms = frontend.reserve_waveforms.copy()
+        frontend.lfr_splice_cache = [frames.copy() for frames in frontend.lfr_splice_cache]
 
     def held_items(self) -> dict[str, int]:
         """Sizes of what the stream keeps between calls (for tests and benchmarks)."""
@@ -249,7 +262,20 @@ class FsmnVadStream:
             "decibel_frames": self._machine.decibel.kept,
             "segments": len(self._machine.output_data_buf),
             "frontend_samples": 0 if self._frontend.input_cache is None else int(self._frontend.input_cache.size),
+            # what the frontend's arrays keep alive, counting the buffers that views point into
+            "frontend_bytes": sum(_held_bytes(array) for array in (
+                self._frontend.input_cache, self._frontend.reserve_waveforms, self._frontend.fbanks,
+                self._frontend.waveforms, self._machine.scores, self._machine.waveform,
+                *self._frontend.lfr_splice_cache)),
         }
+
+
+def _held_bytes(array: np.ndarray | None) -> int:
+    if array is None:
+        return 0
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return int(array.nbytes)
 
 
 def spans_from_events(events: list[tuple[int, int]]) -> list[tuple[int, int]]:
