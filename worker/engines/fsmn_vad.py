@@ -46,7 +46,11 @@ def current_log_levels() -> dict[str, int]:
 
 
 class FsmnVad:
-    """The fsmn-vad model loaded once; `segments_ms` returns speech spans in milliseconds."""
+    """The fsmn-vad model loaded once; `segments_ms` returns speech spans in milliseconds.
+
+    Through FunASR and torch: the reference that `fsmn_vad_lite.FsmnVadLite` (what the Whisper
+    engine runs, without torch) is tested and benchmarked against.
+    """
 
     def __init__(self, model_dir: Path, *, max_end_silence_ms: int, cpu_threads: int) -> None:
         saved_levels = current_log_levels()
