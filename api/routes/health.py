@@ -9,6 +9,7 @@ from sqlalchemy import text
 
 from api.deps import deps
 from shared.config import QUEUE_CPU, QUEUE_GPU, QUEUE_SENTENCE, Settings
+from shared.stream_slots import summarize_slots
 from shared.worker_presence import live_workers, loading_workers
 
 logger = logging.getLogger(__name__)
@@ -86,6 +87,14 @@ def readyz():  # type: ignore[no-untyped-def]
         if not ok:
             checks["workers"] = (ok, detail)
     waiting_for = _waiting_for(d.settings, presence)
+    streams: dict[str, int] = {}
+    if checks["redis"][0] and not d.settings.disable_stream:
+        ok, detail = _check("stream workers", lambda: streams.update(vars(summarize_slots(d.redis))))
+        if not ok:
+            checks["stream_workers"] = (ok, detail)
+        elif d.settings.stream_workers > 0 and not streams.get("live"):
+            # A stream worker offers its slot only once its model is loaded.
+            waiting_for["stream"] = "no stream worker has loaded its model yet"
     ready = all(ok for ok, _ in checks.values()) and not waiting_for
     file_queue = d.settings.file_queue
     body = {
@@ -96,6 +105,7 @@ def readyz():  # type: ignore[no-untyped-def]
         "file_queue": file_queue,
         "file_queue_served": bool(presence.get(file_queue, {}).get("workers")),
         "sentence_queue_served": bool(presence.get(QUEUE_SENTENCE, {}).get("workers")),
+        "stream_workers": streams,
     }
     response = jsonify(body)
     response.status_code = 200 if ready else 503

@@ -51,6 +51,8 @@ class StreamOptions:
     hotwords: tuple[str, ...] = ()
     #: False when the client shows no partial results: the engine then skips their decodes.
     want_partials: bool = True
+    #: Audio between two partial decodes of a sentence once its first words are out.
+    partial_interval_ms: int = 500
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,8 @@ class StreamSession(Protocol):
         ...
 
     def partial(self) -> StreamEvent | None:
-        """Decode the open sentence again; a partial when its stable text grew, else None."""
+        """Decode the open sentence again when enough new audio came since the last time; a
+        partial when its stable text grew, else None. Cheap to call often: it paces itself."""
         ...
 
     def finish(self) -> list[StreamEvent]:

@@ -173,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = get_settings()
     configure_logging(settings.log_level)
+    # faster-whisper logs every decode at INFO; a live session decodes twice a second.
+    logging.getLogger("faster_whisper").setLevel(max(logging.WARNING, logging.getLogger().level))
     if args.child:
         return run_child(settings)
     return supervise(args.processes or settings.stream_workers)

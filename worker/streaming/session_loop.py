@@ -87,7 +87,8 @@ class SessionRunner:
             self.runtime.jobs.transition(request.job_id, JobStatus.RUNNING, worker=self.runtime.identity,
                                          engine=self.engine.name)
             session = self.engine.open_stream(StreamOptions(
-                language=request.language, hotwords=tuple(request.hotwords), want_partials=request.want_partials))
+                language=request.language, hotwords=tuple(request.hotwords), want_partials=request.want_partials,
+                partial_interval_ms=self.settings.stream_partial_interval_ms))
             with JobLease(self.runtime, request.job_id):
                 reason = self._loop(pubsub, session, recorder, started_s)
         except SessionFailed as exc:
@@ -106,8 +107,6 @@ class SessionRunner:
     def _loop(self, pubsub, session, recorder: SessionRecorder, started_s: float) -> str:  # type: ignore[no-untyped-def]
         expected_seq = 1
         last_heard_s = time.monotonic()
-        last_partial_s = 0.0
-        partial_interval_s = self.settings.stream_partial_interval_ms / 1000
         while True:
             message = pubsub.get_message(timeout=POLL_S)
             now_s = time.monotonic()
@@ -118,9 +117,7 @@ class SessionRunner:
                 if now_s - started_s > self.request.max_session_s + 60:
                     self._emit(session.finish())
                     return "max_length"
-                if now_s - last_partial_s >= partial_interval_s:
-                    last_partial_s = now_s
-                    self._emit_partial(session)
+                self._emit_partial(session)  # only when the API has nothing waiting: finals come first
                 continue
             if message.get("type") != "message":
                 continue
