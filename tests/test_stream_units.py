@@ -1,0 +1,180 @@
+"""The pieces of a live session on their own: audio framing, protocol adapters, partial
+stabilisation, and slot claims against a real redis-server."""
+
+from __future__ import annotations
+
+import json
+import struct
+import threading
+import time
+from collections import Counter
+
+import pytest
+import redis
+
+from api.streaming import vocabulary as v
+from api.streaming.framing import AudioFramer, wav_payload_offset
+from api.streaming.protocols import detect
+from api.streaming.protocols.funasr import FunAsrProtocol, parse_hotwords
+from api.streaming.protocols.oddasr import OddAsrProtocol
+from shared import stream_messages as sm
+from shared.stream_slots import claim_slot, heartbeat_slot, release_slot, summarize_slots
+from worker.engines.whisper_stream import agreed_prefix
+
+
+def wav_header(data_bytes: int, extra_chunk: bytes = b"") -> bytes:
+    fmt = struct.pack("<HHIIHH", 1, 1, 16000, 32000, 2, 16)
+    return (b"RIFF" + struct.pack("<I", 36 + len(extra_chunk) + data_bytes) + b"WAVE" + b"fmt " +
+            struct.pack("<I", len(fmt)) + fmt + extra_chunk + b"data" + struct.pack("<I", data_bytes))
+
+
+# --- framing -------------------------------------------------------------------------------
+def test_a_leading_wav_header_is_stripped_even_with_extra_chunks() -> None:
+    pcm = bytes(range(10))
+    header = wav_header(len(pcm), extra_chunk=b"LIST" + struct.pack("<I", 5) + b"abcde\0")
+    assert wav_payload_offset(header + pcm) == len(header)
+    assert AudioFramer().push(header + pcm) == pcm
+    assert wav_payload_offset(pcm) == 0
+
+
+def test_odd_byte_counts_are_carried_to_the_next_frame() -> None:
+    framer = AudioFramer()
+    assert framer.push(b"\x01\x02\x03") == b"\x01\x02"
+    assert framer.push(b"\x04") == b"\x03\x04"
+    assert framer.push(b"RIFF....WAVE") == b"RIFF....WAVE", "only the first frame may carry a header"
+
+
+# --- protocol detection and adapters -------------------------------------------------------
+def test_protocol_is_detected_from_the_first_frame_with_the_port_as_fallback() -> None:
+    assert detect(json.dumps({"name": "StartTranscription"}), "funasr").name == "oddasr"
+    assert detect(json.dumps({"mode": "2pass", "chunk_size": [5, 10, 5]}), "oddasr").name == "funasr"
+    assert detect(json.dumps({"is_speaking": True}), "oddasr").name == "funasr"
+    assert detect("not json", "funasr").name == "funasr"
+    assert detect(None, "oddasr").name == "oddasr"
+
+
+def test_oddasr_frames_never_overlap_header_and_payload_keys() -> None:
+    adapter = OddAsrProtocol()
+    adapter.parse_start(json.dumps({"name": "StartTranscription", "message_id": "abc", "task_id": ""}))
+    frames = [*adapter.on_started("job1"), *adapter.on_partial(0, "hello", 0, 500),
+              *adapter.on_final(0, "Hello.", 0, 900), *adapter.on_end(False), *adapter.on_error(v.BUSY, "busy")]
+    for raw in frames:
+        frame = json.loads(raw)
+        assert not set(frame["header"]) & set(frame["payload"])
+        assert "time" in frame["payload"] and isinstance(frame["header"]["status"], int)
+        assert frame["header"]["message_id"] == "abc" and frame["header"]["task_id"] == "job1"
+    assert json.loads(frames[-1])["header"]["status"] == 20020001
+
+
+@pytest.mark.parametrize("first", ["[]", "{}", json.dumps({"name": "StartTranscription", "sample_rate": 4000})])
+def test_oddasr_bad_starts_are_bad_requests(first: str) -> None:
+    with pytest.raises(v.ProtocolError) as raised:
+        OddAsrProtocol().parse_start(first)
+    assert raised.value.kind == v.BAD_REQUEST
+
+
+def test_funasr_config_variants_real_clients_send() -> None:
+    start = FunAsrProtocol().parse_start(json.dumps({"mode": "online", "chunk_size": "5,10,5",
+                                                     "hotword": "阿里巴巴 20"}))
+    assert start.want_partials and start.sample_rate_hz == 16000
+    offline = FunAsrProtocol().parse_start(json.dumps({"mode": "offline", "audio_fs": 8000, "is_speaking": False,
+                                                       "is_end": True}))
+    assert not offline.want_partials and offline.sample_rate_hz == 8000
+    assert offline.stop_at_once is not None and offline.stop_at_once.ack
+    assert parse_hotwords(json.dumps({"阿里巴巴": 20, "OddASR": 10})) == ["阿里巴巴", "OddASR"]
+    assert parse_hotwords("Alibaba, OddASR,") == ["Alibaba", "OddASR"]
+    with pytest.raises(v.ProtocolError):
+        FunAsrProtocol().parse_start(json.dumps({"chunk_size": [5, 10]}))
+
+
+def test_funasr_online_text_goes_out_as_increments_and_2pass_finals_reset_them() -> None:
+    adapter = FunAsrProtocol()
+    adapter.parse_start(json.dumps({"mode": "2pass"}))
+    sent = [json.loads(f) for f in [*adapter.on_partial(0, "The", 0, 0), *adapter.on_partial(0, "The weather", 0, 0),
+                                    *adapter.on_partial(0, "The weather", 0, 0)]]
+    assert [m["text"] for m in sent] == ["The", " weather"]
+    assert all(m["mode"] == "2pass-online" and m["is_final"] is False for m in sent)
+    final = json.loads(adapter.on_final(0, "The weather is nice.", 0, 0)[0])
+    assert final["mode"] == "2pass-offline" and final["text"] == "The weather is nice."
+    assert json.loads(adapter.on_partial(1, "Please", 0, 0)[0])["text"] == "Please"
+    ack = json.loads(adapter.on_end(ack=True)[-1])
+    assert ack == {"mode": "2pass", "text": "", "wav_name": "demo", "is_final": True, "is_end": True}
+
+
+def test_funasr_offline_mode_says_everything_in_one_message() -> None:
+    adapter = FunAsrProtocol()
+    adapter.parse_start(json.dumps({"mode": "offline"}))
+    assert adapter.on_partial(0, "x", 0, 0) == [] and adapter.on_final(0, "One.", 0, 0) == []
+    adapter.on_final(1, "Two.", 0, 0)
+    messages = [json.loads(f) for f in adapter.on_end(ack=False)]
+    assert messages == [{"mode": "offline", "text": "One. Two.", "wav_name": "demo", "is_final": True}]
+
+
+# --- partial stabilisation -----------------------------------------------------------------
+def test_agreement_commits_only_what_two_decodes_share_and_never_takes_it_back() -> None:
+    assert agreed_prefix([], [], ["The"]) == []
+    assert agreed_prefix([], ["The", "whether"], ["The", "weather", "is"]) == ["The"]
+    assert agreed_prefix(["The"], ["The", "weather", "is"], ["the", "weather,", "is", "nice"]) == \
+        ["The", "weather,", "is"]
+    assert agreed_prefix(["The", "weather"], ["But", "whenever"], ["But", "whenever", "it"]) == ["The", "weather"]
+
+
+# --- relay frames --------------------------------------------------------------------------
+def test_relay_frames_carry_binary_audio_after_a_json_line() -> None:
+    payload = bytes(range(256)) * 3
+    header, decoded = sm.decode_frame(sm.encode_frame(sm.RelayHeader(kind=sm.AUDIO, seq=7, fence=3), payload))
+    assert (header.kind, header.seq, header.fence, decoded) == (sm.AUDIO, 7, 3, payload)
+    with pytest.raises(ValueError):
+        sm.decode_frame(b"no header line")
+
+
+# --- slots against a real redis-server -----------------------------------------------------
+@pytest.fixture()
+def client(redis_server) -> redis.Redis:  # type: ignore[no-untyped-def]
+    # A database of its own: the session's server is shared with other modules' stacks.
+    connection = redis.Redis.from_url(redis_server.url, db=15)
+    connection.flushdb()
+    yield connection
+    connection.flushdb()
+
+
+def test_each_slot_is_claimed_by_exactly_one_of_many_racers(client: redis.Redis) -> None:
+    for index in range(3):
+        heartbeat_slot(client, f"w{index}", state="idle")
+    wins: list[str] = []
+    lock = threading.Lock()
+
+    def race(session: int) -> None:
+        claim = claim_slot(client, f"s{session}")
+        if claim is not None:
+            with lock:
+                wins.append(claim.worker_id)
+
+    threads = [threading.Thread(target=race, args=(i,)) for i in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert Counter(wins) == Counter({"w0": 1, "w1": 1, "w2": 1})
+    assert summarize_slots(client).idle == 0
+
+
+def test_a_dead_workers_slot_is_never_claimed_and_only_the_holder_frees_a_slot(client: redis.Redis) -> None:
+    heartbeat_slot(client, "dead", state="idle", now_s=time.time() - 10)
+    assert claim_slot(client, "s1") is None
+    heartbeat_slot(client, "alive", state="idle")
+    claim = claim_slot(client, "s2")
+    assert claim is not None and claim.worker_id == "alive"
+    assert not release_slot(client, "alive", claim.fence + 1), "a stale token frees nothing"
+    assert claim_slot(client, "s3") is None
+    assert release_slot(client, "alive", claim.fence)
+    assert claim_slot(client, "s4") is not None
+
+
+def test_a_busy_worker_rewrites_its_slot_as_busy_after_redis_lost_it(client: redis.Redis) -> None:
+    heartbeat_slot(client, "w", state="idle")
+    claim = claim_slot(client, "s1")
+    assert claim is not None
+    client.flushdb()  # Redis restarted without its data
+    heartbeat_slot(client, "w", state="claimed", session_id="s1", fence=claim.fence)
+    assert claim_slot(client, "s2") is None, "a worker in a session is never handed out twice"
