@@ -203,6 +203,13 @@ class Settings(BaseSettings):
             self.storage_local_dir = self.data_dir / "storage"
         if self.model_cache_dir is None:
             self.model_cache_dir = self.data_dir / "models"
+        if self.enable_https and not self.disable_stream:
+            missing = [name for name in ("ssl_cert_path", "ssl_key_path") if not getattr(self, name)]
+            unreadable = [path for path in (self.ssl_cert_path, self.ssl_key_path) if path and not Path(path).is_file()]
+            if missing or unreadable:
+                raise ValueError(
+                    "enable_https puts TLS on the websocket ports and needs a certificate and its key: "
+                    + (f"set {' and '.join(missing)}" if missing else f"no such file: {', '.join(unreadable)}"))
         return self
 
     # --- derived values ------------------------------------------------------------------

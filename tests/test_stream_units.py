@@ -178,3 +178,27 @@ def test_a_busy_worker_rewrites_its_slot_as_busy_after_redis_lost_it(client: red
     client.flushdb()  # Redis restarted without its data
     heartbeat_slot(client, "w", state="claimed", session_id="s1", fence=claim.fence)
     assert claim_slot(client, "s2") is None, "a worker in a session is never handed out twice"
+
+
+# --- which ports an API process binds --------------------------------------------------------
+def test_websocket_ports_follow_disable_stream_and_tls() -> None:
+    from shared.cli.commands import api_listeners, api_roles
+    from shared.config import Settings
+
+    plain = Settings(port=9002, ws_port=8101, funasr_ws_port=10095)
+    assert api_listeners(plain) == ["127.0.0.1:9002", "127.0.0.1:8101", "127.0.0.1:10095"]
+    assert api_roles(plain) == ["all"]
+    assert api_listeners(Settings(disable_stream=True)) == ["127.0.0.1:9002"]
+    assert api_listeners(Settings(funasr_ws_port=0, ws_port=8101)) == ["127.0.0.1:9002", "127.0.0.1:8101"]
+    tls = Settings.model_construct(**{**plain.model_dump(), "enable_https": True})
+    assert api_roles(tls) == ["http", "websocket"]
+    assert api_roles(Settings(enable_https=True, disable_stream=True)) == ["all"]
+
+
+def test_tls_without_a_certificate_is_refused_at_start_with_the_reason(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from shared.config import Settings
+
+    with pytest.raises(ValueError, match="ssl_cert_path and ssl_key_path"):
+        Settings(enable_https=True)
+    with pytest.raises(ValueError, match="no such file"):
+        Settings(enable_https=True, ssl_cert_path=str(tmp_path / "c.pem"), ssl_key_path=str(tmp_path / "k.pem"))
