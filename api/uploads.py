@@ -19,7 +19,6 @@ from typing import IO, Any
 from flask import Request, current_app, request
 from werkzeug.datastructures import FileStorage
 
-from api.blocking import off_loop
 from shared.audio import AudioInfo, probe
 from shared.errors import BadRequestError, PayloadTooLargeError, UnprocessableAudioError
 
@@ -82,7 +81,7 @@ def receive_audio(field: str, *, max_upload_bytes: int, max_duration_s: float) -
         raise BadRequestError(f"the uploaded file '{storage.filename or field}' is empty")
     if size_bytes > max_upload_bytes:
         raise PayloadTooLargeError(f"the upload is larger than the limit of {max_upload_bytes} bytes")
-    info = off_loop(probe, path, max_duration_s)  # decoding C code must not stall the other requests
+    info = probe(path, max_duration_s=max_duration_s)
     if info.duration_s > max_duration_s:
         raise UnprocessableAudioError(
             f"the audio lasts {info.duration_s:.1f} s, longer than the limit of {max_duration_s:.0f} s"
