@@ -15,20 +15,23 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
+import soundfile
 
 from tests.support.servers import free_port
 from tests.support.speech import REFERENCE_SENTENCES, synthesize
+from tests.support.ws_clients import funasr_session, oddasr_session
 
 pytestmark = pytest.mark.integration
 
 
 def test_oddasr_runs_everything_and_ctrl_c_leaves_no_process(tmp_path: Path, speech_dir: Path) -> None:
-    api_port, flower_port, redis_port = free_port(), free_port(), free_port()
+    api_port, flower_port, redis_port, ws_port, funasr_port = (free_port() for _ in range(5))
     config = tmp_path / "config.json"
     # The original OddASR format, plus our own keys for what it did not have.
     config.write_text(json.dumps({
-        "HOST": "127.0.0.1", "PORT": api_port, "asr_file_cfg": {"max_instance": 1},
-        "asr_sentence_cfg": {"max_instance": 1}, "unknown_section": {"x": 1},
+        "HOST": "127.0.0.1", "PORT": api_port, "WS_PORT": ws_port, "asr_file_cfg": {"max_instance": 1},
+        "asr_sentence_cfg": {"max_instance": 1}, "asr_stream_cfg": {"max_instance": 1}, "unknown_section": {"x": 1},
+        "funasr_ws_port": funasr_port,
         "flower_port": flower_port, "embedded_redis_port": redis_port, "whisper_model": "tiny.en",
         "whisper_beam_size": 1,
     }))
@@ -47,7 +50,8 @@ def test_oddasr_runs_everything_and_ctrl_c_leaves_no_process(tmp_path: Path, spe
             assert launcher.poll() is None, (tmp_path / "launcher.log").read_text()[-3000:]
             try:
                 body = requests.get(f"http://127.0.0.1:{api_port}/readyz", timeout=5).json()
-                ready = body["ready"] and body["file_queue_served"] and body["sentence_queue_served"]
+                ready = body["ready"] and body["file_queue_served"] and body["sentence_queue_served"] and \
+                    body["stream_workers"]["idle"] == 1
             except (requests.RequestException, ValueError, KeyError):
                 pass
             time.sleep(0.5)
@@ -58,6 +62,14 @@ def test_oddasr_runs_everything_and_ctrl_c_leaves_no_process(tmp_path: Path, spe
                                      data={"mode": "sentence"}, timeout=120)
         assert response.status_code == 200, response.text
         assert "weather" in response.json()["text"].lower() or len(response.json()["text"]) > 10
+        # Live sessions in both protocols, at the clients' own pace, through the same processes.
+        live = oddasr_session(f"ws://127.0.0.1:{ws_port}/v1/asr", clip)
+        assert live.named("TranscriptionResultChanged") and live.close_code == 1000
+        assert [m for m in live.named("SentenceEnd") if m["payload"]["result"] not in ("", "END")]
+        samples, _ = soundfile.read(clip, dtype="int16")
+        funasr = funasr_session(f"ws://127.0.0.1:{funasr_port}/", samples.tobytes(), mode="2pass")
+        assert funasr.of_mode("2pass-online") and funasr.of_mode("2pass-offline")
+        assert funasr.messages[-1].data.get("is_end") is True
         flower_deadline_s = time.monotonic() + 30
         while True:
             try:
@@ -81,7 +93,7 @@ def test_oddasr_runs_everything_and_ctrl_c_leaves_no_process(tmp_path: Path, spe
         assert launcher.poll() is None
         descendants = psutil.Process(launcher.pid).children(recursive=True)
         names = " ".join(" ".join(p.cmdline()) for p in descendants)
-        for expected in ("redis-server", "gunicorn", "celery", "flower"):
+        for expected in ("redis-server", "gunicorn", "celery", "flower", "worker.streaming.main"):
             assert expected in names, names
         launcher.send_signal(signal.SIGINT)
         assert launcher.wait(timeout=90) == 0, (tmp_path / "launcher.log").read_text()[-3000:]

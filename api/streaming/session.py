@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import threading
 import time
 import uuid
@@ -161,9 +162,12 @@ class StreamSession:
             self._client_loop(relay, framer)
         except ConnectionClosed:
             if not self._done.is_set():
-                logger.info("stream session %s: the client went away; finishing its job", session_id)
+                # The worker still transcribes what it has and stores the job; nobody is
+                # left to tell, so the API does not wait for it.
+                logger.info("stream session %s: the client went away; its worker finishes the job", session_id)
                 with contextlib.suppress(redis.RedisError):
                     relay.send(sm.STOP)
+            return
         except v.ProtocolError as exc:
             self._outcome = _Outcome(error_kind=exc.kind, error_message=exc.message)
             with contextlib.suppress(redis.RedisError):
@@ -230,7 +234,7 @@ class StreamSession:
             while True:
                 try:
                     event = relay.events.get(timeout=END_TIMEOUT_S if self._stopping else None)
-                except Exception:  # queue.Empty: the worker never finished
+                except queue.Empty:  # the worker never finished
                     self._outcome = _Outcome(error_kind=v.WORKER_LOST, error_message="the stream worker did not end "
                                                                                     "the session")
                     return

@@ -95,9 +95,9 @@ class SessionRunner:
             reason, error = exc.reason, exc.message
         except redis.RedisError as exc:
             reason, error = "aborted", f"lost the connection to Redis mid-session: {exc}"
-        except Exception as exc:  # an engine bug must not take the worker down with the session
+        except Exception as exc:  # an engine bug or a database outage must not take the worker down
             logger.exception("session %s failed", request.session_id)
-            reason, error = "engine_error", f"the engine failed: {type(exc).__name__}: {exc}"
+            reason, error = "engine_error", f"the session failed: {type(exc).__name__}: {exc}"
         finally:
             self._stop_heartbeat.set()
             with contextlib.suppress(redis.RedisError, OSError):
