@@ -7,8 +7,9 @@ and the relay never change.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass
@@ -57,6 +58,17 @@ class ProtocolError(Exception):
         super().__init__(message)
         self.kind = kind
         self.message = message
+
+
+def json_object(text: str) -> dict[str, Any]:
+    """A client's text frame as a JSON object, or the bad-request error every protocol gives."""
+    try:
+        frame = json.loads(text)
+    except ValueError:
+        raise ProtocolError(BAD_REQUEST, "messages must be JSON objects") from None
+    if not isinstance(frame, dict):
+        raise ProtocolError(BAD_REQUEST, "messages must be JSON objects")
+    return frame
 
 
 #: Error kinds every adapter maps to its own codes.

@@ -33,7 +33,7 @@ class FunAsrProtocol:
         self._offline_texts: list[str] = []
 
     def parse_start(self, text: str) -> v.StartCommand:
-        frame = _json_object(text)
+        frame = v.json_object(text)
         mode = frame.get("mode", "2pass")
         if mode not in MODES:
             raise v.ProtocolError(v.BAD_REQUEST, f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
@@ -54,7 +54,7 @@ class FunAsrProtocol:
         )
 
     def parse_control(self, text: str) -> v.Command:
-        frame = _json_object(text)
+        frame = v.json_object(text)
         if frame.get("is_speaking") is False:
             return v.StopCommand(ack=bool(frame.get("is_end")))
         return v.KeepAliveCommand()
@@ -137,13 +137,3 @@ def _check_chunk_size(raw: object) -> None:
         raise v.ProtocolError(v.BAD_REQUEST, "chunk_size must be three whole numbers, e.g. [5, 10, 5]") from None
     if len(numbers) != 3 or any(n < 0 for n in numbers):
         raise v.ProtocolError(v.BAD_REQUEST, "chunk_size must be three whole numbers, e.g. [5, 10, 5]")
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        frame = json.loads(text)
-    except ValueError:
-        raise v.ProtocolError(v.BAD_REQUEST, "messages must be JSON objects") from None
-    if not isinstance(frame, dict):
-        raise v.ProtocolError(v.BAD_REQUEST, "messages must be JSON objects")
-    return frame

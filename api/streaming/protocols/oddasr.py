@@ -46,7 +46,7 @@ class OddAsrProtocol:
         self._started_ms = 0
 
     def parse_start(self, text: str) -> v.StartCommand:
-        frame = _json_object(text)
+        frame = v.json_object(text)
         if frame.get("name") != "StartTranscription":
             raise v.ProtocolError(v.BAD_REQUEST,
                                   f"the first message must be StartTranscription, got {frame.get('name')!r}")
@@ -62,7 +62,7 @@ class OddAsrProtocol:
         )
 
     def parse_control(self, text: str) -> v.Command:
-        frame = _json_object(text)
+        frame = v.json_object(text)
         if frame.get("name") in _STOP_NAMES or frame.get("msg_type") == "STOP_SESSION_REQ":
             return v.StopCommand()
         if frame.get("name") == "StartTranscription":
@@ -100,13 +100,3 @@ class OddAsrProtocol:
 def _payload(index: int, text: str, start_ms: int, end_ms: int) -> dict[str, Any]:
     return {"begin_time": start_ms, "end_time": end_ms, "confidence": 1.0, "fin": 0, "index": index,
             "result": text, "time": end_ms, "words": []}
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        frame = json.loads(text)
-    except ValueError:
-        raise v.ProtocolError(v.BAD_REQUEST, "messages must be JSON objects") from None
-    if not isinstance(frame, dict):
-        raise v.ProtocolError(v.BAD_REQUEST, "messages must be JSON objects")
-    return frame
