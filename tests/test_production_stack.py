@@ -27,7 +27,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_server, postgres_serve
           s3_server) -> Iterator[Stack]:
     engine = create_engine(postgres_server.url)
     with engine.begin() as connection:
-        connection.exec_driver_sql("DROP TABLE IF EXISTS jobs, alembic_version CASCADE")
+        connection.exec_driver_sql("DROP SCHEMA public CASCADE")
+        connection.exec_driver_sql("CREATE SCHEMA public")
     engine.dispose()
     bucket = f"oddasr-{int(time.time())}"
     with running_stack(tmp_path_factory.mktemp("prod"), redis_server.url, file_concurrency=1, sentence_concurrency=1,

@@ -25,7 +25,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     # A fresh schema per test: drop what an earlier test left.
     engine = make_engine(server.url)
     with engine.begin() as connection:
-        connection.exec_driver_sql("DROP TABLE IF EXISTS jobs, alembic_version CASCADE")
+        connection.exec_driver_sql("DROP SCHEMA public CASCADE")
+        connection.exec_driver_sql("CREATE SCHEMA public")
     engine.dispose()
     return server.url
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import threading
 import time
@@ -26,9 +27,19 @@ pytestmark = pytest.mark.integration
 UPLOAD_CAP = 8
 
 
+#: A temp file an API process killed mid-upload left behind, before this stack started.
+STALE_UPLOAD = "upload-left-by-a-killed-api"
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
-    with running_stack(tmp_path_factory.mktemp("servermodel"), redis_server.url, file_concurrency=1,
+    tmp = tmp_path_factory.mktemp("servermodel")
+    uploads = tmp / "data" / "uploads"
+    uploads.mkdir(parents=True)
+    (uploads / STALE_UPLOAD).write_bytes(b"half an upload")
+    two_hours_ago_s = time.time() - 7200
+    os.utime(uploads / STALE_UPLOAD, (two_hours_ago_s, two_hours_ago_s))
+    with running_stack(tmp, redis_server.url, file_concurrency=1,
                        sentence_concurrency=1, upload_idle_timeout_s=3.0, upload_grace_s=3.0,
                        upload_min_bytes_per_s=1000, max_concurrent_uploads_per_client=UPLOAD_CAP) as stack:
         yield stack
@@ -143,3 +154,7 @@ def test_errors_of_the_http_server_itself_are_json(stack: Stack) -> None:
     status, body = read_response(sock)
     sock.close()
     assert status == 400 and body["error"]
+
+
+def test_upload_temp_files_left_by_a_killed_api_are_swept_at_start(stack: Stack) -> None:
+    assert not (Path(stack.settings.data_dir) / "uploads" / STALE_UPLOAD).exists()

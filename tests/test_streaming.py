@@ -80,6 +80,12 @@ def final_job(stack: Stack, job_id: str, timeout_s: float = 30.0) -> dict:
         time.sleep(0.2)
 
 
+def test_readyz_counts_live_and_idle_stream_workers(stack: Stack) -> None:
+    wait_for_idle_slots(stack)
+    body = requests.get(stack.url("/readyz"), timeout=10).json()
+    assert body["stream_workers"] == {"live": STREAM_WORKERS, "idle": STREAM_WORKERS}
+
+
 # --- OddASR ------------------------------------------------------------------------------
 def test_oddasr_test_client_gets_partials_finals_end_and_a_job(stack: Stack, two_sentences: Path) -> None:
     log = oddasr_session(oddasr_url(stack), two_sentences)
