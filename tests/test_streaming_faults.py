@@ -133,6 +133,21 @@ def test_a_killed_stream_worker_ends_the_session_with_an_error_within_two_second
     stack.wait_stream_slots(1, timeout_s=60)  # the supervisor started another process: the slot is back
 
 
+def test_a_stopping_stream_worker_ends_its_session_at_once_keeping_its_sentences(stack: Stack, pcm: bytes) -> None:
+    client = LiveClient(f"ws://127.0.0.1:{stack.settings.ws_port}/v1/asr", pcm)
+    client.wait_for(is_final)
+    asked_s = time.monotonic()
+    os.kill(stream_child_pid(stack), signal.SIGTERM)  # a deploy, a scale-down: not a crash
+    at_s, error = client.wait_for(lambda m: m["header"]["status"] != 0, timeout_s=10)
+    client.close()
+    assert at_s - asked_s < 3.0
+    assert "shutting down" in error["header"]["status_text"]
+    body = job(stack, client.job_id)
+    assert body["status"] == "failed" and "shutting down" in body["error"]
+    assert body["result"]["segments"]
+    stack.wait_stream_slots(1, timeout_s=60)
+
+
 def test_a_killed_api_lets_the_worker_end_the_job_and_free_its_slot(stack: Stack, pcm: bytes) -> None:
     client = LiveClient(f"ws://127.0.0.1:{stack.settings.ws_port}/v1/asr", pcm)
     client.wait_for(is_final)

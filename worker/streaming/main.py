@@ -101,7 +101,7 @@ class StreamWorker:
 
         self._busy = (request.session_id, request.fence)
         try:
-            SessionRunner(self.runtime, self.engine, request).run()  # type: ignore[arg-type]
+            SessionRunner(self.runtime, self.engine, request, self.stopping).run()  # type: ignore[arg-type]
         finally:
             self._busy = None
             for _attempt in range(30):

@@ -40,8 +40,11 @@ class SessionFailed(Exception):
 class SessionRunner:
     """Runs one session to its end; `run` never raises for the session's own failures."""
 
-    def __init__(self, runtime: WorkerRuntime, engine: StreamingEngine, request: sm.SessionRequest) -> None:
+    def __init__(self, runtime: WorkerRuntime, engine: StreamingEngine, request: sm.SessionRequest,
+                 shutdown: threading.Event | None = None) -> None:
         self.runtime = runtime
+        #: Set when the worker is asked to stop: the session ends at once, its sentences kept.
+        self.shutdown = shutdown or threading.Event()
         self.settings = runtime.settings
         self.engine = engine
         self.request = request
@@ -108,6 +111,9 @@ class SessionRunner:
         expected_seq = 1
         last_heard_s = time.monotonic()
         while True:
+            if self.shutdown.is_set():
+                self._emit(session.finish())
+                raise SessionFailed("aborted", "the stream worker is shutting down; start a new session")
             message = pubsub.get_message(timeout=POLL_S)
             now_s = time.monotonic()
             if message is None:
