@@ -10,7 +10,7 @@ from flask import Flask
 
 from api.deps import EXTENSION_KEY, ApiDeps
 from api.errors import register_error_handlers
-from api.routes import health, jobs, legacy, openai
+from api.routes import health, jobs, legacy, openai, webhooks
 from api.streaming.routes import register_streaming
 from api.upload_guard import UploadGuard
 from api.uploads import MULTIPART_OVERHEAD_BYTES, SpoolToDiskRequest
@@ -48,7 +48,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         celery=make_celery(settings, name="oddasr-api"),
     )
     register_error_handlers(app)
-    for blueprint in (health.blueprint, jobs.blueprint, legacy.blueprint, openai.blueprint):
+    for blueprint in (health.blueprint, jobs.blueprint, legacy.blueprint, openai.blueprint, webhooks.blueprint):
         app.register_blueprint(blueprint)
     register_streaming(app, settings)
     app.wsgi_app = UploadGuard(app.wsgi_app, settings)  # type: ignore[method-assign]

@@ -17,8 +17,9 @@ from api.routing import choose_queue
 from api.uploads import ReceivedAudio
 from shared import redis_keys
 from shared.db.models import TERMINAL_STATUSES, Job, JobStatus, utc_now
+from shared.db.webhooks import WebhookRepository
 from shared.errors import ConflictError, GoneError, OddAsrError, ServiceUnavailableError
-from shared.schemas import TRANSCRIBE_TASK_NAME, JobEvent, JobOptions
+from shared.schemas import DELIVER_WEBHOOK_TASK_NAME, TRANSCRIBE_TASK_NAME, JobEvent, JobOptions
 from shared.transcript import Transcript
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,8 @@ def audio_key_for(job_id: str) -> str:
     return f"audio/{job_id}"
 
 
-def submit_job(deps: ApiDeps, audio: ReceivedAudio, mode: str, options: JobOptions) -> Job:
+def submit_job(deps: ApiDeps, audio: ReceivedAudio, mode: str, options: JobOptions,
+               callback_url: str | None = None) -> Job:
     """Store the audio, record the job as queued, and send the task by name to its queue."""
     job_id = uuid.uuid4().hex
     key = audio_key_for(job_id)
@@ -45,7 +47,7 @@ def submit_job(deps: ApiDeps, audio: ReceivedAudio, mode: str, options: JobOptio
     job = Job(
         id=job_id, status=JobStatus.QUEUED, mode=mode, queue=queue, options=options.model_dump(),
         audio_key=key, audio_filename=audio.filename, audio_size_bytes=audio.size_bytes,
-        audio_duration_s=audio.info.duration_s, progress=0.0, attempts=0,
+        audio_duration_s=audio.info.duration_s, progress=0.0, attempts=0, callback_url=callback_url,
     )
     try:
         deps.jobs.create(job)
@@ -110,11 +112,21 @@ def cancel_job(deps: ApiDeps, job_id: str) -> Job:
             )
         except redis.RedisError:
             logger.warning("could not publish the cancel of job %s", job_id)
+        send_pending_webhooks(deps, job_id)
     for key in (job.audio_key, job.transcript_key):
         if key:
             deps.storage.delete(key)
     deps.jobs.clear_stored_keys(job_id)
     return deps.jobs.get(job_id)
+
+
+def send_pending_webhooks(deps: ApiDeps, job_id: str) -> None:
+    """Queue the job's pending webhook events; if that fails the workers' sweep sends them."""
+    try:
+        for delivery_id in WebhookRepository(deps.jobs.session_factory).pending_for_job(job_id):
+            deps.celery.send_task(DELIVER_WEBHOOK_TASK_NAME, args=[delivery_id], queue=deps.settings.webhook_queue)
+    except Exception:  # a side effect: it never fails the request, and the event is in the outbox
+        logger.warning("could not queue the webhooks of job %s; the reconciler will", job_id, exc_info=True)
 
 
 def load_transcript(deps: ApiDeps, job: Job) -> Transcript:

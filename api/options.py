@@ -11,6 +11,7 @@ from shared.errors import BadRequestError, NotSupportedError
 from shared.languages import supported_languages
 from shared.render import RENDERERS
 from shared.schemas import JobOptions
+from shared.webhooks.callback_url import CallbackUrlError, check_callback_url
 
 MODES = ("file", "sentence")
 MAX_HOTWORDS = 200
@@ -128,3 +129,18 @@ def options_from_form(form: Mapping[str, str], settings: Settings) -> tuple[str,
     )
     check_supported(options, settings)
     return mode, options
+
+
+def parse_callback_url(form: Mapping[str, str], settings: Settings) -> str | None:
+    """The webhook URL a client sent (`callback_url`, or `webhook_url`), checked now so a
+    URL the service will never call is a 400 before anything is stored."""
+    raw = form.get("callback_url") or form.get("webhook_url")
+    if raw is None or not raw.strip():
+        return None
+    if not settings.webhook_secrets:
+        raise BadRequestError("this server sends no webhooks: it has no signing secret (ODDASR_WEBHOOK_SECRETS)")
+    try:
+        return check_callback_url(raw, allowed_networks=settings.webhook_allowed_networks,
+                                  max_chars=settings.webhook_max_url_chars)
+    except CallbackUrlError as exc:
+        raise BadRequestError(str(exc)) from None

@@ -8,16 +8,19 @@ environment variables, so every process of one deployment sees the same values.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import ipaddress
 import json
 import logging
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 logger = logging.getLogger(__name__)
 
@@ -169,6 +172,30 @@ class Settings(BaseSettings):
     #: Websocket pings; a client that answers none for two intervals is taken as gone.
     stream_ping_interval_s: float = 5.0
 
+    # --- webhooks (Standard Webhooks: signed, retried, never to private addresses) ----------
+    #: Signing secrets, `whsec_<base64>`, comma-separated in the environment; every one signs
+    #: each delivery (rotation: add the new one, let receivers switch, drop the old one).
+    #: Empty: `callback_url` is refused, since an unsigned webhook cannot be trusted.
+    webhook_secrets: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: Networks webhooks may reach although they are private or loopback (e.g. 127.0.0.0/8 for
+    #: a receiver on the same machine); empty: only public addresses.
+    webhook_allowed_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: Delays before each retry after a failed attempt (the first attempt goes at once); the
+    #: default spans about 27 hours in 8 attempts. Each delay is stretched by a random jitter.
+    webhook_retry_schedule_s: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0])
+    #: Each delay is multiplied by a random factor in [1 - this, 1 + this].
+    webhook_retry_jitter_fraction: float = 0.1
+    #: One attempt's connect + read limit; a slow receiver counts as a failed attempt.
+    webhook_timeout_s: float = 10.0
+    #: A transcript larger than this (as JSON) is sent as a link instead of inline.
+    webhook_max_inline_bytes: int = 256 * 1024
+    #: Prefix of the transcript link in events (e.g. https://asr.example.com); empty: a path.
+    webhook_link_base_url: str = ""
+    webhook_max_url_chars: int = 2048
+    #: Deliveries due this long ago that no task attempted are sent again by the reconciler.
+    webhook_sweep_after_s: float = 30.0
+
     # --- logging ---------------------------------------------------------------------------
     log_level: str = "INFO"
     #: Keys of the config file that this version does not use (reported, never fatal).
@@ -186,6 +213,46 @@ class Settings(BaseSettings):
         # Environment beats the config file (passed as init values), so a container can
         # override one key of a mounted config.json.
         return (env_settings, init_settings)
+
+    @field_validator("webhook_secrets", "webhook_allowed_networks", "webhook_retry_schedule_s", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        """Lists arrive from the environment as comma-separated text (or a JSON list)."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [item.strip() for item in text.split(",") if item.strip()]
+        return value
+
+    @field_validator("webhook_secrets")
+    @classmethod
+    def _whsec_secrets(cls, value: list[str]) -> list[str]:
+        for secret in value:
+            body = secret.removeprefix("whsec_")
+            try:
+                if secret == body or not base64.b64decode(body, validate=True):
+                    raise ValueError
+            except (ValueError, binascii.Error):
+                raise ValueError("each webhook secret must be 'whsec_' followed by base64 bytes") from None
+        return value
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"webhook_allowed_networks: {network!r} is not a network (e.g. 127.0.0.0/8)") from None
+        return value
+
+    @field_validator("webhook_retry_schedule_s")
+    @classmethod
+    def _schedule(cls, value: list[float]) -> list[float]:
+        if any(delay_s < 0 for delay_s in value):
+            raise ValueError("webhook_retry_schedule_s: delays cannot be negative")
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -226,6 +293,11 @@ class Settings(BaseSettings):
         return QUEUE_CPU
 
     @property
+    def webhook_queue(self) -> str:
+        """Deliveries are short: the low-latency sentence queue where a worker serves it."""
+        return QUEUE_SENTENCE if self.sentence_worker_concurrency > 0 else self.file_queue
+
+    @property
     def effective_redis_url(self) -> str:
         return self.redis_url or f"redis://127.0.0.1:{self.embedded_redis_port}/0"
 
@@ -235,7 +307,10 @@ class Settings(BaseSettings):
         for name, value in self.model_dump(exclude={"ignored_config_keys"}).items():
             if value is None:
                 continue
-            text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+            if isinstance(value, list):
+                text = ",".join(str(item) for item in value)
+            else:
+                text = ("true" if value else "false") if isinstance(value, bool) else str(value)
             env[f"{ENV_PREFIX}{name.upper()}"] = text
         env[f"{ENV_PREFIX}REDIS_URL"] = self.effective_redis_url
         return env

@@ -6,6 +6,8 @@ from pydantic import BaseModel, Field
 
 #: The task name both sides agree on; the API sends it by name and never imports the worker.
 TRANSCRIBE_TASK_NAME = "oddasr.transcribe"
+#: One attempt of one webhook delivery (argument: the delivery's id, its `webhook-id`).
+DELIVER_WEBHOOK_TASK_NAME = "oddasr.deliver_webhook"
 
 
 class JobOptions(BaseModel):

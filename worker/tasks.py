@@ -11,11 +11,14 @@ from sqlalchemy.exc import OperationalError
 
 from shared.config import get_settings
 from shared.db.models import JobStatus
+from shared.db.webhooks import WebhookRepository
 from shared.errors import OddAsrError
-from shared.schemas import TRANSCRIBE_TASK_NAME
+from shared.schemas import DELIVER_WEBHOOK_TASK_NAME, TRANSCRIBE_TASK_NAME
 from worker.celery_app import app
+from worker.services.reaper import send_webhook
 from worker.services.runtime import WorkerRuntime, current_runtime
 from worker.services.transcription import fail_job, run_transcription
+from worker.services.webhooks import WebhookContext, attempt_delivery
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +43,43 @@ def _failed(runtime: WorkerRuntime, job_id: str, reason: str) -> JobFailed:
     return _job_failed(job_id, reason)
 
 
+#: Retries due sooner than this are sent as a delayed task; later ones are left to the
+#: reconciler's sweep (a Redis ETA task held for hours outlives the visibility timeout).
+MAX_TASK_COUNTDOWN_S = 60.0
+
+
+def _webhook_context(runtime: WorkerRuntime) -> WebhookContext:
+    return WebhookContext(settings=runtime.settings, jobs=runtime.jobs,
+                          webhooks=WebhookRepository(runtime.jobs.session_factory), storage=runtime.storage)
+
+
+def _send_job_webhooks(runtime: WorkerRuntime, job_id: str) -> None:
+    """Send the job's pending webhook events now; a failure only delays them to the sweep."""
+    try:
+        for delivery_id in WebhookRepository(runtime.jobs.session_factory).pending_for_job(job_id):
+            send_webhook(app, runtime.settings, delivery_id)
+    except Exception:  # side effects never fail the job: the reconciler sends what is pending
+        logger.warning("could not queue the webhooks of job %s; the reconciler will", job_id, exc_info=True)
+
+
+@app.task(name=DELIVER_WEBHOOK_TASK_NAME, ignore_result=True)
+def deliver_webhook(delivery_id: str) -> None:
+    runtime = current_runtime(get_settings())
+    outcome = attempt_delivery(_webhook_context(runtime), delivery_id)
+    if outcome is not None and outcome.retry_in_s is not None and outcome.retry_in_s <= MAX_TASK_COUNTDOWN_S:
+        send_webhook(app, runtime.settings, delivery_id, countdown_s=outcome.retry_in_s)
+
+
 @app.task(name=TRANSCRIBE_TASK_NAME, bind=True, max_retries=MAX_TRANSIENT_RETRIES, throws=(JobFailed,))
 def transcribe(self: Task, job_id: str) -> None:
     runtime = current_runtime(get_settings())
+    try:
+        _transcribe(self, runtime, job_id)
+    finally:
+        _send_job_webhooks(runtime, job_id)
+
+
+def _transcribe(self: Task, runtime: WorkerRuntime, job_id: str) -> None:
     try:
         status = run_transcription(runtime, job_id)
     except SoftTimeLimitExceeded as exc:

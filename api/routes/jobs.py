@@ -6,7 +6,7 @@ from flask import Blueprint, Response, jsonify, request, url_for
 
 from api.deps import deps
 from api.job_service import cancel_job, job_to_dict, load_transcript, submit_job
-from api.options import options_from_form, parse_output_format
+from api.options import options_from_form, parse_callback_url, parse_output_format
 from api.streaming import jobs as stream_jobs
 from api.uploads import receive_audio
 from shared.db.models import JobStatus
@@ -27,9 +27,10 @@ def max_duration_for(mode: str) -> float:
 def create_job():  # type: ignore[no-untyped-def]
     d = deps()
     mode, options = options_from_form(request.form, d.settings)
+    callback_url = parse_callback_url(request.form, d.settings)
     audio = receive_audio("audio", max_upload_bytes=d.settings.max_upload_bytes,
                           max_duration_s=max_duration_for(mode))
-    job = submit_job(d, audio, mode, options)
+    job = submit_job(d, audio, mode, options, callback_url)
     response = jsonify(job_to_dict(job))
     response.status_code = 202
     response.headers["Location"] = url_for("jobs.get_job", job_id=job.id)

@@ -12,7 +12,7 @@ from flask import Blueprint, jsonify, request
 from api.deps import deps
 from api.errors import error_response
 from api.job_service import JOB_ID_HEADER, load_transcript, submit_job, wait_for_final
-from api.options import options_from_form
+from api.options import options_from_form, parse_callback_url
 from api.routes.jobs import max_duration_for
 from api.uploads import receive_audio
 from shared.db.models import JobStatus
@@ -27,9 +27,10 @@ def _transcribe_sync(forced_mode: str | None):  # type: ignore[no-untyped-def]
     if forced_mode:
         form["mode"] = forced_mode
     mode, options = options_from_form(form, d.settings)
+    callback_url = parse_callback_url(form, d.settings)
     audio = receive_audio("audio", max_upload_bytes=d.settings.max_upload_bytes,
                           max_duration_s=max_duration_for(mode))
-    job = submit_job(d, audio, mode, options)
+    job = submit_job(d, audio, mode, options, callback_url)
     job = wait_for_final(d, job.id, d.settings.sync_wait_timeout_s)
     if job.status == JobStatus.SUCCEEDED:
         body, _content_type = render(load_transcript(d, job), options.output_format)

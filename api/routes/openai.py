@@ -7,7 +7,7 @@ from flask import Blueprint, Response, jsonify, request
 from api.deps import deps
 from api.errors import error_response
 from api.job_service import JOB_ID_HEADER, load_transcript, submit_job, wait_for_final
-from api.options import check_supported, parse_language
+from api.options import check_supported, parse_callback_url, parse_language
 from api.uploads import receive_audio
 from shared.db.models import JobStatus
 from shared.engines_catalog import model_ids
@@ -55,9 +55,10 @@ def transcriptions():  # type: ignore[no-untyped-def]
         word_timestamps="word" in granularities,
     )
     check_supported(options, d.settings)
+    callback_url = parse_callback_url(form, d.settings)
     audio = receive_audio("file", max_upload_bytes=d.settings.max_upload_bytes,
                           max_duration_s=d.settings.max_audio_duration_s)
-    job = wait_for_final(d, submit_job(d, audio, "file", options).id, d.settings.sync_wait_timeout_s)
+    job = wait_for_final(d, submit_job(d, audio, "file", options, callback_url).id, d.settings.sync_wait_timeout_s)
     if job.status == JobStatus.SUCCEEDED:
         body, content_type = render(load_transcript(d, job), options.output_format)
         return Response(body, content_type=content_type, headers={JOB_ID_HEADER: job.id})

@@ -59,6 +59,8 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, onupdate=utc_now)
+    #: Where the final status is POSTed (a signed webhook); None: the client polls.
+    callback_url: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class StreamSegment(Base):
@@ -73,3 +75,39 @@ class StreamSegment(Base):
     end_ms: Mapped[int] = mapped_column(Integer)
     text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+class DeliveryState(enum.StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    #: Every attempt of the retry schedule failed.
+    FAILED = "failed"
+    #: The receiver answered 410 Gone: no more attempts.
+    GONE = "gone"
+
+
+class WebhookDelivery(Base):
+    """One webhook event of a job (the outbox): written in the transaction that writes the
+    job's final status, so a crash between the status and the send loses nothing. Its id is
+    the event's `webhook-id`, the same on every attempt and redelivery."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(32), ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    #: job.succeeded, job.failed, job.canceled or stream.ended.
+    event_type: Mapped[str] = mapped_column(String(32))
+    url: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default=DeliveryState.PENDING, index=True)
+    #: The body, fixed at the first attempt so every attempt sends the same bytes.
+    payload: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: Each attempt: {"at", "status_code", "error", "duration_ms"}.
+    attempts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    #: Attempts since the event was (re)delivered: the position in the retry schedule.
+    schedule_step: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, index=True)
+    #: An attempt in flight holds the delivery until then (its sender may die mid-send).
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    lock_token: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, onupdate=utc_now)

@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.db.models import Job, JobStatus, StreamSegment, utc_now
+from shared.db.models import TERMINAL_STATUSES, Job, JobStatus, StreamSegment, utc_now
+from shared.db.webhooks import record_final_event
 from shared.errors import InvalidTransitionError, NotFoundError
 
 logger = logging.getLogger(__name__)
@@ -78,7 +79,9 @@ class JobRepository:
         """Move a job to `target` if the transition table allows it from its current status.
 
         Returns False when the job is in a status the target cannot be reached from (the
-        caller lost a race or the job already finished); raises for unknown columns.
+        caller lost a race or the job already finished); raises for unknown columns. A final
+        status of a job with a callback URL records its webhook event in the same transaction
+        (the outbox), so there is never a final status without its event, or the reverse.
         """
         unknown = set(fields) - _TRANSITION_FIELDS
         if unknown:
@@ -94,9 +97,16 @@ class JobRepository:
                 update(Job).where(Job.id == job_id, Job.status.in_([s.value for s in sources])).values(**values)
             )
             changed = result.rowcount == 1
+            if changed and target in TERMINAL_STATUSES:
+                record_final_event(session, job_id, target, STREAM_MODE)
         if changed:
             logger.info("job %s -> %s", job_id, target.value)
         return changed
+
+    @property
+    def session_factory(self) -> sessionmaker[Session]:
+        """For the repositories of related tables (webhook deliveries) on the same database."""
+        return self._session_factory
 
     def set_progress(self, job_id: str, progress: float) -> bool:
         """Record progress of a running job; False once it is no longer running (canceled)."""

@@ -30,7 +30,8 @@ from celery import Celery
 from shared.config import Settings
 from shared.db.models import utc_now
 from shared.db.repository import JobRepository
-from shared.schemas import TRANSCRIBE_TASK_NAME
+from shared.db.webhooks import WebhookRepository
+from shared.schemas import DELIVER_WEBHOOK_TASK_NAME, TRANSCRIBE_TASK_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -125,10 +126,29 @@ def requeue_stalled_queued(ctx: ReconcileContext) -> list[str]:
     return sent
 
 
+def send_webhook(app: Celery, settings: Settings, delivery_id: str, countdown_s: float = 0.0) -> None:
+    """Send one delivery attempt's task; a duplicate is harmless (the attempt claims first)."""
+    app.send_task(DELIVER_WEBHOOK_TASK_NAME, args=[delivery_id], queue=settings.webhook_queue,
+                  countdown=countdown_s or None)
+
+
+def resend_due_webhooks(ctx: ReconcileContext) -> list[str]:
+    """Deliveries due for a while that no task attempted (the sender died mid-send, the task
+    was lost with Redis, or a retry was due hours after its failed attempt)."""
+    webhooks = WebhookRepository(ctx.jobs.session_factory)
+    due = webhooks.due(utc_now() - timedelta(seconds=ctx.settings.webhook_sweep_after_s))
+    for delivery_id in due:
+        send_webhook(ctx.app, ctx.settings, delivery_id)
+    if due:
+        logger.info("sent %d due webhook deliveries again", len(due))
+    return due
+
+
 #: Every sweep of one reconciler pass, by what it looks for.
 SWEEPS: dict[str, Sweep] = {
     "running jobs without a sign of life": requeue_stale_running,
     "queued jobs no worker started": requeue_stalled_queued,
+    "webhook deliveries due": resend_due_webhooks,
 }
 
 

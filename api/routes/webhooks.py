@@ -1,0 +1,61 @@
+"""A job's webhook deliveries: the log of every attempt, and sending the last event again."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flask import Blueprint, jsonify
+
+from api.deps import deps
+from api.job_service import send_pending_webhooks
+from shared.db.models import WebhookDelivery
+from shared.db.webhooks import WebhookRepository
+from shared.errors import ConflictError, NotFoundError
+
+blueprint = Blueprint("webhooks", __name__)
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+
+
+def delivery_to_dict(delivery: WebhookDelivery) -> dict[str, object]:
+    return {
+        "id": delivery.id,
+        "event_type": delivery.event_type,
+        "url": delivery.url,
+        "state": delivery.state,
+        "attempts": delivery.attempts or [],
+        "next_attempt_at": _iso(delivery.next_attempt_at) if delivery.state == "pending" else None,
+        "created_at": _iso(delivery.created_at),
+    }
+
+
+@blueprint.get("/v1/jobs/<job_id>/webhooks")
+def list_deliveries(job_id: str):  # type: ignore[no-untyped-def]
+    d = deps()
+    job = d.jobs.get(job_id)
+    deliveries = WebhookRepository(d.jobs.session_factory).for_job(job_id)
+    return jsonify({"job_id": job.id, "callback_url": job.callback_url,
+                    "deliveries": [delivery_to_dict(delivery) for delivery in deliveries]})
+
+
+@blueprint.post("/v1/jobs/<job_id>/webhooks/redeliver")
+def redeliver(job_id: str):  # type: ignore[no-untyped-def]
+    """Send the job's last event again, with its original `webhook-id`, from the first attempt
+    of the retry schedule (receivers that de-duplicate on the id see it once)."""
+    d = deps()
+    d.jobs.get(job_id)
+    webhooks = WebhookRepository(d.jobs.session_factory)
+    deliveries = webhooks.for_job(job_id)
+    if not deliveries:
+        raise NotFoundError(f"job {job_id} has no webhook event (no callback_url, or not finished yet)")
+    last = deliveries[-1]
+    if not webhooks.redeliver(last.id):
+        raise ConflictError(f"an attempt of webhook {last.id} is in flight; try again in a few seconds")
+    send_pending_webhooks(d, job_id)
+    response = jsonify(delivery_to_dict(webhooks.get(last.id) or last))
+    response.status_code = 202
+    return response

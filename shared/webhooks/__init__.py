@@ -1,0 +1,1 @@
+"""Webhooks: the address guard, the callback URL check and Standard Webhooks signing."""

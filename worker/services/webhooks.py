@@ -1,0 +1,160 @@
+"""Sends one webhook attempt of an outbox delivery and decides what follows it.
+
+A 2xx ends the delivery; 410 Gone stops it (recorded as `gone`); a refused address stops it
+(the guard will refuse it again); anything else (another status, a timeout, a refused
+connection) is retried after the next delay of `webhook_retry_schedule_s`, stretched by a
+random jitter so that receivers coming back from an outage are not hit by every sender at
+once. Redirects are never followed: a redirect is just a failed attempt. The body is fixed at
+the first attempt and the `webhook-id` is the delivery's, so every attempt and every
+redelivery of one event carries the same id and bytes. Nothing here changes the job.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import requests
+
+from shared.config import Settings
+from shared.db.models import DeliveryState, Job, JobStatus, WebhookDelivery, utc_now
+from shared.db.repository import JobRepository
+from shared.db.webhooks import STREAM_ENDED, WebhookRepository
+from shared.storage import Storage
+from shared.transcript import Transcript
+from shared.webhooks.signing import webhook_headers
+from shared.webhooks.ssrf_guard import AddressRefused
+from worker.services.webhook_http import guarded_session
+
+logger = logging.getLogger(__name__)
+
+#: An attempt holds its delivery this long beyond its timeout before another sender may try.
+CLAIM_MARGIN_S = 30.0
+#: Errors are stored shortened: the delivery log is for people.
+MAX_ERROR_CHARS = 300
+
+
+@dataclass(frozen=True)
+class WebhookContext:
+    settings: Settings
+    jobs: JobRepository
+    webhooks: WebhookRepository
+    storage: Storage
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    state: DeliveryState
+    #: Seconds until the next attempt, when one follows.
+    retry_in_s: float | None
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+
+
+def _link(settings: Settings, path: str) -> str:
+    return f"{settings.webhook_link_base_url.rstrip('/')}{path}"
+
+
+def _transcript_body(transcript: Transcript) -> dict[str, Any]:
+    return {"text": transcript.text, "language": transcript.language,
+            "segments": [{"start": s.start_s, "end": s.end_s, "text": s.text, "speaker": s.speaker}
+                         for s in transcript.segments]}
+
+
+def build_payload(ctx: WebhookContext, delivery: WebhookDelivery) -> str:
+    """The event body: type, time and the job's outcome; the transcript inline up to
+    `webhook_max_inline_bytes`, else as a link."""
+    job: Job = ctx.jobs.get(delivery.job_id)
+    data: dict[str, Any] = {
+        "job_id": job.id, "status": job.status, "mode": job.mode, "error": job.error,
+        "audio_duration_s": job.audio_duration_s, "processing_s": job.processing_s,
+        "created_at": _iso(job.created_at), "started_at": _iso(job.started_at), "finished_at": _iso(job.finished_at),
+        "links": {"job": _link(ctx.settings, f"/v1/jobs/{job.id}"),
+                  "transcript": _link(ctx.settings, f"/v1/jobs/{job.id}/transcript?format=json")},
+    }
+    transcript: dict[str, Any] | None = None
+    if delivery.event_type == STREAM_ENDED:
+        segments = ctx.jobs.stream_segments(job.id)
+        transcript = {"text": " ".join(s.text for s in segments).strip(), "language": None,
+                      "segments": [{"start": s.start_ms / 1000, "end": s.end_ms / 1000, "text": s.text,
+                                    "speaker": None} for s in segments]}
+    elif job.status == JobStatus.SUCCEEDED and job.transcript_key:
+        transcript = _transcript_body(Transcript.model_validate_json(ctx.storage.get_bytes(job.transcript_key)))
+    if transcript is not None:
+        inline = json.dumps(transcript, ensure_ascii=False)
+        if len(inline.encode("utf-8")) <= ctx.settings.webhook_max_inline_bytes:
+            data["transcript"] = transcript
+        else:
+            data["transcript"] = None
+            data["transcript_too_large"] = True
+    event = {"type": delivery.event_type, "timestamp": _iso(delivery.created_at), "data": data}
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+
+
+def next_delay_s(settings: Settings, step: int) -> float | None:
+    """Delay before the attempt after `step` failed ones, with jitter; None: no more attempts."""
+    schedule = settings.webhook_retry_schedule_s
+    if step >= len(schedule):
+        return None
+    jitter = settings.webhook_retry_jitter_fraction
+    return max(0.0, schedule[step] * random.uniform(1 - jitter, 1 + jitter))  # jitter, not a secret
+
+
+def _post(settings: Settings, url: str, headers: dict[str, str], body: bytes) -> tuple[int | None, str | None, bool]:
+    """(status code, error, refused by the guard) of one POST."""
+    session = guarded_session(settings.webhook_allowed_networks)
+    try:
+        response = session.post(url, data=body, headers=headers, timeout=settings.webhook_timeout_s,
+                                allow_redirects=False)
+        response.close()
+        return response.status_code, None, False
+    except AddressRefused as exc:
+        return None, f"refused: {exc}"[:MAX_ERROR_CHARS], True
+    except requests.RequestException as exc:
+        return None, f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS], False
+    finally:
+        session.close()
+
+
+def attempt_delivery(ctx: WebhookContext, delivery_id: str) -> AttemptOutcome | None:
+    """Make one attempt if the delivery is due and no one else holds it; None otherwise."""
+    settings = ctx.settings
+    claim = ctx.webhooks.claim(delivery_id, hold_s=settings.webhook_timeout_s * 2 + CLAIM_MARGIN_S)
+    if claim is None:
+        return None
+    delivery = claim.delivery
+    payload = delivery.payload or ctx.webhooks.fix_payload(delivery.id, build_payload(ctx, delivery))
+    body = payload.encode("utf-8")
+    headers = webhook_headers(settings.webhook_secrets, delivery.id, int(time.time()), body)
+    started_at = utc_now()
+    started_s = time.monotonic()
+    status_code, error, refused = _post(settings, delivery.url, headers, body)
+    duration_ms = round((time.monotonic() - started_s) * 1000, 1)
+    retry_in_s: float | None = None
+    if status_code is not None and 200 <= status_code < 300:
+        state = DeliveryState.DELIVERED
+    elif status_code == 410:
+        state = DeliveryState.GONE
+    elif refused:
+        state = DeliveryState.FAILED
+    else:
+        retry_in_s = next_delay_s(settings, delivery.schedule_step)
+        state = DeliveryState.PENDING if retry_in_s is not None else DeliveryState.FAILED
+        if status_code is not None and 300 <= status_code < 400:
+            error = "redirect not followed"
+    attempt = {"at": _iso(started_at), "status_code": status_code, "error": error, "duration_ms": duration_ms}
+    next_at = utc_now() + timedelta(seconds=retry_in_s) if retry_in_s is not None else None
+    ctx.webhooks.finish_attempt(claim, attempt, state, next_at)
+    log = logger.info if state == DeliveryState.DELIVERED else logger.warning
+    log("webhook %s (%s of job %s) attempt %d: %s -> %s", delivery.id, delivery.event_type, delivery.job_id,
+        delivery.schedule_step + 1, status_code or error, state.value)
+    return AttemptOutcome(state=state, retry_in_s=retry_in_s)
