@@ -8,6 +8,7 @@ path production runs), and 127.0.0.0/8 is allowed so the local receiver can be r
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 import requests
 from standardwebhooks import Webhook
 
+from shared.config import QUEUE_SENTENCE
 from tests.support.speech import REFERENCE_SENTENCES, synthesize
 from tests.support.stack import Stack, running_stack, wait_for_job
 from tests.support.webhook_receiver import Received, Receiver, running_receiver
@@ -26,6 +28,8 @@ SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 OLD_SECRET = "whsec_b2xkLXNlY3JldC1zdGlsbC12YWxpZA=="
 #: Three retries after the first attempt: four attempts in about two seconds.
 SCHEDULE_S = [0.3, 0.5, 1.0]
+#: A killed sender's claim lapses after 2 x this + the margin (9 s), then the sweep resends.
+WEBHOOK_TIMEOUT_S = 2.0
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +42,8 @@ def receiver() -> Iterator[Receiver]:
 def stack(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
     with running_stack(tmp_path_factory.mktemp("webhooks"), redis_server.url, file_concurrency=1,
                        webhook_secrets=[SECRET, OLD_SECRET], webhook_allowed_networks=["127.0.0.0/8"],
-                       webhook_retry_schedule_s=SCHEDULE_S, webhook_timeout_s=5.0) as running:
+                       webhook_retry_schedule_s=SCHEDULE_S, webhook_timeout_s=WEBHOOK_TIMEOUT_S,
+                       webhook_sweep_after_s=0.5, reaper_interval_s=1.0) as running:
         yield running
 
 
@@ -160,3 +165,22 @@ def test_refused_callback_urls_are_400_before_anything_is_stored(stack: Stack, c
                                  data={"callback_url": "http://0xa9.0xfe.0xa9.0xfe/"}, timeout=60)
     assert response.status_code == 400, response.text
     assert requests.get(stack.url("/v1/jobs"), params={"limit": 100}, timeout=10).json()["total"] == 5
+
+
+def test_sender_killed_mid_send_the_event_still_arrives_with_its_id(
+        stack: Stack, receiver: Receiver, clip: Path) -> None:
+    """The outbox: SIGKILL the worker holding a delivery while the receiver is still
+    answering; the event stays pending in the database and, once the dead sender's claim
+    lapses, another worker's sweep sends it again with the same webhook-id."""
+    receiver.delays_s["/slow"] = [3.0]
+    created = submit(stack, clip, callback_url=f"{receiver.url}/slow").json()
+    [first] = wait_received(receiver, "/slow", 1)  # the attempt is in flight now
+    stack.stop("worker-sentence", sig=signal.SIGKILL)
+    stack.start_worker("sentence", [QUEUE_SENTENCE], 1)
+    stack.wait_ready((QUEUE_SENTENCE,))
+    second = wait_received(receiver, "/slow", 2, timeout_s=90)[1]
+    assert second.headers["webhook-id"] == first.headers["webhook-id"]
+    assert verified(second)["data"]["job_id"] == created["id"]
+    [logged] = deliveries(stack, created["id"], "delivered")
+    assert [a["status_code"] for a in logged["attempts"]] == [200]  # the killed attempt left no record
+    assert wait_for_job(stack, created["id"])["status"] == "succeeded"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ class Receiver:
     script: dict[str, list[int]] = field(default_factory=dict)
     #: path -> Location header to answer with (with a 3xx status in `script`).
     redirects: dict[str, str] = field(default_factory=dict)
+    #: path -> seconds to wait before answering, in turn (then no wait): a slow receiver.
+    delays_s: dict[str, list[float]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def received(self, path: str) -> list[Received]:
@@ -42,6 +45,9 @@ def running_receiver() -> Iterator[Receiver]:
                 receiver.requests.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
                 codes = receiver.script.get(self.path, [200])
                 status = codes.pop(0) if len(codes) > 1 else codes[0]
+                delays_s = receiver.delays_s.get(self.path, [])
+                delay_s = delays_s.pop(0) if delays_s else 0.0
+            time.sleep(delay_s)
             self.send_response(status)
             if self.path in receiver.redirects:
                 self.send_header("Location", receiver.redirects[self.path])

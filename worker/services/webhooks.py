@@ -33,8 +33,9 @@ from worker.services.webhook_http import guarded_session
 
 logger = logging.getLogger(__name__)
 
-#: An attempt holds its delivery this long beyond its timeout before another sender may try.
-CLAIM_MARGIN_S = 30.0
+#: An attempt holds its delivery for twice its timeout (connect, then read) and this margin;
+#: past that its sender is taken as dead and another one sends the same event again.
+CLAIM_MARGIN_S = 5.0
 #: Errors are stored shortened: the delivery log is for people.
 MAX_ERROR_CHARS = 300
 
