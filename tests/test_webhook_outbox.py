@@ -4,6 +4,7 @@ PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -19,7 +20,10 @@ from shared.db.models import DeliveryState, Job, JobStatus, utc_now
 from shared.db.repository import STREAM_MODE, JobRepository
 from shared.db.session import make_engine, make_session_factory
 from shared.db.webhooks import WebhookRepository
+from shared.storage.local import LocalStorage
+from shared.transcript import Segment, Transcript
 from worker.services.reaper import ReconcileContext, resend_due_webhooks
+from worker.services.webhooks import WebhookContext, build_payload, next_delay_s
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -131,3 +135,45 @@ def test_reconciler_resends_due_deliveries(repos: tuple[JobRepository, WebhookRe
                            redis=None)  # type: ignore[arg-type]
     assert resend_due_webhooks(ctx) == [delivery.id]
     assert sent == [("oddasr.deliver_webhook", [delivery.id], "sentence")]
+
+
+def test_payload_inlines_small_transcripts_links_large_ones_and_carries_stream_sentences(
+        repos: tuple[JobRepository, WebhookRepository], tmp_path: Path) -> None:
+    jobs, webhooks = repos
+    storage = LocalStorage(tmp_path / "storage")
+    transcript = Transcript(text="hello world", segments=[Segment(start_s=0.0, end_s=1.0, text="hello world")],
+                            language="en", duration_s=1.0)
+    job_id = running_job(jobs)
+    storage.put_bytes(f"transcripts/{job_id}.json", transcript.model_dump_json().encode())
+    jobs.transition(job_id, JobStatus.SUCCEEDED, transcript_key=f"transcripts/{job_id}.json", finished_at=utc_now())
+    [delivery] = webhooks.for_job(job_id)
+
+    def payload(settings: Settings, delivery_id: str) -> dict:
+        ctx = WebhookContext(settings=settings, jobs=jobs, webhooks=webhooks, storage=storage)
+        return json.loads(build_payload(ctx, webhooks.get(delivery_id)))  # type: ignore[arg-type]
+
+    event = payload(Settings(webhook_link_base_url="https://asr.example.com/"), delivery.id)
+    assert event["type"] == "job.succeeded"
+    assert event["data"]["transcript"]["text"] == "hello world"
+    assert event["data"]["links"]["transcript"] == f"https://asr.example.com/v1/jobs/{job_id}/transcript?format=json"
+    event = payload(Settings(webhook_max_inline_bytes=10), delivery.id)
+    assert event["data"]["transcript"] is None and event["data"]["transcript_too_large"] is True
+    assert event["data"]["links"]["transcript"] == f"/v1/jobs/{job_id}/transcript?format=json"
+
+    stream_id = running_job(jobs, mode=STREAM_MODE)
+    jobs.add_stream_segment(stream_id, 0, 0, 1200, "first sentence")
+    jobs.add_stream_segment(stream_id, 1, 1200, 2500, "second one")
+    jobs.transition(stream_id, JobStatus.SUCCEEDED, finished_at=utc_now())
+    [ended] = webhooks.for_job(stream_id)
+    event = payload(Settings(), ended.id)
+    assert event["type"] == "stream.ended"
+    assert event["data"]["transcript"]["text"] == "first sentence second one"
+    assert [s["end"] for s in event["data"]["transcript"]["segments"]] == [1.2, 2.5]
+
+
+def test_retry_delays_follow_the_schedule_with_jitter_then_stop() -> None:
+    settings = Settings(webhook_retry_schedule_s=[5.0, 300.0], webhook_retry_jitter_fraction=0.1)
+    delays_s = [next_delay_s(settings, 0) for _ in range(200)]
+    assert all(4.5 <= d <= 5.5 for d in delays_s) and len(set(delays_s)) > 100
+    assert 270.0 <= (next_delay_s(settings, 1) or 0) <= 330.0
+    assert next_delay_s(settings, 2) is None

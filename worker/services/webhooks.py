@@ -25,7 +25,7 @@ from shared.config import Settings
 from shared.db.models import DeliveryState, Job, JobStatus, WebhookDelivery, utc_now
 from shared.db.repository import JobRepository
 from shared.db.webhooks import STREAM_ENDED, WebhookRepository
-from shared.storage import Storage
+from shared.storage import Storage, StorageKeyNotFound
 from shared.transcript import Transcript
 from shared.webhooks.signing import webhook_headers
 from shared.webhooks.ssrf_guard import AddressRefused
@@ -89,7 +89,10 @@ def build_payload(ctx: WebhookContext, delivery: WebhookDelivery) -> str:
                       "segments": [{"start": s.start_ms / 1000, "end": s.end_ms / 1000, "text": s.text,
                                     "speaker": None} for s in segments]}
     elif job.status == JobStatus.SUCCEEDED and job.transcript_key:
-        transcript = _transcript_body(Transcript.model_validate_json(ctx.storage.get_bytes(job.transcript_key)))
+        try:
+            transcript = _transcript_body(Transcript.model_validate_json(ctx.storage.get_bytes(job.transcript_key)))
+        except StorageKeyNotFound:  # deleted since (retention): the event still goes, without it
+            data["transcript"] = None
     if transcript is not None:
         inline = json.dumps(transcript, ensure_ascii=False)
         if len(inline.encode("utf-8")) <= ctx.settings.webhook_max_inline_bytes:
