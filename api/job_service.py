@@ -137,6 +137,9 @@ def load_transcript(deps: ApiDeps, job: Job) -> Transcript:
         raise GoneError(f"job {job.id} was canceled; it has no transcript")
     if job.status != JobStatus.SUCCEEDED:
         raise ConflictError(f"job {job.id} is {job.status}; poll /v1/jobs/{job.id} until it has succeeded")
+    if job.data_expired_at is not None:
+        raise GoneError(f"the transcript of job {job.id} expired: finished jobs keep their data for the"
+                        f" configured retention ({deps.settings.retention_days:g} days)")
     if not job.transcript_key:
         raise GoneError(f"the transcript of job {job.id} was deleted")
     try:
@@ -176,6 +179,7 @@ def job_to_dict(job: Job, transcript: Transcript | None = None) -> dict[str, obj
         "created_at": _iso(job.created_at),
         "started_at": _iso(job.started_at),
         "finished_at": _iso(job.finished_at),
+        "data_expired_at": _iso(job.data_expired_at),
         "links": {"self": f"/v1/jobs/{job.id}", "transcript": f"/v1/jobs/{job.id}/transcript"},
     }
     if transcript is not None:

@@ -172,6 +172,14 @@ class Settings(BaseSettings):
     #: Websocket pings; a client that answers none for two intervals is taken as gone.
     stream_ping_interval_s: float = 5.0
 
+    # --- retention -------------------------------------------------------------------------
+    #: Days a finished job keeps its audio and transcript; then they are deleted and the job
+    #: row stays, with its status and `data_expired_at` (its transcript answers 410). 0: forever.
+    retention_days: float = 30.0
+    #: Days a finished job keeps its uploaded audio, when shorter than `retention_days`
+    #: (unset: as long as the transcript; 0: forever).
+    audio_retention_days: float | None = None
+
     # --- webhooks (Standard Webhooks: signed, retried, never to private addresses) ----------
     #: Signing secrets, `whsec_<base64>`, comma-separated in the environment; every one signs
     #: each delivery (rotation: add the new one, let receivers switch, drop the old one).

@@ -28,6 +28,7 @@ from shared.db.repository import JobRepository
 from shared.db.session import make_engine, make_session_factory
 from shared.logs import configure_logging
 from shared.redis_keys import WORKER_HEARTBEAT_INTERVAL_S
+from shared.storage import Storage, make_storage
 from shared.worker_presence import forget_worker, record_heartbeat
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class _Heartbeat:
         self.node = ""
         self.queues: list[str] = []
         self.jobs: JobRepository | None = None
+        self.storage: Storage | None = None
         self.client = redis.Redis.from_url(_settings.effective_redis_url, socket_connect_timeout=3, socket_timeout=5)
 
     def run(self) -> None:
@@ -104,7 +106,13 @@ class _Heartbeat:
         except Exception:  # the reconciler must never take the worker down; it tries again later
             logger.warning("could not reach the job database to reconcile jobs", exc_info=True)
             return
-        reconcile(ReconcileContext(settings=_settings, jobs=self.jobs, app=app, redis=self.client))
+        if self.storage is None:
+            try:
+                self.storage = make_storage(_settings)
+            except Exception:  # storage away: the retention sweep waits for a later pass
+                logger.warning("could not open storage for the retention sweep", exc_info=True)
+        reconcile(ReconcileContext(settings=_settings, jobs=self.jobs, app=app, redis=self.client,
+                                   storage=self.storage))
 
 
 _heartbeat = _Heartbeat()

@@ -61,6 +61,8 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, onupdate=utc_now)
     #: Where the final status is POSTed (a signed webhook); None: the client polls.
     callback_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: When retention deleted the job's audio and transcript (the row and status stay).
+    data_expired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class StreamSegment(Base):

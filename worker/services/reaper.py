@@ -12,8 +12,9 @@ The database is the source of truth; a Redis message can be lost or stranded:
 
 Each sweep claims what it sends with a conditional update, so of several workers racing for a
 job exactly one sends it; a duplicate that is delivered later finds the job running or
-finished (both transitions are conditional) and leaves one result. Other owed work (webhook
-deliveries) joins as one more entry of `SWEEPS`.
+finished (both transitions are conditional) and leaves one result. Other owed work joins as
+one more entry of `SWEEPS`: webhook deliveries that are due, and the stored data of jobs that
+finished longer ago than the retention.
 """
 
 from __future__ import annotations
@@ -30,8 +31,11 @@ from celery import Celery
 from shared.config import Settings
 from shared.db.models import utc_now
 from shared.db.repository import JobRepository
+from shared.db.retention import RetentionRepository
 from shared.db.webhooks import WebhookRepository
 from shared.schemas import DELIVER_WEBHOOK_TASK_NAME, TRANSCRIBE_TASK_NAME
+from shared.storage import Storage
+from worker.services.retention import expire_old_data
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +57,8 @@ class ReconcileContext:
     app: Celery
     #: A client of the broker's Redis (the one the queues live in).
     redis: redis.Redis
+    #: Where audio and transcripts live; None: the retention sweep waits for a pass that has it.
+    storage: Storage | None = None
 
 
 Sweep = Callable[[ReconcileContext], list[str]]
@@ -144,11 +150,18 @@ def resend_due_webhooks(ctx: ReconcileContext) -> list[str]:
     return due
 
 
+def expire_retained_data(ctx: ReconcileContext) -> list[str]:
+    if ctx.storage is None:
+        return []
+    return expire_old_data(ctx.settings, RetentionRepository(ctx.jobs.session_factory), ctx.storage)
+
+
 #: Every sweep of one reconciler pass, by what it looks for.
 SWEEPS: dict[str, Sweep] = {
     "running jobs without a sign of life": requeue_stale_running,
     "queued jobs no worker started": requeue_stalled_queued,
     "webhook deliveries due": resend_due_webhooks,
+    "finished jobs past their retention": expire_retained_data,
 }
 
 
