@@ -57,7 +57,7 @@ class LiveClient:
     """An OddASR session fed in the background at twice real time, recording what arrives."""
 
     def __init__(self, url: str, pcm: bytes) -> None:
-        self.ws = open_ws(url)
+        self.ws = open_ws(url).__enter__()  # closed by close(); the test owns its lifetime
         self.ws.send(json.dumps({"name": "StartTranscription", "message_id": "", "token": "", "task_id": ""}))
         begin = json.loads(self.ws.recv(timeout=20))
         assert begin["header"]["status"] == 0
