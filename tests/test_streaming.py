@@ -227,6 +227,8 @@ def test_wrong_start_name_and_unknown_task_id_are_refused(stack: Stack) -> None:
     assert reply["header"]["status"] == 10020003
     reply, _ = _first_reply(funasr_url(stack), json.dumps({"mode": "3pass"}), ["binary"])
     assert "3pass" in reply["error"]
+    reply, _ = _first_reply(oddasr_url(stack), json.dumps({"name": "StartTranscription", "language": "xx"}))
+    assert reply["header"]["status"] == 10020001 and "en" in reply["header"]["status_text"]
 
 
 def test_an_oversized_frame_ends_the_session_with_a_reason(stack: Stack, pcm: bytes) -> None:

@@ -19,12 +19,14 @@ import redis
 from simple_websocket import ConnectionClosed
 
 from api.deps import ApiDeps
+from api.options import check_language, parse_language
 from api.streaming import jobs as stream_jobs
 from api.streaming import vocabulary as v
 from api.streaming.framing import AudioFramer
 from api.streaming.protocols import detect
 from api.streaming.relay import RelayClient, RelayError, WorkerEvent, wait_for_slot
 from shared import stream_messages as sm
+from shared.errors import BadRequestError
 from shared.stream_slots import release_slot
 
 logger = logging.getLogger(__name__)
@@ -92,6 +94,12 @@ class StreamSession:
             return
         if start.task_id:
             self._refuse(*stream_jobs.why_not_continue(self.deps, start.task_id))
+            return
+        try:  # the same language check as every HTTP endpoint, before a worker is held
+            start.language = parse_language(start.language)
+            check_language(start.language, self.settings)
+        except BadRequestError as exc:
+            self._refuse(v.BAD_REQUEST, exc.message)
             return
         session_id = uuid.uuid4().hex
         try:
