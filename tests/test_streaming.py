@@ -27,6 +27,8 @@ pytestmark = pytest.mark.integration
 
 SENTENCES = [REFERENCE_SENTENCES[1], REFERENCE_SENTENCES[3]]
 STREAM_WORKERS = 2
+#: Small, so that unpaced clients (offline mode) run into the flow control.
+BACKLOG_S = 2.0
 
 
 def _clean(text: str) -> str:
@@ -41,7 +43,7 @@ def wer(reference: str, hypothesis: str) -> float:
 def stack(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
     with running_stack(tmp_path_factory.mktemp("streamstack"), redis_server.url, file_concurrency=1,
                        sentence_concurrency=1, stream_idle_timeout_s=2.0, stream_slot_wait_s=2.0,
-                       stream_max_frame_bytes=256 * 1024) as stack:
+                       stream_max_frame_bytes=256 * 1024, stream_max_backlog_s=BACKLOG_S) as stack:
         stack.start_stream_workers(STREAM_WORKERS)
         stack.wait_stream_slots(STREAM_WORKERS)
         yield stack
@@ -159,11 +161,15 @@ def test_funasr_2pass_client_flow(stack: Stack, pcm: bytes) -> None:
 
 
 def test_funasr_offline_mode_gets_one_result_after_the_end(stack: Stack, pcm: bytes) -> None:
+    """Sent at 20x real time, far past the backlog the worker may hold: the API stops reading
+    the socket until the worker catches up, and no audio is lost on the way."""
+    assert len(pcm) / 32000 > 3 * BACKLOG_S
     log = funasr_session(funasr_url(stack), pcm, mode="offline", realtime_factor=20.0)
     results = log.of_mode("offline")
     assert len(results) == 1 and results[0]["is_final"] is True
     assert not log.of_mode("2pass-online") and not log.of_mode("online")
     assert wer(" ".join(SENTENCES), results[0]["text"]) < 0.3
+    assert "reading the client paused" in stack.log_tail("api", 400), "the flow control never engaged"
     wait_for_idle_slots(stack)
 
 

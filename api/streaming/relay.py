@@ -75,6 +75,8 @@ class RelayClient:
         self._sent_bytes = 0
         self._processed_bytes = 0
         self._credit = threading.Condition()
+        #: Whether flow control ever paused this session's client (logged once).
+        self.throttled = False
         self._last_sent_s = time.monotonic()
         self._last_heard_s = time.monotonic()
         self._expected_seq = 1
@@ -125,6 +127,10 @@ class RelayClient:
         """Block while the worker holds more unprocessed audio than the backlog allows."""
         deadline_s = time.monotonic() + timeout_s
         with self._credit:
+            if self._sent_bytes - self._processed_bytes > self._max_backlog_bytes and not self.throttled:
+                self.throttled = True
+                logger.info("session %s: the worker holds %.1f s of unprocessed audio; reading the client paused",
+                            self.session_id, (self._sent_bytes - self._processed_bytes) / 32000)
             while self._sent_bytes - self._processed_bytes > self._max_backlog_bytes:
                 remaining_s = deadline_s - time.monotonic()
                 if remaining_s <= 0 or self._closed.is_set():
