@@ -94,13 +94,15 @@ class Settings(BaseSettings):
     sentence_worker_concurrency: int = 1
     worker_max_tasks_per_child: int = 0
     preload_model: bool = True
-    #: A running job whose row was not touched for this long lost its worker (progress is
-    #: written at least once per decoded chunk); workers send such jobs to the queue again.
-    stale_job_after_s: float = 600.0
+    #: A running job whose row was not touched for this long lost its worker (its lease is
+    #: renewed every quarter of this, and progress is written per decoded chunk); workers send
+    #: such jobs to the queue again. Short, so a worker killed whole (main process included)
+    #: costs its job about a minute and a half, not the visibility timeout.
+    stale_job_after_s: float = 60.0
     #: A job still queued this long after it was sent, whose message no queue holds (lost with
     #: Redis, or reserved by a worker that died), is sent again by a live worker.
     requeue_queued_after_s: float = 300.0
-    reaper_interval_s: float = 60.0
+    reaper_interval_s: float = 30.0
     #: Seconds a prefork child may spend loading models before Celery gives up on it.
     worker_process_init_timeout_s: float = 600.0
 

@@ -138,9 +138,12 @@ def run_transcription(runtime: WorkerRuntime, job_id: str) -> JobStatus | None:
     ):
         publish_final(runtime, job_id, JobStatus.SUCCEEDED)
         return JobStatus.SUCCEEDED
-    # Canceled while the transcript was being written: honour the cancel.
-    runtime.storage.delete(key)
-    return JobStatus(runtime.jobs.get(job_id).status)
+    # Canceled while the transcript was being written: honour the cancel. Another attempt that
+    # won (a job sent again while this one still ran) keeps the transcript: same key, its copy.
+    status = JobStatus(runtime.jobs.get(job_id).status)
+    if status == JobStatus.CANCELED:
+        runtime.storage.delete(key)
+    return status
 
 
 def _transcribe(
