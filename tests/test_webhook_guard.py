@@ -10,10 +10,16 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
+import subprocess
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
+import requests
 from standardwebhooks import Webhook
 
 from shared.config import Settings
@@ -204,3 +210,41 @@ def test_settings_read_comma_separated_lists(monkeypatch: pytest.MonkeyPatch) ->
     assert settings.webhook_retry_schedule_s == [0.5, 1.0, 2.0]
     env = settings.as_child_environment()
     assert env["ODDASR_WEBHOOK_SECRETS"] == "whsec_YWJj,whsec_ZGVm"
+
+
+def test_https_connects_to_the_checked_address_and_verifies_the_name(tmp_path: Path) -> None:
+    """TLS still checks the certificate against the URL's host name (sent as SNI) although
+    the socket connects to the address the guard checked."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=hooks.test", "-addext", "subjectAltName=DNS:hooks.test"],
+                   check=True, capture_output=True)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (the http.server name)
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    RESOLVER_TABLE.update({"hooks.test": ["127.0.0.1"], "other.test": ["127.0.0.1"]})
+    try:
+        session = guarded_session(["127.0.0.0/8"])
+        response = session.post(f"https://hooks.test:{port}/hook", data=b"{}", timeout=5, verify=str(cert))
+        assert response.status_code == 204
+        with pytest.raises(requests.exceptions.SSLError):
+            session.post(f"https://other.test:{port}/hook", data=b"{}", timeout=5, verify=str(cert))
+        with pytest.raises(AddressRefused):
+            guarded_session([]).post(f"https://hooks.test:{port}/hook", data=b"{}", timeout=5, verify=str(cert))
+    finally:
+        del RESOLVER_TABLE["hooks.test"], RESOLVER_TABLE["other.test"]
+        server.shutdown()
+        server.server_close()
