@@ -180,7 +180,9 @@ def job_to_dict(job: Job, transcript: Transcript | None = None) -> dict[str, obj
         "started_at": _iso(job.started_at),
         "finished_at": _iso(job.finished_at),
         "data_expired_at": _iso(job.data_expired_at),
-        "links": {"self": f"/v1/jobs/{job.id}", "transcript": f"/v1/jobs/{job.id}/transcript"},
+        "callback_url": job.callback_url,
+        "links": {"self": f"/v1/jobs/{job.id}", "transcript": f"/v1/jobs/{job.id}/transcript",
+                  "webhooks": f"/v1/jobs/{job.id}/webhooks"},
     }
     if transcript is not None:
         body["result"] = {

@@ -100,6 +100,7 @@ def test_events_are_signed_retried_and_logged(stack: Stack, receiver: Receiver, 
     # Delivered once, signed, with the transcript inline.
     job = wait_for_job(stack, ok_id)
     assert job["status"] == "succeeded"
+    assert job["callback_url"] == f"{receiver.url}/ok" and job["links"]["webhooks"] == f"/v1/jobs/{ok_id}/webhooks"
     [request] = wait_received(receiver, "/ok", 1)
     event = verified(request)
     assert event["type"] == "job.succeeded"
