@@ -23,12 +23,18 @@ import requests
 from standardwebhooks import Webhook
 
 from shared.config import Settings
+from shared.db.migrate import upgrade_to_head
+from shared.db.models import DeliveryState, Job, JobStatus, utc_now
+from shared.db.repository import JobRepository
+from shared.db.session import make_engine, make_session_factory
+from shared.db.webhooks import WebhookRepository
+from shared.storage.local import LocalStorage
 from shared.webhooks.callback_url import CallbackUrlError, check_callback_url
 from shared.webhooks.signing import webhook_headers
 from shared.webhooks.ssrf_guard import AddressRefused
 from tests.support.webhook_receiver import running_receiver
 from worker.services.webhook_http import guarded_session
-from worker.services.webhooks import _post
+from worker.services.webhooks import WebhookContext, _post, attempt_delivery
 
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 
@@ -248,3 +254,25 @@ def test_https_connects_to_the_checked_address_and_verifies_the_name(tmp_path: P
         del RESOLVER_TABLE["hooks.test"], RESOLVER_TABLE["other.test"]
         server.shutdown()
         server.server_close()
+
+
+def test_a_name_resolving_to_a_private_address_ends_as_a_recorded_failed_delivery(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    upgrade_to_head(url)
+    engine = make_engine(url)
+    jobs = JobRepository(make_session_factory(engine))
+    webhooks = WebhookRepository(jobs.session_factory)
+    jobs.create(Job(id="j1", status=JobStatus.QUEUED, mode="file", queue="cpu", options={},
+                    callback_url="http://internal.test/hook"))
+    jobs.transition("j1", JobStatus.FAILED, error="bad audio", finished_at=utc_now())
+    [delivery] = webhooks.for_job("j1")
+    settings = Settings(data_dir=tmp_path, webhook_secrets=["whsec_YWJj"])
+    ctx = WebhookContext(settings=settings, jobs=jobs, webhooks=webhooks, storage=LocalStorage(tmp_path / "s"))
+    outcome = attempt_delivery(ctx, delivery.id)
+    assert outcome is not None and outcome.state == DeliveryState.FAILED and outcome.retry_in_s is None
+    [failed] = webhooks.for_job("j1")
+    assert failed.state == DeliveryState.FAILED
+    assert failed.attempts[0]["status_code"] is None
+    assert failed.attempts[0]["error"].startswith("refused: ") and "10.0.0.7" in failed.attempts[0]["error"]
+    assert jobs.get("j1").status == JobStatus.FAILED and jobs.get("j1").error == "bad audio"  # the job is untouched
+    engine.dispose()
