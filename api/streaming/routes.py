@@ -16,6 +16,7 @@ from flask_sock import Sock
 
 from api.deps import deps
 from api.streaming.session import StreamSession
+from api.streaming.socket_gate import GatedSocket
 from shared.config import Settings
 
 STREAM_PATH = "/v1/stream"
@@ -26,13 +27,16 @@ sock = Sock()
 
 @sock.route(STREAM_PATH)
 def stream(ws) -> None:  # type: ignore[no-untyped-def]
+    gate = request.environ.get("gunicorn.socket")
+    if isinstance(gate, GatedSocket):
+        gate.attach(ws)
     StreamSession(ws, deps(), request.environ.get(PROTOCOL_ENVIRON_KEY, "oddasr")).run()
 
 
 def _local_port(environ: dict[str, Any]) -> int | None:
     """The port the connection arrived on, from the socket itself (the Host header is the
     client's to choose)."""
-    sock_obj = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
+    sock_obj = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")  # a GatedSocket delegates
     try:
         return int(sock_obj.getsockname()[1]) if sock_obj is not None else int(environ.get("SERVER_PORT", 0))
     except (OSError, ValueError, IndexError, TypeError):
@@ -46,6 +50,8 @@ class WebsocketPortRouter:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         if environ.get("HTTP_UPGRADE", "").lower() == "websocket":
+            if "gunicorn.socket" in environ:
+                environ["gunicorn.socket"] = GatedSocket(environ["gunicorn.socket"])
             protocol = self.protocols_by_port.get(_local_port(environ) or 0)
             if protocol is not None:
                 environ["PATH_INFO"] = STREAM_PATH

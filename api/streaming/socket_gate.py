@@ -1,0 +1,53 @@
+"""Backpressure for websockets: stop reading the client's socket while its frames wait.
+
+simple-websocket reads the socket in a thread of its own into an unbounded list, whether or
+not the session takes the frames. When the relay pauses a session (its worker holds too much
+unprocessed audio), that list would grow instead of TCP slowing the client down. This proxy
+sits between simple-websocket and the socket: its `recv` waits while the frames already read
+exceed a bound, so the kernel's window fills and the client's sends block.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+#: Frames read ahead of the session, in bytes, before the socket is left unread.
+READ_AHEAD_BYTES = 512 * 1024
+WAIT_STEP_S = 0.01
+
+
+class GatedSocket:
+    def __init__(self, sock: Any, read_ahead_bytes: int = READ_AHEAD_BYTES) -> None:
+        self._sock = sock
+        self._read_ahead_bytes = read_ahead_bytes
+        self._buffer: list[Any] | None = None
+        self._ws: Any = None
+        self._closed = False
+
+    def attach(self, ws: Any) -> None:
+        """Watch this websocket's list of frames read but not yet taken."""
+        self._ws = ws
+        self._buffer = ws.input_buffer
+
+    def _held_bytes(self) -> int:
+        buffer = self._buffer
+        if not buffer:
+            return 0
+        return sum(len(frame) for frame in list(buffer))
+
+    def recv(self, size: int, *flags: int) -> bytes:
+        while not self._closed and self._held_bytes() > self._read_ahead_bytes:
+            # simple-websocket calls recv only once the socket is readable: the client is
+            # sending, so it is alive, even though its pong sits unread behind its audio.
+            if self._ws is not None:
+                self._ws.pong_received = True
+            time.sleep(WAIT_STEP_S)  # a greenlet under gevent: nothing else waits for it
+        return self._sock.recv(size, *flags)
+
+    def close(self) -> None:
+        self._closed = True
+        self._sock.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
