@@ -21,6 +21,7 @@ from shared.config import QUEUE_SENTENCE
 from tests.support.speech import REFERENCE_SENTENCES, synthesize
 from tests.support.stack import Stack, running_stack, wait_for_job
 from tests.support.webhook_receiver import Received, Receiver, running_receiver
+from tests.support.ws_clients import oddasr_session
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +44,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[St
     with running_stack(tmp_path_factory.mktemp("webhooks"), redis_server.url, file_concurrency=1,
                        webhook_secrets=[SECRET, OLD_SECRET], webhook_allowed_networks=["127.0.0.0/8"],
                        webhook_retry_schedule_s=SCHEDULE_S, webhook_timeout_s=WEBHOOK_TIMEOUT_S,
-                       webhook_sweep_after_s=0.5, reaper_interval_s=1.0) as running:
+                       webhook_sweep_after_s=0.5, reaper_interval_s=1.0, stream_idle_timeout_s=1.5) as running:
+        running.start_stream_workers(1)
+        running.wait_stream_slots(1)
         yield running
 
 
@@ -185,3 +188,21 @@ def test_sender_killed_mid_send_the_event_still_arrives_with_its_id(
     [logged] = deliveries(stack, created["id"], "delivered")
     assert [a["status_code"] for a in logged["attempts"]] == [200]  # the killed attempt left no record
     assert wait_for_job(stack, created["id"])["status"] == "succeeded"
+
+
+def test_a_live_session_ends_with_a_signed_stream_ended_event(stack: Stack, receiver: Receiver, clip: Path) -> None:
+    log = oddasr_session(f"ws://127.0.0.1:{stack.settings.ws_port}/v1/asr", clip, chunk_bytes=32000, interval_s=0.1,
+                         callback_url=f"{receiver.url}/live")
+    assert log.close_code == 1000
+    job_id = log.messages[0].data["header"]["task_id"]
+    [request] = wait_received(receiver, "/live", 1, timeout_s=20)
+    event = verified(request)
+    assert event["type"] == "stream.ended" and event["data"]["job_id"] == job_id
+    finals = [m["payload"]["result"] for m in log.named("SentenceEnd") if m["payload"]["result"] != "END"]
+    assert event["data"]["transcript"]["text"].strip() == " ".join(finals).strip()
+
+
+def test_a_live_session_with_a_forbidden_callback_is_refused_before_it_starts(stack: Stack, clip: Path) -> None:
+    log = oddasr_session(f"ws://127.0.0.1:{stack.settings.ws_port}/v1/asr", clip,
+                         callback_url="http://169.254.169.254/latest/meta-data/")
+    assert log.messages[0].data["header"]["status"] == 10020001

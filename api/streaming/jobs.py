@@ -29,7 +29,7 @@ def create(deps: ApiDeps, job_id: str, start: v.StartCommand, protocol: str, wor
                  "sample_rate_hz": start.sample_rate_hz, "output_format": "txt"},
         audio_key=audio_key_for(job_id), audio_filename=(start.name or "live session")[:255], audio_size_bytes=0,
         audio_duration_s=0.0, progress=0.0, attempts=0, worker=worker_id, engine=None, created_at=now,
-        started_at=now,
+        started_at=now, callback_url=start.callback_url,
     )
     return deps.jobs.create(job)
 

@@ -19,7 +19,7 @@ import redis
 from simple_websocket import ConnectionClosed
 
 from api.deps import ApiDeps
-from api.options import check_language, parse_language
+from api.options import check_language, parse_callback_url, parse_language
 from api.streaming import jobs as stream_jobs
 from api.streaming import vocabulary as v
 from api.streaming.framing import AudioFramer
@@ -95,9 +95,11 @@ class StreamSession:
         if start.task_id:
             self._refuse(*stream_jobs.why_not_continue(self.deps, start.task_id))
             return
-        try:  # the same language check as every HTTP endpoint, before a worker is held
+        try:  # the same checks as every HTTP endpoint, before a worker is held
             start.language = parse_language(start.language)
             check_language(start.language, self.settings)
+            if start.callback_url:
+                start.callback_url = parse_callback_url({"callback_url": start.callback_url}, self.settings)
         except BadRequestError as exc:
             self._refuse(v.BAD_REQUEST, exc.message)
             return

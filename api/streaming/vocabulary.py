@@ -26,6 +26,8 @@ class StartCommand:
     #: The client shows text while the person speaks (FunASR online/2pass, OddASR).
     want_partials: bool = True
     name: str = ""
+    #: Where to POST the signed `stream.ended` event when the session ends (`callback_url`).
+    callback_url: str | None = None
     #: The start message already ends the audio (FunASR's config with `is_speaking: false`).
     stop_at_once: StopCommand | None = None
 
@@ -69,6 +71,12 @@ def json_object(text: str) -> dict[str, Any]:
     if not isinstance(frame, dict):
         raise ProtocolError(BAD_REQUEST, "messages must be JSON objects")
     return frame
+
+
+def callback_url_of(frame: dict[str, Any]) -> str | None:
+    """The webhook URL a start message carries (`callback_url`, or `webhook_url`), unchecked."""
+    raw = frame.get("callback_url") or frame.get("webhook_url")
+    return str(raw) if raw else None
 
 
 #: Error kinds every adapter maps to its own codes.

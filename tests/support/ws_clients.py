@@ -75,13 +75,14 @@ def _collect(ws: ClientConnection, log: SessionLog, until=None) -> None:  # type
 
 def oddasr_session(url: str, wav: Path, *, chunk_bytes: int = ODDASR_CHUNK_BYTES,
                    interval_s: float = ODDASR_INTERVAL_S, stop_message: dict | None = None,
-                   task_id: str = "") -> SessionLog:
+                   task_id: str = "", callback_url: str = "") -> SessionLog:
     """OddASR's test client: start, wait for SentenceBegin with status 0, send the whole WAV
     file (header included) in 600 ms chunks at twice real time, never close: it ends when
     the server closes. `stop_message` is sent after the audio when given (the web page)."""
     log = SessionLog(started_s=time.monotonic())
     with open_ws(url) as ws:
-        ws.send(json.dumps({"name": "StartTranscription", "message_id": "m-1", "token": "", "task_id": task_id}))
+        start = {"name": "StartTranscription", "message_id": "m-1", "token": "", "task_id": task_id}
+        ws.send(json.dumps({**start, "callback_url": callback_url} if callback_url else start))
         first = json.loads(ws.recv(timeout=60))
         log.messages.append(Received(time.monotonic(), first))
         header = first.get("header", {})

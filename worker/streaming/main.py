@@ -20,6 +20,7 @@ import time
 import redis
 
 from shared import redis_keys
+from shared.celery_factory import make_celery
 from shared.config import Settings, get_settings
 from shared.logs import configure_logging
 from shared.stream_messages import SessionRequest
@@ -53,6 +54,8 @@ class StreamWorker:
             raise SystemExit(f"the {engine.name} engine cannot serve live sessions")
         self.engine = engine
         self.worker_id = new_worker_id()
+        # Only sends (webhook deliveries by task name); no connection until it does.
+        self.celery = make_celery(settings, name="oddasr-stream-worker")
         self.stopping = threading.Event()
         self._busy: tuple[str, int] | None = None  # (session id, fence) while a session runs
 
@@ -101,7 +104,8 @@ class StreamWorker:
 
         self._busy = (request.session_id, request.fence)
         try:
-            SessionRunner(self.runtime, self.engine, request, self.stopping).run()  # type: ignore[arg-type]
+            SessionRunner(self.runtime, self.engine, request, self.stopping,  # type: ignore[arg-type]
+                          celery=self.celery).run()
         finally:
             self._busy = None
             for _attempt in range(30):

@@ -14,12 +14,15 @@ import time
 import numpy as np
 import redis
 import soxr
+from celery import Celery
 
 from shared import redis_keys
 from shared import stream_messages as sm
 from shared.db.models import JobStatus, utc_now
+from shared.db.webhooks import WebhookRepository
 from shared.transcript import Segment, Transcript
 from worker.engines.base import SAMPLE_RATE_HZ, StreamEvent, StreamingEngine, StreamOptions
+from worker.services.reaper import send_webhook
 from worker.services.runtime import WorkerRuntime
 from worker.services.transcription import JobLease, publish_final, transcript_key_for
 from worker.streaming.recorder import SessionRecorder
@@ -41,8 +44,10 @@ class SessionRunner:
     """Runs one session to its end; `run` never raises for the session's own failures."""
 
     def __init__(self, runtime: WorkerRuntime, engine: StreamingEngine, request: sm.SessionRequest,
-                 shutdown: threading.Event | None = None) -> None:
+                 shutdown: threading.Event | None = None, celery: Celery | None = None) -> None:
         self.runtime = runtime
+        #: Sends the session's webhook task; None: the reconciler's sweep sends it.
+        self.celery = celery
         #: Set when the worker is asked to stop: the session ends at once, its sentences kept.
         self.shutdown = shutdown or threading.Event()
         self.settings = runtime.settings
@@ -171,6 +176,19 @@ class SessionRunner:
                                exc_info=True)
 
     # --- the end -------------------------------------------------------------------------
+    def _send_webhooks(self) -> None:
+        """Queue the session's `stream.ended` event at once; the outbox row was written with
+        the final status, so a failure here only leaves it to the reconciler's sweep."""
+        if self.celery is None:
+            return
+        try:
+            for delivery_id in WebhookRepository(self.runtime.jobs.session_factory).pending_for_job(
+                    self.request.job_id):
+                send_webhook(self.celery, self.settings, delivery_id)
+        except Exception:  # side effects never fail the session
+            logger.warning("session %s: could not queue its webhook; the sweep will", self.request.session_id,
+                           exc_info=True)
+
     def _finalise(self, recorder: SessionRecorder, reason: str, error: str, started_s: float) -> None:
         """Store the audio and the transcript, end the job, then tell the API: a client that
         sees the end can read the finished job at once."""
@@ -194,6 +212,7 @@ class SessionRunner:
                 changed = self.runtime.jobs.transition(request.job_id, status, progress=1.0, **common)
             if changed:
                 publish_final(self.runtime, request.job_id, status)
+                self._send_webhooks()
         except Exception:
             logger.exception("session %s: could not store its job", request.session_id)
         finally:
