@@ -67,3 +67,20 @@ def tiny_funasr_models() -> dict[str, Path]:
     from tests.support.tiny_funasr import build_tiny_models
 
     return build_tiny_models(Path(os.environ["ODDASR_TEST_MODEL_CACHE"]) / "funasr-tiny")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database of each kind: a SQLite file, or the session's PostgreSQL with its
+    schema dropped and made again (whatever an earlier test left)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'jobs.db'}"
+    from shared.db.session import make_engine
+
+    server = request.getfixturevalue("postgres_server")
+    engine = make_engine(server.url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DROP SCHEMA public CASCADE")
+        connection.exec_driver_sql("CREATE SCHEMA public")
+    engine.dispose()
+    return server.url

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect
@@ -15,20 +14,6 @@ from shared.db.models import Job, JobStatus
 from shared.db.repository import ALLOWED_SOURCES, JobRepository
 from shared.db.session import make_engine, make_session_factory
 from shared.errors import InvalidTransitionError, NotFoundError
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'jobs.db'}"
-    server = request.getfixturevalue("postgres_server")
-    # A fresh schema per test: drop what an earlier test left.
-    engine = make_engine(server.url)
-    with engine.begin() as connection:
-        connection.exec_driver_sql("DROP SCHEMA public CASCADE")
-        connection.exec_driver_sql("CREATE SCHEMA public")
-    engine.dispose()
-    return server.url
 
 
 @pytest.fixture

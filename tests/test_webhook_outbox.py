@@ -26,19 +26,6 @@ from worker.services.reaper import ReconcileContext, resend_due_webhooks
 from worker.services.webhooks import WebhookContext, build_payload, next_delay_s
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'jobs.db'}"
-    server = request.getfixturevalue("postgres_server")
-    engine = make_engine(server.url)
-    with engine.begin() as connection:
-        connection.exec_driver_sql("DROP SCHEMA public CASCADE")
-        connection.exec_driver_sql("CREATE SCHEMA public")
-    engine.dispose()
-    return server.url
-
-
 @pytest.fixture
 def repos(database_url: str) -> Iterator[tuple[JobRepository, WebhookRepository]]:
     upgrade_to_head(database_url)
