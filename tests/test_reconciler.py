@@ -23,7 +23,7 @@ from shared.db.models import Job, JobStatus, utc_now
 from shared.db.repository import JobRepository
 from shared.db.session import make_engine, make_session_factory
 from shared.schemas import TRANSCRIBE_TASK_NAME
-from worker.services.reaper import ReconcileContext, reconcile, requeue_stalled_queued
+from worker.services.reaper import ReconcileContext, fail_silent_streams, reconcile, requeue_stalled_queued
 
 #: A database of its own on the session's redis-server, so other modules' queues stay apart.
 REDIS_DB = 7
@@ -127,3 +127,23 @@ def test_one_failing_sweep_does_not_stop_the_others(context: ReconcileContext) -
         return ["x"]
 
     assert reconcile(context, {"broken": broken, "fine": fine}) == {"broken": [], "fine": ["x"]}
+
+
+def test_a_live_session_nobody_holds_any_more_is_failed_keeping_its_sentences(context: ReconcileContext) -> None:
+    """Its worker and the API both died: neither can end the job, so the reconciler does."""
+    silent, live = (uuid.uuid4().hex for _ in range(2))
+    for job_id in (silent, live):
+        context.jobs.create(Job(id=job_id, status=JobStatus.RUNNING, mode="stream", queue="stream", options={},
+                                progress=0.0, attempts=1))
+    context.jobs.add_stream_segment(silent, 0, 0, 1500, "Hello there.")
+    engine = make_engine(context.settings.database_url)
+    with engine.begin() as connection:
+        old = utc_now() - timedelta(seconds=context.settings.stale_job_after_s + 30)
+        connection.execute(update(Job).where(Job.id == silent).values(updated_at=old))
+    engine.dispose()
+    assert fail_silent_streams(context) == [silent]
+    assert context.jobs.get(silent).status == JobStatus.FAILED
+    assert "stopped answering" in (context.jobs.get(silent).error or "")
+    assert [s.text for s in context.jobs.stream_segments(silent)] == ["Hello there."]
+    assert context.jobs.get(live).status == JobStatus.RUNNING, "a session whose worker touches its job is alive"
+    assert "live sessions nobody holds" in reconcile(context)

@@ -156,10 +156,21 @@ def expire_retained_data(ctx: ReconcileContext) -> list[str]:
     return expire_old_data(ctx.settings, RetentionRepository(ctx.jobs.session_factory), ctx.storage)
 
 
+def fail_silent_streams(ctx: ReconcileContext) -> list[str]:
+    """Live sessions whose worker stopped touching their job (it and the API both died: had
+    either lived, it would have ended the job). They fail, keeping their stored sentences."""
+    failed = ctx.jobs.fail_silent_streams(utc_now() - timedelta(seconds=ctx.settings.stale_job_after_s))
+    for job_id in failed:
+        logger.warning("live session %s had no sign of life for %.0f s; failed", job_id,
+                       ctx.settings.stale_job_after_s)
+    return failed
+
+
 #: Every sweep of one reconciler pass, by what it looks for.
 SWEEPS: dict[str, Sweep] = {
     "running jobs without a sign of life": requeue_stale_running,
     "queued jobs no worker started": requeue_stalled_queued,
+    "live sessions nobody holds": fail_silent_streams,
     "webhook deliveries due": resend_due_webhooks,
     "finished jobs past their retention": expire_retained_data,
 }
