@@ -165,8 +165,9 @@ class SessionRunner:
                           end_ms=event.end_ms)
 
     def _emit(self, finals: list[StreamEvent]) -> None:
+        """Store each final sentence, then tell the client: a sentence the client has seen
+        survives a worker killed the next instant."""
         for event in finals:
-            self._publish(sm.FINAL, text=event.text, index=event.index, start_ms=event.start_ms, end_ms=event.end_ms)
             self._finals.append(event)
             try:
                 self.runtime.jobs.add_stream_segment(self.request.job_id, event.index, event.start_ms, event.end_ms,
@@ -174,6 +175,7 @@ class SessionRunner:
             except Exception:  # the transcript in storage still gets it at the end
                 logger.warning("session %s: could not store sentence %d", self.request.session_id, event.index,
                                exc_info=True)
+            self._publish(sm.FINAL, text=event.text, index=event.index, start_ms=event.start_ms, end_ms=event.end_ms)
 
     # --- the end -------------------------------------------------------------------------
     def _send_webhooks(self) -> None:
