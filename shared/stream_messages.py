@@ -12,8 +12,6 @@ ends the session with an error instead of transcribing audio with a hole in it.
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, Field
 
 #: API -> worker kinds.
@@ -28,9 +26,6 @@ FINAL = "final"
 HEARTBEAT = "heartbeat"
 ENDED = "ended"
 ERROR = "error"
-
-#: Why a session ended, as the worker reports it in its `ended` frame.
-EndReason = Literal["stopped", "client_gone", "api_lost", "max_length", "relay_gap", "engine_error", "aborted"]
 
 
 class SessionRequest(BaseModel):
@@ -71,8 +66,6 @@ class RelayHeader(BaseModel):
     message: str | None = None
     # audio: when the API received the frame from the client (unix seconds)
     received_at_s: float | None = None
-    # partial/final: the newest audio frame the result has heard (its received_at_s)
-    heard_until_s: float | None = None
 
 
 def encode_frame(header: RelayHeader, payload: bytes = b"") -> bytes:

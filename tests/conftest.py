@@ -43,6 +43,13 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     yield from _started(run_redis, tmp_path_factory.mktemp("redis"))
 
 
+@pytest.fixture(scope="module")
+def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A redis-server for one module alone: its tests stop, freeze or restart it, which the
+    session's shared server must never see."""
+    yield from _started(run_redis, tmp_path_factory.mktemp("redis-own"))
+
+
 @pytest.fixture(scope="session")
 def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
     yield from _started(run_postgres, tmp_path_factory.mktemp("postgres"))

@@ -14,18 +14,10 @@ import pytest
 import redis
 import requests
 
-from tests.support.servers import run_redis
 from tests.support.speech import REFERENCE_SENTENCES, make_long_recording, synthesize
 from tests.support.stack import Stack, running_stack, wait_for_job
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def own_redis(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    server = run_redis(tmp_path_factory.mktemp("redis-failures"))
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

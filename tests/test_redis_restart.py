@@ -16,7 +16,6 @@ import pytest
 import redis
 import requests
 
-from tests.support.servers import run_redis
 from tests.support.speech import REFERENCE_SENTENCES, synthesize
 from tests.support.stack import Stack, running_stack, wait_for_job
 
@@ -24,13 +23,6 @@ pytestmark = pytest.mark.integration
 logger = logging.getLogger(__name__)
 
 REQUEUE_AFTER_S = 3.0
-
-
-@pytest.fixture(scope="module")
-def own_redis(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    server = run_redis(tmp_path_factory.mktemp("redis-restart"))
-    yield server
-    server.close()
 
 
 @pytest.fixture(scope="module")

@@ -160,6 +160,16 @@ def test_funasr_2pass_client_flow(stack: Stack, pcm: bytes) -> None:
     wait_for_idle_slots(stack)
 
 
+def test_funasr_online_mode_sends_only_increments_that_add_up_to_the_sentences(stack: Stack, pcm: bytes) -> None:
+    log = funasr_session(funasr_url(stack), pcm, mode="online")  # paced in real time
+    online = log.of_mode("online")
+    assert online and not log.of_mode("2pass-offline") and not log.of_mode("offline")
+    assert all({"mode", "text", "wav_name", "is_final"} <= m.data.keys() for m in log.messages)
+    assert wer(" ".join(SENTENCES), "".join(m["text"] for m in online)) < 0.35
+    assert log.messages[-1].data.get("is_end") is True
+    wait_for_idle_slots(stack)
+
+
 def test_funasr_offline_mode_gets_one_result_after_the_end(stack: Stack, pcm: bytes) -> None:
     """Sent at 20x real time, far past the backlog the worker may hold: the API stops reading
     the socket until the worker catches up, and no audio is lost on the way."""

@@ -17,7 +17,7 @@ import requests
 import soundfile
 
 from shared.cli import commands
-from tests.support.servers import RedisServer, run_redis
+from tests.support.servers import RedisServer
 from tests.support.speech import REFERENCE_SENTENCES, make_long_recording
 from tests.support.stack import Stack, running_stack
 from tests.support.ws_clients import oddasr_session, open_ws
@@ -26,13 +26,6 @@ pytestmark = pytest.mark.integration
 
 #: The API gives up on a silent worker after this (the issue's bound is 2 s).
 WORKER_TIMEOUT_S = 1.5
-
-
-@pytest.fixture(scope="module")
-def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = run_redis(tmp_path_factory.mktemp("redis-stream-faults"))
-    yield server
-    server.close()
 
 
 @pytest.fixture(scope="module")

@@ -79,7 +79,7 @@ class StreamWorker:
         logger.info("stream worker %s ready (%s, %s)", self.worker_id, self.engine.name, self.engine.model_name)
         while not self.stopping.is_set():
             try:
-                slot = self._beat()
+                self._beat()
                 item = self.runtime.redis.blpop([inbox], timeout=1)
             except redis.RedisError:
                 logger.warning("stream worker %s: Redis unreachable; retrying", self.worker_id)
