@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from flask import Flask, jsonify
 from sqlalchemy.exc import OperationalError
@@ -24,7 +25,12 @@ def register_error_handlers(app: Flask) -> None:
     def _oddasr_error(exc: OddAsrError):  # type: ignore[no-untyped-def]
         if exc.http_status >= 500:
             logger.warning("request failed: %s", exc.message, exc_info=exc.__cause__ is not None)
-        return error_response(exc.message, exc.http_status)
+        response = error_response(exc.message, exc.http_status)
+        if exc.retry_after_s is not None:
+            response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+        if exc.http_status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="oddasr"'
+        return response
 
     @app.errorhandler(OperationalError)
     def _database_down(exc: OperationalError):  # type: ignore[no-untyped-def]

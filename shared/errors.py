@@ -15,9 +15,11 @@ class OddAsrError(Exception):
     #: True when trying again later may succeed (the worker retries these).
     transient: bool = False
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.message = message
+        #: When to try again, for 429 and 503 answers (sent as the `Retry-After` header).
+        self.retry_after_s = retry_after_s
 
 
 class BadRequestError(OddAsrError):
@@ -76,8 +78,20 @@ class NotSupportedError(OddAsrError):
     http_status = 422
 
 
+class UnauthorizedError(OddAsrError):
+    """No API key, or one this server does not know (or revoked)."""
+
+    http_status = 401
+
+
+class ForbiddenError(OddAsrError):
+    """A known key without the right for this request (a non-admin key on an admin route)."""
+
+    http_status = 403
+
+
 class ServiceUnavailableError(OddAsrError):
-    """A dependency (Redis, database, storage) is down; the client may retry."""
+    """A dependency (Redis, database, storage) is down, or a queue is full; the client may retry."""
 
     http_status = 503
     transient = True

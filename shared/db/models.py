@@ -6,7 +6,7 @@ import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -63,6 +63,34 @@ class Job(Base):
     callback_url: Mapped[str | None] = mapped_column(Text, nullable=True)
     #: When retention deleted the job's audio and transcript (the row and status stay).
     data_expired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    #: The API key that created the job (its tenant); None when auth is off. No foreign key:
+    #: a revoked key's jobs stay, still owned by it.
+    api_key_id: Mapped[str | None] = mapped_column(String(16), nullable=True)
+
+    __table_args__ = (
+        Index("ix_jobs_api_key_id_created_at", "api_key_id", "created_at"),
+        Index("ix_jobs_api_key_id_status", "api_key_id", "status"),
+    )
+
+
+class ApiKey(Base):
+    """A client's key. Only a keyed hash of its secret is stored; the key itself is shown
+    once, at creation. The limits are per key; None means no limit."""
+
+    __tablename__ = "api_keys"
+
+    #: The short id, part of the key itself and what logs show instead of the key.
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    #: HMAC-SHA256 (hex) of the key's secret part under the server's key-hash secret.
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    requests_per_minute: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_jobs_in_flight: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    audio_seconds_per_day: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class StreamSegment(Base):
