@@ -8,14 +8,19 @@ from pathlib import Path
 import redis
 from flask import Flask
 
+from api.auth import register_auth
 from api.deps import EXTENSION_KEY, ApiDeps
 from api.errors import register_error_handlers
-from api.routes import health, jobs, legacy, openai, webhooks
+from api.key_limits import KeyLimiter
+from api.routes import health, jobs, keys, legacy, openai, webhooks
 from api.streaming.routes import register_streaming
 from api.upload_guard import UploadGuard
 from api.uploads import MULTIPART_OVERHEAD_BYTES, SpoolToDiskRequest
+from shared.auth.api_key_tokens import resolve_hash_key
+from shared.auth.exposure import api_exposure_problem
 from shared.celery_factory import make_celery
 from shared.config import Settings, get_settings
+from shared.db.api_keys import ApiKeyRepository
 from shared.db.repository import JobRepository
 from shared.db.session import make_engine, make_session_factory
 from shared.storage import make_storage
@@ -25,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or get_settings()
+    if problem := api_exposure_problem(settings):  # also when gunicorn is started by hand
+        raise RuntimeError(problem)
     app = Flask("oddasr")
     app.request_class = SpoolToDiskRequest
     upload_tmp_dir = Path(settings.data_dir) / "uploads"
@@ -39,16 +46,23 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.json.ensure_ascii = False  # type: ignore[attr-defined]  # Chinese text stays readable
+    session_factory = make_session_factory(make_engine(settings.database_url))
+    job_repository = JobRepository(session_factory)
+    redis_client = redis.Redis.from_url(settings.effective_redis_url, socket_connect_timeout=3, socket_timeout=10,
+                                        health_check_interval=30)
     app.extensions[EXTENSION_KEY] = ApiDeps(
         settings=settings,
-        jobs=JobRepository(make_session_factory(make_engine(settings.database_url))),
+        jobs=job_repository,
         storage=make_storage(settings),
-        redis=redis.Redis.from_url(settings.effective_redis_url, socket_connect_timeout=3, socket_timeout=10,
-                                   health_check_interval=30),
+        redis=redis_client,
         celery=make_celery(settings, name="oddasr-api"),
+        api_keys=ApiKeyRepository(session_factory, resolve_hash_key(settings.api_key_hash_secret, settings.data_dir)),
+        limiter=KeyLimiter(settings.effective_redis_url, redis_client, job_repository.count_in_flight),
     )
     register_error_handlers(app)
-    for blueprint in (health.blueprint, jobs.blueprint, legacy.blueprint, openai.blueprint, webhooks.blueprint):
+    register_auth(app)
+    for blueprint in (health.blueprint, jobs.blueprint, keys.blueprint, legacy.blueprint, openai.blueprint,
+                      webhooks.blueprint):
         app.register_blueprint(blueprint)
     register_streaming(app, settings)
     app.wsgi_app = UploadGuard(app.wsgi_app, settings)  # type: ignore[method-assign]

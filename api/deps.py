@@ -8,7 +8,9 @@ import redis
 from celery import Celery
 from flask import current_app
 
+from api.key_limits import KeyLimiter
 from shared.config import Settings
+from shared.db.api_keys import ApiKeyRepository
 from shared.db.repository import JobRepository
 from shared.storage import Storage
 
@@ -20,6 +22,8 @@ class ApiDeps:
     storage: Storage
     redis: redis.Redis
     celery: Celery
+    api_keys: ApiKeyRepository
+    limiter: KeyLimiter
 
 
 EXTENSION_KEY = "oddasr"

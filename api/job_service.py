@@ -13,6 +13,7 @@ import redis
 from kombu.exceptions import KombuError
 
 from api.deps import ApiDeps
+from api.principal import ANONYMOUS, Principal
 from api.routing import choose_queue
 from api.uploads import ReceivedAudio
 from shared import redis_keys
@@ -37,8 +38,13 @@ def audio_key_for(job_id: str) -> str:
 
 
 def submit_job(deps: ApiDeps, audio: ReceivedAudio, mode: str, options: JobOptions,
-               callback_url: str | None = None) -> Job:
-    """Store the audio, record the job as queued, and send the task by name to its queue."""
+               callback_url: str | None = None, principal: Principal = ANONYMOUS) -> Job:
+    """Store the audio, record the job as queued, and send the task by name to its queue.
+
+    The key's limits are checked before the audio is stored (a refused upload costs no
+    storage), and its jobs in flight once more, under its lock, as the row is inserted."""
+    deps.limiter.check_in_flight(principal)
+    deps.limiter.charge_audio(principal, audio.info.duration_s)
     job_id = uuid.uuid4().hex
     key = audio_key_for(job_id)
     audio.file.stream.seek(0)
@@ -48,9 +54,14 @@ def submit_job(deps: ApiDeps, audio: ReceivedAudio, mode: str, options: JobOptio
         id=job_id, status=JobStatus.QUEUED, mode=mode, queue=queue, options=options.model_dump(),
         audio_key=key, audio_filename=audio.filename, audio_size_bytes=audio.size_bytes,
         audio_duration_s=audio.info.duration_s, progress=0.0, attempts=0, callback_url=callback_url,
+        api_key_id=principal.key_id,
     )
     try:
-        deps.jobs.create(job)
+        with deps.limiter.in_flight_place(principal):
+            deps.jobs.create(job)
+    except OddAsrError:
+        deps.storage.delete(key)
+        raise
     except Exception as exc:
         deps.storage.delete(key)
         raise ServiceUnavailableError("the job database is unavailable; try again shortly") from exc
@@ -63,7 +74,8 @@ def submit_job(deps: ApiDeps, audio: ReceivedAudio, mode: str, options: JobOptio
                              finished_at=utc_now())
         deps.storage.delete(key)
         raise ServiceUnavailableError("the job queue is unavailable; try again shortly") from exc
-    logger.info("job %s queued on %s (%.1f s of audio)", job_id, queue, audio.info.duration_s)
+    logger.info("job %s queued on %s (%.1f s of audio, key %s)", job_id, queue, audio.info.duration_s,
+                principal.key_id or "-")
     return job
 
 
@@ -101,9 +113,9 @@ def _poll_until_final(deps: ApiDeps, job_id: str, deadline_s: float) -> Job:
         time.sleep(0.2)
 
 
-def cancel_job(deps: ApiDeps, job_id: str) -> Job:
+def cancel_job(deps: ApiDeps, job_id: str, owner_id: str | None = None) -> Job:
     """Cancel a queued or running job and delete its stored audio and transcript."""
-    job = deps.jobs.get(job_id)
+    job = deps.jobs.get(job_id, owner_id)
     if deps.jobs.transition(job_id, JobStatus.CANCELED, error="canceled by the client", finished_at=utc_now()):
         try:
             deps.redis.publish(
@@ -181,6 +193,7 @@ def job_to_dict(job: Job, transcript: Transcript | None = None) -> dict[str, obj
         "finished_at": _iso(job.finished_at),
         "data_expired_at": _iso(job.data_expired_at),
         "callback_url": job.callback_url,
+        "api_key_id": job.api_key_id,
         "links": {"self": f"/v1/jobs/{job.id}", "transcript": f"/v1/jobs/{job.id}/transcript",
                   "webhooks": f"/v1/jobs/{job.id}/webhooks"},
     }

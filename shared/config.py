@@ -49,6 +49,22 @@ class Settings(BaseSettings):
     flower_basic_auth: str = ""
     enable_flower: bool = True
 
+    # --- API keys and per-key limits ---------------------------------------------------------
+    #: `off`: no keys, every caller sees every job (the one-machine default, bound to
+    #: 127.0.0.1); `required`: every request but the health probes and the API document
+    #: needs a key, and each key sees only its own jobs.
+    auth_mode: Literal["off", "required"] = "off"
+    #: Serving a non-loopback address with auth off is refused unless this says it is meant.
+    allow_unauthenticated_public: bool = False
+    #: The key of the keyed hash (HMAC-SHA256) stored for each API key. Every API process and
+    #: the `oddasr keys` command must share it; empty: one is made in data_dir on first use.
+    api_key_hash_secret: str = ""
+    #: Limits of keys created without their own (0: no limit). Enforced in Redis, so they
+    #: hold across API processes and machines.
+    default_requests_per_minute: int = 0
+    default_max_jobs_in_flight: int = 0
+    default_audio_seconds_per_day: int = 0
+
     # --- where state lives ---------------------------------------------------------------
     data_dir: Path = Path("./data")
     database_url: str = ""

@@ -24,6 +24,11 @@
   audio frames and control messages, each with a sequence number.
 - ``oddasr:stream:session:{session_id}:out``  pub/sub channel worker -> API: ready, partial
   and final results, heartbeats, the end of the session; each with a sequence number.
+- ``oddasr:limits/...``  the per-key rate-limit counters (requests per minute, audio seconds
+  per day), written by the `limits` library's sliding-window scripts under this prefix.
+- ``oddasr:key:{key_id}:in-flight-lock``  a short lock (redis-py's `Lock`) an API process
+  holds while it counts a key's jobs in flight and inserts a new one, so two processes
+  cannot both admit the last free place.
 - Celery's queues: the names in `shared.config` (``cpu``, ``gpu``, ``sentence``).
 """
 
@@ -64,3 +69,11 @@ def stream_session_in_channel(session_id: str) -> str:
 
 def stream_session_out_channel(session_id: str) -> str:
     return f"{PREFIX}:stream:session:{session_id}:out"
+
+
+#: Prefix of the `limits` library's counters (it appends its own key layout).
+RATE_LIMIT_PREFIX = f"{PREFIX}:limits"
+
+
+def in_flight_lock_key(key_id: str) -> str:
+    return f"{PREFIX}:key:{key_id}:in-flight-lock"

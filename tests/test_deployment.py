@@ -66,3 +66,43 @@ def test_compose_services_use_cli_subcommands_and_have_health_checks() -> None:
     assert devices[0]["capabilities"] == ["gpu"]
     assert "ODDASR_FLOWER_BASIC_AUTH" in services["flower"]["environment"]
     assert services["migrate"]["restart"] == "no"
+
+
+def _dockerfile_env(dockerfile: str) -> dict[str, str]:
+    text = (ROOT / dockerfile).read_text().replace("\\\n", " ")
+    env: dict[str, str] = {}
+    for line in re.findall(r"^ENV\s+(.+)$", text, flags=re.MULTILINE):
+        env.update(dict(re.findall(r"(\w+)=(\S+)", line)))
+    return env
+
+
+def _compose_api_env() -> dict[str, str]:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    environment = compose["services"]["api"]["environment"]
+
+    def substituted(value: object) -> str:
+        # ${NAME:?message} must be set by the operator; ${NAME:-default} falls back.
+        text = str(value)
+        text = re.sub(r"\$\{\w+:\?[^}]*\}", "operator-supplied", text)
+        return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", text)
+
+    return {name: substituted(value) for name, value in environment.items()}
+
+
+def test_the_compose_api_requires_keys_and_passes_the_exposure_check() -> None:
+    """The image binds 0.0.0.0, so the API would refuse to start with auth off: compose must
+    turn auth on, with a hash secret the operator supplies and limits for its keys."""
+    from shared.auth.exposure import api_exposure_problem
+    from shared.config import Settings
+
+    env = {**_dockerfile_env("Dockerfile.api"), **_compose_api_env()}
+    assert env["ODDASR_HOST"] == "0.0.0.0"
+    assert env["ODDASR_AUTH_MODE"] == "required"
+    assert env["ODDASR_API_KEY_HASH_SECRET"] == "operator-supplied"
+    assert int(env["ODDASR_DEFAULT_REQUESTS_PER_MINUTE"]) > 0
+    fields = {name.removeprefix("ODDASR_").lower(): value for name, value in env.items()
+              if name.startswith("ODDASR_") and name.removeprefix("ODDASR_").lower() in Settings.model_fields}
+    fields.pop("database_url", None)
+    assert api_exposure_problem(Settings(**fields)) is None
+    fields["auth_mode"] = "off"
+    assert "auth_mode=off" in (api_exposure_problem(Settings(**fields)) or "")

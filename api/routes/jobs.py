@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
+from api.auth import current_principal
 from api.deps import deps
 from api.job_service import cancel_job, job_to_dict, load_transcript, submit_job
 from api.options import options_from_form, parse_callback_url, parse_output_format
 from api.streaming import jobs as stream_jobs
 from api.uploads import receive_audio
 from shared.db.models import JobStatus
-from shared.errors import BadRequestError
+from shared.errors import BadRequestError, ForbiddenError
 from shared.render import render
 
 blueprint = Blueprint("jobs", __name__)
@@ -30,7 +31,7 @@ def create_job():  # type: ignore[no-untyped-def]
     callback_url = parse_callback_url(request.form, d.settings)
     audio = receive_audio("audio", max_upload_bytes=d.settings.max_upload_bytes,
                           max_duration_s=max_duration_for(mode))
-    job = submit_job(d, audio, mode, options, callback_url)
+    job = submit_job(d, audio, mode, options, callback_url, current_principal())
     response = jsonify(job_to_dict(job))
     response.status_code = 202
     response.headers["Location"] = url_for("jobs.get_job", job_id=job.id)
@@ -40,7 +41,7 @@ def create_job():  # type: ignore[no-untyped-def]
 @blueprint.get("/v1/jobs/<job_id>")
 def get_job(job_id: str):  # type: ignore[no-untyped-def]
     d = deps()
-    job = d.jobs.get(job_id)
+    job = d.jobs.get(job_id, current_principal().owner_filter)
     transcript = load_transcript(d, job) if job.status == JobStatus.SUCCEEDED and job.transcript_key else None
     if transcript is None:
         transcript = stream_jobs.stored_sentences(d, job)  # a live session's sentences, whatever its status
@@ -50,7 +51,7 @@ def get_job(job_id: str):  # type: ignore[no-untyped-def]
 @blueprint.get("/v1/jobs/<job_id>/transcript")
 def get_transcript(job_id: str) -> Response:
     d = deps()
-    job = d.jobs.get(job_id)
+    job = d.jobs.get(job_id, current_principal().owner_filter)
     fmt = parse_output_format(request.args.get("format"), default=job.options.get("output_format", "txt"))
     body, content_type = render(load_transcript(d, job), fmt)
     return Response(body, content_type=content_type)
@@ -76,14 +77,22 @@ def list_jobs():  # type: ignore[no-untyped-def]
         raise BadRequestError(f"unknown status {status!r}: use one of {', '.join(s.value for s in JobStatus)}")
     limit = _int_arg("limit", 20, 1, MAX_PAGE_SIZE)
     offset = _int_arg("offset", 0, 0, 10**9)
-    jobs, total = deps().jobs.list(status=status, limit=limit, offset=offset)
+    principal = current_principal()
+    owner = principal.owner_filter
+    requested_owner = request.args.get("api_key_id")
+    if requested_owner:
+        if not principal.is_admin:
+            raise ForbiddenError("only an admin key may list another key's jobs (api_key_id)")
+        owner = requested_owner
+    jobs, total = deps().jobs.list(status=status, limit=limit, offset=offset, owner_id=owner)
     next_url = None
     if offset + len(jobs) < total:
-        next_url = url_for("jobs.list_jobs", status=status, limit=limit, offset=offset + limit)
+        next_url = url_for("jobs.list_jobs", status=status, limit=limit, offset=offset + limit,
+                           api_key_id=requested_owner)
     return jsonify({"jobs": [job_to_dict(j) for j in jobs], "total": total, "limit": limit, "offset": offset,
                     "next": next_url})
 
 
 @blueprint.delete("/v1/jobs/<job_id>")
 def delete_job(job_id: str):  # type: ignore[no-untyped-def]
-    return jsonify(job_to_dict(cancel_job(deps(), job_id)))
+    return jsonify(job_to_dict(cancel_job(deps(), job_id, current_principal().owner_filter)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
+from api.auth import current_principal
 from api.deps import deps
 from api.errors import error_response
 from api.job_service import JOB_ID_HEADER, load_transcript, submit_job, wait_for_final
@@ -58,7 +59,8 @@ def transcriptions():  # type: ignore[no-untyped-def]
     callback_url = parse_callback_url(form, d.settings)
     audio = receive_audio("file", max_upload_bytes=d.settings.max_upload_bytes,
                           max_duration_s=d.settings.max_audio_duration_s)
-    job = wait_for_final(d, submit_job(d, audio, "file", options, callback_url).id, d.settings.sync_wait_timeout_s)
+    submitted = submit_job(d, audio, "file", options, callback_url, current_principal())
+    job = wait_for_final(d, submitted.id, d.settings.sync_wait_timeout_s)
     if job.status == JobStatus.SUCCEEDED:
         body, content_type = render(load_transcript(d, job), options.output_format)
         return Response(body, content_type=content_type, headers={JOB_ID_HEADER: job.id})

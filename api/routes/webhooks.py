@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, jsonify
 
+from api.auth import current_principal
 from api.deps import deps
 from api.job_service import send_pending_webhooks
 from shared.db.models import WebhookDelivery
@@ -36,7 +37,7 @@ def delivery_to_dict(delivery: WebhookDelivery) -> dict[str, object]:
 @blueprint.get("/v1/jobs/<job_id>/webhooks")
 def list_deliveries(job_id: str):  # type: ignore[no-untyped-def]
     d = deps()
-    job = d.jobs.get(job_id)
+    job = d.jobs.get(job_id, current_principal().owner_filter)
     deliveries = WebhookRepository(d.jobs.session_factory).for_job(job_id)
     return jsonify({"job_id": job.id, "callback_url": job.callback_url,
                     "deliveries": [delivery_to_dict(delivery) for delivery in deliveries]})
@@ -47,7 +48,7 @@ def redeliver(job_id: str):  # type: ignore[no-untyped-def]
     """Send the job's last event again, with its original `webhook-id`, from the first attempt
     of the retry schedule (receivers that de-duplicate on the id see it once)."""
     d = deps()
-    d.jobs.get(job_id)
+    d.jobs.get(job_id, current_principal().owner_filter)
     webhooks = WebhookRepository(d.jobs.session_factory)
     deliveries = webhooks.for_job(job_id)
     if not deliveries:

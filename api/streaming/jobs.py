@@ -20,7 +20,8 @@ def audio_key_for(job_id: str) -> str:
     return f"audio/{job_id}"
 
 
-def create(deps: ApiDeps, job_id: str, start: v.StartCommand, protocol: str, worker_id: str) -> Job:
+def create(deps: ApiDeps, job_id: str, start: v.StartCommand, protocol: str, worker_id: str,
+           owner_id: str | None = None) -> Job:
     """The job row of a session, `running` from the start: a worker already holds it."""
     now = utc_now()
     job = Job(
@@ -29,7 +30,7 @@ def create(deps: ApiDeps, job_id: str, start: v.StartCommand, protocol: str, wor
                  "sample_rate_hz": start.sample_rate_hz, "output_format": "txt"},
         audio_key=audio_key_for(job_id), audio_filename=(start.name or "live session")[:255], audio_size_bytes=0,
         audio_duration_s=0.0, progress=0.0, attempts=0, worker=worker_id, engine=None, created_at=now,
-        started_at=now, callback_url=start.callback_url,
+        started_at=now, callback_url=start.callback_url, api_key_id=owner_id,
     )
     return deps.jobs.create(job)
 
@@ -42,9 +43,10 @@ def fail(deps: ApiDeps, job_id: str, reason: str) -> None:
         logger.warning("could not mark stream job %s failed", job_id, exc_info=True)
 
 
-def why_not_continue(deps: ApiDeps, task_id: str) -> tuple[str, str]:
-    """The answer to a client that asks to continue session `task_id` (resuming comes later)."""
-    job = deps.jobs.find(task_id) if len(task_id) <= 64 else None
+def why_not_continue(deps: ApiDeps, task_id: str, owner_id: str | None = None) -> tuple[str, str]:
+    """The answer to a client that asks to continue session `task_id` (resuming comes later).
+    Another key's session is "unknown", in the same words as a missing one."""
+    job = deps.jobs.find(task_id, owner_id) if len(task_id) <= 64 else None
     if job is None or job.mode != STREAM_MODE:
         return v.UNKNOWN_TASK, f"unknown task_id {task_id[:64]!r}: leave task_id empty to start a new session"
     return v.BAD_REQUEST, f"session {task_id} has ended and cannot be continued; start a new session"

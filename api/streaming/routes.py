@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, request
+from flask import Flask, g, request
 from flask_sock import Sock
 
 from api.deps import deps
@@ -30,7 +30,9 @@ def stream(ws) -> None:  # type: ignore[no-untyped-def]
     gate = request.environ.get("gunicorn.socket")
     if isinstance(gate, GatedSocket):
         gate.attach(ws)
-    StreamSession(ws, deps(), request.environ.get(PROTOCOL_ENVIRON_KEY, "oddasr")).run()
+    # The caller, when the upgrade carried a key (or auth is off); else the start message's.
+    principal = g.get("principal")
+    StreamSession(ws, deps(), request.environ.get(PROTOCOL_ENVIRON_KEY, "oddasr"), principal).run()
 
 
 def _local_port(environ: dict[str, Any]) -> int | None:

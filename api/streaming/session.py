@@ -18,15 +18,17 @@ from dataclasses import dataclass
 import redis
 from simple_websocket import ConnectionClosed
 
+from api.auth import MISSING_KEY_MESSAGE, authenticate_token
 from api.deps import ApiDeps
 from api.options import check_language, parse_callback_url, parse_language
+from api.principal import Principal
 from api.streaming import jobs as stream_jobs
 from api.streaming import vocabulary as v
 from api.streaming.framing import AudioFramer
 from api.streaming.protocols import detect
 from api.streaming.relay import RelayClient, RelayError, WorkerEvent, wait_for_slot
 from shared import stream_messages as sm
-from shared.errors import BadRequestError
+from shared.errors import BadRequestError, OddAsrError, UnauthorizedError
 from shared.stream_slots import release_slot
 
 logger = logging.getLogger(__name__)
@@ -52,8 +54,10 @@ class _Outcome:
 
 
 class StreamSession:
-    def __init__(self, ws, deps: ApiDeps, default_protocol: str) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, ws, deps: ApiDeps, default_protocol: str,  # type: ignore[no-untyped-def]
+                 principal: Principal | None = None) -> None:
         self.ws = ws
+        self.principal = principal
         self.deps = deps
         self.settings = deps.settings
         self.default_protocol = default_protocol
@@ -92,8 +96,13 @@ class StreamSession:
         if self.settings.disable_stream:
             self._refuse(v.DISABLED, "live streaming is turned off on this server (disable_stream)")
             return
+        try:
+            principal = self._authenticate(start)
+        except OddAsrError as exc:
+            self._refuse(v.UNAUTHORIZED if exc.http_status == 401 else v.LIMITED, exc.message)
+            return
         if start.task_id:
-            self._refuse(*stream_jobs.why_not_continue(self.deps, start.task_id))
+            self._refuse(*stream_jobs.why_not_continue(self.deps, start.task_id, principal.owner_filter))
             return
         try:  # the same checks as every HTTP endpoint, before a worker is held
             start.language = parse_language(start.language)
@@ -114,7 +123,14 @@ class StreamSession:
                                  "try again in a few seconds")
             return
         try:
-            stream_jobs.create(self.deps, session_id, start, self.adapter.name, claim.worker_id)
+            with self.deps.limiter.in_flight_place(principal):
+                stream_jobs.create(self.deps, session_id, start, self.adapter.name, claim.worker_id,
+                                   principal.key_id)
+        except OddAsrError as exc:
+            with contextlib.suppress(redis.RedisError):
+                release_slot(self.deps.redis, claim.worker_id, claim.fence)
+            self._refuse(v.LIMITED if exc.http_status == 429 else v.UNAVAILABLE, exc.message)
+            return
         except Exception:
             logger.exception("could not record stream session %s", session_id)
             with contextlib.suppress(redis.RedisError):
@@ -129,6 +145,19 @@ class StreamSession:
             self._relay_session(relay, session_id, start, early_audio)
         finally:
             relay.close()
+
+    def _authenticate(self, start: v.StartCommand) -> Principal:
+        """The caller: known from the upgrade request, or named by the start message's
+        `token` (OddASR's clients carry their key there); its limits apply as to any job."""
+        principal = self.principal
+        if principal is None:
+            if not start.token:
+                raise UnauthorizedError(MISSING_KEY_MESSAGE + "; a websocket may also send it as the 'api_key'"
+                                        " query parameter or the start message's 'token'")
+            principal = authenticate_token(start.token)
+            self.deps.limiter.check_request_rate(principal)
+        self.deps.limiter.check_in_flight(principal)
+        return principal
 
     def _first_frames(self) -> tuple[str | None, list[bytes]]:
         early_audio: list[bytes] = []

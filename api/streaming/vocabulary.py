@@ -89,6 +89,10 @@ WORKER_LOST = "worker_lost"
 UNAVAILABLE = "unavailable"
 MAX_LENGTH = "max_length"
 INTERNAL = "internal"
+#: No key, or an invalid one (HTTP would answer 401).
+UNAUTHORIZED = "unauthorized"
+#: A per-key limit refused the session (HTTP would answer 429).
+LIMITED = "limited"
 
 
 class WireProtocol(Protocol):

@@ -12,7 +12,8 @@ import os
 import sys
 from pathlib import Path
 
-from shared.cli import commands
+from shared.auth.exposure import api_exposure_problem, flower_exposure_problem
+from shared.cli import commands, keys
 from shared.config import CONFIG_FILE_ENV, Settings, load_settings, unused_config_keys_message
 from shared.logs import configure_logging
 
@@ -36,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     stream.add_argument("--processes", type=int, help="processes (default: stream_workers)")
     sub.add_parser("flower", help="start the Flower dashboard")
     sub.add_parser("migrate", help="apply database migrations")
+    keys.add_parser(sub)
     models = sub.add_parser("models", help="download the configured models, or verify that they load")
     models.add_argument("action", choices=["download", "verify"])
     models.add_argument("--json", action="store_true")
@@ -72,6 +74,15 @@ def main(argv: list[str] | None = None) -> int:
     if unused := unused_config_keys_message(settings):
         logger.warning("%s", unused)
     command = args.command or "run"
+    problems = {"run": [api_exposure_problem(settings)] + ([flower_exposure_problem(settings)]
+                                                             if settings.enable_flower else []),
+                "api": [api_exposure_problem(settings)], "flower": [flower_exposure_problem(settings)]}
+    for problem in problems.get(command, []):
+        if problem:
+            sys.stderr.write(f"oddasr: {problem}\n")
+            return 2
+    if command == "keys":
+        return keys.run_keys(args, settings)
     if command == "run":
         from shared.cli.launcher import run_all
 

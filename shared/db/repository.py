@@ -53,27 +53,43 @@ class JobRepository:
             session.add(job)
         return job
 
-    def get(self, job_id: str) -> Job:
+    def get(self, job_id: str, owner_id: str | None = None) -> Job:
+        """The job, or 404. With `owner_id`, another key's job is 404 too, in the very same
+        words, so a tenant cannot tell someone else's job from a missing one."""
+        job = self.find(job_id, owner_id)
+        if job is None:
+            raise NotFoundError(f"job {job_id[:64]} not found")
+        return job
+
+    def find(self, job_id: str, owner_id: str | None = None) -> Job | None:
         with self._session_factory() as session:
-            job = session.get(Job, job_id)
-            if job is None:
-                raise NotFoundError(f"job {job_id} not found")
+            job = session.get(Job, job_id) if len(job_id) <= 32 else None
+            if job is None or (owner_id is not None and job.api_key_id != owner_id):
+                return None
             return job
 
-    def find(self, job_id: str) -> Job | None:
-        with self._session_factory() as session:
-            return session.get(Job, job_id)
-
-    def list(self, *, status: str | None, limit: int, offset: int) -> tuple[Sequence[Job], int]:
-        """Newest first, with the total count for pagination."""
+    def list(self, *, status: str | None, limit: int, offset: int,
+             owner_id: str | None = None) -> tuple[Sequence[Job], int]:
+        """Newest first, with the total count for pagination; only `owner_id`'s jobs if given."""
         with self._session_factory() as session:
             query = select(Job)
             count_query = select(func.count()).select_from(Job)
+            if owner_id is not None:
+                query = query.where(Job.api_key_id == owner_id)
+                count_query = count_query.where(Job.api_key_id == owner_id)
             if status:
                 query = query.where(Job.status == status)
                 count_query = count_query.where(Job.status == status)
             query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit).offset(offset)
             return session.scalars(query).all(), int(session.scalar(count_query) or 0)
+
+    def count_in_flight(self, owner_id: str) -> int:
+        """A key's jobs queued or running (live sessions included): its concurrency."""
+        with self._session_factory() as session:
+            return int(session.scalar(
+                select(func.count()).select_from(Job)
+                .where(Job.api_key_id == owner_id, Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))
+            ) or 0)
 
     def transition(self, job_id: str, target: JobStatus, **fields: Any) -> bool:
         """Move a job to `target` if the transition table allows it from its current status.

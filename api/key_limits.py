@@ -1,0 +1,114 @@
+"""Per-key limits, kept in Redis so they hold across API processes and machines.
+
+Requests per minute and audio seconds per day are rate limits: the `limits` library (the
+engine of Flask-Limiter) counts them with its sliding-window counters in Redis, one atomic
+script per check. Jobs in flight is a concurrency limit, not a rate: its truth is the job
+table (queued + running jobs of the key, an indexed count), and a per-key Redis lock around
+"count, then insert" keeps two API processes from both admitting the last free place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+
+import redis
+from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerMinute
+from limits.storage import RedisStorage
+from limits.strategies import SlidingWindowCounterRateLimiter
+
+from api.principal import Principal
+from shared import redis_keys
+from shared.errors import ServiceUnavailableError, TooManyRequestsError
+
+logger = logging.getLogger(__name__)
+
+#: Retry-After for a full in-flight allowance: the server cannot know when a job ends, and a
+#: client polling its jobs learns it sooner.
+IN_FLIGHT_RETRY_AFTER_S = 5.0
+IN_FLIGHT_LOCK_TIMEOUT_S = 10.0
+
+
+class KeyLimiter:
+    def __init__(self, redis_url: str, client: redis.Redis, count_in_flight: Callable[[str], int]) -> None:
+        self._storage = RedisStorage(redis_url, key_prefix=redis_keys.RATE_LIMIT_PREFIX,
+                                     socket_connect_timeout=3, socket_timeout=5)
+        self._limiter = SlidingWindowCounterRateLimiter(self._storage)
+        self._redis = client
+        self._count_in_flight = count_in_flight
+
+    def _retry_after_s(self, item: RateLimitItem, key_id: str) -> float:
+        with contextlib.suppress(Exception):
+            return max(1.0, self._limiter.get_window_stats(item, key_id).reset_time - time.time())
+        return float(item.get_expiry())
+
+    def check_request_rate(self, principal: Principal) -> None:
+        if not principal.requests_per_minute or principal.key_id is None:
+            return
+        item = RateLimitItemPerMinute(principal.requests_per_minute)
+        if not self._hit(item, principal.key_id, 1):
+            raise TooManyRequestsError(
+                f"key {principal.key_id} is over its limit of {principal.requests_per_minute} requests per minute",
+                retry_after_s=self._retry_after_s(item, principal.key_id))
+
+    def charge_audio(self, principal: Principal, audio_duration_s: float) -> None:
+        """Count a job's audio against the key's daily allowance, or refuse it (429)."""
+        if not principal.audio_seconds_per_day or principal.key_id is None:
+            return
+        cost_s = max(1, math.ceil(audio_duration_s))
+        item = RateLimitItemPerDay(principal.audio_seconds_per_day)
+        if cost_s > principal.audio_seconds_per_day:
+            raise TooManyRequestsError(
+                f"this audio ({cost_s} s) is longer than key {principal.key_id}'s whole daily limit of"
+                f" {principal.audio_seconds_per_day} audio seconds")
+        if not self._hit(item, principal.key_id, cost_s):
+            raise TooManyRequestsError(
+                f"key {principal.key_id} is over its limit of {principal.audio_seconds_per_day} audio seconds per"
+                f" day (this audio: {cost_s} s)", retry_after_s=self._retry_after_s(item, principal.key_id))
+
+    def _hit(self, item: RateLimitItem, key_id: str, cost: int) -> bool:
+        """A Redis that cannot answer lets the request through: a limit never takes the API
+        down with it (the job queue, on the same Redis, reports the outage itself)."""
+        try:
+            return self._limiter.hit(item, key_id, cost=cost)
+        except Exception as exc:  # redis errors, wrapped or not, depending on the library's version
+            logger.warning("rate limit of key %s not checked, Redis unavailable: %s", key_id, exc)
+            return True
+
+    def check_in_flight(self, principal: Principal) -> None:
+        """The early, lock-free check: refuse before an upload is stored when plainly over."""
+        if principal.max_jobs_in_flight and principal.key_id is not None:
+            self._refuse_if_full(principal)
+
+    @contextlib.contextmanager
+    def in_flight_place(self, principal: Principal) -> Iterator[None]:
+        """Hold the key's admission lock while the caller counts and inserts its job."""
+        if not principal.max_jobs_in_flight or principal.key_id is None:
+            yield
+            return
+        lock = self._redis.lock(redis_keys.in_flight_lock_key(principal.key_id), timeout=IN_FLIGHT_LOCK_TIMEOUT_S,
+                                blocking_timeout=IN_FLIGHT_LOCK_TIMEOUT_S)
+        try:
+            acquired = lock.acquire()
+        except redis.RedisError as exc:
+            raise ServiceUnavailableError("the job queue (Redis) is unavailable; try again shortly") from exc
+        if not acquired:
+            raise TooManyRequestsError(f"key {principal.key_id} is submitting too many jobs at once",
+                                       retry_after_s=IN_FLIGHT_RETRY_AFTER_S)
+        try:
+            self._refuse_if_full(principal)
+            yield
+        finally:
+            with contextlib.suppress(redis.RedisError):
+                lock.release()
+
+    def _refuse_if_full(self, principal: Principal) -> None:
+        assert principal.key_id is not None
+        in_flight = self._count_in_flight(principal.key_id)
+        if in_flight >= principal.max_jobs_in_flight:
+            raise TooManyRequestsError(
+                f"key {principal.key_id} has {in_flight} jobs queued or running, its limit of jobs in flight"
+                f" ({principal.max_jobs_in_flight}); wait for one to finish", retry_after_s=IN_FLIGHT_RETRY_AFTER_S)

@@ -1,0 +1,1 @@
+"""API keys: their format, their hash, and the secret of that hash."""
