@@ -69,6 +69,37 @@ class KeyLimiter:
                 f"key {principal.key_id} is over its limit of {principal.audio_seconds_per_day} audio seconds per"
                 f" day (this audio: {cost_s} s)", retry_after_s=self._retry_after_s(item, principal.key_id))
 
+    def check_audio_left(self, principal: Principal) -> None:
+        """A live session's length is unknown at its start: it may start while any of the
+        day's allowance is left, and is charged when it ends (`record_audio`)."""
+        if not principal.audio_seconds_per_day or principal.key_id is None:
+            return
+        item = RateLimitItemPerDay(principal.audio_seconds_per_day)
+        try:
+            left = self._limiter.test(item, principal.key_id, cost=1)
+        except Exception as exc:
+            logger.warning("audio allowance of key %s not checked, Redis unavailable: %s", principal.key_id, exc)
+            return
+        if not left:
+            raise TooManyRequestsError(
+                f"key {principal.key_id} has used its {principal.audio_seconds_per_day} audio seconds for today",
+                retry_after_s=self._retry_after_s(item, principal.key_id))
+
+    def record_audio(self, principal: Principal, audio_duration_s: float) -> None:
+        """Charge a finished live session, as far as the allowance goes (a counter that
+        refuses a charge larger than what is left cannot overdraw: it is filled up)."""
+        if not principal.audio_seconds_per_day or principal.key_id is None or audio_duration_s <= 0:
+            return
+        item = RateLimitItemPerDay(principal.audio_seconds_per_day)
+        try:
+            remaining = self._limiter.get_window_stats(item, principal.key_id).remaining
+        except Exception as exc:
+            logger.warning("audio of key %s not charged, Redis unavailable: %s", principal.key_id, exc)
+            return
+        cost = min(max(1, math.ceil(audio_duration_s)), remaining)
+        if cost > 0:
+            self._hit(item, principal.key_id, cost)
+
     def _hit(self, item: RateLimitItem, key_id: str, cost: int) -> bool:
         """A Redis that cannot answer lets the request through: a limit never takes the API
         down with it (the job queue, on the same Redis, reports the outage itself)."""

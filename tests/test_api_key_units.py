@@ -132,3 +132,21 @@ def test_cli_refuses_to_serve_an_open_api_publicly(tmp_path: Path) -> None:
     assert refused.returncode == 2 and "auth_mode=off" in refused.stderr
     refused = _oddasr(["flower"], tmp_path, ODDASR_HOST="0.0.0.0", ODDASR_AUTH_MODE="required")
     assert refused.returncode == 2 and "Flower" in refused.stderr
+
+
+def test_a_live_session_is_charged_when_it_ends_and_the_next_one_refused(redis_server) -> None:  # type: ignore[no-untyped-def]
+    import redis
+
+    from shared.errors import TooManyRequestsError
+
+    limiter = KeyLimiter(redis_server.url, redis.Redis.from_url(redis_server.url), lambda _key: 0)
+    principal = Principal(key_id=os.urandom(4).hex(), name="live", is_admin=False, audio_seconds_per_day=50)
+    limiter.check_audio_left(principal)
+    limiter.record_audio(principal, 20.0)
+    limiter.check_audio_left(principal)
+    limiter.record_audio(principal, 100.0)  # more than is left: the allowance fills up, no more
+    with pytest.raises(TooManyRequestsError) as refused:
+        limiter.check_audio_left(principal)
+    assert "50 audio seconds" in refused.value.message and refused.value.retry_after_s
+    with pytest.raises(TooManyRequestsError):
+        limiter.charge_audio(principal, 1.0)

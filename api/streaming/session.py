@@ -67,6 +67,8 @@ class StreamSession:
         self._outcome = _Outcome()
         self._stop_ack = False
         self._stopping = False
+        #: 16-bit PCM sent to the worker, at the client's sample rate: the session's audio.
+        self._relayed_bytes = 0
 
     # --- sending -------------------------------------------------------------------------
     def _send(self, frames: list[str]) -> None:
@@ -145,6 +147,7 @@ class StreamSession:
             self._relay_session(relay, session_id, start, early_audio)
         finally:
             relay.close()
+            self.deps.limiter.record_audio(principal, self._relayed_bytes / (2 * start.sample_rate_hz))
 
     def _authenticate(self, start: v.StartCommand) -> Principal:
         """The caller: known from the upgrade request, or named by the start message's
@@ -157,6 +160,7 @@ class StreamSession:
             principal = authenticate_token(start.token)
             self.deps.limiter.check_request_rate(principal)
         self.deps.limiter.check_in_flight(principal)
+        self.deps.limiter.check_audio_left(principal)
         return principal
 
     def _first_frames(self) -> tuple[str | None, list[bytes]]:
@@ -229,6 +233,7 @@ class StreamSession:
             if self._done.is_set():
                 return
         relay.send(sm.AUDIO, pcm, received_at_s=received_at_s)
+        self._relayed_bytes += len(pcm)
 
     def _client_loop(self, relay: RelayClient, framer: AudioFramer) -> None:
         assert self.adapter is not None
