@@ -212,6 +212,83 @@ def test_funasr_audio_before_the_config_is_kept(stack: Stack, pcm: bytes) -> Non
     wait_for_idle_slots(stack)
 
 
+# --- native protocol ---------------------------------------------------------------------
+def native_url(stack: Stack) -> str:
+    return f"ws://127.0.0.1:{stack.settings.port}/v1/stream"
+
+
+def _send_paced(ws, pcm: bytes, speed: float = 4.0, frame_bytes: int = 3200) -> None:  # type: ignore[no-untyped-def]
+    for offset in range(0, len(pcm), frame_bytes):
+        ws.send(pcm[offset:offset + frame_bytes])
+        time.sleep(frame_bytes / 32000 / speed)
+
+
+def _messages_until(ws, kinds: set[str], timeout_s: float = 30.0) -> list[dict]:  # type: ignore[no-untyped-def]
+    received: list[dict] = []
+    deadline_s = time.monotonic() + timeout_s
+    while time.monotonic() < deadline_s:
+        message = json.loads(ws.recv(timeout=max(0.1, deadline_s - time.monotonic())))
+        received.append(message)
+        if message["type"] in kinds:
+            return received
+    raise TimeoutError(f"none of {kinds} within {timeout_s} s: {received}")
+
+
+def test_native_protocol_keepalive_finalize_and_close_with_a_summary(stack: Stack, pcm: bytes) -> None:
+    from websockets.exceptions import ConnectionClosed
+
+    with open_ws(native_url(stack)) as ws:
+        ws.send(json.dumps({"type": "Start", "sample_rate": 16000, "language": "en", "name": "native test"}))
+        begin = json.loads(ws.recv(timeout=30))
+        assert begin["type"] == "Begin" and begin["job_id"] == begin["session_id"]
+        assert begin["audio"] == {"encoding": "pcm_s16le", "sample_rate": 16000, "channels": 1}
+        # Half of the first sentence, then Finalize: what was heard comes back as final now.
+        first_cut = int(len(pcm) * 0.2) // 2 * 2
+        _send_paced(ws, pcm[:first_cut])
+        ws.send(json.dumps({"type": "Finalize"}))
+        received = _messages_until(ws, {"Final"})
+        assert received[-1]["text"].strip()
+        # Silence longer than the idle timeout (2 s) with KeepAlive: the session stays open.
+        for _ in range(6):
+            ws.send(json.dumps({"type": "KeepAlive"}))
+            time.sleep(0.5)
+        _send_paced(ws, pcm[first_cut:])
+        ws.send(json.dumps({"type": "Close"}))
+        received += _messages_until(ws, {"Summary"}, timeout_s=60)
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
+    finals = [m for m in received if m["type"] == "Final"]
+    summary = received[-1]
+    assert summary["job_id"] == begin["job_id"] and summary["finals"] == len(finals) >= 3
+    assert abs(summary["duration_s"] - len(pcm) / 32000) < 0.05
+    starts = [m["start"] for m in finals]
+    assert starts == sorted(starts) and all(m["start"] <= m["end"] <= len(pcm) / 32000 + 0.5 for m in finals)
+    # The sentences after the Finalize are placed on the session's clock (the VAD's own
+    # starts over at 0 there): they begin where the cut was, or later.
+    after_cut = finals[1:]
+    assert after_cut and all(m["start"] >= first_cut / 32000 - 0.1 for m in after_cut)
+    assert wer(" ".join(SENTENCES), " ".join(m["text"] for m in finals)) < 0.35
+    job = final_job(stack, begin["job_id"])
+    assert job["status"] == "succeeded" and job["mode"] == "stream"
+    wait_for_idle_slots(stack)
+
+
+def test_native_protocol_refuses_bad_messages_in_its_own_words(stack: Stack) -> None:
+    reply, code = _first_reply(native_url(stack), json.dumps({"type": "Start", "sample_rate": 1}))
+    assert reply == {"type": "Error", "kind": "bad_request", "message": reply["message"]} and code == 1000
+    assert "sample_rate" in reply["message"]
+    reply, _ = _first_reply(native_url(stack), "garbage")
+    assert reply["type"] == "Error" and reply["kind"] == "bad_request"
+    with open_ws(native_url(stack)) as ws:
+        ws.send(json.dumps({"type": "Start"}))
+        assert json.loads(ws.recv(timeout=30))["type"] == "Begin"
+        ws.send(json.dumps({"type": "Rewind"}))
+        error = _messages_until(ws, {"Error"})[-1]
+        assert error["kind"] == "bad_request" and "KeepAlive, Finalize or Close" in error["message"]
+    wait_for_idle_slots(stack)
+
+
 # --- bad input ---------------------------------------------------------------------------
 def _first_reply(url: str, first: str | bytes, subprotocols: list[str] | None = None) -> tuple[dict, int | None]:
     from websockets.exceptions import ConnectionClosed

@@ -9,10 +9,13 @@ the first frame says nothing recognisable).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from typing import Any
 
 from flask import Flask, g, request
 from flask_sock import Sock
+from simple_websocket import ConnectionClosed
 
 from api.deps import deps
 from api.streaming.session import StreamSession
@@ -21,6 +24,8 @@ from shared.config import Settings
 
 STREAM_PATH = "/v1/stream"
 PROTOCOL_ENVIRON_KEY = "oddasr.default_protocol"
+
+logger = logging.getLogger(__name__)
 
 sock = Sock()
 
@@ -32,7 +37,17 @@ def stream(ws) -> None:  # type: ignore[no-untyped-def]
         gate.attach(ws)
     # The caller, when the upgrade carried a key (or auth is off); else the start message's.
     principal = g.get("principal")
-    StreamSession(ws, deps(), request.environ.get(PROTOCOL_ENVIRON_KEY, "oddasr"), principal).run()
+    session = StreamSession(ws, deps(), request.environ.get(PROTOCOL_ENVIRON_KEY, "native"), principal)
+    try:
+        session.run()
+    except ConnectionClosed:
+        raise  # flask-sock's own end of a session
+    except Exception:
+        # Past the upgrade the socket speaks websocket: an exception reaching Flask would be
+        # written onto it as an HTTP 500 and break the client's framing. Close it instead.
+        logger.exception("stream session failed")
+        with contextlib.suppress(Exception):
+            ws.close(1011, "internal error")
 
 
 def _local_port(environ: dict[str, Any]) -> int | None:

@@ -69,6 +69,7 @@ class StreamSession:
         self._stopping = False
         #: 16-bit PCM sent to the worker, at the client's sample rate: the session's audio.
         self._relayed_bytes = 0
+        self._sample_rate_hz = 16000
 
     # --- sending -------------------------------------------------------------------------
     def _send(self, frames: list[str]) -> None:
@@ -98,6 +99,7 @@ class StreamSession:
         if self.settings.disable_stream:
             self._refuse(v.DISABLED, "live streaming is turned off on this server (disable_stream)")
             return
+        self._sample_rate_hz = start.sample_rate_hz
         try:
             principal = self._authenticate(start)
         except OddAsrError as exc:
@@ -264,6 +266,8 @@ class StreamSession:
                 self._stop(relay, ack=command.ack)
             elif isinstance(command, v.FlushCommand):
                 relay.send(sm.FLUSH)
+            elif isinstance(command, v.KeepAliveCommand):
+                last_audio_s = now_s  # the client says it is there: silence is not idleness
 
     def _stop(self, relay: RelayClient, *, ack: bool) -> None:
         self._stop_ack = self._stop_ack or ack
@@ -322,7 +326,7 @@ class StreamSession:
             logger.warning("stream session %s ended with an error: %s", session_id, outcome.error_message)
             frames = self.adapter.on_error(outcome.error_kind, outcome.error_message)
         else:
-            frames = self.adapter.on_end(self._stop_ack)
+            frames = self.adapter.on_end(self._stop_ack, self._relayed_bytes / (2 * self._sample_rate_hz))
         with contextlib.suppress(ConnectionClosed, OSError):
             self._send(frames)
             self.ws.close(1000)

@@ -91,6 +91,8 @@ class WhisperStreamSession:
         #: Absolute sample index of `_window[0]`.
         self._window_start = 0
         self._total = 0
+        #: Where the VAD's clock starts: it starts over at 0 after each flush (`finish`).
+        self._vad_origin_ms = 0
         self._open_start_ms: int | None = None
         self._index = 0
         self._committed: list[str] = []
@@ -104,7 +106,7 @@ class WhisperStreamSession:
         self._total += samples.size
         finals: list[StreamEvent] = []
         for start_ms, end_ms in self._vad.accept(samples):
-            finals.extend(self._on_vad(start_ms, end_ms))
+            finals.extend(self._on_vad(*self._from_vad_clock(start_ms, end_ms)))
         if self._open_start_ms is not None and self._now_ms() - self._open_start_ms >= MAX_SENTENCE_S * 1000:
             cut_ms = self._now_ms()
             finals.extend(self._close(cut_ms))
@@ -130,16 +132,24 @@ class WhisperStreamSession:
         return StreamEvent("partial", self._index, " ".join(committed), self._open_start_ms, self._now_ms())
 
     def finish(self) -> list[StreamEvent]:
+        """Close the open sentence now. The session may go on afterwards (a client's
+        Finalize): the VAD starts over, its clock from here."""
         finals: list[StreamEvent] = []
         for start_ms, end_ms in self._vad.accept(np.zeros(0, dtype=np.float32), is_final=True):
-            finals.extend(self._on_vad(start_ms, end_ms))
+            finals.extend(self._on_vad(*self._from_vad_clock(start_ms, end_ms)))
         if self._open_start_ms is not None:
             finals.extend(self._close(self._now_ms()))
+        self._vad_origin_ms = self._now_ms()
         return finals
 
     # --- inside --------------------------------------------------------------------------
     def _now_ms(self) -> int:
         return self._total * 1000 // SAMPLE_RATE_HZ
+
+    def _from_vad_clock(self, start_ms: int, end_ms: int) -> tuple[int, int]:
+        """FunASR's events use -1 for "not in this event"; the rest move to the session clock."""
+        return (start_ms + self._vad_origin_ms if start_ms >= 0 else -1,
+                end_ms + self._vad_origin_ms if end_ms >= 0 else -1)
 
     def _on_vad(self, start_ms: int, end_ms: int) -> list[StreamEvent]:
         if start_ms >= 0 and self._open_start_ms is None:

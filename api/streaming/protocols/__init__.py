@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from api.streaming.protocols import funasr, oddasr
+from api.streaming.protocols import funasr, native, oddasr
 from api.streaming.vocabulary import WireProtocol
 
-PROTOCOLS = {"oddasr": oddasr.OddAsrProtocol, "funasr": funasr.FunAsrProtocol}
+PROTOCOLS = {"oddasr": oddasr.OddAsrProtocol, "funasr": funasr.FunAsrProtocol, "native": native.NativeProtocol}
 
 
 def detect(first_text: str | None, default: str) -> WireProtocol:
@@ -20,6 +20,8 @@ def detect(first_text: str | None, default: str) -> WireProtocol:
         except ValueError:
             frame = None
         if isinstance(frame, dict):
+            if native.looks_like(frame):  # first: its Start may carry a `name` too
+                return native.NativeProtocol()
             if oddasr.looks_like(frame):
                 return oddasr.OddAsrProtocol()
             if funasr.looks_like(frame):

@@ -84,7 +84,7 @@ class OddAsrProtocol:
     def on_final(self, index: int, text: str, start_ms: int, end_ms: int) -> list[str]:
         return [self._frame("SentenceEnd", _payload(index, text, start_ms, end_ms))]
 
-    def on_end(self, ack: bool) -> list[str]:
+    def on_end(self, ack: bool, audio_s: float = 0.0) -> list[str]:
         del ack  # every OddASR session ends with the END message
         return [self._frame("SentenceEnd", {"begin_time": 0, "end_time": 0, "confidence": 1.0, "fin": 1, "index": 0,
                                             "result": "END", "time": 0})]

@@ -1,0 +1,102 @@
+"""OddASR's own streaming protocol on `/v1/stream`: JSON control messages, binary audio.
+
+Client -> server: `{"type": "Start", "sample_rate": 16000, "language": "en", "hotwords": [...],
+"partials": true, "name": ..., "callback_url": ..., "token": ...}`, then binary frames of
+16-bit little-endian mono PCM, and any time `{"type": "KeepAlive"}` (silence does not end the
+session), `{"type": "Finalize"}` (close the open sentence now, keep going) or
+`{"type": "Close"}` (finish: the last finals, a `Summary`, close 1000).
+
+Server -> client: `Begin` (session and job id, the audio format), `Partial` and `Final`
+(`index`, `text`, `start`/`end` in seconds), `Summary`, `Error` (`kind`, `message`).
+The two compatible protocols exist for existing clients; this one says what the server
+does in its own words and carries what the others cannot (the job, the counts).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from api.streaming import vocabulary as v
+
+START = "Start"
+_CONTROL = {"KeepAlive": v.KeepAliveCommand, "Finalize": v.FlushCommand, "Close": v.StopCommand}
+
+
+def looks_like(frame: dict[str, Any]) -> bool:
+    return frame.get("type") == START
+
+
+class NativeProtocol:
+    name = "native"
+
+    def __init__(self) -> None:
+        self._session_id = ""
+        self._sample_rate_hz = 16000
+        self._finals = 0
+        self._partials = 0
+        self._last_end_ms = 0
+
+    def parse_start(self, text: str) -> v.StartCommand:
+        frame = v.json_object(text)
+        if frame.get("type") != START:
+            raise v.ProtocolError(v.BAD_REQUEST, f'the first message must be {{"type": "{START}", ...}}, '
+                                                 f"got type {frame.get('type')!r}")
+        sample_rate_hz = frame.get("sample_rate", 16000)
+        if isinstance(sample_rate_hz, bool) or not isinstance(sample_rate_hz, int) \
+                or not 8000 <= sample_rate_hz <= 48000:
+            raise v.ProtocolError(v.BAD_REQUEST, "sample_rate must be a whole number of Hz between 8000 and 48000")
+        hotwords = frame.get("hotwords") or []
+        if isinstance(hotwords, str):
+            hotwords = hotwords.split()
+        if not isinstance(hotwords, list) or not all(isinstance(word, str) for word in hotwords):
+            raise v.ProtocolError(v.BAD_REQUEST, "hotwords must be a list of strings")
+        partials = frame.get("partials", True)
+        if not isinstance(partials, bool):
+            raise v.ProtocolError(v.BAD_REQUEST, "partials must be true or false")
+        language = frame.get("language") or None
+        if language is not None and not isinstance(language, str):
+            raise v.ProtocolError(v.BAD_REQUEST, "language must be a language code such as 'en'")
+        self._sample_rate_hz = sample_rate_hz
+        return v.StartCommand(
+            token=str(frame.get("token") or ""), sample_rate_hz=sample_rate_hz, language=language,
+            hotwords=hotwords, want_partials=partials, name=str(frame.get("name") or "")[:255],
+            callback_url=v.callback_url_of(frame),
+        )
+
+    def parse_control(self, text: str) -> v.Command:
+        frame = v.json_object(text)
+        kind = frame.get("type")
+        if kind in _CONTROL:
+            return _CONTROL[kind]()
+        if kind == START:
+            raise v.ProtocolError(v.BAD_REQUEST, "the session has already started")
+        raise v.ProtocolError(v.BAD_REQUEST, f"unknown message type {kind!r}: send KeepAlive, Finalize or Close")
+
+    # --- server messages -----------------------------------------------------------------
+    def on_started(self, job_id: str) -> list[str]:
+        self._session_id = job_id
+        return [_message("Begin", session_id=job_id, job_id=job_id,
+                         audio={"encoding": "pcm_s16le", "sample_rate": self._sample_rate_hz, "channels": 1},
+                         links={"job": f"/v1/jobs/{job_id}", "transcript": f"/v1/jobs/{job_id}/transcript"})]
+
+    def on_partial(self, index: int, text: str, start_ms: int, end_ms: int) -> list[str]:
+        self._partials += 1
+        return [_message("Partial", index=index, text=text, start=start_ms / 1000, end=end_ms / 1000)]
+
+    def on_final(self, index: int, text: str, start_ms: int, end_ms: int) -> list[str]:
+        self._finals += 1
+        self._last_end_ms = max(self._last_end_ms, end_ms)
+        return [_message("Final", index=index, text=text, start=start_ms / 1000, end=end_ms / 1000)]
+
+    def on_end(self, ack: bool, audio_s: float = 0.0) -> list[str]:
+        del ack  # every native session ends with its summary
+        return [_message("Summary", session_id=self._session_id, job_id=self._session_id,
+                         duration_s=round(audio_s, 3), finals=self._finals, partials=self._partials)]
+
+    def on_error(self, kind: str, message: str) -> list[str]:
+        return [_message("Error", kind=kind, message=message)]
+
+
+def _message(message_type: str, **fields: Any) -> str:
+    return json.dumps({"type": message_type, **fields}, ensure_ascii=False)
