@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     default_requests_per_minute: int = 0
     default_max_jobs_in_flight: int = 0
     default_audio_seconds_per_day: int = 0
+    #: The key the command-line clients (`oddasr transcribe`, `oddasr stream`) send.
+    api_key: str = ""
 
     # --- where state lives ---------------------------------------------------------------
     data_dir: Path = Path("./data")

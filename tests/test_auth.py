@@ -337,3 +337,21 @@ def test_a_file_job_of_one_tenant_still_runs_end_to_end(tenants: Tenants, clip: 
     assert created.status_code == 202
     job = wait_for_job_as(tenants, created.json()["id"], tenants.team_b)
     assert job["status"] == "succeeded" and "result" in job
+
+
+def test_the_stream_command_says_when_it_needs_a_key(tenants: Tenants, clip: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {**tenants.stack.env, "ODDASR_API_KEY": ""}
+    done = subprocess.run([sys.executable, "-m", "shared.cli.main", "stream", str(clip), "--server",
+                           tenants.stack.base_url, "--speed", "10"], capture_output=True, text=True, timeout=60,
+                          check=False, env=env)
+    assert done.returncode == 1 and "API key" in done.stderr, done.stderr
+    done = subprocess.run([sys.executable, "-m", "shared.cli.main", "transcribe", str(clip), "--server",
+                           tenants.stack.base_url], capture_output=True, text=True, timeout=60, check=False, env=env)
+    assert done.returncode != 0 and "401" in done.stderr
+    done = subprocess.run([sys.executable, "-m", "shared.cli.main", "transcribe", str(clip), "--server",
+                           tenants.stack.base_url, "--api-key", tenants.team_a], capture_output=True, text=True,
+                          timeout=120, check=False, env=env)
+    assert done.returncode == 0 and done.stdout.strip(), done.stderr

@@ -289,6 +289,25 @@ def test_native_protocol_refuses_bad_messages_in_its_own_words(stack: Stack) -> 
     wait_for_idle_slots(stack)
 
 
+def test_oddasr_stream_command_prints_finals_line_by_line_and_a_summary(stack: Stack, two_sentences: Path) -> None:
+    import subprocess
+    import sys
+
+    started_s = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "shared.cli.main", "stream", str(two_sentences), "--server",
+                           stack.base_url, "--speed", "3", "--language", "en"],
+                          capture_output=True, text=True, timeout=120, check=False, env=stack.env)
+    elapsed_s = time.monotonic() - started_s
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    assert len(lines) >= 2 and all(re.match(r"\[\s*\d+\.\d\d - \s*\d+\.\d\d\] \S", line) for line in lines)
+    assert wer(" ".join(SENTENCES), " ".join(line.split("] ", 1)[1] for line in lines)) < 0.2
+    assert "sentences; the transcript:" in done.stderr
+    # Paced: 9.3 s of audio at 3x takes at least ~3 s to send.
+    assert elapsed_s >= soundfile.info(str(two_sentences)).duration / 3
+    wait_for_idle_slots(stack)
+
+
 # --- bad input ---------------------------------------------------------------------------
 def _first_reply(url: str, first: str | bytes, subprotocols: list[str] | None = None) -> tuple[dict, int | None]:
     from websockets.exceptions import ConnectionClosed

@@ -28,9 +28,14 @@ def _error_text(response: requests.Response) -> str:
         return response.text[:500]
 
 
-def submit(server: str, path: Path, fields: dict[str, str], timeout_s: float) -> str:
+def auth_headers(api_key: str) -> dict[str, str]:
+    """What every client command sends when a key is configured (`--api-key`, ODDASR_API_KEY)."""
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+def submit(http: requests.Session, server: str, path: Path, fields: dict[str, str], timeout_s: float) -> str:
     with path.open("rb") as audio:
-        response = requests.post(f"{server}/v1/jobs", files={"audio": (path.name, audio)}, data=fields,
+        response = http.post(f"{server}/v1/jobs", files={"audio": (path.name, audio)}, data=fields,
                                  timeout=timeout_s)
     if response.status_code != 202:
         raise ClientError(f"{path}: the server refused it ({response.status_code}): {_error_text(response)}")
@@ -52,11 +57,12 @@ def show_job(bar: tqdm, label: str, job: dict[str, object]) -> None:
         bar.set_description_str(f"{label} ({status})", refresh=False)
 
 
-def wait(server: str, job_id: str, label: str, timeout_s: float, show_progress: bool) -> dict[str, object]:
+def wait(http: requests.Session, server: str, job_id: str, label: str, timeout_s: float,
+         show_progress: bool) -> dict[str, object]:
     deadline_s = time.monotonic() + timeout_s
     with progress_bar(label, show=show_progress) as bar:
         while True:
-            response = requests.get(f"{server}/v1/jobs/{job_id}", timeout=30)
+            response = http.get(f"{server}/v1/jobs/{job_id}", timeout=30)
             if response.status_code != 200:
                 raise ClientError(f"{label}: cannot read job {job_id}: {_error_text(response)}")
             job = response.json()
@@ -76,18 +82,21 @@ def no_server_message(server: str) -> str:
 
 def transcribe_files(
     files: list[Path], server: str, fmt: str, fields: dict[str, str], output_dir: Path | None, timeout_s: float,
+    api_key: str = "",
 ) -> int:
     """Returns the process exit code: 0 when every file was transcribed."""
     server = server.rstrip("/")
+    http = requests.Session()
+    http.headers.update(auth_headers(api_key))
     failures = 0
     show_progress = sys.stderr.isatty()
     for path in files:
         try:
-            job_id = submit(server, path, {**fields, "output_format": fmt}, timeout_s)
-            job = wait(server, job_id, path.name, timeout_s, show_progress)
+            job_id = submit(http, server, path, {**fields, "output_format": fmt}, timeout_s)
+            job = wait(http, server, job_id, path.name, timeout_s, show_progress)
             if job["status"] != "succeeded":
                 raise ClientError(f"{path}: job {job_id} {job['status']}: {job.get('error')}")
-            response = requests.get(f"{server}/v1/jobs/{job_id}/transcript", params={"format": fmt}, timeout=60)
+            response = http.get(f"{server}/v1/jobs/{job_id}/transcript", params={"format": fmt}, timeout=60)
             if response.status_code != 200:
                 raise ClientError(f"{path}: cannot fetch the transcript: {_error_text(response)}")
             text = response.content.decode("utf-8")

@@ -50,6 +50,14 @@ def _parser() -> argparse.ArgumentParser:
     transcribe.add_argument("--language")
     transcribe.add_argument("--hotwords")
     transcribe.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for each file")
+    transcribe.add_argument("--api-key", help="the key to send (default: the api_key setting, ODDASR_API_KEY)")
+    stream = sub.add_parser("stream", help="stream a recording at real-time pace; print partials and finals")
+    stream.add_argument("file", type=Path)
+    stream.add_argument("--server", default=None, help="server URL (default: this config's host and port)")
+    stream.add_argument("--language")
+    stream.add_argument("--hotwords", help="space-separated")
+    stream.add_argument("--speed", type=float, default=1.0, help="times real time (default 1.0)")
+    stream.add_argument("--api-key", help="the key to send (default: the api_key setting, ODDASR_API_KEY)")
     return parser
 
 
@@ -116,7 +124,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.hotwords:
             fields["hotwords"] = args.hotwords
         server = args.server or f"http://{settings.host}:{settings.port}"
-        return transcribe_files(args.files, server, args.format, fields, args.output_dir, args.timeout)
+        return transcribe_files(args.files, server, args.format, fields, args.output_dir, args.timeout,
+                                args.api_key or settings.api_key)
+    if command == "stream":
+        from shared.cli.stream_client import run_stream
+
+        if args.speed <= 0:
+            sys.stderr.write("oddasr: --speed must be more than 0\n")
+            return 2
+        server = args.server or f"http://{settings.host}:{settings.port}"
+        return run_stream(args.file, server, language=args.language, hotwords=(args.hotwords or "").split(),
+                          api_key=args.api_key or settings.api_key, speed=args.speed)
     return 2
 
 
