@@ -198,12 +198,16 @@ def job_to_dict(job: Job, transcript: Transcript | None = None) -> dict[str, obj
                   "webhooks": f"/v1/jobs/{job.id}/webhooks"},
     }
     if transcript is not None:
-        body["result"] = {
-            "text": transcript.text,
-            "language": transcript.language,
-            "segments": [
-                {"start": s.start_s, "end": s.end_s, "text": s.text, "speaker": s.speaker}
-                for s in transcript.segments
-            ],
-        }
+        body["result"] = transcript_to_dict(transcript)
     return body
+
+
+def transcript_to_dict(transcript: Transcript) -> dict[str, object]:
+    return {
+        "text": transcript.text,
+        "language": transcript.language,
+        "segments": [
+            {"start": s.start_s, "end": s.end_s, "text": s.text, "speaker": s.speaker}
+            for s in transcript.segments
+        ],
+    }

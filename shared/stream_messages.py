@@ -43,6 +43,8 @@ class SessionRequest(BaseModel):
     want_partials: bool = True
     protocol: str = ""
     max_session_s: float = 3 * 3600.0
+    #: At the end, queue the recording as a file job: none, offline or diarize (shared.reprocess).
+    reprocess: str = "none"
 
 
 class RelayHeader(BaseModel):

@@ -202,3 +202,17 @@ def test_tls_without_a_certificate_is_refused_at_start_with_the_reason(tmp_path)
         Settings(enable_https=True)
     with pytest.raises(ValueError, match="no such file"):
         Settings(enable_https=True, ssl_cert_path=str(tmp_path / "c.pem"), ssl_key_path=str(tmp_path / "k.pem"))
+
+
+def test_reprocess_ids_are_derived_and_stages_named() -> None:
+    from shared import reprocess
+
+    assert reprocess.reprocess_job_id("a" * 32) == reprocess.reprocess_job_id("a" * 32) != reprocess.reprocess_job_id(
+        "b" * 32)
+    assert len(reprocess.reprocess_job_id("a" * 32)) == 32
+    assert reprocess.stage_of("running", None) == "live"
+    assert reprocess.stage_of("succeeded", None) == "reprocess_pending"
+    assert reprocess.stage_of("succeeded", "queued") == "reprocessing"
+    assert reprocess.stage_of("succeeded", "succeeded") == "reprocessed"
+    assert reprocess.stage_of("succeeded", "failed") == "reprocess_failed"
+    assert reprocess.stage_of("failed", None) == "ended"

@@ -19,7 +19,7 @@ import requests
 import soundfile
 import srt
 
-from tests.support.speech import REFERENCE_SENTENCES, make_long_recording
+from tests.support.speech import REFERENCE_SENTENCES, make_dialogue, make_long_recording, speaker_accuracy
 from tests.support.stack import Stack, running_stack
 from tests.support.ws_clients import funasr_session, oddasr_session, open_ws
 
@@ -272,6 +272,47 @@ def test_native_protocol_keepalive_finalize_and_close_with_a_summary(stack: Stac
     job = final_job(stack, begin["job_id"])
     assert job["status"] == "succeeded" and job["mode"] == "stream"
     wait_for_idle_slots(stack)
+
+
+def test_a_two_voice_session_reprocessed_with_diarize_labels_both_speakers(stack: Stack, speech_dir: Path) -> None:
+    """Live, a stream has no speakers; asked to (`reprocess: diarize`), its recording becomes a
+    file job whose transcript labels both voices, and the session's job shows both."""
+    path, turns = make_dialogue(REFERENCE_SENTENCES[:4], speech_dir / "stream-dialogue.wav")
+    samples, _rate = soundfile.read(path, dtype="int16")
+    with open_ws(native_url(stack)) as ws:
+        ws.send(json.dumps({"type": "Start", "language": "en", "reprocess": "diarize"}))
+        begin = json.loads(ws.recv(timeout=30))
+        assert begin["type"] == "Begin"
+        _send_paced(ws, samples.tobytes(), speed=6.0)
+        ws.send(json.dumps({"type": "Close"}))
+        summary = _messages_until(ws, {"Summary"}, timeout_s=60)[-1]
+    assert summary["reprocess"]["mode"] == "diarize"
+    child_id = summary["reprocess"]["job_id"]
+    deadline_s = time.monotonic() + 120
+    while True:
+        job = requests.get(stack.url(f"/v1/jobs/{begin['job_id']}"), timeout=10).json()
+        if job.get("stage") in {"reprocessed", "reprocess_failed"} or time.monotonic() > deadline_s:
+            break
+        time.sleep(0.3)
+    assert job["stage"] == "reprocessed", job
+    assert job["reprocessed"]["job_id"] == child_id and job["reprocessed"]["status"] == "succeeded"
+    live = job["result"]["segments"]
+    assert live and all(segment["speaker"] is None for segment in live)
+    better = job["reprocessed"]["result"]["segments"]
+    assert {segment["speaker"] for segment in better} == {0, 1}
+    assert speaker_accuracy(turns, [(s["start"], s["end"], s["speaker"]) for s in better]) > 0.8
+    child = requests.get(stack.url(f"/v1/jobs/{child_id}"), timeout=10).json()
+    assert child["mode"] == "file" and child["options"]["source_job_id"] == begin["job_id"]
+    spk_text = requests.get(stack.url(f"/v1/jobs/{child_id}/transcript"), params={"format": "spk"}, timeout=10).text
+    assert "Speaker 1:" in spk_text and "Speaker 2:" in spk_text  # rendered counting from 1
+    wait_for_idle_slots(stack)
+
+
+def test_reprocess_option_is_checked_before_a_worker_is_held(stack: Stack) -> None:
+    reply, code = _first_reply(native_url(stack), json.dumps({"type": "Start", "reprocess": "twice"}))
+    assert reply["type"] == "Error" and "reprocess must be one of none, offline, diarize" in reply["message"]
+    reply, _ = _first_reply(oddasr_url(stack), json.dumps({"name": "StartTranscription", "reprocess": "x"}))
+    assert reply["header"]["status"] == 10020001
 
 
 def test_native_protocol_refuses_bad_messages_in_its_own_words(stack: Stack) -> None:

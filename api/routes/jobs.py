@@ -41,11 +41,16 @@ def create_job():  # type: ignore[no-untyped-def]
 @blueprint.get("/v1/jobs/<job_id>")
 def get_job(job_id: str):  # type: ignore[no-untyped-def]
     d = deps()
-    job = d.jobs.get(job_id, current_principal().owner_filter)
+    owner = current_principal().owner_filter
+    job = d.jobs.get(job_id, owner)
     transcript = load_transcript(d, job) if job.status == JobStatus.SUCCEEDED and job.transcript_key else None
     if transcript is None:
         transcript = stream_jobs.stored_sentences(d, job)  # a live session's sentences, whatever its status
-    return jsonify(job_to_dict(job, transcript))
+    body = job_to_dict(job, transcript)
+    if (reprocessing := stream_jobs.reprocess_view(d, job, owner)) is not None:
+        body["stage"] = reprocessing.pop("stage")
+        body["reprocessed"] = reprocessing
+    return jsonify(body)
 
 
 @blueprint.get("/v1/jobs/<job_id>/transcript")

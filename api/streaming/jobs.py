@@ -6,7 +6,9 @@ from __future__ import annotations
 import logging
 
 from api.deps import ApiDeps
+from api.job_service import load_transcript, transcript_to_dict
 from api.streaming import vocabulary as v
+from shared import reprocess
 from shared.db.models import Job, JobStatus, utc_now
 from shared.db.repository import STREAM_MODE
 from shared.transcript import Segment, Transcript
@@ -27,7 +29,7 @@ def create(deps: ApiDeps, job_id: str, start: v.StartCommand, protocol: str, wor
     job = Job(
         id=job_id, status=JobStatus.RUNNING, mode=STREAM_MODE, queue=STREAM_QUEUE,
         options={"language": start.language, "hotwords": start.hotwords, "protocol": protocol,
-                 "sample_rate_hz": start.sample_rate_hz, "output_format": "txt"},
+                 "sample_rate_hz": start.sample_rate_hz, "output_format": "txt", "reprocess": start.reprocess},
         audio_key=audio_key_for(job_id), audio_filename=(start.name or "live session")[:255], audio_size_bytes=0,
         audio_duration_s=0.0, progress=0.0, attempts=0, worker=worker_id, engine=None, created_at=now,
         started_at=now, callback_url=start.callback_url, api_key_id=owner_id,
@@ -61,3 +63,22 @@ def stored_sentences(deps: ApiDeps, job: Job) -> Transcript | None:
                 for row in deps.jobs.stream_segments(job.id)]
     return Transcript.from_segments(segments, language=job.options.get("language"),
                                     duration_s=job.audio_duration_s or 0.0, engine=job.engine or "", model="")
+
+
+def reprocess_view(deps: ApiDeps, job: Job, owner_id: str | None) -> dict[str, object] | None:
+    """For a session that asked for reprocessing: the stage it is in and its file job, with
+    the better transcript once there is one (the session's own `result` stays the live one)."""
+    mode = (job.options or {}).get("reprocess", reprocess.NONE)
+    if job.mode != STREAM_MODE or mode == reprocess.NONE:
+        return None
+    child_id = reprocess.reprocess_job_id(job.id)
+    child = deps.jobs.find(child_id, owner_id)
+    view: dict[str, object] = {
+        "stage": reprocess.stage_of(job.status, child.status if child else None),
+        "mode": mode, "job_id": child_id, "status": child.status if child else None,
+        "error": child.error if child else None,
+        "links": {"job": f"/v1/jobs/{child_id}", "transcript": f"/v1/jobs/{child_id}/transcript"},
+    }
+    if child is not None and child.status == JobStatus.SUCCEEDED and child.transcript_key:
+        view["result"] = transcript_to_dict(load_transcript(deps, child))
+    return view

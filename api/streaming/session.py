@@ -20,15 +20,17 @@ from simple_websocket import ConnectionClosed
 
 from api.auth import MISSING_KEY_MESSAGE, authenticate_token
 from api.deps import ApiDeps
-from api.options import check_language, parse_callback_url, parse_language
+from api.options import check_language, check_supported, parse_callback_url, parse_language
 from api.principal import Principal
 from api.streaming import jobs as stream_jobs
 from api.streaming import vocabulary as v
 from api.streaming.framing import AudioFramer
 from api.streaming.protocols import detect
 from api.streaming.relay import RelayClient, RelayError, WorkerEvent, wait_for_slot
+from shared import reprocess
 from shared import stream_messages as sm
-from shared.errors import BadRequestError, OddAsrError, UnauthorizedError
+from shared.errors import BadRequestError, NotSupportedError, OddAsrError, UnauthorizedError
+from shared.schemas import JobOptions
 from shared.stream_slots import release_slot
 
 logger = logging.getLogger(__name__)
@@ -113,7 +115,9 @@ class StreamSession:
             check_language(start.language, self.settings)
             if start.callback_url:
                 start.callback_url = parse_callback_url({"callback_url": start.callback_url}, self.settings)
-        except BadRequestError as exc:
+            if start.reprocess == reprocess.DIARIZE:
+                check_supported(JobOptions(diarize=True), self.settings)
+        except (BadRequestError, NotSupportedError) as exc:
             self._refuse(v.BAD_REQUEST, exc.message)
             return
         session_id = uuid.uuid4().hex
@@ -185,7 +189,7 @@ class StreamSession:
             session_id=session_id, job_id=session_id, fence=relay.claim.fence,
             expires_at_s=time.time() + 3.0, sample_rate_hz=start.sample_rate_hz, language=start.language,
             hotwords=start.hotwords, want_partials=start.want_partials, protocol=self.adapter.name,
-            max_session_s=self.settings.stream_max_session_s,
+            max_session_s=self.settings.stream_max_session_s, reprocess=start.reprocess,
         )
         try:
             relay.start(request)

@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from shared import reprocess
+
 
 @dataclass
 class StartCommand:
@@ -30,6 +32,8 @@ class StartCommand:
     callback_url: str | None = None
     #: The start message already ends the audio (FunASR's config with `is_speaking: false`).
     stop_at_once: StopCommand | None = None
+    #: Transcribe the whole recording again as a file job at the end: none, offline, diarize.
+    reprocess: str = "none"
 
 
 @dataclass
@@ -71,6 +75,15 @@ def json_object(text: str) -> dict[str, Any]:
     if not isinstance(frame, dict):
         raise ProtocolError(BAD_REQUEST, "messages must be JSON objects")
     return frame
+
+
+def reprocess_of(frame: dict[str, Any]) -> str:
+    """The start option `reprocess` (any protocol may carry it), checked."""
+    value = frame.get("reprocess") or reprocess.NONE
+    if value not in reprocess.MODES:
+        raise ProtocolError(BAD_REQUEST, f"reprocess must be one of {', '.join(reprocess.MODES)}, "
+                                         f"not {str(value)[:40]!r}")
+    return str(value)
 
 
 def callback_url_of(frame: dict[str, Any]) -> str | None:

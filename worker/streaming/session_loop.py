@@ -23,6 +23,7 @@ from shared.db.webhooks import WebhookRepository
 from shared.transcript import Segment, Transcript
 from worker.engines.base import SAMPLE_RATE_HZ, StreamEvent, StreamingEngine, StreamOptions
 from worker.services.reaper import send_webhook
+from worker.services.reprocess import queue_reprocess
 from worker.services.runtime import WorkerRuntime
 from worker.services.transcription import JobLease, publish_final, transcript_key_for
 from worker.streaming.recorder import SessionRecorder
@@ -191,6 +192,14 @@ class SessionRunner:
             logger.warning("session %s: could not queue its webhook; the sweep will", self.request.session_id,
                            exc_info=True)
 
+    def _reprocess(self, recorder: SessionRecorder) -> None:
+        """The session's job is stored; a failure here leaves it so, and says why in the log."""
+        try:
+            queue_reprocess(self.runtime, self.celery, self.request.job_id, self.request.reprocess,
+                            lambda key: recorder.store(self.runtime.storage, key))
+        except Exception:
+            logger.exception("session %s: could not queue its reprocessing", self.request.session_id)
+
     def _finalise(self, recorder: SessionRecorder, reason: str, error: str, started_s: float) -> None:
         """Store the audio and the transcript, end the job, then tell the API: a client that
         sees the end can read the finished job at once."""
@@ -215,14 +224,17 @@ class SessionRunner:
             if changed:
                 publish_final(self.runtime, request.job_id, status)
                 self._send_webhooks()
+            reprocess_now = changed and status == JobStatus.SUCCEEDED
         except Exception:
             logger.exception("session %s: could not store its job", request.session_id)
-        finally:
-            recorder.discard()
+            reprocess_now = False
         with contextlib.suppress(redis.RedisError):
             if error:
                 self._publish(sm.ERROR, reason=reason, message=error)
             else:
                 self._publish(sm.ENDED, reason=reason)
+        if reprocess_now:  # after the client has its end: copying the recording takes a while
+            self._reprocess(recorder)
+        recorder.discard()
         logger.info("session %s ended (%s): %d sentences, %.1f s of audio", request.session_id, reason,
                     len(self._finals), duration_s)

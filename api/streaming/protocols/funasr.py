@@ -51,7 +51,7 @@ class FunAsrProtocol:
             want_partials=mode != "offline", name=self._wav_name,
             language=frame.get("language") or None,
             stop_at_once=v.StopCommand(ack=bool(frame.get("is_end"))) if frame.get("is_speaking") is False else None,
-            callback_url=v.callback_url_of(frame),
+            callback_url=v.callback_url_of(frame), reprocess=v.reprocess_of(frame),
         )
 
     def parse_control(self, text: str) -> v.Command:

@@ -18,6 +18,7 @@ import json
 from typing import Any
 
 from api.streaming import vocabulary as v
+from shared import reprocess
 
 START = "Start"
 _CONTROL = {"KeepAlive": v.KeepAliveCommand, "Finalize": v.FlushCommand, "Close": v.StopCommand}
@@ -36,6 +37,7 @@ class NativeProtocol:
         self._finals = 0
         self._partials = 0
         self._last_end_ms = 0
+        self._reprocess = reprocess.NONE
 
     def parse_start(self, text: str) -> v.StartCommand:
         frame = v.json_object(text)
@@ -58,11 +60,13 @@ class NativeProtocol:
         if language is not None and not isinstance(language, str):
             raise v.ProtocolError(v.BAD_REQUEST, "language must be a language code such as 'en'")
         self._sample_rate_hz = sample_rate_hz
-        return v.StartCommand(
+        start = v.StartCommand(
             token=str(frame.get("token") or ""), sample_rate_hz=sample_rate_hz, language=language,
             hotwords=hotwords, want_partials=partials, name=str(frame.get("name") or "")[:255],
-            callback_url=v.callback_url_of(frame),
+            callback_url=v.callback_url_of(frame), reprocess=v.reprocess_of(frame),
         )
+        self._reprocess = start.reprocess
+        return start
 
     def parse_control(self, text: str) -> v.Command:
         frame = v.json_object(text)
@@ -91,8 +95,11 @@ class NativeProtocol:
 
     def on_end(self, ack: bool, audio_s: float = 0.0) -> list[str]:
         del ack  # every native session ends with its summary
-        return [_message("Summary", session_id=self._session_id, job_id=self._session_id,
-                         duration_s=round(audio_s, 3), finals=self._finals, partials=self._partials)]
+        summary: dict[str, Any] = {"session_id": self._session_id, "job_id": self._session_id,
+                                   "duration_s": round(audio_s, 3), "finals": self._finals, "partials": self._partials}
+        if self._reprocess != reprocess.NONE:
+            summary["reprocess"] = {"mode": self._reprocess, "job_id": reprocess.reprocess_job_id(self._session_id)}
+        return [_message("Summary", **summary)]
 
     def on_error(self, kind: str, message: str) -> list[str]:
         return [_message("Error", kind=kind, message=message)]

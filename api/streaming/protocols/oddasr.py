@@ -61,7 +61,7 @@ class OddAsrProtocol:
             task_id=str(frame.get("task_id") or ""), message_id=self._message_id, token=str(frame.get("token") or ""),
             sample_rate_hz=sample_rate_hz, language=frame.get("language") or None,
             hotwords=hotwords.split() if isinstance(hotwords, str) else [str(w) for w in hotwords],
-            callback_url=v.callback_url_of(frame),
+            callback_url=v.callback_url_of(frame), reprocess=v.reprocess_of(frame),
         )
 
     def parse_control(self, text: str) -> v.Command:
