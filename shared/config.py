@@ -191,6 +191,9 @@ class Settings(BaseSettings):
     stream_api_timeout_s: float = 5.0
     #: Websocket pings; a client that answers none for two intervals is taken as gone.
     stream_ping_interval_s: float = 5.0
+    #: A client whose connection drops (no close frame) may reconnect this long after and go
+    #: on with the same session; its worker holds the session meanwhile. 0: no resuming.
+    stream_resume_window_s: float = 30.0
 
     # --- retention -------------------------------------------------------------------------
     #: Days a finished job keeps its audio and transcript; then they are deleted and the job

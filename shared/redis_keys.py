@@ -24,12 +24,17 @@
   audio frames and control messages, each with a sequence number.
 - ``oddasr:stream:session:{session_id}:out``  pub/sub channel worker -> API: ready, partial
   and final results, heartbeats, the end of the session; each with a sequence number.
+- ``oddasr:stream:session:{session_id}:resume``  JSON ``{"last_final_sent": index}``, set by
+  the API whose client dropped, expiring after the resume window: what a reconnecting client
+  that does not say which finals it has was last sent.
 - ``oddasr:limits/...``  the per-key rate-limit counters (requests per minute, audio seconds
   per day), written by the `limits` library's sliding-window scripts under this prefix.
 - ``oddasr:key:{key_id}:in-flight-lock``  a short lock (redis-py's `Lock`) an API process
   holds while it counts a key's jobs in flight and inserts a new one, so two processes
   cannot both admit the last free place.
-- Celery's queues: the names in `shared.config` (``cpu``, ``gpu``, ``sentence``).
+- Celery's queues: the names in `shared.config` (``cpu``, ``gpu``, ``sentence``); kombu keeps
+  each as lists ``{queue}`` and, for messages sent with a priority, ``{queue}\x06\x16{3,6,9}``.
+  The API's /metrics reads their lengths (`celery_queue_lists`).
 """
 
 from __future__ import annotations
@@ -77,3 +82,17 @@ RATE_LIMIT_PREFIX = f"{PREFIX}:limits"
 
 def in_flight_lock_key(key_id: str) -> str:
     return f"{PREFIX}:key:{key_id}:in-flight-lock"
+
+
+def stream_resume_key(session_id: str) -> str:
+    return f"{PREFIX}:stream:session:{session_id}:resume"
+
+
+#: kombu's Redis transport: the separator and priority steps of its per-priority lists.
+_KOMBU_PRIORITY_SEPARATOR = "\x06\x16"
+_KOMBU_PRIORITY_STEPS = (3, 6, 9)
+
+
+def celery_queue_lists(queue: str) -> list[str]:
+    """The Redis lists that hold a Celery queue's waiting messages (priority 0 first)."""
+    return [queue, *(f"{queue}{_KOMBU_PRIORITY_SEPARATOR}{step}" for step in _KOMBU_PRIORITY_STEPS)]

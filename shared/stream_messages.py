@@ -5,6 +5,13 @@ inbox list; everything after it goes over the session's two pub/sub channels as 
 one-line JSON header, a newline, and (for audio only) raw PCM s16le bytes. Audio stays binary:
 base64 in JSON would cost a third more bytes and a copy on both sides for every 60 ms frame.
 
+A session outlives a dropped client connection: the API that loses the client says DETACH,
+and the worker holds the session for the resume window. An API serving the reconnected client
+(any API process) says ATTACH with a new `epoch`; from then on the worker hears only frames of
+that epoch and stamps its own with it, answers ATTACHED with how much audio it has, and
+sends again the final sentences the client has not seen. A stale API (one that never noticed
+its client left) hears nothing of its epoch any more and gives up.
+
 Pub/sub delivers at most once and drops what nobody listens to, so every frame carries a
 sequence number per direction and the fencing token of the claim: a receiver that sees a gap
 ends the session with an error instead of transcribing audio with a hole in it.
@@ -18,6 +25,8 @@ from pydantic import BaseModel, Field
 AUDIO = "audio"
 FLUSH = "flush"
 STOP = "stop"
+DETACH = "detach"
+ATTACH = "attach"
 KEEPALIVE = "keepalive"
 #: worker -> API kinds.
 READY = "ready"
@@ -26,6 +35,7 @@ FINAL = "final"
 HEARTBEAT = "heartbeat"
 ENDED = "ended"
 ERROR = "error"
+ATTACHED = "attached"
 
 
 class SessionRequest(BaseModel):
@@ -68,6 +78,12 @@ class RelayHeader(BaseModel):
     message: str | None = None
     # audio: when the API received the frame from the client (unix seconds)
     received_at_s: float | None = None
+    #: Which connection of the session the frame belongs to: 0 first, a new one per resume.
+    epoch: int = 0
+    # attached: the audio the worker has received, in bytes of the client's PCM
+    received_bytes: int | None = None
+    # ended: how many final sentences the whole session produced
+    finals: int | None = None
 
 
 def encode_frame(header: RelayHeader, payload: bytes = b"") -> bytes:

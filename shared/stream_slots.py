@@ -163,3 +163,17 @@ def summarize_slots(client: redis.Redis, now_s: float | None = None) -> SlotSumm
         live += 1
         idle += slot.get("state") == STATE_IDLE
     return SlotSummary(live=live, idle=idle)
+
+
+def slot_of_session(client: redis.Redis, session_id: str, now_s: float | None = None) -> Claim | None:
+    """The live worker that holds `session_id` now, as a claim (to resume the session), or
+    None: the session ended, or its worker died. One read of a hash with one entry per stream
+    worker process: small."""
+    now_s = time.time() if now_s is None else now_s
+    for worker, raw in client.hgetall(redis_keys.STREAM_SLOTS_HASH).items():
+        slot = json.loads(raw)
+        if (slot.get("state") == STATE_CLAIMED and slot.get("session") == session_id
+                and now_s - float(slot.get("heartbeat_s", 0)) <= SLOT_HEARTBEAT_TTL_S):
+            return Claim(worker_id=worker.decode() if isinstance(worker, bytes) else str(worker),
+                         fence=int(slot["fence"]))
+    return None

@@ -29,6 +29,8 @@ SENTENCES = [REFERENCE_SENTENCES[1], REFERENCE_SENTENCES[3]]
 STREAM_WORKERS = 2
 #: Small, so that unpaced clients (offline mode) run into the flow control.
 BACKLOG_S = 2.0
+#: Long enough for the 5 s reconnect of the resume test, short for the tests of vanishing clients.
+RESUME_WINDOW_S = 8.0
 
 
 def _clean(text: str) -> str:
@@ -43,7 +45,8 @@ def wer(reference: str, hypothesis: str) -> float:
 def stack(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
     with running_stack(tmp_path_factory.mktemp("streamstack"), redis_server.url, file_concurrency=1,
                        sentence_concurrency=1, stream_idle_timeout_s=2.0, stream_slot_wait_s=2.0,
-                       stream_max_frame_bytes=256 * 1024, stream_max_backlog_s=BACKLOG_S) as stack:
+                       stream_max_frame_bytes=256 * 1024, stream_max_backlog_s=BACKLOG_S,
+                       stream_resume_window_s=RESUME_WINDOW_S) as stack:
         stack.start_stream_workers(STREAM_WORKERS)
         stack.wait_stream_slots(STREAM_WORKERS)
         yield stack
@@ -315,6 +318,83 @@ def test_reprocess_option_is_checked_before_a_worker_is_held(stack: Stack) -> No
     assert reply["header"]["status"] == 10020001
 
 
+def _native_run(stack: Stack, pcm: bytes, *, drop_at_bytes: int | None = None, gap_s: float = 5.0
+                ) -> tuple[str, list[dict], dict | None]:
+    """Stream `pcm` over the native protocol; with `drop_at_bytes`, cut the TCP connection
+    there (no close frame), wait `gap_s`, reconnect with the session id and the last final
+    received, and resend the audio from where the server says it has it."""
+    received: list[dict] = []
+    cut = len(pcm) if drop_at_bytes is None else drop_at_bytes
+    ws = open_ws(native_url(stack))
+    ws.send(json.dumps({"type": "Start", "language": "en"}))
+    begin = json.loads(ws.recv(timeout=30))
+    session_id = begin["session_id"]
+    reader = threading.Thread(target=lambda: _collect_native(ws, received), daemon=True)
+    reader.start()
+    _send_paced(ws, pcm[:cut], speed=4.0)
+    resumed_begin = None
+    if drop_at_bytes is not None:
+        ws.socket.shutdown(socket.SHUT_RDWR)  # the network goes: no close frame
+        ws.socket.close()
+        dropped_s = time.monotonic()
+        reader.join(timeout=2)
+        time.sleep(max(0.0, gap_s - (time.monotonic() - dropped_s)))
+        finals_so_far = [m["index"] for m in received if m["type"] == "Final"]
+        ws = open_ws(native_url(stack))
+        ws.send(json.dumps({"type": "Start", "session": session_id,
+                            "last_final": max(finals_so_far) if finals_so_far else -1}))
+        resumed_begin = json.loads(ws.recv(timeout=30))
+        assert resumed_begin["type"] == "Begin" and resumed_begin["resumed"] is True, resumed_begin
+        reader = threading.Thread(target=lambda: _collect_native(ws, received), daemon=True)
+        reader.start()
+        _send_paced(ws, pcm[resumed_begin["audio_received_bytes"]:], speed=4.0)
+    ws.send(json.dumps({"type": "Close"}))
+    reader.join(timeout=60)
+    ws.close()
+    assert received and received[-1]["type"] == "Summary", received[-3:]
+    return session_id, received, resumed_begin
+
+
+def _collect_native(ws, received: list[dict]) -> None:  # type: ignore[no-untyped-def]
+    from websockets.exceptions import ConnectionClosed
+
+    with contextlib.suppress(ConnectionClosed, OSError):
+        for raw in ws:
+            received.append(json.loads(raw))
+
+
+def test_a_dropped_session_resumed_after_five_seconds_loses_and_repeats_nothing(stack: Stack, pcm: bytes) -> None:
+    whole_id, whole, _ = _native_run(stack, pcm)
+    wait_for_idle_slots(stack)
+    drop_at = int(len(pcm) * 0.3) // 2 * 2  # mid-sentence: the first sentence is still being spoken
+    resumed_id, resumed, begin = _native_run(stack, pcm, drop_at_bytes=drop_at)
+    assert begin is not None and 0 < begin["audio_received_bytes"] <= drop_at
+    indexes = [m["index"] for m in resumed if m["type"] == "Final"]
+    assert indexes == list(range(len(indexes))), f"each final once, in order: {indexes}"
+    whole_text = [m["text"] for m in whole if m["type"] == "Final"]
+    assert [m["text"] for m in resumed if m["type"] == "Final"] == whole_text
+    assert resumed[-1]["finals"] == len(whole_text)
+    jobs = [final_job(stack, job_id) for job_id in (whole_id, resumed_id)]
+    assert [job["status"] for job in jobs] == ["succeeded", "succeeded"]
+    assert jobs[1]["result"]["text"] == jobs[0]["result"]["text"]
+    assert abs(jobs[1]["audio_duration_s"] - jobs[0]["audio_duration_s"]) < 0.01
+    wait_for_idle_slots(stack)
+
+
+def test_a_session_cannot_be_resumed_after_its_window_or_by_a_stranger(stack: Stack, pcm: bytes) -> None:
+    reply, _ = _first_reply(native_url(stack), json.dumps({"type": "Start", "session": "f" * 32}))
+    assert reply["type"] == "Error" and reply["kind"] == "unknown_task"
+    with open_ws(native_url(stack)) as ws:
+        ws.send(json.dumps({"type": "Start"}))
+        session_id = json.loads(ws.recv(timeout=30))["session_id"]
+        _send_paced(ws, pcm[:32000], speed=8.0)
+        ws.send(json.dumps({"type": "Close"}))
+        _messages_until(ws, {"Summary"})
+    reply, _ = _first_reply(native_url(stack), json.dumps({"type": "Start", "session": session_id}))
+    assert reply["type"] == "Error" and "has ended" in reply["message"]
+    wait_for_idle_slots(stack)
+
+
 def test_native_protocol_refuses_bad_messages_in_its_own_words(stack: Stack) -> None:
     reply, code = _first_reply(native_url(stack), json.dumps({"type": "Start", "sample_rate": 1}))
     assert reply == {"type": "Error", "kind": "bad_request", "message": reply["message"]} and code == 1000
@@ -444,7 +524,8 @@ def test_busy_is_an_explicit_answer_after_the_configured_wait(stack: Stack, pcm:
     wait_for_idle_slots(stack)
 
 
-def test_a_client_that_vanishes_without_a_close_frees_its_worker(stack: Stack, pcm: bytes) -> None:
+def test_a_client_that_vanishes_without_a_close_frees_its_worker_after_the_resume_window(
+        stack: Stack, pcm: bytes) -> None:
     with contextlib.suppress(Exception), open_ws(oddasr_url(stack)) as ws:
         ws.send(json.dumps({"name": "StartTranscription", "message_id": "", "token": "", "task_id": ""}))
         job_id = json.loads(ws.recv(timeout=20))["header"]["task_id"]
@@ -453,7 +534,7 @@ def test_a_client_that_vanishes_without_a_close_frees_its_worker(stack: Stack, p
             time.sleep(0.05)
         ws.socket.shutdown(socket.SHUT_RDWR)  # gone: no close frame
         ws.socket.close()
-    wait_for_idle_slots(stack, timeout_s=15)
+    wait_for_idle_slots(stack, timeout_s=RESUME_WINDOW_S + 10)
     job = final_job(stack, job_id)
     assert job["status"] == "succeeded"
     assert job["result"]["segments"], "the sentence heard before the client vanished is kept"

@@ -60,8 +60,10 @@ class RelayClient:
     """One session's link to its worker: publishes input frames, collects output frames."""
 
     def __init__(self, client: redis.Redis, session_id: str, claim: Claim, *, heartbeat_interval_s: float,
-                 worker_timeout_s: float, max_backlog_bytes: int) -> None:
+                 worker_timeout_s: float, max_backlog_bytes: int, epoch: int = 0) -> None:
         self._redis = client
+        #: This connection of the session (0: the first; a resumed one gets a fresh number).
+        self.epoch = epoch
         self.session_id = session_id
         self.claim = claim
         self._in_channel = redis_keys.stream_session_in_channel(session_id)
@@ -101,12 +103,37 @@ class RelayClient:
                 continue
             header, _ = sm.decode_frame(message["data"])
             if header.fence == self.claim.fence and header.kind == sm.READY:
-                self._expected_seq = header.seq + 1
-                self._last_heard_s = time.monotonic()
-                self._spawn(self._read_worker, "relay-reader")
-                self._spawn(self._keepalive, "relay-keepalive")
+                self._begin_reading(header)
                 return
         raise RelayError("worker_unready", "the stream worker did not take the session in time")
+
+    def attach(self, after_index: int) -> int:
+        """Take over a session whose client reconnected: the worker answers with how many
+        bytes of audio it has (the client resends from there), then sends again the finals
+        after `after_index`. Returns the byte count."""
+        self._pubsub.subscribe(self._out_channel)
+        with self._send_lock:
+            header = sm.RelayHeader(kind=sm.ATTACH, seq=0, fence=self.claim.fence, sent_at_s=time.time(),
+                                    epoch=self.epoch, index=after_index)
+            self._redis.publish(self._in_channel, sm.encode_frame(header))
+        deadline_s = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline_s:
+            message = self._pubsub.get_message(timeout=max(0.01, deadline_s - time.monotonic()))
+            if message is None or message.get("type") != "message":
+                continue
+            header, _ = sm.decode_frame(message["data"])
+            if header.fence == self.claim.fence and header.epoch == self.epoch and header.kind == sm.ATTACHED:
+                received_bytes = header.received_bytes or 0
+                self._sent_bytes = self._processed_bytes = received_bytes
+                self._begin_reading(header)
+                return received_bytes
+        raise RelayError("worker_unready", "the session's worker did not answer; it may have ended")
+
+    def _begin_reading(self, first: sm.RelayHeader) -> None:
+        self._expected_seq = first.seq + 1
+        self._last_heard_s = time.monotonic()
+        self._spawn(self._read_worker, "relay-reader")
+        self._spawn(self._keepalive, "relay-keepalive")
 
     def _spawn(self, target, name: str) -> None:  # type: ignore[no-untyped-def]
         thread = threading.Thread(target=target, name=f"{name}-{self.session_id[:8]}", daemon=True)
@@ -118,7 +145,7 @@ class RelayClient:
         with self._send_lock:
             self._seq += 1
             header = sm.RelayHeader(kind=kind, seq=self._seq, fence=self.claim.fence, sent_at_s=time.time(),
-                                    received_at_s=received_at_s)
+                                    received_at_s=received_at_s, epoch=self.epoch)
             self._redis.publish(self._in_channel, sm.encode_frame(header, payload))
             self._last_sent_s = time.monotonic()
             self._sent_bytes += len(payload)
@@ -158,7 +185,7 @@ class RelayClient:
                         return
                     continue
                 header, _ = sm.decode_frame(message["data"])
-                if header.fence != self.claim.fence:
+                if header.fence != self.claim.fence or header.epoch != self.epoch:
                     continue
                 if header.seq != self._expected_seq:
                     self.events.put(RelayError(

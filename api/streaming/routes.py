@@ -37,7 +37,8 @@ def stream(ws) -> None:  # type: ignore[no-untyped-def]
         gate.attach(ws)
     # The caller, when the upgrade carried a key (or auth is off); else the start message's.
     principal = g.get("principal")
-    session = StreamSession(ws, deps(), request.environ.get(PROTOCOL_ENVIRON_KEY, "native"), principal)
+    session = StreamSession(ws, deps(), request.environ.get(PROTOCOL_ENVIRON_KEY, "native"), principal,
+                            resume_session_id=request.args.get("session", "")[:64])
     try:
         session.run()
     except ConnectionClosed:

@@ -8,8 +8,10 @@ gevent greenlet for the client's frames plus one that forwards the worker's resu
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import queue
+import secrets
 import threading
 import time
 import uuid
@@ -27,11 +29,12 @@ from api.streaming import vocabulary as v
 from api.streaming.framing import AudioFramer
 from api.streaming.protocols import detect
 from api.streaming.relay import RelayClient, RelayError, WorkerEvent, wait_for_slot
-from shared import reprocess
+from shared import redis_keys, reprocess
 from shared import stream_messages as sm
+from shared.db.repository import STREAM_MODE
 from shared.errors import BadRequestError, NotSupportedError, OddAsrError, UnauthorizedError
 from shared.schemas import JobOptions
-from shared.stream_slots import release_slot
+from shared.stream_slots import release_slot, slot_of_session
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +60,17 @@ class _Outcome:
 
 class StreamSession:
     def __init__(self, ws, deps: ApiDeps, default_protocol: str,  # type: ignore[no-untyped-def]
-                 principal: Principal | None = None) -> None:
+                 principal: Principal | None = None, resume_session_id: str = "") -> None:
         self.ws = ws
         self.principal = principal
+        #: The `session` query parameter: the session a reconnecting client goes on with.
+        self.resume_session_id = resume_session_id
+        #: The index of the last final sentence sent to this client (-1: none yet).
+        self._last_final_sent = -1
+        #: The worker said the session ended (or the relay to it failed): nothing to tell it.
+        self._worker_ended = False
+        #: Sending to the client failed: it is gone.
+        self._lost_client = False
         self.deps = deps
         self.settings = deps.settings
         self.default_protocol = default_protocol
@@ -71,6 +82,8 @@ class StreamSession:
         self._stopping = False
         #: 16-bit PCM sent to the worker, at the client's sample rate: the session's audio.
         self._relayed_bytes = 0
+        #: How many finals the whole session made (the worker says so at the end).
+        self._finals_total: int | None = None
         self._sample_rate_hz = 16000
 
     # --- sending -------------------------------------------------------------------------
@@ -103,12 +116,13 @@ class StreamSession:
             return
         self._sample_rate_hz = start.sample_rate_hz
         try:
-            principal = self._authenticate(start)
+            principal = self._authenticate(start, resuming=bool(start.task_id or self.resume_session_id))
         except OddAsrError as exc:
             self._refuse(v.UNAUTHORIZED if exc.http_status == 401 else v.LIMITED, exc.message)
             return
-        if start.task_id:
-            self._refuse(*stream_jobs.why_not_continue(self.deps, start.task_id, principal.owner_filter))
+        resume_id = start.task_id or self.resume_session_id
+        if resume_id:
+            self._resume(start, principal, resume_id)
             return
         try:  # the same checks as every HTTP endpoint, before a worker is held
             start.language = parse_language(start.language)
@@ -155,7 +169,7 @@ class StreamSession:
             relay.close()
             self.deps.limiter.record_audio(principal, self._relayed_bytes / (2 * start.sample_rate_hz))
 
-    def _authenticate(self, start: v.StartCommand) -> Principal:
+    def _authenticate(self, start: v.StartCommand, *, resuming: bool) -> Principal:
         """The caller: known from the upgrade request, or named by the start message's
         `token` (OddASR's clients carry their key there); its limits apply as to any job."""
         principal = self.principal
@@ -165,8 +179,9 @@ class StreamSession:
                                         " query parameter or the start message's 'token'")
             principal = authenticate_token(start.token)
             self.deps.limiter.check_request_rate(principal)
-        self.deps.limiter.check_in_flight(principal)
-        self.deps.limiter.check_audio_left(principal)
+        if not resuming:  # a resumed session is already in flight, and charged when it ends
+            self.deps.limiter.check_in_flight(principal)
+            self.deps.limiter.check_audio_left(principal)
         return principal
 
     def _first_frames(self) -> tuple[str | None, list[bytes]]:
@@ -200,22 +215,22 @@ class StreamSession:
             return
         logger.info("stream session %s (%s) pinned to %s", session_id, self.adapter.name, relay.claim.worker_id)
         self._send(self.adapter.on_started(session_id))
+        self._serve(relay, session_id, early_audio, start.stop_at_once)
+
+    def _serve(self, relay: RelayClient, session_id: str, early_audio: list[bytes],
+               stop_at_once: v.StopCommand | None = None) -> None:
+        """Move audio in and results out until the session ends or its client goes."""
         forwarder = threading.Thread(target=self._forward_results, args=(relay,), daemon=True)
         forwarder.start()
         framer = AudioFramer()
         try:
             for frame in early_audio:
                 self._relay_audio(relay, framer, frame)
-            if start.stop_at_once is not None:
-                self._stop(relay, ack=start.stop_at_once.ack)
+            if stop_at_once is not None:
+                self._stop(relay, ack=stop_at_once.ack)
             self._client_loop(relay, framer)
-        except ConnectionClosed:
-            if not self._done.is_set():
-                # The worker still transcribes what it has and stores the job; nobody is
-                # left to tell, so the API does not wait for it.
-                logger.info("stream session %s: the client went away; its worker finishes the job", session_id)
-                with contextlib.suppress(redis.RedisError):
-                    relay.send(sm.STOP)
+        except ConnectionClosed as exc:
+            self._client_gone(relay, session_id, getattr(exc, "reason", None))
             return
         except v.ProtocolError as exc:
             self._outcome = _Outcome(error_kind=exc.kind, error_message=exc.message)
@@ -225,7 +240,77 @@ class StreamSession:
         except redis.RedisError as exc:
             self._outcome = _Outcome(error_kind=v.UNAVAILABLE, error_message=f"lost the stream relay (Redis): {exc}")
             self._done.set()
+        if self._lost_client:
+            self._client_gone(relay, session_id, None)
+            return
         self._finish(session_id)
+
+    def _client_gone(self, relay: RelayClient, session_id: str, close_code: int | None) -> None:
+        """The client left before the end. A clean close (1000, 1001) ends the session: the
+        worker transcribes what it has and stores the job. A dropped connection leaves the
+        session to its worker for the resume window, so the client can reconnect and go on."""
+        if self._worker_ended:
+            return
+        resumable = self.settings.stream_resume_window_s > 0 and close_code not in (1000, 1001) \
+            and not self._stopping
+        try:
+            if resumable:
+                self.deps.redis.set(redis_keys.stream_resume_key(session_id),
+                                    json.dumps({"last_final_sent": self._last_final_sent}),
+                                    ex=int(self.settings.stream_resume_window_s) + 10)
+            relay.send(sm.DETACH if resumable else sm.STOP)
+        except redis.RedisError:
+            logger.warning("stream session %s: could not tell the worker its client left", session_id)
+            return
+        logger.info("stream session %s: the client %s", session_id,
+                    f"dropped; its worker holds the session {self.settings.stream_resume_window_s:.0f} s for a "
+                    "reconnect" if resumable else "went away; its worker finishes the job")
+
+    def _resume(self, start: v.StartCommand, principal: Principal, session_id: str) -> None:
+        """A client reconnecting to its session: find the worker that holds it, take the
+        session over, tell the client how much audio the server has, send it the finals it
+        missed, and go on as before."""
+        assert self.adapter is not None
+        job = self.deps.jobs.find(session_id, principal.owner_filter) if len(session_id) <= 64 else None
+        if job is None or job.mode != STREAM_MODE or job.status != "running":
+            self._refuse(*stream_jobs.why_not_continue(self.deps, session_id, principal.owner_filter))
+            return
+        try:
+            claim = slot_of_session(self.deps.redis, session_id)
+            stored = self.deps.redis.get(redis_keys.stream_resume_key(session_id))
+        except redis.RedisError as exc:
+            self._refuse(v.UNAVAILABLE, f"the stream relay (Redis) is unavailable: {exc}")
+            return
+        if claim is None:
+            self._refuse(v.BAD_REQUEST, f"session {session_id} has ended and cannot be continued; start a new one")
+            return
+        after_index = start.last_final_index
+        if after_index is None:  # the client does not say: what its last connection was sent
+            after_index = int(json.loads(stored)["last_final_sent"]) if stored else -1
+        self._sample_rate_hz = int(job.options.get("sample_rate_hz") or start.sample_rate_hz)
+        relay = RelayClient(self.deps.redis, session_id, claim,
+                            heartbeat_interval_s=self.settings.stream_heartbeat_interval_s,
+                            worker_timeout_s=self.settings.stream_worker_timeout_s,
+                            max_backlog_bytes=int(self.settings.stream_max_backlog_s * 32000),
+                            epoch=secrets.randbelow(2**31 - 1) + 1)
+        resumed_at_bytes = 0
+        try:
+            try:
+                self._relayed_bytes = relay.attach(after_index)
+            except (RelayError, redis.RedisError) as exc:
+                self._refuse(v.WORKER_LOST, f"session {session_id} could not be resumed: "
+                                            f"{exc.message if isinstance(exc, RelayError) else exc}")
+                return
+            self._last_final_sent = after_index
+            resumed_at_bytes = self._relayed_bytes
+            logger.info("stream session %s resumed at %d bytes, after final %d", session_id, self._relayed_bytes,
+                        after_index)
+            self._send(self.adapter.on_started(session_id, resumed_bytes=self._relayed_bytes))
+            self._serve(relay, session_id, [])
+        finally:
+            relay.close()
+            self.deps.limiter.record_audio(principal, (self._relayed_bytes - resumed_at_bytes)
+                                           / (2 * self._sample_rate_hz))
 
     def _relay_audio(self, relay: RelayClient, framer: AudioFramer, frame: bytes) -> None:
         if len(frame) > self.settings.stream_max_frame_bytes:
@@ -291,13 +376,14 @@ class StreamSession:
                                                                                     "the session")
                     return
                 if isinstance(event, RelayError):
+                    self._worker_ended = True
                     self._outcome = _Outcome(error_kind=_RELAY_ERROR_KINDS.get(event.code, v.INTERNAL),
                                              error_message=event.message)
                     return
                 if self._handle_worker_event(event):
                     return
         except (ConnectionClosed, OSError):
-            self._outcome = _Outcome(ended=True)  # the client left; the worker finishes the job
+            self._lost_client = True  # the client loop ends the session or leaves it for a resume
         finally:
             self._done.set()
 
@@ -311,10 +397,14 @@ class StreamSession:
         elif header.kind == sm.FINAL:
             self._send(self.adapter.on_final(header.index or 0, header.text or "", header.start_ms or 0,
                                              header.end_ms or 0))
+            self._last_final_sent = max(self._last_final_sent, header.index or 0)
         elif header.kind == sm.ENDED:
+            self._worker_ended = True
+            self._finals_total = header.finals
             self._outcome = _Outcome(ended=True)
             return True
         elif header.kind == sm.ERROR:
+            self._worker_ended = True
             self._outcome = _Outcome(error_kind=v.INTERNAL, error_message=header.message or "the stream worker failed")
             return True
         return False
@@ -330,7 +420,8 @@ class StreamSession:
             logger.warning("stream session %s ended with an error: %s", session_id, outcome.error_message)
             frames = self.adapter.on_error(outcome.error_kind, outcome.error_message)
         else:
-            frames = self.adapter.on_end(self._stop_ack, self._relayed_bytes / (2 * self._sample_rate_hz))
+            frames = self.adapter.on_end(self._stop_ack, self._relayed_bytes / (2 * self._sample_rate_hz),
+                                         self._finals_total)
         with contextlib.suppress(ConnectionClosed, OSError):
             self._send(frames)
             self.ws.close(1000)

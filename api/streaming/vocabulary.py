@@ -34,6 +34,8 @@ class StartCommand:
     stop_at_once: StopCommand | None = None
     #: Transcribe the whole recording again as a file job at the end: none, offline, diarize.
     reprocess: str = "none"
+    #: Resuming: the index of the last final sentence the client has (None: it does not say).
+    last_final_index: int | None = None
 
 
 @dataclass
@@ -86,6 +88,15 @@ def reprocess_of(frame: dict[str, Any]) -> str:
     return str(value)
 
 
+def last_final_index_of(frame: dict[str, Any], name: str) -> int | None:
+    value = frame.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < -1:
+        raise ProtocolError(BAD_REQUEST, f"{name} must be the index of the last final sentence received, or -1")
+    return value
+
+
 def callback_url_of(frame: dict[str, Any]) -> str | None:
     """The webhook URL a start message carries (`callback_url`, or `webhook_url`), unchecked."""
     raw = frame.get("callback_url") or frame.get("webhook_url")
@@ -117,12 +128,12 @@ class WireProtocol(Protocol):
 
     def parse_control(self, text: str) -> Command: ...
 
-    def on_started(self, job_id: str) -> list[str]: ...
+    def on_started(self, job_id: str, resumed_bytes: int | None = None) -> list[str]: ...
 
     def on_partial(self, index: int, text: str, start_ms: int, end_ms: int) -> list[str]: ...
 
     def on_final(self, index: int, text: str, start_ms: int, end_ms: int) -> list[str]: ...
 
-    def on_end(self, ack: bool, audio_s: float = 0.0) -> list[str]: ...
+    def on_end(self, ack: bool, audio_s: float = 0.0, finals: int | None = None) -> list[str]: ...
 
     def on_error(self, kind: str, message: str) -> list[str]: ...

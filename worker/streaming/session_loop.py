@@ -19,9 +19,11 @@ from celery import Celery
 from shared import redis_keys
 from shared import stream_messages as sm
 from shared.db.models import JobStatus, utc_now
+from shared.db.repository import STREAM_MODE
 from shared.db.webhooks import WebhookRepository
 from shared.transcript import Segment, Transcript
 from worker.engines.base import SAMPLE_RATE_HZ, StreamEvent, StreamingEngine, StreamOptions
+from worker.services.metrics import record_first_partial, record_job_finished
 from worker.services.reaper import send_webhook
 from worker.services.reprocess import queue_reprocess
 from worker.services.runtime import WorkerRuntime
@@ -57,8 +59,13 @@ class SessionRunner:
         self._out_channel = redis_keys.stream_session_out_channel(request.session_id)
         self._in_channel = redis_keys.stream_session_in_channel(request.session_id)
         self._out_seq = 0
+        #: The connection this session now serves (see shared.stream_messages).
+        self._epoch = 0
         self._out_lock = threading.Lock()
         self._processed_bytes = 0
+        #: When the first audio frame arrived, until the first result is timed (metrics).
+        self._first_audio_s: float | None = None
+        self._first_result_timed = False
         self._finals: list[StreamEvent] = []
         self._stop_heartbeat = threading.Event()
         self._resampler = (soxr.ResampleStream(request.sample_rate_hz, SAMPLE_RATE_HZ, 1, dtype="float32")
@@ -69,8 +76,12 @@ class SessionRunner:
         with self._out_lock:
             self._out_seq += 1
             header = sm.RelayHeader(kind=kind, seq=self._out_seq, fence=self.request.fence, sent_at_s=time.time(),
-                                    processed_bytes=self._processed_bytes, **fields)  # type: ignore[arg-type]
+                                    processed_bytes=self._processed_bytes, epoch=self._epoch,
+                                    **fields)  # type: ignore[arg-type]
             self.runtime.redis.publish(self._out_channel, sm.encode_frame(header))
+            if kind in (sm.PARTIAL, sm.FINAL) and self._first_audio_s is not None and not self._first_result_timed:
+                self._first_result_timed = True
+                record_first_partial(time.monotonic() - self._first_audio_s)
 
     def _heartbeats(self) -> None:
         """From a thread of its own, so a long final decode never looks like a dead worker."""
@@ -116,6 +127,8 @@ class SessionRunner:
     def _loop(self, pubsub, session, recorder: SessionRecorder, started_s: float) -> str:  # type: ignore[no-untyped-def]
         expected_seq = 1
         last_heard_s = time.monotonic()
+        #: When the API said its client was gone; None while a client is connected.
+        detached_since_s: float | None = None
         while True:
             if self.shutdown.is_set():
                 self._emit(session.finish())
@@ -123,6 +136,13 @@ class SessionRunner:
             message = pubsub.get_message(timeout=POLL_S)
             now_s = time.monotonic()
             if message is None:
+                if detached_since_s is not None:
+                    if now_s - detached_since_s > self.settings.stream_resume_window_s:
+                        logger.info("session %s: not resumed within %.0f s; ending it", self.request.session_id,
+                                    self.settings.stream_resume_window_s)
+                        self._emit(session.finish())
+                        return "not_resumed"
+                    continue
                 if now_s - last_heard_s > self.settings.stream_api_timeout_s:
                     self._emit(session.finish())
                     raise SessionFailed("api_lost", "lost contact with the API holding the client's connection")
@@ -136,6 +156,20 @@ class SessionRunner:
             header, payload = sm.decode_frame(message["data"])
             if header.fence != self.request.fence:
                 continue
+            if header.kind == sm.ATTACH and header.epoch != self._epoch:
+                # A reconnected client, through whichever API process: from now on only
+                # its frames count, whether or not the old connection said it was gone.
+                self._epoch = header.epoch
+                expected_seq = header.seq + 1
+                detached_since_s = None
+                last_heard_s = now_s
+                self._publish(sm.ATTACHED, received_bytes=self._processed_bytes)
+                self._replay_finals(after_index=header.index if header.index is not None else -1)
+                logger.info("session %s resumed (epoch %d) at %d bytes of audio", self.request.session_id,
+                            self._epoch, self._processed_bytes)
+                continue
+            if header.epoch != self._epoch:
+                continue  # a connection the session has moved on from
             if header.seq != expected_seq:
                 self._emit(session.finish())
                 raise SessionFailed("relay_gap", f"audio was lost between the API and the worker (expected frame "
@@ -143,15 +177,32 @@ class SessionRunner:
             expected_seq += 1
             last_heard_s = now_s
             if header.kind == sm.AUDIO:
+                if self._first_audio_s is None:
+                    self._first_audio_s = now_s
                 samples = self._to_16k(payload)
                 recorder.write(samples)
                 self._emit(session.accept_audio(samples))
                 self._processed_bytes += len(payload)
             elif header.kind == sm.FLUSH:
                 self._emit(session.finish())
+            elif header.kind == sm.DETACH:
+                if self.settings.stream_resume_window_s <= 0:
+                    self._emit(session.finish())
+                    return "stopped"
+                detached_since_s = now_s
+                logger.info("session %s: its client dropped; holding it %.0f s for a reconnect",
+                            self.request.session_id, self.settings.stream_resume_window_s)
             elif header.kind == sm.STOP:
                 self._emit(session.finish())
                 return "stopped"
+
+    def _replay_finals(self, after_index: int) -> None:
+        """The finals a reconnected client has not seen, in order: each once, since the
+        client says which it has, and finals are only ever made by this thread."""
+        for event in self._finals:
+            if event.index > after_index:
+                self._publish(sm.FINAL, text=event.text, index=event.index, start_ms=event.start_ms,
+                              end_ms=event.end_ms)
 
     def _to_16k(self, payload: bytes) -> np.ndarray:
         samples = np.frombuffer(payload, dtype="<i2").astype(np.float32) / 32768.0
@@ -223,6 +274,7 @@ class SessionRunner:
                 changed = self.runtime.jobs.transition(request.job_id, status, progress=1.0, **common)
             if changed:
                 publish_final(self.runtime, request.job_id, status)
+                record_job_finished(STREAM_MODE, STREAM_MODE, status.value, audio_s=duration_s)
                 self._send_webhooks()
             reprocess_now = changed and status == JobStatus.SUCCEEDED
         except Exception:
@@ -232,7 +284,7 @@ class SessionRunner:
             if error:
                 self._publish(sm.ERROR, reason=reason, message=error)
             else:
-                self._publish(sm.ENDED, reason=reason)
+                self._publish(sm.ENDED, reason=reason, finals=len(self._finals))
         if reprocess_now:  # after the client has its end: copying the recording takes a while
             self._reprocess(recorder)
         recorder.discard()

@@ -84,7 +84,7 @@ class FunAsrProtocol:
         self._sent_online.pop(index, None)
         return [self._message("2pass-offline", text)]
 
-    def on_end(self, ack: bool, audio_s: float = 0.0) -> list[str]:
+    def on_end(self, ack: bool, audio_s: float = 0.0, finals: int | None = None) -> list[str]:
         frames = []
         if self.mode == "offline":
             frames.append(self._message("offline", join_texts(self._offline_texts), is_final=True))

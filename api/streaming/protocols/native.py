@@ -64,6 +64,7 @@ class NativeProtocol:
             token=str(frame.get("token") or ""), sample_rate_hz=sample_rate_hz, language=language,
             hotwords=hotwords, want_partials=partials, name=str(frame.get("name") or "")[:255],
             callback_url=v.callback_url_of(frame), reprocess=v.reprocess_of(frame),
+            task_id=str(frame.get("session") or "")[:64], last_final_index=v.last_final_index_of(frame, "last_final"),
         )
         self._reprocess = start.reprocess
         return start
@@ -78,11 +79,16 @@ class NativeProtocol:
         raise v.ProtocolError(v.BAD_REQUEST, f"unknown message type {kind!r}: send KeepAlive, Finalize or Close")
 
     # --- server messages -----------------------------------------------------------------
-    def on_started(self, job_id: str) -> list[str]:
+    def on_started(self, job_id: str, resumed_bytes: int | None = None) -> list[str]:
         self._session_id = job_id
+        resumed: dict[str, Any] = {}
+        if resumed_bytes is not None:  # the client resends its audio from this byte on
+            resumed = {"resumed": True, "audio_received_bytes": resumed_bytes,
+                       "audio_received_s": round(resumed_bytes / (2 * self._sample_rate_hz), 3)}
         return [_message("Begin", session_id=job_id, job_id=job_id,
                          audio={"encoding": "pcm_s16le", "sample_rate": self._sample_rate_hz, "channels": 1},
-                         links={"job": f"/v1/jobs/{job_id}", "transcript": f"/v1/jobs/{job_id}/transcript"})]
+                         links={"job": f"/v1/jobs/{job_id}", "transcript": f"/v1/jobs/{job_id}/transcript"},
+                         **resumed)]
 
     def on_partial(self, index: int, text: str, start_ms: int, end_ms: int) -> list[str]:
         self._partials += 1
@@ -93,10 +99,11 @@ class NativeProtocol:
         self._last_end_ms = max(self._last_end_ms, end_ms)
         return [_message("Final", index=index, text=text, start=start_ms / 1000, end=end_ms / 1000)]
 
-    def on_end(self, ack: bool, audio_s: float = 0.0) -> list[str]:
+    def on_end(self, ack: bool, audio_s: float = 0.0, finals: int | None = None) -> list[str]:
         del ack  # every native session ends with its summary
         summary: dict[str, Any] = {"session_id": self._session_id, "job_id": self._session_id,
-                                   "duration_s": round(audio_s, 3), "finals": self._finals, "partials": self._partials}
+                                   "duration_s": round(audio_s, 3),
+                                   "finals": self._finals if finals is None else finals, "partials": self._partials}
         if self._reprocess != reprocess.NONE:
             summary["reprocess"] = {"mode": self._reprocess, "job_id": reprocess.reprocess_job_id(self._session_id)}
         return [_message("Summary", **summary)]

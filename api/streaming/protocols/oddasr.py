@@ -62,6 +62,7 @@ class OddAsrProtocol:
             sample_rate_hz=sample_rate_hz, language=frame.get("language") or None,
             hotwords=hotwords.split() if isinstance(hotwords, str) else [str(w) for w in hotwords],
             callback_url=v.callback_url_of(frame), reprocess=v.reprocess_of(frame),
+            last_final_index=v.last_final_index_of(frame, "last_final_index"),
         )
 
     def parse_control(self, text: str) -> v.Command:
@@ -73,10 +74,12 @@ class OddAsrProtocol:
         return v.KeepAliveCommand()
 
     # --- server frames -------------------------------------------------------------------
-    def on_started(self, job_id: str) -> list[str]:
+    def on_started(self, job_id: str, resumed_bytes: int | None = None) -> list[str]:
         self._task_id = job_id
-        return [self._frame("SentenceBegin", {"begin_time": 0, "confidence": 1.0, "fin": 1, "index": 0,
-                                              "result": "", "time": 0})]
+        payload: dict[str, Any] = {"begin_time": 0, "confidence": 1.0, "fin": 1, "index": 0, "result": "", "time": 0}
+        if resumed_bytes is not None:  # resend the audio from this byte of the PCM on
+            payload["audio_received_bytes"] = resumed_bytes
+        return [self._frame("SentenceBegin", payload)]
 
     def on_partial(self, index: int, text: str, start_ms: int, end_ms: int) -> list[str]:
         return [self._frame("TranscriptionResultChanged", _payload(index, text, start_ms, end_ms))]
@@ -84,7 +87,7 @@ class OddAsrProtocol:
     def on_final(self, index: int, text: str, start_ms: int, end_ms: int) -> list[str]:
         return [self._frame("SentenceEnd", _payload(index, text, start_ms, end_ms))]
 
-    def on_end(self, ack: bool, audio_s: float = 0.0) -> list[str]:
+    def on_end(self, ack: bool, audio_s: float = 0.0, finals: int | None = None) -> list[str]:
         del ack  # every OddASR session ends with the END message
         return [self._frame("SentenceEnd", {"begin_time": 0, "end_time": 0, "confidence": 1.0, "fin": 1, "index": 0,
                                             "result": "END", "time": 0})]
