@@ -33,3 +33,26 @@ def test_no_server_at_the_url_is_said_in_words(tmp_path: Path, capsys: pytest.Ca
     assert f"no OddASR server answers at {server}" in err, err
     assert "oddasr" in err.split("answers at", 1)[1]  # how to start one
     assert "Max retries" not in err and "Errno" not in err, err
+
+
+def test_stream_mic_without_a_microphone_says_so_before_connecting(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """No PortAudio or no input device here: a clear error, and no session is opened."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as listener:  # a "server" that would see any connection attempt
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        listener.settimeout(0.5)
+        port = listener.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "shared.cli.main", "stream", "--mic", "--server",
+                               f"http://127.0.0.1:{port}"], capture_output=True, text=True, timeout=60, check=False)
+        try:
+            listener.accept()
+            connected = True
+        except TimeoutError:
+            connected = False
+    if done.returncode == 0:  # a machine with a microphone: nothing to check here
+        return
+    assert done.returncode == 1 and "microphone" in done.stderr and not connected

@@ -33,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--concurrency", type=int, help="worker processes (default: file_worker_concurrency)")
     worker.add_argument("--pool", choices=["prefork", "solo"], help="solo for GPU workers (default by config)")
     worker.add_argument("--name", default="worker", help="node name prefix")
+    worker.add_argument("--metrics-port", type=int, help="this node's metrics port (default: worker_metrics_port)")
     stream = sub.add_parser("stream-worker", help="start the stream worker processes (one live session each)")
     stream.add_argument("--processes", type=int, help="processes (default: stream_workers)")
     sub.add_parser("flower", help="start the Flower dashboard")
@@ -52,7 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     transcribe.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for each file")
     transcribe.add_argument("--api-key", help="the key to send (default: the api_key setting, ODDASR_API_KEY)")
     stream = sub.add_parser("stream", help="stream a recording at real-time pace; print partials and finals")
-    stream.add_argument("file", type=Path)
+    stream_source = stream.add_mutually_exclusive_group(required=True)
+    stream_source.add_argument("file", type=Path, nargs="?", help="a recording in any format the server takes")
+    stream_source.add_argument("--mic", action="store_true", help="the default microphone, until Ctrl-C")
     stream.add_argument("--server", default=None, help="server URL (default: this config's host and port)")
     stream.add_argument("--language")
     stream.add_argument("--hotwords", help="space-separated")
@@ -103,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         queues = args.queues.split(",") if args.queues else [settings.file_queue, "sentence"]
         concurrency = args.concurrency or settings.file_worker_concurrency
         pool = args.pool or commands.default_worker_pool(settings)
-        return _exec(commands.worker_argv(settings, queues, concurrency, pool, args.name), settings)
+        return _exec(commands.worker_argv(settings, queues, concurrency, pool, args.name, args.metrics_port),
+                     settings)
     if command == "flower":
         return _exec(commands.flower_argv(settings), settings)
     if command == "migrate":
@@ -133,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write("oddasr: --speed must be more than 0\n")
             return 2
         server = args.server or f"http://{settings.host}:{settings.port}"
-        return run_stream(args.file, server, language=args.language, hotwords=(args.hotwords or "").split(),
+        return run_stream(None if args.mic else args.file, server, language=args.language,
+                          hotwords=(args.hotwords or "").split(),
                           api_key=args.api_key or settings.api_key, speed=args.speed)
     return 2
 

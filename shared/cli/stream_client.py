@@ -1,6 +1,6 @@
-"""`oddasr stream FILE`: stream a recording to a server at real-time pace over the native
-protocol and print what comes back: the partial text rewritten in place, each final sentence
-on a line of its own, and the session's summary at the end.
+"""`oddasr stream FILE|--mic`: stream a recording at real-time pace (or the default
+microphone) to a server over the native protocol and print what comes back: the partial text
+rewritten in place, each final sentence on a line of its own, and the session's summary.
 
 The file is decoded and resampled locally (any format the server accepts), so the server
 receives exactly what a live microphone would send: 16 kHz 16-bit mono PCM in 100 ms frames.
@@ -9,9 +9,11 @@ receives exactly what a live microphone would send: 16 kHz 16-bit mono PCM in 10
 from __future__ import annotations
 
 import json
+import queue
 import sys
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -86,16 +88,60 @@ def _receive(ws, printer: _Printer, result: StreamResult) -> None:  # type: igno
         pass
 
 
-def stream_file(path: Path, server: str, *, language: str | None = None, hotwords: list[str] | None = None,
-                api_key: str = "", speed: float = 1.0, out: TextIO | None = None) -> StreamResult:
-    """Stream `path` and return what the server sent; `speed` 2.0 sends twice as fast as real time."""
+def file_frames(path: Path, speed: float = 1.0) -> Iterator[bytes]:
+    """A recording as 100 ms PCM frames, paced against the clock (no drift) at `speed` x real time."""
     samples = decode_16k_mono(path)
     pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+    frame_bytes = int(SAMPLE_RATE_HZ * FRAME_S) * 2
+    started_s = time.monotonic()
+    for index, offset in enumerate(range(0, len(pcm), frame_bytes)):
+        yield pcm[offset:offset + frame_bytes]
+        delay_s = started_s + (index + 1) * FRAME_S / speed - time.monotonic()
+        if delay_s > 0:
+            time.sleep(delay_s)
+
+
+class MicrophoneUnavailable(Exception):
+    pass
+
+
+def open_microphone(stop: threading.Event) -> Iterator[bytes]:
+    """The default input device as 100 ms PCM frames until `stop` is set (Ctrl-C). Opened
+    here, before any connection, so a missing microphone never holds a stream worker. Needs
+    the optional `sounddevice` package (PortAudio): `pip install 'oddasr[mic]'`."""
+    try:
+        import sounddevice
+    except (ImportError, OSError) as exc:  # OSError: the package is there, PortAudio is not
+        raise MicrophoneUnavailable(f"no microphone support here ({exc}); install it with "
+                                    "`pip install 'oddasr[mic]'` and Debian's libportaudio2") from None
+    frames: queue.Queue[bytes] = queue.Queue()
+    try:
+        stream = sounddevice.RawInputStream(samplerate=SAMPLE_RATE_HZ, channels=1, dtype="int16",
+                                            blocksize=int(SAMPLE_RATE_HZ * FRAME_S),
+                                            callback=lambda data, _n, _t, _s: frames.put(bytes(data)))
+        stream.start()
+    except Exception as exc:  # PortAudio's own error type: no device, busy device
+        raise MicrophoneUnavailable(f"cannot open the default microphone: {exc}") from None
+
+    def frames_until_stopped() -> Iterator[bytes]:
+        with stream:
+            while not stop.is_set():
+                try:
+                    yield frames.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+
+    return frames_until_stopped()
+
+
+def stream_audio(frames: Iterable[bytes], server: str, *, name: str, language: str | None = None,
+                 hotwords: list[str] | None = None, api_key: str = "", out: TextIO | None = None) -> StreamResult:
+    """Send `frames` (16 kHz s16le mono) as one session and return what the server sent."""
     out = out or sys.stdout
     printer = _Printer(out, live=out.isatty())
     result = StreamResult()
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
-    start = {"type": "Start", "sample_rate": SAMPLE_RATE_HZ, "name": path.name, "language": language,
+    start = {"type": "Start", "sample_rate": SAMPLE_RATE_HZ, "name": name, "language": language,
              "hotwords": hotwords or []}
     with connect(stream_url(server), additional_headers=headers, open_timeout=30) as ws:
         ws.send(json.dumps(start))
@@ -105,17 +151,11 @@ def stream_file(path: Path, server: str, *, language: str | None = None, hotword
             return result
         receiver = threading.Thread(target=_receive, args=(ws, printer, result), daemon=True)
         receiver.start()
-        frame_bytes = int(SAMPLE_RATE_HZ * FRAME_S) * 2
-        started_s = time.monotonic()
         try:
-            for index, offset in enumerate(range(0, len(pcm), frame_bytes)):
+            for frame in frames:
                 if result.error:
                     break
-                ws.send(pcm[offset:offset + frame_bytes])
-                # Paced against the clock, not by sleeping a frame each time: no drift.
-                delay_s = started_s + (index + 1) * FRAME_S / speed - time.monotonic()
-                if delay_s > 0:
-                    time.sleep(delay_s)
+                ws.send(frame)
             ws.send(json.dumps({"type": "Close"}))
         except ConnectionClosed:
             pass
@@ -123,11 +163,29 @@ def stream_file(path: Path, server: str, *, language: str | None = None, hotword
     return result
 
 
-def run_stream(path: Path, server: str, *, language: str | None, hotwords: list[str], api_key: str,
+def stream_file(path: Path, server: str, *, language: str | None = None, hotwords: list[str] | None = None,
+                api_key: str = "", speed: float = 1.0, out: TextIO | None = None) -> StreamResult:
+    """Stream `path` and return what the server sent; `speed` 2.0 sends twice as fast as real time."""
+    return stream_audio(file_frames(path, speed), server, name=path.name, language=language, hotwords=hotwords,
+                        api_key=api_key, out=out)
+
+
+def run_stream(path: Path | None, server: str, *, language: str | None, hotwords: list[str], api_key: str,
                speed: float) -> int:
-    """The command: 0 when the session ended with its summary."""
+    """The command: a file (`path`) or, with None, the microphone until Ctrl-C; 0 when the
+    session ended with its summary."""
+    stop = threading.Event()
     try:
-        result = stream_file(path, server, language=language, hotwords=hotwords, api_key=api_key, speed=speed)
+        if path is None:
+            sys.stderr.write("listening to the default microphone; Ctrl-C ends the session\n")
+            frames: Iterable[bytes] = _until_interrupted(open_microphone(stop), stop)
+            name = "microphone"
+        else:
+            frames, name = file_frames(path, speed), path.name
+        result = stream_audio(frames, server, name=name, language=language, hotwords=hotwords, api_key=api_key)
+    except MicrophoneUnavailable as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
     except OddAsrError as exc:
         sys.stderr.write(f"error: {path}: {exc.message}\n")
         return 1
@@ -148,3 +206,11 @@ def run_stream(path: Path, server: str, *, language: str | None, hotwords: list[
     sys.stderr.write(f"session {summary['job_id']}: {summary['duration_s']:.1f} s of audio, {summary['finals']} "
                      f"sentences; the transcript: {server.rstrip('/')}/v1/jobs/{summary['job_id']}/transcript\n")
     return 0
+
+
+def _until_interrupted(frames: Iterator[bytes], stop: threading.Event) -> Iterator[bytes]:
+    """Ctrl-C ends the microphone's frames (and so the session, with its summary), not the program."""
+    try:
+        yield from frames
+    except KeyboardInterrupt:
+        stop.set()
