@@ -206,3 +206,29 @@ def test_a_live_session_with_a_forbidden_callback_is_refused_before_it_starts(st
     log = oddasr_session(f"ws://127.0.0.1:{stack.settings.ws_port}/v1/asr", clip,
                          callback_url="http://169.254.169.254/latest/meta-data/")
     assert log.messages[0].data["header"]["status"] == 10020001
+
+
+def test_a_reprocessed_session_reports_each_stage(stack: Stack, receiver: Receiver, clip: Path) -> None:
+    """`stream.ended` when the live session ends, then the file job's own `job.succeeded`."""
+    import json
+
+    import soundfile
+
+    from tests.support.ws_clients import open_ws
+
+    pcm = soundfile.read(clip, dtype="int16")[0].tobytes()
+    with open_ws(f"ws://127.0.0.1:{stack.settings.port}/v1/stream") as ws:
+        ws.send(json.dumps({"type": "Start", "language": "en", "reprocess": "offline",
+                            "callback_url": f"{receiver.url}/stages"}))
+        session_id = json.loads(ws.recv(timeout=30))["session_id"]
+        for offset in range(0, len(pcm), 32000):
+            ws.send(pcm[offset:offset + 32000])
+        ws.send(json.dumps({"type": "Close"}))
+        while json.loads(ws.recv(timeout=60))["type"] != "Summary":
+            pass
+    ended, succeeded = (verified(request) for request in wait_received(receiver, "/stages", 2, timeout_s=60))
+    assert ended["type"] == "stream.ended" and ended["data"]["job_id"] == session_id
+    assert succeeded["type"] == "job.succeeded" and succeeded["data"]["job_id"] != session_id
+    assert succeeded["data"]["transcript"]["text"].strip()
+    child = requests.get(stack.url(f"/v1/jobs/{succeeded['data']['job_id']}"), timeout=10).json()
+    assert child["options"]["source_job_id"] == session_id and child["options"]["reprocess"] == "offline"
