@@ -12,6 +12,7 @@ from api.auth import register_auth
 from api.deps import EXTENSION_KEY, ApiDeps
 from api.errors import register_error_handlers
 from api.key_limits import KeyLimiter
+from api.request_metrics import register_request_metrics
 from api.routes import health, jobs, keys, legacy, openai, webhooks
 from api.streaming.routes import register_streaming
 from api.upload_guard import UploadGuard
@@ -66,4 +67,5 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.register_blueprint(blueprint)
     register_streaming(app, settings)
     app.wsgi_app = UploadGuard(app.wsgi_app, settings)  # type: ignore[method-assign]
+    register_request_metrics(app)  # last: it times everything above, the upload guard included
     return app

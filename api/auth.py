@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 #: Answered to anyone: probes, and the document that says how to authenticate.
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json"})
 PUBLIC_PREFIXES = ("/docs",)
+#: Prometheus' scrape path: public too, unless `metrics_require_key` (then an admin key).
+METRICS_PATH = "/metrics"
 WEBSOCKET_KEY_QUERY_PARAMETER = "api_key"
 
 MISSING_KEY_MESSAGE = ("this server needs an API key: send it as 'Authorization: Bearer <key>' or in an"
@@ -62,7 +64,8 @@ def _authenticate() -> None:
     if settings.auth_mode == "off":
         g.principal = ANONYMOUS
         return
-    if request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIXES):
+    if (request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIXES)
+            or (request.path == METRICS_PATH and not settings.metrics_require_key)):
         g.principal = None
         return
     token = _presented_key()

@@ -227,6 +227,22 @@ class Settings(BaseSettings):
     #: Deliveries due this long ago that no task attempted are sent again by the reconciler.
     webhook_sweep_after_s: float = 30.0
 
+    # --- metrics (Prometheus) ------------------------------------------------------------------
+    #: Where prometheus_client's multiprocess mode keeps one small file per process; each
+    #: process group (an API's gunicorn, a Celery node, the stream supervisor) gets its own
+    #: subdirectory, emptied when the group starts. Empty: `data_dir/metrics`.
+    metrics_dir: Path | None = None
+    #: `/metrics` on the API answers anyone (like /healthz) unless this is true: then it needs
+    #: an admin key when `auth_mode=required` (Prometheus sends it as a bearer token).
+    metrics_require_key: bool = False
+    #: Address of the workers' own metrics ports (0.0.0.0 in containers, so Prometheus reaches them).
+    metrics_host: str = "127.0.0.1"
+    #: A Celery worker node's metrics port (`oddasr worker --metrics-port` overrides it for one
+    #: node; `oddasr run` gives its second node the next port). 0: no metrics port.
+    worker_metrics_port: int = 9102
+    #: The stream worker supervisor's metrics port (all its children's metrics). 0: none.
+    stream_worker_metrics_port: int = 9104
+
     # --- logging ---------------------------------------------------------------------------
     log_level: str = "INFO"
     #: Keys of the config file that this version does not use (reported, never fatal).
@@ -301,6 +317,8 @@ class Settings(BaseSettings):
             self.storage_local_dir = self.data_dir / "storage"
         if self.model_cache_dir is None:
             self.model_cache_dir = self.data_dir / "models"
+        if self.metrics_dir is None:
+            self.metrics_dir = self.data_dir / "metrics"
         if self.enable_https and not self.disable_stream:
             missing = [name for name in ("ssl_cert_path", "ssl_key_path") if not getattr(self, name)]
             unreadable = [path for path in (self.ssl_cert_path, self.ssl_key_path) if path and not Path(path).is_file()]
@@ -443,6 +461,22 @@ def unused_config_keys_message(settings: Settings) -> str | None:
     if not settings.ignored_config_keys:
         return None
     return f"config keys not used by this version: {', '.join(settings.ignored_config_keys)}"
+
+
+#: prometheus_client's own variable (no ODDASR_ prefix): the directory of its multiprocess
+#: mode, set by the first process of each group (see shared.metrics.process_group).
+PROMETHEUS_MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def export_metrics_multiproc_dir(path: Path) -> None:
+    """Point prometheus_client (in this process and every child it starts or forks) at `path`."""
+    os.environ[PROMETHEUS_MULTIPROC_DIR_ENV] = str(path)
+
+
+def metrics_multiproc_dir() -> Path | None:
+    """The multiprocess directory this process writes its metrics to, or None (in-memory)."""
+    value = os.environ.get(PROMETHEUS_MULTIPROC_DIR_ENV, "")
+    return Path(value) if value else None
 
 
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:

@@ -9,6 +9,11 @@ loading models for many seconds. The heartbeat therefore reports this worker as 
 until one of its processes has loaded its engine (a counter in memory shared across the
 fork), and only then as serving its queues: routing and /readyz count only workers that can
 start a job.
+
+Metrics: the main process makes the node's metrics directory in `celeryd_init` (before the
+pool forks; the task modules import prometheus_client only on first use, see
+worker.services.metrics) and serves the whole node's metrics, its children's included, on
+the node's own port (`--metrics-port`, else `worker_metrics_port`) once the pool is up.
 """
 
 from __future__ import annotations
@@ -18,15 +23,18 @@ import logging
 import multiprocessing
 import threading
 import time
+from pathlib import Path
 
+import click
 import redis
-from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
+from celery.signals import celeryd_init, worker_init, worker_process_init, worker_ready, worker_shutdown
 
 from shared.celery_factory import make_celery
 from shared.config import get_settings
 from shared.db.repository import JobRepository
 from shared.db.session import make_engine, make_session_factory
 from shared.logs import configure_logging
+from shared.metrics.process_group import end_process_group, serve_metrics_port, start_process_group
 from shared.redis_keys import WORKER_HEARTBEAT_INTERVAL_S
 from shared.storage import Storage, make_storage
 from shared.worker_presence import forget_worker, record_heartbeat
@@ -37,6 +45,9 @@ _settings = get_settings()
 configure_logging(_settings.log_level)
 app = make_celery(_settings, name="oddasr-worker")
 app.conf.include = ["worker.tasks"]
+app.user_options["worker"].add(click.Option(
+    ["--metrics-port"], type=int, default=None,
+    help="Serve this node's Prometheus metrics on this port (default: worker_metrics_port; 0: none)."))
 
 #: Processes of this worker that have loaded their engine; created before the pool forks, so
 #: the children's increments are seen by the main process's heartbeat.
@@ -118,6 +129,27 @@ class _Heartbeat:
 _heartbeat = _Heartbeat()
 
 
+class _NodeMetrics:
+    """This node's metrics group, set in the main process by `celeryd_init`."""
+
+    directory: Path | None = None
+    port: int = 0
+
+
+@celeryd_init.connect
+def _start_metrics_group(options: dict[str, object] | None = None, **_kwargs: object) -> None:
+    port = (options or {}).get("metrics_port")
+    _NodeMetrics.port = int(port) if isinstance(port, int) else _settings.worker_metrics_port
+    _NodeMetrics.directory = start_process_group(_settings, "worker")
+
+
+@worker_ready.connect
+def _serve_metrics(sender: object = None, **_kwargs: object) -> None:
+    # Once the pool is up: a child forked later inherits the listening socket but not the
+    # thread that serves it, so only this process ever answers a scrape.
+    serve_metrics_port(_settings.metrics_host, _NodeMetrics.port, str(getattr(sender, "hostname", "worker")))
+
+
 @worker_ready.connect
 def _start_heartbeat(sender: object = None, **_kwargs: object) -> None:
     consumer_queues = getattr(getattr(sender, "task_consumer", None), "queues", [])
@@ -132,3 +164,5 @@ def _stop_heartbeat(**_kwargs: object) -> None:
     if _heartbeat.node:
         with contextlib.suppress(redis.RedisError):
             forget_worker(_heartbeat.client, _heartbeat.node, _heartbeat.queues)
+    if _NodeMetrics.directory is not None:
+        end_process_group(_NodeMetrics.directory)

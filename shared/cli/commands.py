@@ -46,6 +46,8 @@ def api_argv(settings: Settings, role: str = "all") -> list[str]:
         "--limit-request-line", "8190",
         "--graceful-timeout", "10",
         "--log-level", settings.log_level.lower(),
+        # Hooks only: one metrics directory for the master's workers (see that module).
+        "--config", "python:api.gunicorn_hooks",
     ]
     for address in api_listeners(settings, role):
         argv += ["--bind", address]
@@ -54,8 +56,11 @@ def api_argv(settings: Settings, role: str = "all") -> list[str]:
     return argv
 
 
-def worker_argv(settings: Settings, queues: list[str], concurrency: int, pool: str, name: str) -> list[str]:
-    return [
+def worker_argv(settings: Settings, queues: list[str], concurrency: int, pool: str, name: str,
+                metrics_port: int | None = None) -> list[str]:
+    """`metrics_port`: this node's metrics port, when it is not `worker_metrics_port` (two
+    nodes on one machine cannot share one)."""
+    argv = [
         sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
         "--queues", ",".join(queues),
         "--concurrency", str(concurrency),
@@ -65,6 +70,15 @@ def worker_argv(settings: Settings, queues: list[str], concurrency: int, pool: s
         "--task-events",
         "--without-mingle",
     ]
+    if metrics_port is not None:
+        argv += ["--metrics-port", str(metrics_port)]
+    return argv
+
+
+def worker_metrics_port(settings: Settings, node_index: int) -> int:
+    """The metrics port of the `node_index`-th worker node one machine starts: consecutive
+    ports from `worker_metrics_port` (0 stays 0: no metrics ports)."""
+    return settings.worker_metrics_port + node_index if settings.worker_metrics_port else 0
 
 
 def default_worker_pool(settings: Settings) -> str:

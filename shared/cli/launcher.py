@@ -112,8 +112,10 @@ class Launcher:
             self.start_redis()
         upgrade_to_head(self.settings.database_url)
         pool = commands.default_worker_pool(self.settings)
-        for name, queues, concurrency in commands.default_worker_plan(self.settings):
-            self.spawn(f"worker-{name}", commands.worker_argv(self.settings, queues, concurrency, pool, name))
+        for index, (name, queues, concurrency) in enumerate(commands.default_worker_plan(self.settings)):
+            metrics_port = commands.worker_metrics_port(self.settings, index)
+            self.spawn(f"worker-{name}", commands.worker_argv(self.settings, queues, concurrency, pool, name,
+                                                              metrics_port))
         if self.settings.stream_workers > 0 and not self.settings.disable_stream:
             self.spawn("stream-worker", commands.stream_worker_argv(self.settings, self.settings.stream_workers))
         for role in commands.api_roles(self.settings):

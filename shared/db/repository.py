@@ -91,6 +91,15 @@ class JobRepository:
                 .where(Job.api_key_id == owner_id, Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))
             ) or 0)
 
+    def count_queued_by_queue(self) -> dict[str, int]:
+        """Jobs waiting for a worker, per queue: the backlog /metrics reports (one query on
+        the indexed status column, cheap at scrape time)."""
+        with self._session_factory() as session:
+            rows = session.execute(
+                select(Job.queue, func.count()).where(Job.status == JobStatus.QUEUED).group_by(Job.queue)
+            ).all()
+        return {str(queue): int(count) for queue, count in rows}
+
     def transition(self, job_id: str, target: JobStatus, **fields: Any) -> bool:
         """Move a job to `target` if the transition table allows it from its current status.
 

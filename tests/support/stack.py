@@ -42,8 +42,10 @@ class Stack:
         self.processes[name] = process
         return process
 
-    def start_worker(self, name: str, queues: list[str], concurrency: int, pool: str = "prefork") -> None:
-        self.spawn(f"worker-{name}", commands.worker_argv(self.settings, queues, concurrency, pool, name))
+    def start_worker(self, name: str, queues: list[str], concurrency: int, pool: str = "prefork",
+                     metrics_port: int | None = None) -> None:
+        self.spawn(f"worker-{name}", commands.worker_argv(self.settings, queues, concurrency, pool, name,
+                                                          metrics_port))
 
     def start_stream_workers(self, processes: int = 1) -> None:
         self.spawn("stream-worker", commands.stream_worker_argv(self.settings, processes))
@@ -130,6 +132,9 @@ def stack_settings(tmp: Path, redis_url: str, **overrides: object) -> Settings:
         "sync_wait_timeout_s": 120.0,
         "log_level": "INFO",
         "enable_flower": False,
+        # No metrics ports unless a test asks (fixed default ports would collide between stacks).
+        "worker_metrics_port": 0,
+        "stream_worker_metrics_port": 0,
     }
     values.update(overrides)
     return Settings(**values)
@@ -152,9 +157,11 @@ def running_stack(
     try:
         for role in commands.api_roles(settings):
             stack.spawn("api" if role in ("all", "http") else "api-websocket", commands.api_argv(settings, role))
-        stack.start_worker("file", [settings.file_queue], file_concurrency, pool=file_pool)
+        stack.start_worker("file", [settings.file_queue], file_concurrency, pool=file_pool,
+                           metrics_port=commands.worker_metrics_port(settings, 0))
         if sentence_concurrency:
-            stack.start_worker("sentence", [QUEUE_SENTENCE], sentence_concurrency)
+            stack.start_worker("sentence", [QUEUE_SENTENCE], sentence_concurrency,
+                               metrics_port=commands.worker_metrics_port(settings, 1))
         queues = (settings.file_queue, QUEUE_SENTENCE) if sentence_concurrency else (settings.file_queue,)
         stack.wait_ready(queues)
         yield stack

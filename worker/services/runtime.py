@@ -21,6 +21,7 @@ from shared.db.session import make_engine, make_session_factory
 from shared.storage import Storage, make_storage
 from worker.engines.base import Engine
 from worker.engines.registry import load_engine
+from worker.services.metrics import record_model_load
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ def build_runtime(settings: Settings) -> WorkerRuntime:
     started_s = time.monotonic()
     engine = load_engine(settings)
     load_s = time.monotonic() - started_s
+    record_model_load(engine.name, load_s)
     client = redis.Redis.from_url(settings.effective_redis_url, socket_connect_timeout=5, socket_timeout=10)
     try:
         client.hincrby(redis_keys.MODEL_LOADS_HASH, identity, 1)

@@ -23,6 +23,7 @@ from shared.schemas import JobEvent, JobOptions
 from shared.storage import StorageKeyNotFound
 from shared.transcript import Transcript
 from worker.engines.base import TranscriptionOptions
+from worker.services.metrics import record_job_finished, record_job_started
 from worker.services.runtime import WorkerRuntime
 
 logger = logging.getLogger(__name__)
@@ -90,6 +91,16 @@ def publish_final(runtime: WorkerRuntime, job_id: str, status: JobStatus) -> Non
 def fail_job(runtime: WorkerRuntime, job_id: str, reason: str) -> None:
     if runtime.jobs.transition(job_id, JobStatus.FAILED, error=reason, finished_at=utc_now()):
         publish_final(runtime, job_id, JobStatus.FAILED)
+        _count_failure(runtime, job_id)
+
+
+def _count_failure(runtime: WorkerRuntime, job_id: str) -> None:
+    """Failures are rare: reading the row again for its queue costs nothing that matters."""
+    try:
+        job = runtime.jobs.find(job_id)
+    except Exception:  # the failure is recorded in the database; only its labels are lost
+        job = None
+    record_job_finished(job.queue if job else "", job.mode if job else "", JobStatus.FAILED.value)
 
 
 def run_transcription(runtime: WorkerRuntime, job_id: str) -> JobStatus | None:
@@ -104,11 +115,13 @@ def run_transcription(runtime: WorkerRuntime, job_id: str) -> JobStatus | None:
     if job.status in TERMINAL_STATUSES:
         logger.info("job %s is already %s; nothing to do", job_id, job.status)
         return None
+    started_at = utc_now()
     if not runtime.jobs.transition(
-        job_id, JobStatus.RUNNING, worker=runtime.identity, started_at=utc_now(), progress=0.0,
+        job_id, JobStatus.RUNNING, worker=runtime.identity, started_at=started_at, progress=0.0,
         engine=runtime.engine.name,
     ):
         return None
+    record_job_started(job.queue, job.mode, job.created_at, started_at)
     if job.attempts:
         logger.warning("job %s is being retried (attempt %d)", job_id, job.attempts + 1)
     started_s = time.monotonic()
@@ -118,9 +131,11 @@ def run_transcription(runtime: WorkerRuntime, job_id: str) -> JobStatus | None:
             transcript = _transcribe(runtime, job_id, job.audio_key or "", job.mode, JobOptions(**job.options))
     except JobCanceled:
         logger.info("job %s was canceled while running", job_id)
+        record_job_finished(job.queue, job.mode, JobStatus.CANCELED.value)
         return JobStatus.CANCELED
     except StorageKeyNotFound:
         if runtime.jobs.get(job_id).status == JobStatus.CANCELED:
+            record_job_finished(job.queue, job.mode, JobStatus.CANCELED.value)
             return JobStatus.CANCELED
         fail_job(runtime, job_id, "the uploaded audio is missing from storage")
         return JobStatus.FAILED
@@ -137,12 +152,15 @@ def run_transcription(runtime: WorkerRuntime, job_id: str) -> JobStatus | None:
         audio_duration_s=transcript.duration_s, processing_s=processing_s,
     ):
         publish_final(runtime, job_id, JobStatus.SUCCEEDED)
+        record_job_finished(job.queue, job.mode, JobStatus.SUCCEEDED.value, audio_s=transcript.duration_s,
+                            processing_s=processing_s)
         return JobStatus.SUCCEEDED
     # Canceled while the transcript was being written: honour the cancel. Another attempt that
     # won (a job sent again while this one still ran) keeps the transcript: same key, its copy.
     status = JobStatus(runtime.jobs.get(job_id).status)
     if status == JobStatus.CANCELED:
         runtime.storage.delete(key)
+        record_job_finished(job.queue, job.mode, JobStatus.CANCELED.value)
     return status
 
 

@@ -29,6 +29,7 @@ from shared.storage import Storage, StorageKeyNotFound
 from shared.transcript import Transcript
 from shared.webhooks.signing import webhook_headers
 from shared.webhooks.ssrf_guard import AddressRefused
+from worker.services.metrics import record_webhook_attempt
 from worker.services.webhook_http import guarded_session
 
 logger = logging.getLogger(__name__)
@@ -158,6 +159,7 @@ def attempt_delivery(ctx: WebhookContext, delivery_id: str) -> AttemptOutcome | 
     attempt = {"at": _iso(started_at), "status_code": status_code, "error": error, "duration_ms": duration_ms}
     next_at = utc_now() + timedelta(seconds=retry_in_s) if retry_in_s is not None else None
     ctx.webhooks.finish_attempt(claim, attempt, state, next_at)
+    record_webhook_attempt("retry" if state == DeliveryState.PENDING else state.value)
     log = logger.info if state == DeliveryState.DELIVERED else logger.warning
     log("webhook %s (%s of job %s) attempt %d: %s -> %s", delivery.id, delivery.event_type, delivery.job_id,
         delivery.schedule_step + 1, status_code or error, state.value)

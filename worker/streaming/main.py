@@ -100,13 +100,16 @@ class StreamWorker:
             forget_slot(self.runtime.redis, self.worker_id)
 
     def _run(self, request: SessionRequest) -> None:
+        from worker.services.metrics import stream_session_ended, stream_session_started
         from worker.streaming.session_loop import SessionRunner
 
         self._busy = (request.session_id, request.fence)
+        stream_session_started()
         try:
             SessionRunner(self.runtime, self.engine, request, self.stopping,  # type: ignore[arg-type]
                           celery=self.celery).run()
         finally:
+            stream_session_ended()
             self._busy = None
             for _attempt in range(30):
                 try:
@@ -128,9 +131,21 @@ def run_child(settings: Settings) -> int:
     return 0
 
 
-def supervise(processes: int) -> int:
-    """Keep `processes` children alive; stop them all on SIGTERM / SIGINT."""
+def supervise(processes: int, settings: Settings) -> int:
+    """Keep `processes` children alive; stop them all on SIGTERM / SIGINT.
+
+    The supervisor serves its children's metrics on its own port: they write them to the
+    group's directory (prometheus_client's multiprocess mode), made before the first child."""
     from shared.cli.launcher import die_with_parent
+    from shared.metrics.process_group import (
+        end_process_group,
+        mark_process_dead,
+        serve_metrics_port,
+        start_process_group,
+    )
+
+    metrics_dir = start_process_group(settings, "stream-worker")
+    serve_metrics_port(settings.metrics_host, settings.stream_worker_metrics_port, "stream worker")
 
     stopping = threading.Event()
 
@@ -158,6 +173,7 @@ def supervise(processes: int) -> int:
                 break
             logger.warning("stream worker child %d exited with %s after %.0f s; starting another", child.pid,
                            child.returncode, lived_s)
+            mark_process_dead(child.pid)
             children[index] = start()
     for child, _ in children:
         with contextlib.suppress(ProcessLookupError):
@@ -167,6 +183,7 @@ def supervise(processes: int) -> int:
             child.wait(timeout=15)
         except subprocess.TimeoutExpired:
             child.kill()
+    end_process_group(metrics_dir)
     return 1 if quick_deaths >= MAX_QUICK_DEATHS else 0
 
 
@@ -181,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("faster_whisper").setLevel(max(logging.WARNING, logging.getLogger().level))
     if args.child:
         return run_child(settings)
-    return supervise(args.processes or settings.stream_workers)
+    return supervise(args.processes or settings.stream_workers, settings)
 
 
 if __name__ == "__main__":
