@@ -19,7 +19,7 @@ from api.uploads import ReceivedAudio
 from shared import redis_keys
 from shared.db.models import TERMINAL_STATUSES, Job, JobStatus, utc_now
 from shared.db.webhooks import WebhookRepository
-from shared.errors import ConflictError, GoneError, OddAsrError, ServiceUnavailableError
+from shared.errors import ConflictError, ForbiddenError, GoneError, OddAsrError, ServiceUnavailableError
 from shared.schemas import DELIVER_WEBHOOK_TASK_NAME, TRANSCRIBE_TASK_NAME, JobEvent, JobOptions
 from shared.transcript import Transcript
 
@@ -43,6 +43,8 @@ def submit_job(deps: ApiDeps, audio: ReceivedAudio, mode: str, options: JobOptio
 
     The key's limits are checked before the audio is stored (a refused upload costs no
     storage), and its jobs in flight once more, under its lock, as the row is inserted."""
+    if not options.mask_sensitive_words and not principal.is_admin:
+        raise ForbiddenError("only an admin key may turn off sensitive-word masking (mask_sensitive_words=false)")
     deps.limiter.check_in_flight(principal)
     deps.limiter.charge_audio(principal, audio.info.duration_s)
     job_id = uuid.uuid4().hex

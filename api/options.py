@@ -22,9 +22,9 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-def parse_bool(name: str, raw: str | None) -> bool:
-    if raw is None:
-        return False
+def parse_bool(name: str, raw: str | None, *, default: bool = False) -> bool:
+    if raw is None or not raw.strip():
+        return default
     value = raw.strip().lower()
     if value in _TRUE:
         return True
@@ -126,6 +126,7 @@ def options_from_form(form: Mapping[str, str], settings: Settings) -> tuple[str,
         word_timestamps=parse_bool("word_timestamps", form.get("word_timestamps")),
         min_speakers=min_speakers,
         max_speakers=max_speakers,
+        mask_sensitive_words=parse_bool("mask_sensitive_words", form.get("mask_sensitive_words"), default=True),
     )
     check_supported(options, settings)
     return mode, options

@@ -243,6 +243,11 @@ class Settings(BaseSettings):
     #: The stream worker supervisor's metrics port (all its children's metrics). 0: none.
     stream_worker_metrics_port: int = 9104
 
+    # --- word lists (the original's odd_asr_slp_cfg) -----------------------------------------
+    #: One word or phrase a line; each is masked in every transcript (None: none).
+    sensitive_words_path: Path | None = None
+    sensitive_words_mask: str = "***"
+
     # --- logging ---------------------------------------------------------------------------
     log_level: str = "INFO"
     #: Keys of the config file that this version does not use (reported, never fatal).
@@ -392,8 +397,13 @@ _TOP_LEVEL_KEYS: dict[str, str] = {
     "LOG_LEVEL": "log_level",
     "max_instance": "file_worker_concurrency",
 }
+#: The original's word lists; relative paths are read from the config file's directory.
+_WORD_LIST_KEYS: dict[str, str] = {
+    "odd_asr_slp_cfg.sensitive_words.path": "sensitive_words_path",
+}
 _LEGACY_KEYS: dict[str, str] = {
     **_TOP_LEVEL_KEYS,
+    **_WORD_LIST_KEYS,
     **_ODD_ASR_CFG_KEYS,
     **{f"odd_asr_cfg.{key}": target for key, target in _ODD_ASR_CFG_KEYS.items()},
 }
@@ -445,6 +455,8 @@ def values_from_config_file(path: Path) -> dict[str, Any]:
         if target is None:
             ignored.append(dotted)
             continue
+        if dotted in _WORD_LIST_KEYS and value:
+            value = path.parent / str(value)  # an absolute path stays as it is
         values[target] = value
     redis_section = data.get("redis_cfg")
     if isinstance(redis_section, dict) and _redis_url_from(redis_section) and "redis_url" not in values:

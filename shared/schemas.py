@@ -20,6 +20,8 @@ class JobOptions(BaseModel):
     word_timestamps: bool = False
     min_speakers: int | None = None
     max_speakers: int | None = None
+    #: Mask the configured sensitive words; only admin keys may turn it off.
+    mask_sensitive_words: bool = True
 
 
 class JobEvent(BaseModel):

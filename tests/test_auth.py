@@ -54,9 +54,11 @@ def bearer(key: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def tenants(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[Tenants]:  # type: ignore[no-untyped-def]
-    with running_stack(tmp_path_factory.mktemp("auth"), redis_server.url, file_concurrency=1,
+    tmp = tmp_path_factory.mktemp("auth")
+    (tmp / "sensitive-words").write_text("REPORT\n# a comment\nmonday\n", encoding="utf-8")
+    with running_stack(tmp, redis_server.url, file_concurrency=1,
                        sentence_concurrency=0, auth_mode="required", api_key_hash_secret=HASH_SECRET,
-                       stream_slot_wait_s=1.0) as stack:
+                       stream_slot_wait_s=1.0, sensitive_words_path=tmp / "sensitive-words") as stack:
         factory = make_session_factory(make_engine(stack.settings.database_url))
         keys = ApiKeyRepository(factory, HASH_SECRET.encode())
         second = stack.settings.model_copy(update={"port": free_port()})
@@ -355,3 +357,25 @@ def test_the_stream_command_says_when_it_needs_a_key(tenants: Tenants, clip: Pat
                            tenants.stack.base_url, "--api-key", tenants.team_a], capture_output=True, text=True,
                           timeout=120, check=False, env=env)
     assert done.returncode == 0 and done.stdout.strip(), done.stderr
+
+
+def test_sensitive_words_are_masked_in_every_format_and_only_admins_may_opt_out(
+        tenants: Tenants, speech_dir: Path) -> None:
+    """The clip says "Please send the report to my office before noon on Monday."; the list
+    holds REPORT and monday (other case)."""
+    clip = synthesize(REFERENCE_SENTENCES[1], speech_dir / "auth-report.wav")
+    assert "report" in REFERENCE_SENTENCES[1] and "Monday" in REFERENCE_SENTENCES[1]
+    created = submit(tenants.stack.base_url, tenants.team_a, clip)
+    job = wait_for_job_as(tenants, created.json()["id"], tenants.team_a)
+    assert "***" in job["result"]["text"] and "report" not in job["result"]["text"].lower()
+    assert "monday" not in job["result"]["text"].lower()
+    for fmt in ("txt", "srt", "vtt", "json", "spk"):
+        body = requests.get(tenants.stack.url(f"/v1/jobs/{job['id']}/transcript"), params={"format": fmt},
+                            headers=bearer(tenants.team_a), timeout=10).text
+        assert "***" in body and "report" not in body.lower(), fmt
+    refused = submit(tenants.stack.base_url, tenants.team_a, clip, mask_sensitive_words="false")
+    assert refused.status_code == 403 and "admin" in refused.json()["error"]
+    unmasked = submit(tenants.stack.base_url, tenants.admin, clip, mask_sensitive_words="false")
+    assert unmasked.status_code == 202, unmasked.text
+    job = wait_for_job_as(tenants, unmasked.json()["id"], tenants.admin)
+    assert "report" in job["result"]["text"].lower() and "***" not in job["result"]["text"]

@@ -10,7 +10,7 @@ import logging
 import os
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 
@@ -18,6 +18,7 @@ from shared import redis_keys
 from shared.config import Settings
 from shared.db.repository import JobRepository
 from shared.db.session import make_engine, make_session_factory
+from shared.sensitive_words import SensitiveWords
 from shared.storage import Storage, make_storage
 from worker.engines.base import Engine
 from worker.engines.registry import load_engine
@@ -35,6 +36,8 @@ class WorkerRuntime:
     engine: Engine
     #: "hostname:pid", written on each job this process runs.
     identity: str
+    #: Masked in every transcript this process stores or sends.
+    sensitive_words: SensitiveWords = field(default_factory=lambda: SensitiveWords(()))
 
 
 _current: WorkerRuntime | None = None
@@ -57,6 +60,8 @@ def build_runtime(settings: Settings) -> WorkerRuntime:
     except redis.RedisError:
         logger.warning("could not record the model load in Redis", exc_info=True)
     logger.info("worker %s loaded engine %s (%s) in %.2f s", identity, engine.name, engine.model_name, load_s)
+    # Read before any job: a configured list that cannot be read stops the worker, loudly.
+    sensitive_words = SensitiveWords.from_file(settings.sensitive_words_path, settings.sensitive_words_mask)
     session_factory = make_session_factory(make_engine(settings.database_url))
     return WorkerRuntime(
         settings=settings,
@@ -65,6 +70,7 @@ def build_runtime(settings: Settings) -> WorkerRuntime:
         redis=client,
         engine=engine,
         identity=identity,
+        sensitive_words=sensitive_words,
     )
 
 

@@ -128,7 +128,10 @@ def run_transcription(runtime: WorkerRuntime, job_id: str) -> JobStatus | None:
     lease = JobLease(runtime, job_id)
     try:
         with lease:
-            transcript = _transcribe(runtime, job_id, job.audio_key or "", job.mode, JobOptions(**job.options))
+            options = JobOptions(**job.options)
+            transcript = _transcribe(runtime, job_id, job.audio_key or "", job.mode, options)
+            if options.mask_sensitive_words:
+                transcript = runtime.sensitive_words.mask_transcript(transcript)
     except JobCanceled:
         logger.info("job %s was canceled while running", job_id)
         record_job_finished(job.queue, job.mode, JobStatus.CANCELED.value)

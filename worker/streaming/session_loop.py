@@ -10,6 +10,7 @@ import contextlib
 import logging
 import threading
 import time
+from dataclasses import replace
 
 import numpy as np
 import redis
@@ -213,13 +214,14 @@ class SessionRunner:
     def _emit_partial(self, session) -> None:  # type: ignore[no-untyped-def]
         event = session.partial()
         if event is not None:
-            self._publish(sm.PARTIAL, text=event.text, index=event.index, start_ms=event.start_ms,
-                          end_ms=event.end_ms)
+            self._publish(sm.PARTIAL, text=self.runtime.sensitive_words.mask_text(event.text), index=event.index,
+                          start_ms=event.start_ms, end_ms=event.end_ms)
 
     def _emit(self, finals: list[StreamEvent]) -> None:
         """Store each final sentence, then tell the client: a sentence the client has seen
         survives a worker killed the next instant."""
         for event in finals:
+            event = replace(event, text=self.runtime.sensitive_words.mask_text(event.text))
             self._finals.append(event)
             try:
                 self.runtime.jobs.add_stream_segment(self.request.job_id, event.index, event.start_ms, event.end_ms,

@@ -1,0 +1,82 @@
+"""Sensitive words, masked in every transcript before it is stored or sent.
+
+The original OddASR's config named a sensitive-word file (`odd_asr_slp_cfg.sensitive_words.path`,
+one word or phrase a line) that nothing read. Here each occurrence is replaced by a mask
+(`***` by default) in the transcript the worker stores, so every output format, the webhook
+body and a live session's sentences all show the mask, and the words never reach storage.
+
+Matching ignores case. A word that starts or ends with a Latin letter or digit matches only as
+a whole word there ("ass" does not mask "class"); Chinese and other scripts without spaces
+match anywhere, as they must.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from shared.transcript import Segment, Transcript, Word
+
+_LATIN_WORD_CHARS = "A-Za-z0-9_'"
+
+
+def _pattern_for(word: str) -> str:
+    escaped = re.escape(word)
+    if re.match(rf"[{_LATIN_WORD_CHARS}]", word[0]):
+        escaped = rf"(?<![{_LATIN_WORD_CHARS}]){escaped}"
+    if re.match(rf"[{_LATIN_WORD_CHARS}]", word[-1]):
+        escaped = rf"{escaped}(?![{_LATIN_WORD_CHARS}])"
+    return escaped
+
+
+def read_word_list(path: Path) -> list[str]:
+    """One entry a line; blank lines and `#` comments skipped; duplicates once."""
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except OSError as exc:
+        raise ValueError(f"cannot read the sensitive-word file {path}: {exc}") from exc
+    words: list[str] = []
+    for line in lines:
+        word = line.strip()
+        if word and not word.startswith("#") and word.lower() not in {w.lower() for w in words}:
+            words.append(word)
+    return words
+
+
+@dataclass(frozen=True)
+class SensitiveWords:
+    words: tuple[str, ...]
+    mask: str = "***"
+
+    @classmethod
+    def from_file(cls, path: Path | None, mask: str = "***") -> SensitiveWords:
+        return cls(tuple(read_word_list(path)) if path else (), mask)
+
+    @cached_property
+    def _regex(self) -> re.Pattern[str] | None:
+        if not self.words:
+            return None
+        # Longest first, so a phrase wins over a word inside it.
+        ordered = sorted(self.words, key=len, reverse=True)
+        return re.compile("|".join(_pattern_for(word) for word in ordered), re.IGNORECASE)
+
+    def mask_text(self, text: str) -> str:
+        regex = self._regex
+        return regex.sub(self.mask, text) if regex is not None else text
+
+    def mask_transcript(self, transcript: Transcript) -> Transcript:
+        if not self.words:
+            return transcript
+        regex = self._regex
+        assert regex is not None
+
+        def masked(text: str) -> str:
+            return regex.sub(self.mask, text)
+
+        segments = [Segment(start_s=s.start_s, end_s=s.end_s, text=masked(s.text), speaker=s.speaker,
+                            words=[Word(word=masked(w.word), start_s=w.start_s, end_s=w.end_s,
+                                        probability=w.probability) for w in s.words])
+                    for s in transcript.segments]
+        return transcript.model_copy(update={"segments": segments, "text": masked(transcript.text)})
