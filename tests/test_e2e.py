@@ -252,3 +252,37 @@ def test_compressed_uploads_are_decoded_for_real(stack: Stack, speech: dict[str,
     job = wait_for_job(stack, post_job(stack, target).json()["id"])
     assert job["status"] == "succeeded", job
     assert wer(reference, job["result"]["text"]) < 0.35, job["result"]["text"]
+
+
+def test_a_wav_scp_batch_runs_with_bounded_jobs_reports_a_bad_file_and_resumes(
+        stack: Stack, speech: dict[str, tuple[Path, str]], tmp_path: Path) -> None:
+    """`oddasr transcribe list.scp dir/`: one output per key; a file that is not audio fails
+    alone; `--resume` redoes only what has no output."""
+    import subprocess
+    import sys
+
+    (tmp_path / "not-audio.txt").write_text("hello")
+    listing = tmp_path / "wav.scp"
+    listing.write_text(f"alpha {speech['s0'][0]}\nbeta {speech['s1'][0]}\n# a comment\n\nbroken not-audio.txt\n")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "gamma.wav").write_bytes(speech["s2"][0].read_bytes())
+    out = tmp_path / "out"
+
+    def transcribe(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "shared.cli.main", "transcribe", str(listing), str(folder),
+                               "--server", stack.base_url, "--output-dir", str(out), "--jobs", "2", *extra],
+                              capture_output=True, text=True, timeout=300, check=False, env=stack.env)
+
+    first = transcribe()
+    assert first.returncode == 1, first.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["alpha.txt", "beta.txt", "gamma.txt"]
+    assert "broken: FAILED" in first.stderr and "refused it (415)" in first.stderr, first.stderr
+    assert "3 transcribed, 0 skipped, 1 failed, of 4 inputs" in first.stderr
+    # Each output holds its own input's words (another sentence would be a WER near 1).
+    assert wer(speech["s0"][1], (out / "alpha.txt").read_text()) < 0.5
+    assert wer(speech["s2"][1], (out / "gamma.txt").read_text()) < 0.5
+    (out / "beta.txt").unlink()
+    second = transcribe("--resume")
+    assert "1 transcribed, 2 skipped, 1 failed, of 4 inputs" in second.stderr, second.stderr
+    assert (out / "beta.txt").read_text().strip()

@@ -42,8 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="download the configured models, or verify that they load")
     models.add_argument("action", choices=["download", "verify"])
     models.add_argument("--json", action="store_true")
-    transcribe = sub.add_parser("transcribe", help="transcribe files through a running server")
-    transcribe.add_argument("files", nargs="+", type=Path)
+    transcribe = sub.add_parser("transcribe", help="transcribe files, directories or wav.scp lists through a server")
+    transcribe.add_argument("files", nargs="+", type=Path,
+                            help="audio files, directories of them, or wav.scp lists ('key path' lines)")
+    transcribe.add_argument("--jobs", type=int, default=4, help="jobs in flight at once for many inputs (4)")
+    transcribe.add_argument("--resume", action="store_true", help="skip inputs whose output file exists")
     transcribe.add_argument("--format", default="txt", help="txt, spk, srt, vtt or json")
     transcribe.add_argument("--server", default=None, help="server URL (default: this config's host and port)")
     transcribe.add_argument("--output-dir", type=Path, help="save transcripts here instead of printing them")
@@ -128,6 +131,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.hotwords:
             fields["hotwords"] = args.hotwords
         server = args.server or f"http://{settings.host}:{settings.port}"
+        from shared.cli.batch import is_batch, run_batch
+
+        if is_batch(args.files) or args.resume:
+            if args.output_dir is None:
+                sys.stderr.write("oddasr: many inputs write one output each: give --output-dir\n")
+                return 2
+            return run_batch(args.files, server, args.format, fields, args.output_dir, args.timeout,
+                             args.api_key or settings.api_key, jobs_in_flight=args.jobs, resume=args.resume)
         return transcribe_files(args.files, server, args.format, fields, args.output_dir, args.timeout,
                                 args.api_key or settings.api_key)
     if command == "stream":
