@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 
 from shared.config import Settings
-from shared.engines_catalog import capabilities_for, diarize_unavailable_reason
+from shared.engines_catalog import capabilities_for, diarize_unavailable_reason, itn_refusal
 from shared.errors import BadRequestError, NotSupportedError
 from shared.languages import supported_languages
 from shared.render import RENDERERS
@@ -32,6 +32,13 @@ def parse_bool(name: str, raw: str | None, *, default: bool = False) -> bool:
         return False
     raise BadRequestError(f"'{name}' must be true or false, not {raw!r}")
 
+
+
+def parse_optional_bool(name: str, raw: str | None, *, default: bool | None) -> bool | None:
+    """A switch that may be left to the engine: absent or empty gives `default` (maybe None)."""
+    if raw is None or not raw.strip():
+        return default
+    return parse_bool(name, raw)
 
 
 def parse_speaker_count(name: str, raw: str | None) -> int | None:
@@ -90,6 +97,8 @@ def check_supported(options: JobOptions, settings: Settings) -> None:
         raise NotSupportedError(diarize_unavailable_reason(engine))
     if options.word_timestamps and not capabilities.word_timestamps:
         raise NotSupportedError(f"word timestamps are not supported by the {engine} engine")
+    if refusal := itn_refusal(engine, settings.funasr_asr_model, options.use_itn):
+        raise NotSupportedError(refusal)
     check_language(options.language, settings)
 
 
@@ -127,6 +136,7 @@ def options_from_form(form: Mapping[str, str], settings: Settings) -> tuple[str,
         min_speakers=min_speakers,
         max_speakers=max_speakers,
         mask_sensitive_words=parse_bool("mask_sensitive_words", form.get("mask_sensitive_words"), default=True),
+        use_itn=parse_optional_bool("use_itn", form.get("use_itn"), default=settings.use_itn),
     )
     check_supported(options, settings)
     return mode, options

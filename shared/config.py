@@ -247,6 +247,8 @@ class Settings(BaseSettings):
     #: One word or phrase a line; each is masked in every transcript (None: none).
     sensitive_words_path: Path | None = None
     sensitive_words_mask: str = "***"
+    #: The default of the per-job `use_itn` switch (None: each engine's own way; see README).
+    use_itn: bool | None = None
 
     # --- logging ---------------------------------------------------------------------------
     log_level: str = "INFO"

@@ -41,3 +41,27 @@ def diarize_unavailable_reason(engine: str) -> str:
 def model_ids(engine: str, model: str) -> list[str]:
     """Model ids listed by /v1/models: the configured one plus OpenAI's usual alias."""
     return [f"{engine}-{model}", "whisper-1"]
+
+
+#: What the `use_itn` switch can do on an engine: Whisper always writes numbers, dates and
+#: amounts in written form (no switch to turn off); FunASR's SenseVoice models take the switch;
+#: its Paraformer models write spoken forms (no ITN to turn on).
+ITN_ALWAYS, ITN_NEVER, ITN_SWITCH = "always", "never", "switch"
+
+
+def itn_support(engine: str, funasr_asr_model: str = "") -> str:
+    if engine == "whisper":
+        return ITN_ALWAYS
+    return ITN_SWITCH if "sensevoice" in funasr_asr_model.lower() else ITN_NEVER
+
+
+def itn_refusal(engine: str, funasr_asr_model: str, use_itn: bool | None) -> str | None:
+    """Why `use_itn` cannot be honoured by this engine and model, or None."""
+    support = itn_support(engine, funasr_asr_model)
+    if use_itn is False and support == ITN_ALWAYS:
+        return ("the whisper engine always writes numbers, dates and amounts in written form: inverse text "
+                "normalization cannot be turned off (use_itn=false)")
+    if use_itn is True and support == ITN_NEVER:
+        return (f"the configured FunASR model ({funasr_asr_model or 'paraformer'}) writes spoken forms and has no "
+                "inverse text normalization: use_itn=true needs a SenseVoice model (funasr_asr_model)")
+    return None

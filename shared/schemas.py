@@ -22,6 +22,8 @@ class JobOptions(BaseModel):
     max_speakers: int | None = None
     #: Mask the configured sensitive words; only admin keys may turn it off.
     mask_sensitive_words: bool = True
+    #: Inverse text normalization ("twenty five" -> "25"); None: the engine's own way.
+    use_itn: bool | None = None
 
 
 class JobEvent(BaseModel):

@@ -213,3 +213,30 @@ def test_every_job_timestamp_carries_its_zone(client: FlaskClient) -> None:
         stamp = datetime.fromisoformat(body["created_at"])
         assert stamp.utcoffset() is not None and stamp.utcoffset().total_seconds() == 0, body["created_at"]
     assert fetched["created_at"] == created["created_at"]
+
+
+@pytest.mark.parametrize(("overrides", "refused", "accepted"), [
+    ({"whisper_model": "tiny.en"}, "false", ["true", ""]),  # Whisper always writes numbers as digits
+    ({"engine": "funasr", "funasr_asr_model": "paraformer-zh"}, "true", ["false", ""]),  # no ITN to turn on
+    ({"engine": "funasr", "funasr_asr_model": "/models/SenseVoiceSmall"}, None, ["true", "false", ""]),
+])
+def test_use_itn_is_refused_where_the_engine_cannot_honour_it(
+    tmp_path: Path, redis_server, overrides: dict[str, str], refused: str | None,  # type: ignore[no-untyped-def]
+    accepted: list[str],
+) -> None:
+    with create_app(make_settings(tmp_path, redis_server.url, **overrides)).test_client() as client:
+        if refused is not None:
+            assert_error(post(client, wav_bytes(1.0), use_itn=refused), 422, "use_itn")
+        for value in accepted:
+            response = post(client, wav_bytes(1.0), use_itn=value)
+            assert response.status_code == 202, (value, response.get_data(as_text=True))
+            assert response.get_json()["options"]["use_itn"] == {"true": True, "false": False, "": None}[value]
+        assert_error(post(client, wav_bytes(1.0), use_itn="maybe"), 400, "use_itn")
+
+
+def test_the_configured_itn_default_applies_to_jobs_that_do_not_say(tmp_path: Path, redis_server) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings(tmp_path, redis_server.url, engine="funasr", funasr_asr_model="SenseVoiceSmall",
+                             use_itn=False)
+    with create_app(settings).test_client() as client:
+        assert post(client, wav_bytes(1.0)).get_json()["options"]["use_itn"] is False
+        assert post(client, wav_bytes(1.0), use_itn="true").get_json()["options"]["use_itn"] is True

@@ -104,3 +104,21 @@ def test_a_diarized_job_through_the_queue_renders_every_format(funasr_stack: Sta
     refused = requests.post(funasr_stack.url("/v1/jobs"), files={"audio": dialogue.open("rb")},
                             data={"word_timestamps": "true"}, timeout=60)
     assert refused.status_code == 422 and "funasr" in refused.json()["error"]
+
+
+def test_the_itn_switch_reaches_the_model_without_breaking_it(engine: FunAsrEngine, dialogue: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The API lets `use_itn` through only where the model has the switch; the engine hands it
+    to FunASR's generate as is (a Paraformer takes and ignores it, a SenseVoice uses it)."""
+    seen: list[dict] = []
+    generate = engine._model.generate  # noqa: SLF001
+
+    def spy(**kwargs):  # type: ignore[no-untyped-def]
+        seen.append(kwargs)
+        return generate(**kwargs)
+
+    monkeypatch.setattr(engine._model, "generate", spy)  # noqa: SLF001
+    audio = decode_16k_mono(dialogue)
+    engine.transcribe(audio, TranscriptionOptions(use_itn=False))
+    engine.transcribe(audio, TranscriptionOptions())
+    assert seen[0]["use_itn"] is False and "use_itn" not in seen[1]

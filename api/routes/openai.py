@@ -54,6 +54,7 @@ def transcriptions():  # type: ignore[no-untyped-def]
         hotwords=[prompt] if prompt else [],
         output_format=RESPONSE_FORMATS[response_format],
         word_timestamps="word" in granularities,
+        use_itn=d.settings.use_itn,
     )
     check_supported(options, d.settings)
     callback_url = parse_callback_url(form, d.settings)

@@ -30,6 +30,8 @@ class TranscriptionOptions:
     #: Bounds for the number of speakers when diarizing; None lets the engine estimate it.
     min_speakers: int | None = None
     max_speakers: int | None = None
+    #: Inverse text normalization where the model has a switch for it; None: its default.
+    use_itn: bool | None = None
 
 
 class Engine(Protocol):

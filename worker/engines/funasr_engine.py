@@ -88,6 +88,8 @@ class FunAsrEngine:
         generate_kwargs: dict[str, Any] = {"batch_size_s": self._batch_size_s, "disable_pbar": True}
         if options.hotwords:
             generate_kwargs["hotword"] = " ".join(options.hotwords)
+        if options.use_itn is not None:  # SenseVoice models read it; the API refuses it for others
+            generate_kwargs["use_itn"] = options.use_itn
         if options.diarize and options.min_speakers and options.min_speakers == options.max_speakers:
             generate_kwargs["preset_spk_num"] = options.min_speakers
         try:

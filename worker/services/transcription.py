@@ -76,6 +76,7 @@ def _engine_options(mode: str, options: JobOptions) -> TranscriptionOptions:
         word_timestamps=options.word_timestamps,
         min_speakers=options.min_speakers,
         max_speakers=options.max_speakers,
+        use_itn=options.use_itn,
     )
 
 
