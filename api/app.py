@@ -13,7 +13,7 @@ from api.deps import EXTENSION_KEY, ApiDeps
 from api.errors import register_error_handlers
 from api.key_limits import KeyLimiter
 from api.request_metrics import register_request_metrics
-from api.routes import health, jobs, keys, legacy, openai, webhooks
+from api.routes import health, hotwords, jobs, keys, legacy, openai, webhooks
 from api.streaming.routes import register_streaming
 from api.upload_guard import UploadGuard
 from api.uploads import MULTIPART_OVERHEAD_BYTES, SpoolToDiskRequest
@@ -22,11 +22,24 @@ from shared.auth.exposure import api_exposure_problem
 from shared.celery_factory import make_celery
 from shared.config import Settings, get_settings
 from shared.db.api_keys import ApiKeyRepository
+from shared.db.hotword_sets import HotwordSetRepository
 from shared.db.repository import JobRepository
 from shared.db.session import make_engine, make_session_factory
+from shared.errors import OddAsrError
+from shared.hotwords import HotwordEntry, parse_hotword_lines
 from shared.storage import make_storage
 
 logger = logging.getLogger(__name__)
+
+
+def load_default_hotwords(settings: Settings) -> list[HotwordEntry]:
+    """The original's hotword file; one that cannot be read stops the API at start."""
+    if settings.hotwords_path is None:
+        return []
+    try:
+        return parse_hotword_lines(Path(settings.hotwords_path).read_text(encoding="utf-8"))
+    except (OSError, OddAsrError) as exc:
+        raise RuntimeError(f"cannot use the hotword file {settings.hotwords_path}: {exc}") from exc
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -59,11 +72,13 @@ def create_app(settings: Settings | None = None) -> Flask:
         celery=make_celery(settings, name="oddasr-api"),
         api_keys=ApiKeyRepository(session_factory, resolve_hash_key(settings.api_key_hash_secret, settings.data_dir)),
         limiter=KeyLimiter(settings.effective_redis_url, redis_client, job_repository.count_in_flight),
+        hotword_sets=HotwordSetRepository(session_factory),
+        default_hotwords=load_default_hotwords(settings),
     )
     register_error_handlers(app)
     register_auth(app)
-    for blueprint in (health.blueprint, jobs.blueprint, keys.blueprint, legacy.blueprint, openai.blueprint,
-                      webhooks.blueprint):
+    for blueprint in (health.blueprint, hotwords.blueprint, jobs.blueprint, keys.blueprint, legacy.blueprint,
+                      openai.blueprint, webhooks.blueprint):
         app.register_blueprint(blueprint)
     register_streaming(app, settings)
     app.wsgi_app = UploadGuard(app.wsgi_app, settings)  # type: ignore[method-assign]

@@ -11,7 +11,9 @@ from flask import current_app
 from api.key_limits import KeyLimiter
 from shared.config import Settings
 from shared.db.api_keys import ApiKeyRepository
+from shared.db.hotword_sets import HotwordSetRepository
 from shared.db.repository import JobRepository
+from shared.hotwords import HotwordEntry
 from shared.storage import Storage
 
 
@@ -24,6 +26,9 @@ class ApiDeps:
     celery: Celery
     api_keys: ApiKeyRepository
     limiter: KeyLimiter
+    hotword_sets: HotwordSetRepository
+    #: The server's default set, from the original's hotword file (`hotwords_path`).
+    default_hotwords: list[HotwordEntry]
 
 
 EXTENSION_KEY = "oddasr"

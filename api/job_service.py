@@ -13,6 +13,7 @@ import redis
 from kombu.exceptions import KombuError
 
 from api.deps import ApiDeps
+from api.hotword_sets import resolve_hotwords
 from api.principal import ANONYMOUS, Principal
 from api.routing import choose_queue
 from api.uploads import ReceivedAudio
@@ -20,6 +21,7 @@ from shared import redis_keys
 from shared.db.models import TERMINAL_STATUSES, Job, JobStatus, utc_now
 from shared.db.webhooks import WebhookRepository
 from shared.errors import ConflictError, ForbiddenError, GoneError, OddAsrError, ServiceUnavailableError
+from shared.hotwords import hotword_hits
 from shared.schemas import DELIVER_WEBHOOK_TASK_NAME, TRANSCRIBE_TASK_NAME, JobEvent, JobOptions
 from shared.transcript import Transcript
 
@@ -38,11 +40,13 @@ def audio_key_for(job_id: str) -> str:
 
 
 def submit_job(deps: ApiDeps, audio: ReceivedAudio, mode: str, options: JobOptions,
-               callback_url: str | None = None, principal: Principal = ANONYMOUS) -> Job:
+               callback_url: str | None = None, principal: Principal = ANONYMOUS,
+               hotword_set: str | None = None) -> Job:
     """Store the audio, record the job as queued, and send the task by name to its queue.
 
     The key's limits are checked before the audio is stored (a refused upload costs no
     storage), and its jobs in flight once more, under its lock, as the row is inserted."""
+    options = resolve_hotwords(deps, principal, hotword_set, options)
     if not options.mask_sensitive_words and not principal.is_admin:
         raise ForbiddenError("only an admin key may turn off sensitive-word masking (mask_sensitive_words=false)")
     deps.limiter.check_in_flight(principal)
@@ -201,6 +205,7 @@ def job_to_dict(job: Job, transcript: Transcript | None = None) -> dict[str, obj
     }
     if transcript is not None:
         body["result"] = transcript_to_dict(transcript)
+        body["result"]["hotword_hits"] = hotword_hits(transcript, list((job.options or {}).get("hotwords") or []))
     return body
 
 

@@ -247,6 +247,8 @@ class Settings(BaseSettings):
     #: One word or phrase a line; each is masked in every transcript (None: none).
     sensitive_words_path: Path | None = None
     sensitive_words_mask: str = "***"
+    #: The original's hotword file (`word weight` lines): the default hotword set of every job.
+    hotwords_path: Path | None = None
     #: The default of the per-job `use_itn` switch (None: each engine's own way; see README).
     use_itn: bool | None = None
 
@@ -402,6 +404,7 @@ _TOP_LEVEL_KEYS: dict[str, str] = {
 #: The original's word lists; relative paths are read from the config file's directory.
 _WORD_LIST_KEYS: dict[str, str] = {
     "odd_asr_slp_cfg.sensitive_words.path": "sensitive_words_path",
+    "odd_asr_slp_cfg.hotwords.path": "hotwords_path",
 }
 _LEGACY_KEYS: dict[str, str] = {
     **_TOP_LEVEL_KEYS,

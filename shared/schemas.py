@@ -24,6 +24,10 @@ class JobOptions(BaseModel):
     mask_sensitive_words: bool = True
     #: Inverse text normalization ("twenty five" -> "25"); None: the engine's own way.
     use_itn: bool | None = None
+    #: The hotword set the job used (its words are in `hotwords`, heaviest first) and its version.
+    hotword_set: str | None = None
+    hotword_set_version: str | None = None
+    hotword_weights: dict[str, int] = Field(default_factory=dict)
 
 
 class JobEvent(BaseModel):

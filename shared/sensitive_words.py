@@ -5,9 +5,8 @@ one word or phrase a line) that nothing read. Here each occurrence is replaced b
 (`***` by default) in the transcript the worker stores, so every output format, the webhook
 body and a live session's sentences all show the mask, and the words never reach storage.
 
-Matching ignores case. A word that starts or ends with a Latin letter or digit matches only as
-a whole word there ("ass" does not mask "class"); Chinese and other scripts without spaces
-match anywhere, as they must.
+Words are found as `shared.word_matching` finds them: case ignored, whole Latin words,
+Chinese anywhere, phrases before the words inside them.
 """
 
 from __future__ import annotations
@@ -18,17 +17,7 @@ from functools import cached_property
 from pathlib import Path
 
 from shared.transcript import Segment, Transcript, Word
-
-_LATIN_WORD_CHARS = "A-Za-z0-9_'"
-
-
-def _pattern_for(word: str) -> str:
-    escaped = re.escape(word)
-    if re.match(rf"[{_LATIN_WORD_CHARS}]", word[0]):
-        escaped = rf"(?<![{_LATIN_WORD_CHARS}]){escaped}"
-    if re.match(rf"[{_LATIN_WORD_CHARS}]", word[-1]):
-        escaped = rf"{escaped}(?![{_LATIN_WORD_CHARS}])"
-    return escaped
+from shared.word_matching import words_regex
 
 
 def read_word_list(path: Path) -> list[str]:
@@ -56,11 +45,7 @@ class SensitiveWords:
 
     @cached_property
     def _regex(self) -> re.Pattern[str] | None:
-        if not self.words:
-            return None
-        # Longest first, so a phrase wins over a word inside it.
-        ordered = sorted(self.words, key=len, reverse=True)
-        return re.compile("|".join(_pattern_for(word) for word in ordered), re.IGNORECASE)
+        return words_regex(self.words)
 
     def mask_text(self, text: str) -> str:
         regex = self._regex

@@ -379,3 +379,21 @@ def test_sensitive_words_are_masked_in_every_format_and_only_admins_may_opt_out(
     assert unmasked.status_code == 202, unmasked.text
     job = wait_for_job_as(tenants, unmasked.json()["id"], tenants.admin)
     assert "report" in job["result"]["text"].lower() and "***" not in job["result"]["text"]
+
+
+def test_hotword_sets_belong_to_their_key_and_a_job_reports_its_hits(tenants: Tenants, speech_dir: Path) -> None:
+    clip = synthesize(REFERENCE_SENTENCES[1], speech_dir / "auth-report.wav")  # "...to my office before noon..."
+    url = tenants.stack.url("/v1/hotwords/team-words")
+    created = requests.put(url, data="office 50\nnoon 20\n", headers={**bearer(tenants.team_a),
+                                                                      "Content-Type": "text/plain"}, timeout=10)
+    assert created.status_code == 201, created.text
+    assert requests.get(url, headers=bearer(tenants.team_b), timeout=10).status_code == 404
+    assert requests.get(tenants.stack.url("/v1/hotwords"), headers=bearer(tenants.team_b),
+                        timeout=10).json()["sets"] == []
+    theirs = submit(tenants.stack.base_url, tenants.team_b, clip, hotword_set="team-words")
+    assert theirs.status_code == 400 and "unknown hotword set" in theirs.json()["error"]
+    job = wait_for_job_as(tenants, submit(tenants.stack.base_url, tenants.team_a, clip,
+                                          hotword_set="team-words").json()["id"], tenants.team_a)
+    assert job["options"]["hotwords"] == ["office", "noon"] and job["options"]["hotword_set_version"] == "1"
+    hits = {hit["word"]: hit for hit in job["result"]["hotword_hits"]}
+    assert hits["office"]["count"] >= 1 and hits["office"]["times"][0]["end"] > hits["office"]["times"][0]["start"]

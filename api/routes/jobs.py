@@ -31,7 +31,7 @@ def create_job():  # type: ignore[no-untyped-def]
     callback_url = parse_callback_url(request.form, d.settings)
     audio = receive_audio("audio", max_upload_bytes=d.settings.max_upload_bytes,
                           max_duration_s=max_duration_for(mode))
-    job = submit_job(d, audio, mode, options, callback_url, current_principal())
+    job = submit_job(d, audio, mode, options, callback_url, current_principal(), request.form.get("hotword_set"))
     response = jsonify(job_to_dict(job))
     response.status_code = 202
     response.headers["Location"] = url_for("jobs.get_job", job_id=job.id)

@@ -31,7 +31,7 @@ def _transcribe_sync(forced_mode: str | None):  # type: ignore[no-untyped-def]
     callback_url = parse_callback_url(form, d.settings)
     audio = receive_audio("audio", max_upload_bytes=d.settings.max_upload_bytes,
                           max_duration_s=max_duration_for(mode))
-    job = submit_job(d, audio, mode, options, callback_url, current_principal())
+    job = submit_job(d, audio, mode, options, callback_url, current_principal(), form.get("hotword_set"))
     job = wait_for_final(d, job.id, d.settings.sync_wait_timeout_s)
     if job.status == JobStatus.SUCCEEDED:
         body, _content_type = render(load_transcript(d, job), options.output_format)

@@ -1,0 +1,109 @@
+"""Named hotword sets of the caller's key: list, read, create or replace, delete.
+
+`PUT /v1/hotwords/{name}` takes JSON (`{"words": [{"word": "Alibaba", "weight": 20}, ...]}`)
+or the original's file format as text (`Alibaba 20` a line). Every replace is a new version;
+a job records the version it used. The server's default set (`hotwords_path`) reads as
+`default` and cannot be changed here.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from flask import Blueprint, jsonify, request
+
+from api.auth import current_principal
+from api.deps import deps
+from api.hotword_sets import DEFAULT_SET, NO_SET, default_set_version, owner_of
+from shared.db.hotword_sets import entries_of
+from shared.db.models import HotwordSet
+from shared.errors import BadRequestError, NotFoundError
+from shared.hotwords import HotwordEntry, entries_from_json, parse_hotword_lines
+
+blueprint = Blueprint("hotwords", __name__)
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MAX_BODY_BYTES = 256 * 1024
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+
+
+def _words(entries: list[HotwordEntry]) -> list[dict[str, object]]:
+    return [{"word": e.word, "weight": e.weight} for e in entries]
+
+
+def set_to_dict(row: HotwordSet, *, with_words: bool) -> dict[str, object]:
+    entries = entries_of(row)
+    body: dict[str, object] = {"name": row.name, "version": str(row.version), "count": len(entries),
+                               "created_at": _iso(row.created_at), "updated_at": _iso(row.updated_at)}
+    if with_words:
+        body["words"] = _words(entries)
+    return body
+
+
+def _default_set(*, with_words: bool) -> dict[str, object]:
+    d = deps()
+    body: dict[str, object] = {"name": DEFAULT_SET, "version": default_set_version(d), "count": len(d.default_hotwords),
+                               "read_only": True, "source": str(d.settings.hotwords_path)}
+    if with_words:
+        body["words"] = _words(d.default_hotwords)
+    return body
+
+
+def _checked_name(name: str) -> str:
+    if name in (DEFAULT_SET, NO_SET):
+        raise BadRequestError(f"{name!r} is reserved: the default set comes from the server's hotword file")
+    if not NAME_PATTERN.match(name):
+        raise BadRequestError("a set's name is 1 to 64 letters, digits, '_', '.' or '-', starting with a letter "
+                              "or digit")
+    return name
+
+
+@blueprint.get("/v1/hotwords")
+def list_sets():  # type: ignore[no-untyped-def]
+    d = deps()
+    sets = [set_to_dict(row, with_words=False) for row in d.hotword_sets.list(owner_of(current_principal()))]
+    return jsonify({"sets": sets, "default": _default_set(with_words=False) if d.default_hotwords else None})
+
+
+@blueprint.get("/v1/hotwords/<name>")
+def get_set(name: str):  # type: ignore[no-untyped-def]
+    d = deps()
+    if name == DEFAULT_SET:
+        if not d.default_hotwords:
+            raise NotFoundError("this server has no default hotword set (hotwords_path)")
+        return jsonify(_default_set(with_words=True))
+    return jsonify(set_to_dict(d.hotword_sets.get(owner_of(current_principal()), name[:64]), with_words=True))
+
+
+@blueprint.put("/v1/hotwords/<name>")
+def put_set(name: str):  # type: ignore[no-untyped-def]
+    name = _checked_name(name)
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        raise BadRequestError(f"a hotword set is at most {MAX_BODY_BYTES} bytes")
+    if request.is_json:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict) or "words" not in body:
+            raise BadRequestError('send {"words": [{"word": "...", "weight": 20}, ...]} or the file format as text')
+        entries = entries_from_json(body["words"])
+    else:
+        entries = parse_hotword_lines(request.get_data(as_text=True))
+    if not entries:
+        raise BadRequestError("the set holds no hotwords")
+    row, created = deps().hotword_sets.put(owner_of(current_principal()), name, entries)
+    response = jsonify(set_to_dict(row, with_words=True))
+    response.status_code = 201 if created else 200
+    return response
+
+
+@blueprint.delete("/v1/hotwords/<name>")
+def delete_set(name: str):  # type: ignore[no-untyped-def]
+    if name == DEFAULT_SET:
+        raise BadRequestError("the default set comes from the server's hotword file (hotwords_path)")
+    deps().hotword_sets.delete(owner_of(current_principal()), name[:64])
+    return jsonify({"deleted": name[:64]})
