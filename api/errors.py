@@ -44,7 +44,12 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
-        return error_response(exc.description or exc.name, exc.code or 500)
+        response = error_response(exc.description or exc.name, exc.code or 500)
+        # Keep the exception's own headers: a 405 must name the allowed methods (RFC 9110).
+        for name, value in exc.get_headers():
+            if name.lower() not in ("content-type", "content-length"):
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]

@@ -67,4 +67,6 @@ def transcriptions():  # type: ignore[no-untyped-def]
         return Response(body, content_type=content_type, headers={JOB_ID_HEADER: job.id})
     if job.status == JobStatus.FAILED:
         return error_response(job.error or "transcription failed", 422, job_id=job.id)
+    if job.status == JobStatus.CANCELED:
+        return error_response("the job was canceled", 409, job_id=job.id)
     return error_response(f"the job is still {job.status}; poll /v1/jobs/{job.id}", 504, job_id=job.id)

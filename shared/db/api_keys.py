@@ -16,6 +16,8 @@ from shared.errors import BadRequestError, NotFoundError
 #: than the answer it serves.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 MAX_NAME_CHARS = 128
+#: The largest limit a key may have: the limit columns are 32-bit integers on PostgreSQL.
+MAX_LIMIT_VALUE = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -44,8 +46,8 @@ class ApiKeyRepository:
             raise BadRequestError(f"a key needs a name of 1 to {MAX_NAME_CHARS} characters")
         limits = limits or KeyLimits()
         for field_name, value in vars(limits).items():
-            if value is not None and value < 0:
-                raise BadRequestError(f"{field_name} cannot be negative")
+            if value is not None and not 0 <= value <= MAX_LIMIT_VALUE:
+                raise BadRequestError(f"{field_name} must be between 0 and {MAX_LIMIT_VALUE}")
         new = generate_key()
         row = ApiKey(id=new.key_id, name=name, secret_hash=hash_secret(new.secret, self._hmac_key),
                      is_admin=is_admin, requests_per_minute=limits.requests_per_minute,

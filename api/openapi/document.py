@@ -1,0 +1,60 @@
+"""The whole OpenAPI 3.1 document, assembled once per process and served as JSON."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from api.openapi.components import API_KEY_SCHEME, BEARER_SCHEME, HEADERS, SCHEMAS, SECURITY_SCHEMES
+from api.openapi.hotword_paths import hotword_paths
+from api.openapi.job_paths import job_paths
+from api.openapi.service_paths import admin_paths, compat_paths, metrics_paths, service_paths
+from api.streaming.routes import STREAM_PATH
+
+OPENAPI_VERSION = "3.1.0"
+
+_DESCRIPTION = f"""\
+Distributed speech transcription: submit audio as a job and poll it (or get a signed webhook),
+or call OddASR's and OpenAI's synchronous endpoints.
+
+Errors are JSON, `{{"error": "..."}}`, with the job's `job_id` where one exists. 429 and 503
+answers carry `Retry-After`.
+
+**Authentication**: `Authorization: Bearer <key>` or `X-API-Key: <key>` (keys look like
+`oddasr_sk_...`; an operator makes them with `oddasr keys create`). A server run with
+`auth_mode=off` (the one-machine default) takes any request without a key.
+
+**Live transcription** is a websocket, not an HTTP operation, so it is not listed below:
+`{STREAM_PATH}` on this port, and any path on the OddASR (8101) and FunASR (10095) websocket
+ports, speaking OddASR's, FunASR's or the native protocol. A key goes in a header, in the
+`api_key` query parameter, or in OddASR's `token` field.
+"""
+
+
+@functools.cache
+def build_document(*, auth_required: bool, version: str) -> dict[str, Any]:
+    """The document for a server whose auth is on or off: with auth off, the security
+    requirement includes the empty one (no key needed), which is what that server does."""
+    security: list[dict[str, list[str]]] = [{BEARER_SCHEME: []}, {API_KEY_SCHEME: []}]
+    if not auth_required:
+        security.append({})
+    paths: dict[str, Any] = {}
+    # GET /v1/queues joins with its route: service_paths.queue_paths() is its description.
+    for part in (job_paths(), compat_paths(), hotword_paths(), admin_paths(), service_paths(), metrics_paths()):
+        paths.update(part)
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {"title": "OddASR", "version": version, "description": _DESCRIPTION,
+                 "license": {"name": "MIT", "identifier": "MIT"}},
+        "tags": [
+            {"name": "jobs", "description": "Asynchronous jobs: submit, poll, fetch, cancel."},
+            {"name": "oddasr", "description": "The original OddASR endpoints, synchronous."},
+            {"name": "openai", "description": "OpenAI-compatible transcription."},
+            {"name": "hotwords", "description": "Named hotword sets of a key, used by name on submission."},
+            {"name": "admin", "description": "API keys (admin keys only)."},
+            {"name": "service", "description": "Probes, queues and this contract."},
+        ],
+        "security": security,
+        "paths": paths,
+        "components": {"schemas": SCHEMAS, "headers": HEADERS, "securitySchemes": SECURITY_SCHEMES},
+    }
