@@ -13,7 +13,7 @@ from api.deps import EXTENSION_KEY, ApiDeps
 from api.errors import register_error_handlers
 from api.key_limits import KeyLimiter
 from api.request_metrics import register_request_metrics
-from api.routes import docs, health, hotwords, jobs, keys, legacy, openai, webhooks
+from api.routes import docs, health, hotwords, jobs, keys, legacy, openai, queues, webhooks
 from api.streaming.routes import register_streaming
 from api.upload_guard import UploadGuard
 from api.uploads import MULTIPART_OVERHEAD_BYTES, SpoolToDiskRequest
@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_error_handlers(app)
     register_auth(app)
     for blueprint in (docs.blueprint, health.blueprint, hotwords.blueprint, jobs.blueprint, keys.blueprint,
-                      legacy.blueprint, openai.blueprint, webhooks.blueprint):
+                      legacy.blueprint, openai.blueprint, queues.blueprint, webhooks.blueprint):
         app.register_blueprint(blueprint)
     register_streaming(app, settings)
     app.wsgi_app = UploadGuard(app.wsgi_app, settings)  # type: ignore[method-assign]

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import redis
 from kombu.exceptions import KombuError
 
+from api.admission import check_admission
 from api.deps import ApiDeps
 from api.hotword_sets import resolve_hotwords
 from api.principal import ANONYMOUS, Principal
@@ -49,13 +50,14 @@ def submit_job(deps: ApiDeps, audio: ReceivedAudio, mode: str, options: JobOptio
     options = resolve_hotwords(deps, principal, hotword_set, options)
     if not options.mask_sensitive_words and not principal.is_admin:
         raise ForbiddenError("only an admin key may turn off sensitive-word masking (mask_sensitive_words=false)")
+    queue = choose_queue(deps.settings, mode, deps.redis)
+    check_admission(deps, queue)  # a full queue: 503 + Retry-After, before the key is charged
     deps.limiter.check_in_flight(principal)
     deps.limiter.charge_audio(principal, audio.info.duration_s)
     job_id = uuid.uuid4().hex
     key = audio_key_for(job_id)
     audio.file.stream.seek(0)
     deps.storage.put_file(key, audio.file.stream)
-    queue = choose_queue(deps.settings, mode, deps.redis)
     job = Job(
         id=job_id, status=JobStatus.QUEUED, mode=mode, queue=queue, options=options.model_dump(),
         audio_key=key, audio_filename=audio.filename, audio_size_bytes=audio.size_bytes,

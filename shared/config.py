@@ -124,6 +124,19 @@ class Settings(BaseSettings):
     #: Seconds a prefork child may spend loading models before Celery gives up on it.
     worker_process_init_timeout_s: float = 600.0
 
+    # --- queue admission (backlog limits; see api/admission.py) ------------------------------
+    #: A queue holding this many queued jobs refuses new ones with 503 + Retry-After, so a
+    #: flood makes clients back off instead of making every job late. 0: no limit.
+    queue_max_backlog_jobs: int = Field(default=10_000, ge=0)
+    #: The same for the estimated processing seconds queued (audio seconds x the queue's
+    #: measured real-time factor; x 1 before any job has measured it). 0: no limit.
+    queue_max_backlog_work_s: float = Field(default=7 * 24 * 3600.0, ge=0)
+    #: Per-queue overrides of the two limits, JSON in the environment: '{"sentence": 500}'.
+    queue_max_backlog_jobs_by_queue: dict[str, int] = Field(default_factory=dict)
+    queue_max_backlog_work_s_by_queue: dict[str, float] = Field(default_factory=dict)
+    #: Retry-After of a full queue whose drain rate nobody has measured yet.
+    queue_full_retry_after_s: float = Field(default=60.0, gt=0)
+
     # --- engine --------------------------------------------------------------------------
     engine: Literal["whisper", "funasr"] = "whisper"
     device: str = "cpu"
@@ -355,6 +368,14 @@ class Settings(BaseSettings):
         """Deliveries are short: the low-latency sentence queue where a worker serves it."""
         return QUEUE_SENTENCE if self.sentence_worker_concurrency > 0 else self.file_queue
 
+    def max_backlog_jobs_for(self, queue: str) -> int:
+        """The queued-jobs limit of `queue` (its override, else the default; 0: none)."""
+        return self.queue_max_backlog_jobs_by_queue.get(queue, self.queue_max_backlog_jobs)
+
+    def max_backlog_work_s_for(self, queue: str) -> float:
+        """The queued-work limit of `queue` in processing seconds (0: none)."""
+        return self.queue_max_backlog_work_s_by_queue.get(queue, self.queue_max_backlog_work_s)
+
     @property
     def effective_redis_url(self) -> str:
         return self.redis_url or f"redis://127.0.0.1:{self.embedded_redis_port}/0"
@@ -367,6 +388,8 @@ class Settings(BaseSettings):
                 continue
             if isinstance(value, list):
                 text = ",".join(str(item) for item in value)
+            elif isinstance(value, dict):
+                text = json.dumps(value)  # how a dict setting is read back from the environment
             else:
                 text = ("true" if value else "false") if isinstance(value, bool) else str(value)
             env[f"{ENV_PREFIX}{name.upper()}"] = text

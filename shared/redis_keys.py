@@ -11,6 +11,13 @@
   enters it only once its models are loaded.
 - ``oddasr:queue:{queue}:loading``  sorted set, the same shape, for workers that started but
   are still loading their models; /readyz names them (the queue is not served yet).
+- ``oddasr:queue:{queue}:processes``  hash ``{worker node name: worker processes}``, written
+  with the heartbeat: how many jobs of the queue the node runs at once (its Celery
+  concurrency; 1 for a solo pool). Queue estimates count a live node without an entry as 1.
+- ``oddasr:queue:{queue}:completions``  list of JSON ``{"audio_s", "processing_s",
+  "finished_at_s"}``, newest first, capped (LPUSH + LTRIM) at the last 50 succeeded jobs of
+  the queue; `shared.queue_stats` derives the queue's real-time factor and drain rate from
+  it for queue positions, estimates, /v1/queues and backlog admission.
 - ``oddasr:stream:slots``  hash ``{stream worker id: slot JSON}``; one entry per stream worker
   process (its state ``idle`` / ``claimed``, the session it serves, its fencing token and
   the unix time of its last heartbeat). Claimed and released only by the Lua scripts in
@@ -54,6 +61,14 @@ def queue_workers_key(queue: str) -> str:
 
 def queue_loading_key(queue: str) -> str:
     return f"{PREFIX}:queue:{queue}:loading"
+
+
+def queue_processes_key(queue: str) -> str:
+    return f"{PREFIX}:queue:{queue}:processes"
+
+
+def queue_completions_key(queue: str) -> str:
+    return f"{PREFIX}:queue:{queue}:completions"
 
 
 def job_events_channel(job_id: str) -> str:

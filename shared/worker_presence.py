@@ -15,13 +15,19 @@ from shared import redis_keys
 
 
 def record_heartbeat(
-    client: redis.Redis, worker: str, queues: list[str], now_s: float | None = None, *, loaded: bool = True
+    client: redis.Redis, worker: str, queues: list[str], now_s: float | None = None, *, loaded: bool = True,
+    processes: int | None = None,
 ) -> None:
     """Show `worker` alive for `queues`: as serving them once its models are `loaded`, before
-    that as loading (routing and readiness count only workers that can start a job now)."""
+    that as loading (routing and readiness count only workers that can start a job now).
+    `processes` (its concurrency) lets queue estimates count parallel jobs; None leaves it out."""
     now_s = time.time() if now_s is None else now_s
     with client.pipeline(transaction=False) as pipe:
         for queue in queues:
+            if processes is not None:
+                processes_key = redis_keys.queue_processes_key(queue)
+                pipe.hset(processes_key, worker, max(1, processes))
+                pipe.expire(processes_key, int(redis_keys.WORKER_HEARTBEAT_TTL_S * 4))
             key = redis_keys.queue_workers_key(queue) if loaded else redis_keys.queue_loading_key(queue)
             if loaded:
                 pipe.zrem(redis_keys.queue_loading_key(queue), worker)
@@ -37,6 +43,7 @@ def forget_worker(client: redis.Redis, worker: str, queues: list[str]) -> None:
         for queue in queues:
             pipe.zrem(redis_keys.queue_workers_key(queue), worker)
             pipe.zrem(redis_keys.queue_loading_key(queue), worker)
+            pipe.hdel(redis_keys.queue_processes_key(queue), worker)
         pipe.execute()
 
 
@@ -54,3 +61,21 @@ def live_workers(client: redis.Redis, queue: str, now_s: float | None = None) ->
 def loading_workers(client: redis.Redis, queue: str, now_s: float | None = None) -> list[str]:
     """Workers of `queue` that are alive but still loading their models."""
     return _fresh_members(client, redis_keys.queue_loading_key(queue), now_s)
+
+
+def live_processes(client: redis.Redis, queue: str, now_s: float | None = None) -> int:
+    """Worker processes that serve `queue` now: the sum of the live nodes' concurrency (a
+    node that never said, an older worker, counts as one). Two Redis calls."""
+    workers = live_workers(client, queue, now_s)
+    if not workers:
+        return 0
+    counts = client.hmget(redis_keys.queue_processes_key(queue), workers)
+    return sum(process_count(count) for count in counts)
+
+
+def process_count(raw: bytes | str | None) -> int:
+    """A node's concurrency as its heartbeat wrote it; a node that never did (older code) is 1."""
+    try:
+        return max(1, int(raw)) if raw is not None else 1
+    except ValueError:
+        return 1

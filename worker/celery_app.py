@@ -90,6 +90,8 @@ class _Heartbeat:
         self.stop = threading.Event()
         self.node = ""
         self.queues: list[str] = []
+        #: Jobs this node runs at once (its pool's concurrency), for the queues' estimates.
+        self.processes = 1
         self.jobs: JobRepository | None = None
         self.storage: Storage | None = None
         self.client = redis.Redis.from_url(_settings.effective_redis_url, socket_connect_timeout=3, socket_timeout=5)
@@ -99,7 +101,7 @@ class _Heartbeat:
         while not self.stop.is_set():
             loaded = models_ready()
             try:
-                record_heartbeat(self.client, self.node, self.queues, loaded=loaded)
+                record_heartbeat(self.client, self.node, self.queues, loaded=loaded, processes=self.processes)
             except redis.RedisError:
                 logger.warning("could not record the worker heartbeat; Redis unreachable")
             if loaded and time.monotonic() >= next_reap_s:
@@ -155,7 +157,21 @@ def _start_heartbeat(sender: object = None, **_kwargs: object) -> None:
     consumer_queues = getattr(getattr(sender, "task_consumer", None), "queues", [])
     _heartbeat.node = str(getattr(sender, "hostname", "worker"))
     _heartbeat.queues = [queue.name for queue in consumer_queues]
+    _heartbeat.processes = _pool_processes(sender)
     threading.Thread(target=_heartbeat.run, name="oddasr-heartbeat", daemon=True).start()
+
+
+def _pool_processes(consumer: object) -> int:
+    """The node's parallel jobs: its concurrency (`worker_ready`'s sender is the consumer; the
+    worker itself is its controller), except a solo pool: one, whatever it says."""
+    controller = getattr(consumer, "controller", None)
+    pool_cls = getattr(controller, "pool_cls", None)
+    if "solo" in getattr(pool_cls, "__module__", "") + str(pool_cls):
+        return 1
+    try:
+        return max(1, int(getattr(controller, "concurrency", 1) or 1))
+    except (TypeError, ValueError):
+        return 1
 
 
 @worker_shutdown.connect

@@ -226,7 +226,30 @@ SCHEMAS: dict[str, Schema] = {
                        "stream_workers": {"type": "object"}},
     },
     "QueueList": {
-        "type": "object", "description": "Per queue: backlog, workers and the wait it implies.",
+        "type": "object", "required": ["queues"], "description": "Per queue: backlog, workers and the wait it implies.",
+        "properties": {"queues": {"type": "object", "additionalProperties": ref("QueueStatus")}},
+    },
+    "QueueStatus": {
+        "type": "object",
+        "required": ["depth", "queued_audio_s", "running", "workers", "processes", "real_time_factor", "samples",
+                     "drain_jobs_per_s", "drain_audio_s_per_s", "estimated_wait_s", "backlog_work_s",
+                     "max_backlog_jobs", "max_backlog_work_s"],
+        "description": "Figures from the last finished jobs of the queue are null until a job has measured them.",
+        "properties": {
+            "depth": {"type": "integer", "minimum": 0, "description": "Jobs queued."},
+            "queued_audio_s": {"type": "number", "minimum": 0},
+            "running": {"type": "integer", "minimum": 0},
+            "workers": {"type": "integer", "minimum": 0, "description": "Worker nodes alive on the queue."},
+            "processes": {"type": "integer", "minimum": 0, "description": "Their processes: jobs run at once."},
+            "real_time_factor": nullable("number", minimum=0, description="Processing s per audio s, measured."),
+            "samples": {"type": "integer", "minimum": 0, "description": "Finished jobs the figures come from."},
+            "drain_jobs_per_s": nullable("number", minimum=0),
+            "drain_audio_s_per_s": nullable("number", minimum=0),
+            "estimated_wait_s": nullable("number", minimum=0, description="Until a job sent now would start."),
+            "backlog_work_s": nullable("number", minimum=0, description="Processing s queued (RTF x audio)."),
+            "max_backlog_jobs": {"type": "integer", "minimum": 0, "description": "0: no limit."},
+            "max_backlog_work_s": {"type": "number", "minimum": 0, "description": "0: no limit."},
+        },
     },
 }
 

@@ -8,7 +8,7 @@ from typing import Any
 from api.openapi.components import API_KEY_SCHEME, BEARER_SCHEME, HEADERS, SCHEMAS, SECURITY_SCHEMES
 from api.openapi.hotword_paths import hotword_paths
 from api.openapi.job_paths import job_paths
-from api.openapi.service_paths import admin_paths, compat_paths, metrics_paths, service_paths
+from api.openapi.service_paths import admin_paths, compat_paths, metrics_paths, queue_paths, service_paths
 from api.streaming.routes import STREAM_PATH
 
 OPENAPI_VERSION = "3.1.0"
@@ -39,8 +39,8 @@ def build_document(*, auth_required: bool, version: str) -> dict[str, Any]:
     if not auth_required:
         security.append({})
     paths: dict[str, Any] = {}
-    # GET /v1/queues joins with its route: service_paths.queue_paths() is its description.
-    for part in (job_paths(), compat_paths(), hotword_paths(), admin_paths(), service_paths(), metrics_paths()):
+    for part in (job_paths(), compat_paths(), hotword_paths(), admin_paths(), service_paths(), queue_paths(),
+                 metrics_paths()):
         paths.update(part)
     return {
         "openapi": OPENAPI_VERSION,

@@ -8,6 +8,7 @@ from api.auth import current_principal
 from api.deps import deps
 from api.job_service import cancel_job, job_to_dict, load_transcript, submit_job
 from api.options import options_from_form, parse_callback_url, parse_output_format
+from api.queue_status import job_estimate
 from api.streaming import jobs as stream_jobs
 from api.uploads import receive_audio
 from shared.db.models import JobStatus
@@ -47,6 +48,7 @@ def get_job(job_id: str):  # type: ignore[no-untyped-def]
     if transcript is None:
         transcript = stream_jobs.stored_sentences(d, job)  # a live session's sentences, whatever its status
     body = job_to_dict(job, transcript)
+    body.update(job_estimate(d, job))  # queue position and ETA while queued or running
     if (reprocessing := stream_jobs.reprocess_view(d, job, owner)) is not None:
         body["stage"] = reprocessing.pop("stage")
         body["reprocessed"] = reprocessing

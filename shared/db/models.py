@@ -70,6 +70,9 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_api_key_id_created_at", "api_key_id", "created_at"),
         Index("ix_jobs_api_key_id_status", "api_key_id", "status"),
+        # Queue position and backlog from the index alone (migration 0007), and filtered lists.
+        Index("ix_jobs_queue_status_created_at", "queue", "status", "created_at", "id", "audio_duration_s"),
+        Index("ix_jobs_status_created_at", "status", "created_at", "id"),
     )
 
 

@@ -19,6 +19,7 @@ from shared import redis_keys
 from shared.audio import decode_16k_mono
 from shared.db.models import TERMINAL_STATUSES, JobStatus, utc_now
 from shared.errors import OddAsrError
+from shared.queue_stats import record_completion_quietly
 from shared.schemas import JobEvent, JobOptions
 from shared.storage import StorageKeyNotFound
 from shared.transcript import Transcript
@@ -156,6 +157,8 @@ def run_transcription(runtime: WorkerRuntime, job_id: str) -> JobStatus | None:
         audio_duration_s=transcript.duration_s, processing_s=processing_s,
     ):
         publish_final(runtime, job_id, JobStatus.SUCCEEDED)
+        # The queue's rolling RTF and drain rate (positions, ETAs, admission); never fails the job.
+        record_completion_quietly(runtime.redis, job.queue, transcript.duration_s, processing_s)
         record_job_finished(job.queue, job.mode, JobStatus.SUCCEEDED.value, audio_s=transcript.duration_s,
                             processing_s=processing_s)
         return JobStatus.SUCCEEDED
