@@ -13,10 +13,11 @@ from api.deps import EXTENSION_KEY, ApiDeps
 from api.errors import register_error_handlers
 from api.key_limits import KeyLimiter
 from api.request_metrics import register_request_metrics
-from api.routes import docs, health, hotwords, jobs, keys, legacy, openai, queues, webhooks
+from api.routes import docs, health, hotwords, jobs, keys, legacy, openai, queues, speakers, webhooks
 from api.streaming.routes import register_streaming
 from api.upload_guard import UploadGuard
 from api.uploads import MULTIPART_OVERHEAD_BYTES, SpoolToDiskRequest
+from api.web import routes as web
 from shared.auth.api_key_tokens import resolve_hash_key
 from shared.auth.exposure import api_exposure_problem
 from shared.celery_factory import make_celery
@@ -78,7 +79,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_error_handlers(app)
     register_auth(app)
     for blueprint in (docs.blueprint, health.blueprint, hotwords.blueprint, jobs.blueprint, keys.blueprint,
-                      legacy.blueprint, openai.blueprint, queues.blueprint, webhooks.blueprint):
+                      legacy.blueprint, openai.blueprint, queues.blueprint, speakers.blueprint, webhooks.blueprint,
+                      web.blueprint):
         app.register_blueprint(blueprint)
     register_streaming(app, settings)
     app.wsgi_app = UploadGuard(app.wsgi_app, settings)  # type: ignore[method-assign]

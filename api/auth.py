@@ -20,9 +20,10 @@ from shared.errors import ForbiddenError, UnauthorizedError
 
 logger = logging.getLogger(__name__)
 
-#: Answered to anyone: probes, and the document that says how to authenticate.
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json"})
-PUBLIC_PREFIXES = ("/docs",)
+#: Answered to anyone: probes, the document that says how to authenticate, and the web page
+#: with its static files (it asks for the key itself, then sends it on every API call).
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/"})
+PUBLIC_PREFIXES = ("/docs", "/web/static/")
 #: Prometheus' scrape path: public too, unless `metrics_require_key` (then an admin key).
 METRICS_PATH = "/metrics"
 WEBSOCKET_KEY_QUERY_PARAMETER = "api_key"

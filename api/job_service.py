@@ -24,7 +24,7 @@ from shared.db.webhooks import WebhookRepository
 from shared.errors import ConflictError, ForbiddenError, GoneError, OddAsrError, ServiceUnavailableError
 from shared.hotwords import hotword_hits
 from shared.schemas import DELIVER_WEBHOOK_TASK_NAME, TRANSCRIBE_TASK_NAME, JobEvent, JobOptions
-from shared.transcript import Transcript
+from shared.transcript import Segment, Transcript
 
 logger = logging.getLogger(__name__)
 
@@ -215,8 +215,15 @@ def transcript_to_dict(transcript: Transcript) -> dict[str, object]:
     return {
         "text": transcript.text,
         "language": transcript.language,
-        "segments": [
-            {"start": s.start_s, "end": s.end_s, "text": s.text, "speaker": s.speaker}
-            for s in transcript.segments
-        ],
+        "segments": [_segment_to_dict(s) for s in transcript.segments],
     }
+
+
+def _segment_to_dict(segment: Segment) -> dict[str, object]:
+    """A segment; the enrolled name and its similarity only where the job asked for names."""
+    body: dict[str, object] = {"start": segment.start_s, "end": segment.end_s, "text": segment.text,
+                               "speaker": segment.speaker}
+    if segment.speaker_similarity is not None:
+        body["speaker_name"] = segment.speaker_name
+        body["speaker_similarity"] = segment.speaker_similarity
+    return body

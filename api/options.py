@@ -127,6 +127,9 @@ def options_from_form(form: Mapping[str, str], settings: Settings) -> tuple[str,
         raise BadRequestError("min_speakers and max_speakers need diarize=true")
     if min_speakers and max_speakers and min_speakers > max_speakers:
         raise BadRequestError("min_speakers is larger than max_speakers")
+    identify_speakers = parse_bool("identify_speakers", form.get("identify_speakers"))
+    if identify_speakers and not diarize:
+        raise BadRequestError("identify_speakers names the speakers that diarization finds: it needs diarize=true")
     options = JobOptions(
         language=parse_language(form.get("language")),
         hotwords=parse_hotwords(form.get("hotwords") or form.get("hotword")),
@@ -135,6 +138,7 @@ def options_from_form(form: Mapping[str, str], settings: Settings) -> tuple[str,
         word_timestamps=parse_bool("word_timestamps", form.get("word_timestamps")),
         min_speakers=min_speakers,
         max_speakers=max_speakers,
+        identify_speakers=identify_speakers,
         mask_sensitive_words=parse_bool("mask_sensitive_words", form.get("mask_sensitive_words"), default=True),
         use_itn=parse_optional_bool("use_itn", form.get("use_itn"), default=settings.use_itn),
     )

@@ -75,6 +75,12 @@ def receive_audio(field: str, *, max_upload_bytes: int, max_duration_s: float) -
     storage = request.files.get(field)
     if storage is None:
         raise BadRequestError(f"missing the audio file: send it as multipart form field '{field}'")
+    return check_audio_part(storage, field, max_upload_bytes=max_upload_bytes, max_duration_s=max_duration_s)
+
+
+def check_audio_part(storage: FileStorage, field: str, *, max_upload_bytes: int,
+                     max_duration_s: float) -> ReceivedAudio:
+    """Validate one uploaded part (of several with the same field name, e.g. enrollment clips)."""
     path = _file_path(storage)
     size_bytes = path.stat().st_size
     if size_bytes == 0:

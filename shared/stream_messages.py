@@ -19,6 +19,8 @@ ends the session with an error instead of transcribing audio with a hole in it.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 #: API -> worker kinds.
@@ -55,6 +57,12 @@ class SessionRequest(BaseModel):
     max_session_s: float = 3 * 3600.0
     #: At the end, queue the recording as a file job: none, offline or diarize (shared.reprocess).
     reprocess: str = "none"
+    #: FunASR runtime's mode (2pass, online, offline) and streaming-model settings, for engines
+    #: with a streaming model; None: the engine's defaults.
+    mode: Literal["2pass", "online", "offline"] = "2pass"
+    chunk_size: tuple[int, int, int] | None = None
+    encoder_chunk_look_back: int | None = None
+    decoder_chunk_look_back: int | None = None
 
 
 class RelayHeader(BaseModel):

@@ -25,6 +25,10 @@ class Segment(BaseModel):
     end_s: float
     text: str
     speaker: int | None = None
+    #: The enrolled name of `speaker` (identify_speakers), when its voice matched one.
+    speaker_name: str | None = None
+    #: Cosine similarity of the speaker's voice to the best enrolled voiceprint (-1..1).
+    speaker_similarity: float | None = None
     words: list[Word] = Field(default_factory=list)
 
 

@@ -70,7 +70,8 @@ def speech_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_funasr_models() -> dict[str, Path]:
-    """Tiny random SeacoParaformer, CT-Transformer and CAM++ directories (text is noise)."""
+    """Tiny random SeacoParaformer, CT-Transformer, CAM++ and ParaformerStreaming directories
+    (text is noise)."""
     from tests.support.tiny_funasr import build_tiny_models
 
     return build_tiny_models(Path(os.environ["ODDASR_TEST_MODEL_CACHE"]) / "funasr-tiny")

@@ -48,7 +48,7 @@ MAX_EXAMPLES_PER_OPERATION = 500
 REQUEST_TIMEOUT_S = 60.0
 #: Operations whose valid requests may still be refused: a schema can say "binary", not
 #: "bytes that decode as audio", so generated audio is answered 415/422/400 by design.
-UPLOAD_PATH_REGEX = "^/v1/(jobs|asr|asr/file|asr/sentence|audio/transcriptions)$"
+UPLOAD_PATH_REGEX = "^/v1/(jobs|asr|asr/file|asr/sentence|audio/transcriptions|speakers)$"
 #: How often a path parameter is one that exists (a real job, key or file) instead of a generated one.
 KNOWN_VALUE_PROBABILITY = 0.5
 #: A hard stop for the schemathesis run, far above its usual time.

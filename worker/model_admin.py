@@ -34,8 +34,11 @@ class ModelReport:
 
 
 def funasr_models(settings: Settings) -> dict[str, str]:
+    """Every FunASR model the configuration names, by role; `stream` is what stream workers
+    decode live text with (e.g. paraformer-zh-streaming)."""
     return {role: name for role, name in (("asr", settings.funasr_asr_model), ("vad", settings.funasr_vad_model),
-                                          ("punc", settings.funasr_punc_model), ("spk", settings.funasr_spk_model))
+                                          ("punc", settings.funasr_punc_model), ("spk", settings.funasr_spk_model),
+                                          ("stream", settings.funasr_stream_asr_model))
             if name}
 
 

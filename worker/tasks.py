@@ -11,12 +11,14 @@ from sqlalchemy.exc import OperationalError
 
 from shared.config import get_settings
 from shared.db.models import JobStatus
+from shared.db.speakers import SpeakerRepository
 from shared.db.webhooks import WebhookRepository
 from shared.errors import OddAsrError
-from shared.schemas import DELIVER_WEBHOOK_TASK_NAME, TRANSCRIBE_TASK_NAME
+from shared.schemas import DELIVER_WEBHOOK_TASK_NAME, ENROLL_SPEAKER_TASK_NAME, TRANSCRIBE_TASK_NAME
 from worker.celery_app import app
 from worker.services.reaper import send_webhook
 from worker.services.runtime import WorkerRuntime, current_runtime
+from worker.services.speakers import run_enrollment
 from worker.services.transcription import fail_job, run_transcription
 from worker.services.webhooks import WebhookContext, attempt_delivery
 
@@ -100,3 +102,23 @@ def _transcribe(self: Task, runtime: WorkerRuntime, job_id: str) -> None:
         raise _failed(runtime, job_id, f"internal error: {type(exc).__name__}: {exc}") from exc
     if status == JobStatus.FAILED:
         raise _job_failed(job_id, runtime.jobs.get(job_id).error or "transcription failed")
+
+
+@app.task(name=ENROLL_SPEAKER_TASK_NAME, bind=True, max_retries=MAX_TRANSIENT_RETRIES, ignore_result=True)
+def enroll_speaker(self: Task, speaker_id: str) -> None:
+    """Embed an enrolled speaker's audio; a failure is recorded on the speaker, never raised."""
+    runtime = current_runtime(get_settings())
+    try:
+        run_enrollment(runtime, speaker_id)
+    except (OddAsrError, OperationalError, redis.RedisError) as exc:
+        if self.request.retries >= MAX_TRANSIENT_RETRIES:
+            SpeakerRepository(runtime.jobs.session_factory).mark_failed(
+                speaker_id, f"gave up after {MAX_TRANSIENT_RETRIES} retries: {exc}")
+            return
+        countdown_s = min(60, 2 ** (self.request.retries + 1))
+        logger.warning("speaker %s hit a transient error (%s); retrying in %d s", speaker_id, exc, countdown_s)
+        raise self.retry(exc=exc, countdown=countdown_s) from exc
+    except Exception as exc:  # a bug or an engine crash: the speaker fails with a reason, the worker lives on
+        logger.exception("enrolling speaker %s failed unexpectedly", speaker_id)
+        SpeakerRepository(runtime.jobs.session_factory).mark_failed(
+            speaker_id, f"internal error: {type(exc).__name__}: {exc}")

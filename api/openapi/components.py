@@ -69,6 +69,7 @@ SCHEMAS: dict[str, Schema] = {
             "diarize": {"type": "boolean"}, "output_format": {"type": "string", "enum": sorted(RENDERERS)},
             "word_timestamps": {"type": "boolean"},
             "min_speakers": nullable("integer"), "max_speakers": nullable("integer"),
+            "identify_speakers": {"type": "boolean"},
             "use_itn": nullable("boolean"), "hotword_set": nullable("string"),
             "hotword_set_version": nullable("string"),
             "hotword_weights": {"type": "object", "additionalProperties": {"type": "integer"}},
@@ -81,7 +82,11 @@ SCHEMAS: dict[str, Schema] = {
             "segments": {"type": "array", "items": {
                 "type": "object", "required": ["start", "end", "text"],
                 "properties": {"start": {"type": "number"}, "end": {"type": "number"}, "text": {"type": "string"},
-                               "speaker": nullable("integer")},
+                               "speaker": nullable("integer"),
+                               "speaker_name": nullable("string", description="identify_speakers: the enrolled"
+                                                        " name, null below the match threshold."),
+                               "speaker_similarity": nullable("number", description="identify_speakers: cosine"
+                                                              " similarity to the best enrolled voiceprint.")},
             }},
             "hotword_hits": {"type": "array", "items": {
                 "type": "object", "required": ["word", "count", "times"],

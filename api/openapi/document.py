@@ -9,6 +9,7 @@ from api.openapi.components import API_KEY_SCHEME, BEARER_SCHEME, HEADERS, SCHEM
 from api.openapi.hotword_paths import hotword_paths
 from api.openapi.job_paths import job_paths
 from api.openapi.service_paths import admin_paths, compat_paths, metrics_paths, queue_paths, service_paths
+from api.openapi.speaker_paths import speaker_paths
 from api.streaming.routes import STREAM_PATH
 
 OPENAPI_VERSION = "3.1.0"
@@ -39,8 +40,8 @@ def build_document(*, auth_required: bool, version: str) -> dict[str, Any]:
     if not auth_required:
         security.append({})
     paths: dict[str, Any] = {}
-    for part in (job_paths(), compat_paths(), hotword_paths(), admin_paths(), service_paths(), queue_paths(),
-                 metrics_paths()):
+    for part in (job_paths(), compat_paths(), hotword_paths(), speaker_paths(), admin_paths(), service_paths(),
+                 queue_paths(), metrics_paths()):
         paths.update(part)
     return {
         "openapi": OPENAPI_VERSION,
@@ -51,6 +52,7 @@ def build_document(*, auth_required: bool, version: str) -> dict[str, Any]:
             {"name": "oddasr", "description": "The original OddASR endpoints, synchronous."},
             {"name": "openai", "description": "OpenAI-compatible transcription."},
             {"name": "hotwords", "description": "Named hotword sets of a key, used by name on submission."},
+            {"name": "speakers", "description": "Enrolled voices of a key, named in transcripts (identify_speakers)."},
             {"name": "admin", "description": "API keys (admin keys only)."},
             {"name": "service", "description": "Probes, queues and this contract."},
         ],

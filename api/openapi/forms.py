@@ -57,6 +57,8 @@ def job_form(*, with_mode: bool = True) -> Schema:
                                                " server's default. 422 where the engine cannot honour it."},
         "diarize": _BOOLEAN, "word_timestamps": _BOOLEAN,
         "min_speakers": _SPEAKERS, "max_speakers": _SPEAKERS,
+        "identify_speakers": {**_BOOLEAN, "description": "Name diarized speakers after the key's enrolled voices"
+                                                         " (POST /v1/speakers). Needs diarize=true."},
         "callback_url": _CALLBACK, "webhook_url": {**_CALLBACK, "description": "An alias of `callback_url`."},
     })
     return _multipart(properties, ["audio"])

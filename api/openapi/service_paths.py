@@ -117,4 +117,12 @@ def service_paths() -> dict[str, Schema]:
              "404": error("No such file.")},
             parameters=[{"name": "asset", "in": "path", "required": True, "schema": {"type": "string"}}],
             public=True)},
+        "/": {"get": operation("webPage", "service", "The web page: upload, jobs and live transcription",
+                               {"200": {"description": "The page.", "content": html}}, public=True)},
+        "/web/static/{filename}": {"get": operation(
+            "webAsset", "service", "The web page's scripts and styles",
+            {"200": {"description": "The file.", "content": {"*/*": {"schema": {"type": "string"}}}},
+             "404": error("No such file.")},
+            parameters=[{"name": "filename", "in": "path", "required": True, "schema": {"type": "string"}}],
+            public=True)},
     }

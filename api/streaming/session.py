@@ -204,7 +204,9 @@ class StreamSession:
             session_id=session_id, job_id=session_id, fence=relay.claim.fence,
             expires_at_s=time.time() + 3.0, sample_rate_hz=start.sample_rate_hz, language=start.language,
             hotwords=start.hotwords, want_partials=start.want_partials, protocol=self.adapter.name,
-            max_session_s=self.settings.stream_max_session_s, reprocess=start.reprocess,
+            max_session_s=self.settings.stream_max_session_s, reprocess=start.reprocess, mode=start.mode,
+            chunk_size=start.chunk_size, encoder_chunk_look_back=start.encoder_chunk_look_back,
+            decoder_chunk_look_back=start.decoder_chunk_look_back,
         )
         try:
             relay.start(request)

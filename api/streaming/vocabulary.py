@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from shared import reprocess
 
@@ -36,6 +36,11 @@ class StartCommand:
     reprocess: str = "none"
     #: Resuming: the index of the last final sentence the client has (None: it does not say).
     last_final_index: int | None = None
+    #: FunASR runtime's mode and streaming-model settings (None: the engine's defaults).
+    mode: Literal["2pass", "online", "offline"] = "2pass"
+    chunk_size: tuple[int, int, int] | None = None
+    encoder_chunk_look_back: int | None = None
+    decoder_chunk_look_back: int | None = None
 
 
 @dataclass

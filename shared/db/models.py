@@ -161,3 +161,33 @@ class HotwordSet(Base):
     entries: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+class SpeakerStatus(enum.StrEnum):
+    ENROLLING = "enrolling"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class Speaker(Base):
+    """An enrolled voice (a voiceprint), owned by a key ('' when auth is off). The embedding is
+    computed by a worker, because only workers hold speaker models; it records which model
+    made it, since embeddings of different models are never compared."""
+
+    __tablename__ = "speakers"
+    __table_args__ = (Index("ix_speakers_owner_key_id_model", "owner_key_id", "embedding_model"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner_key_id: Mapped[str] = mapped_column(String(16), default="")
+    name: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default=SpeakerStatus.ENROLLING)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: `resemblyzer-ge2e` or `campplus`; None until the embedding exists.
+    embedding_model: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    #: The L2-normalised mean of the parts' embeddings, as a list of floats.
+    embedding: Mapped[list[float] | None] = mapped_column(JSON, nullable=True)
+    #: Storage keys of the uploaded parts; emptied once the worker has embedded them.
+    audio_keys: Mapped[list[str]] = mapped_column(JSON, default=list)
+    audio_duration_s: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, onupdate=utc_now)

@@ -3,7 +3,8 @@
 They go through FunASR's real code paths (the registry builds them from config.yaml the
 way AutoModel does, and AutoModel loads them from a directory like real weights), so a test
 can prove the service drives FunASR's file pipeline (ASR + VAD + punctuation + speaker
-embeddings, hotwords, sentence timestamps) end to end with no network. Their text is noise.
+embeddings, hotwords, sentence timestamps) and its chunked streaming (ParaformerStreaming with a
+per-session cache) end to end with no network. Their text is noise.
 """
 
 from __future__ import annotations
@@ -69,6 +70,34 @@ def seaco_paraformer_config() -> dict[str, Any]:
     }
 
 
+def paraformer_streaming_config() -> dict[str, Any]:
+    """paraformer-zh-streaming's layout (chunked SANM encoder, online frontend), tiny."""
+    return {
+        "model": "ParaformerStreaming",
+        "model_conf": {"ctc_weight": 0.0, "lsm_weight": 0.1, "length_normalized_loss": True,
+                       "predictor_weight": 1.0, "predictor_bias": 1, "sampling_ratio": 0.75},
+        "encoder": "SANMEncoderChunkOpt",
+        "encoder_conf": {"output_size": WIDTH, "attention_heads": 2, "linear_units": WIDTH * 2, "num_blocks": 2,
+                         "dropout_rate": 0.0, "positional_dropout_rate": 0.0, "attention_dropout_rate": 0.0,
+                         "input_layer": "pe_online", "pos_enc_class": "SinusoidalPositionEncoder",
+                         "normalize_before": True, "kernel_size": 3, "sanm_shfit": 0,
+                         "selfattention_layer_type": "sanm", "chunk_size": [12, 15], "stride": [8, 10],
+                         "pad_left": [0, 0], "encoder_att_look_back_factor": [4, 4],
+                         "decoder_att_look_back_factor": [1, 1]},
+        "decoder": "ParaformerSANMDecoder",
+        "decoder_conf": _sanm_decoder(),
+        "predictor": "CifPredictorV2",
+        "predictor_conf": {"idim": WIDTH, "threshold": 1.0, "l_order": 1, "r_order": 1, "tail_threshold": 0.45},
+        # No dither: a tiny random model turns its noise into other tokens, and the tests compare
+        # sessions' streaming texts exactly (the real model's default is 1.0, harmless there).
+        "frontend": "WavFrontendOnline",
+        "frontend_conf": {"fs": 16000, "window": "hamming", "n_mels": 80, "frame_length": 25, "frame_shift": 10,
+                          "lfr_m": 7, "lfr_n": 6, "dither": 0.0},
+        "tokenizer": "CharTokenizer",
+        "tokenizer_conf": {"unk_symbol": "<unk>", "split_with_space": True},
+    }
+
+
 def ct_punc_config() -> dict[str, Any]:
     return {
         "model": "CTTransformer",
@@ -116,12 +145,14 @@ def _build(directory: Path, config: dict[str, Any], tokens: list[str] | None, cm
 
 
 def build_tiny_models(root: Path) -> dict[str, Path]:
-    """asr, punc and spk model directories under `root` (rebuilt only when missing)."""
+    """asr, punc, spk and stream (ParaformerStreaming) model directories under `root`
+    (rebuilt only when missing)."""
     built = {}
     for name, config, tokens, cmvn_dim in (
         ("asr", seaco_paraformer_config(), ASR_TOKENS, 560),
         ("punc", ct_punc_config(), ["<blank>", "<s>", "</s>", *CHARACTERS, "<unk>"], None),
         ("spk", campplus_config(), None, None),
+        ("stream", paraformer_streaming_config(), ASR_TOKENS, 560),
     ):
         directory = root / f"tiny-{name}"
         if not (directory / "model.pt").exists() or (directory / "model.pt").stat().st_size < 1000:

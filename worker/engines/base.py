@@ -55,6 +55,15 @@ class StreamOptions:
     want_partials: bool = True
     #: Audio between two partial decodes of a sentence once its first words are out.
     partial_interval_ms: int = 500
+    #: FunASR runtime's modes, for engines with a streaming model: "2pass" streams partials and
+    #: corrects each closed sentence with the offline model; "online" sends streaming text only
+    #: (a final is the sentence's streaming text); "offline" sends corrected sentences only.
+    mode: Literal["2pass", "online", "offline"] = "2pass"
+    #: The client's streaming-model settings (FunASR's `chunk_size` in 60 ms frames, and how many
+    #: chunks encoder and decoder look back); None: the engine's defaults.
+    chunk_size: tuple[int, int, int] | None = None
+    encoder_chunk_look_back: int | None = None
+    decoder_chunk_look_back: int | None = None
 
 
 @dataclass(frozen=True)

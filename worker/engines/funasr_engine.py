@@ -22,6 +22,7 @@ from shared.transcript import Segment, Transcript, join_texts
 from worker.engines.base import SAMPLE_RATE_HZ, ProgressCallback, TranscriptionOptions
 from worker.engines.fsmn_vad import current_log_levels, restore_process_settings
 from worker.engines.model_files import resolve_vad_model_dir
+from worker.engines.voiceprints import CAMPPLUS_MODEL
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,9 @@ class FunAsrEngine:
             restore_process_settings(threads, saved_levels)
         self.model_name = Path(settings.funasr_asr_model).name or settings.funasr_asr_model
         self.supports_diarization = bool(settings.funasr_spk_model)
+        #: The model voiceprints are made with; None without a speaker model (cam++).
+        self.speaker_model: str | None = CAMPPLUS_MODEL if settings.funasr_spk_model else None
+        self._device = settings.device
         self._language = settings.funasr_language
         self._batch_size_s = settings.funasr_batch_size_s
 
@@ -101,6 +105,46 @@ class FunAsrEngine:
             progress(1.0)
         return Transcript(text=join_texts(s.text for s in segments), segments=segments, language=self._language,
                           duration_s=duration_s, engine=self.name, model=self.model_name)
+
+
+    def decode_sentence(self, audio: np.ndarray, hotwords: tuple[str, ...] = ()) -> str:
+        """One closed sentence of a live session (2pass's correction): the offline ASR model with
+        the client's hotwords, then punctuation, on the sentence alone. The stream worker's
+        VAD already cut it, so the pipeline's own VAD and speaker model are skipped; the models
+        are this engine's, so a stream worker holds one copy of them."""
+        if audio.size < SAMPLE_RATE_HZ // 100:
+            return ""
+        generate_kwargs: dict[str, Any] = {"disable_pbar": True}
+        if hotwords:
+            generate_kwargs["hotword"] = " ".join(hotwords)
+        try:
+            results = self._model.inference(np.ascontiguousarray(audio, dtype=np.float32), **generate_kwargs)
+            text = str(results[0].get("text", "")).strip() if results else ""
+            if text and self._model.punc_model is not None:
+                punctuated = self._model.inference(text, model=self._model.punc_model,
+                                                   kwargs=self._model.punc_kwargs, disable_pbar=True)
+                text = str(punctuated[0].get("text", text)).strip() if punctuated else text
+        except Exception as exc:  # a model failure ends the session with its reason, never the worker
+            raise EngineError(f"FunASR failed on a sentence: {type(exc).__name__}: {exc}") from exc
+        return text
+
+    def embed_speaker(self, clip: np.ndarray) -> np.ndarray:
+        """One voice's embedding from the pipeline's own speaker model (cam++), L2-normalised:
+        the same vectors FunASR clusters for speaker labels, so voiceprints match them."""
+        spk_model = getattr(self._model, "spk_model", None)
+        if self.speaker_model is None or spk_model is None:
+            raise NotSupportedError("speaker embeddings (voiceprints) need a speaker model with the funasr engine: "
+                                    "set ODDASR_FUNASR_SPK_MODEL (cam++)")
+        import torch
+
+        try:
+            with torch.no_grad():
+                results, _meta = spk_model.inference([np.ascontiguousarray(clip, dtype=np.float32)],
+                                                     device=self._device)
+            vector = np.asarray(results[0]["spk_embedding"].detach().cpu().numpy(), dtype=np.float64).reshape(-1)
+        except Exception as exc:  # a model failure is a failed job with its reason, never a dead worker
+            raise EngineError(f"the speaker model (cam++) failed: {type(exc).__name__}: {exc}") from exc
+        return vector / (np.linalg.norm(vector) or 1.0)
 
 
 def _segments(result: dict[str, Any], *, diarize: bool) -> list[Segment]:

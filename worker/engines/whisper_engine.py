@@ -21,6 +21,7 @@ from worker.engines.diarization import Embedder, diarize_windows, label_segments
 from worker.engines.fsmn_vad import merge_into_chunks
 from worker.engines.fsmn_vad_lite import FsmnVadLite
 from worker.engines.model_files import resolve_vad_model_dir, resolve_whisper_model
+from worker.engines.voiceprints import RESEMBLYZER_MODEL
 from worker.engines.whisper_stream import WhisperStreamSession
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,9 @@ class WhisperEngine:
         self._vad = FsmnVadLite(resolve_vad_model_dir(settings.vad_model_dir),
                                 max_end_silence_ms=settings.vad_max_end_silence_ms)
         self.supports_diarization = settings.enable_diarization
+        #: The model voiceprints are made with (enrollment and identify_speakers); None: no
+        #: speaker model may load on this worker.
+        self.speaker_model: str | None = RESEMBLYZER_MODEL if settings.enable_diarization else None
         self._device = settings.device
         self._embedder: Embedder | None = None
         self._embedder_lock = threading.Lock()
@@ -93,6 +97,13 @@ class WhisperEngine:
                 logger.info("loading the speaker-embedding model for the first diarize job of this worker")
                 self._embedder = ResemblyzerEmbedder(device=self._device)
             return self._embedder
+
+    def embed_speaker(self, clip: np.ndarray) -> np.ndarray:
+        """One voice's embedding (Resemblyzer GE2E, L2-normalised), for voiceprints."""
+        if self.speaker_model is None:
+            raise NotSupportedError("speaker embeddings (voiceprints) are disabled on this worker: set "
+                                    "ODDASR_ENABLE_DIARIZATION=true")
+        return self._speaker_embedder()(clip)
 
     def open_stream(self, options: StreamOptions) -> WhisperStreamSession:
         """A live session on this process's model: its own VAD state and audio window."""

@@ -26,6 +26,7 @@ from shared.transcript import Transcript
 from worker.engines.base import TranscriptionOptions
 from worker.services.metrics import record_job_finished, record_job_started
 from worker.services.runtime import WorkerRuntime
+from worker.services.speakers import name_speakers
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +132,8 @@ def run_transcription(runtime: WorkerRuntime, job_id: str) -> JobStatus | None:
     try:
         with lease:
             options = JobOptions(**job.options)
-            transcript = _transcribe(runtime, job_id, job.audio_key or "", job.mode, options)
+            transcript = _transcribe(runtime, job_id, job.audio_key or "", job.mode, options,
+                                     owner=job.api_key_id or "")
             if options.mask_sensitive_words:
                 transcript = runtime.sensitive_words.mask_transcript(transcript)
     except JobCanceled:
@@ -172,8 +174,9 @@ def run_transcription(runtime: WorkerRuntime, job_id: str) -> JobStatus | None:
 
 
 def _transcribe(
-    runtime: WorkerRuntime, job_id: str, audio_key: str, mode: str, options: JobOptions
+    runtime: WorkerRuntime, job_id: str, audio_key: str, mode: str, options: JobOptions, owner: str = ""
 ) -> Transcript:
+    """`owner`: the job's key ('' with auth off), whose voiceprints name its speakers."""
     with tempfile.TemporaryDirectory(prefix="oddasr-job-") as tmp:
         path = Path(tmp) / "audio"
         runtime.storage.download_to(audio_key, path)
@@ -189,4 +192,7 @@ def _transcribe(
         if not runtime.jobs.set_progress(job_id, min(fraction, 0.99)):
             raise JobCanceled(job_id)
 
-    return runtime.engine.transcribe(audio, _engine_options(mode, options), progress=report)
+    transcript = runtime.engine.transcribe(audio, _engine_options(mode, options), progress=report)
+    if options.identify_speakers and options.diarize:
+        transcript = name_speakers(runtime, owner, audio, transcript)
+    return transcript

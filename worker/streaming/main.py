@@ -45,14 +45,16 @@ class StreamWorker:
     """One stream worker process: one slot, one session at a time."""
 
     def __init__(self, settings: Settings) -> None:
+        from shared.errors import EngineError, NotSupportedError
+        from worker.engines.registry import load_streaming_engine
         from worker.services.runtime import build_runtime
 
         self.settings = settings
         self.runtime = build_runtime(settings)
-        engine = self.runtime.engine
-        if not hasattr(engine, "open_stream"):
-            raise SystemExit(f"the {engine.name} engine cannot serve live sessions")
-        self.engine = engine
+        try:
+            self.engine = load_streaming_engine(settings, self.runtime.engine)
+        except (NotSupportedError, EngineError) as exc:  # a missing or broken model: say which, stop
+            raise SystemExit(str(exc)) from exc
         self.worker_id = new_worker_id()
         # Only sends (webhook deliveries by task name); no connection until it does.
         self.celery = make_celery(settings, name="oddasr-stream-worker")

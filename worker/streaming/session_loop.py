@@ -109,7 +109,9 @@ class SessionRunner:
                                          engine=self.engine.name)
             session = self.engine.open_stream(StreamOptions(
                 language=request.language, hotwords=tuple(request.hotwords), want_partials=request.want_partials,
-                partial_interval_ms=self.settings.stream_partial_interval_ms))
+                partial_interval_ms=self.settings.stream_partial_interval_ms, mode=request.mode,
+                chunk_size=request.chunk_size, encoder_chunk_look_back=request.encoder_chunk_look_back,
+                decoder_chunk_look_back=request.decoder_chunk_look_back))
             with JobLease(self.runtime, request.job_id):
                 reason = self._loop(pubsub, session, recorder, started_s)
         except SessionFailed as exc:

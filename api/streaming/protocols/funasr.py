@@ -16,6 +16,8 @@ from api.streaming import vocabulary as v
 from shared.transcript import join_texts
 
 MODES = ("2pass", "online", "offline")
+#: Bound on chunk_size entries and look-backs: 100 frames is 6 s, far beyond any real client.
+MAX_CHUNK_FRAMES = 100
 
 
 def looks_like(frame: dict[str, Any]) -> bool:
@@ -39,7 +41,7 @@ class FunAsrProtocol:
             raise v.ProtocolError(v.BAD_REQUEST, f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
         self.mode = mode
         self._wav_name = str(frame.get("wav_name") or "demo")
-        _check_chunk_size(frame.get("chunk_size", [5, 10, 5]))
+        chunk_size = _chunk_size(frame["chunk_size"]) if "chunk_size" in frame else None
         sample_rate_hz = frame.get("audio_fs", 16000)
         if not isinstance(sample_rate_hz, int) or not 8000 <= sample_rate_hz <= 48000:
             raise v.ProtocolError(v.BAD_REQUEST, "audio_fs must be a whole number of Hz between 8000 and 48000")
@@ -51,7 +53,9 @@ class FunAsrProtocol:
             want_partials=mode != "offline", name=self._wav_name,
             language=frame.get("language") or None,
             stop_at_once=v.StopCommand(ack=bool(frame.get("is_end"))) if frame.get("is_speaking") is False else None,
-            callback_url=v.callback_url_of(frame), reprocess=v.reprocess_of(frame),
+            callback_url=v.callback_url_of(frame), reprocess=v.reprocess_of(frame), mode=mode,
+            chunk_size=chunk_size, encoder_chunk_look_back=_look_back(frame, "encoder_chunk_look_back"),
+            decoder_chunk_look_back=_look_back(frame, "decoder_chunk_look_back"),
         )
 
     def parse_control(self, text: str) -> v.Command:
@@ -130,11 +134,25 @@ def parse_hotwords(raw: object) -> list[str]:
     return [word.strip() for word in text.replace("\n", ",").split(",") if word.strip()]
 
 
-def _check_chunk_size(raw: object) -> None:
+def _chunk_size(raw: object) -> tuple[int, int, int]:
+    """FunASR's `[look-back, chunk, look-ahead]` in 60 ms frames; the chunk (the middle) is
+    what the streaming model decodes at a time, so it cannot be 0."""
+    problem = "chunk_size must be three whole numbers of 60 ms frames up to 100, the middle one >= 1, e.g. [5, 10, 5]"
     values = raw.split(",") if isinstance(raw, str) else raw
     try:
         numbers = [int(value) for value in values]  # type: ignore[union-attr]
     except (TypeError, ValueError):
-        raise v.ProtocolError(v.BAD_REQUEST, "chunk_size must be three whole numbers, e.g. [5, 10, 5]") from None
-    if len(numbers) != 3 or any(n < 0 for n in numbers):
-        raise v.ProtocolError(v.BAD_REQUEST, "chunk_size must be three whole numbers, e.g. [5, 10, 5]")
+        raise v.ProtocolError(v.BAD_REQUEST, problem) from None
+    if len(numbers) != 3 or any(not 0 <= n <= MAX_CHUNK_FRAMES for n in numbers) or numbers[1] < 1:
+        raise v.ProtocolError(v.BAD_REQUEST, problem)
+    return numbers[0], numbers[1], numbers[2]
+
+
+def _look_back(frame: dict[str, Any], key: str) -> int | None:
+    """How many chunks the streaming model's encoder or decoder attends back (None: default)."""
+    raw = frame.get(key)
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw <= MAX_CHUNK_FRAMES:
+        raise v.ProtocolError(v.BAD_REQUEST, f"{key} must be a whole number between 0 and {MAX_CHUNK_FRAMES}")
+    return raw

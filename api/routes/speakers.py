@@ -1,0 +1,175 @@
+"""Enrolled speakers (voiceprints) of the caller's key: enroll, list, read, delete.
+
+The API runs no model, so enrolling stores the audio parts and asks a worker, by task name,
+to embed them with its engine's speaker model; the request then waits a bounded time for
+the result (201), or answers 202 with a Location to poll. A key sees only its own speakers:
+another key's read as missing (404), the same answer as an unknown id, so ids leak nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import unicodedata
+import uuid
+from datetime import UTC, datetime
+
+import redis
+from flask import Blueprint, jsonify, request, url_for
+from kombu.exceptions import KombuError
+
+from api.auth import current_principal
+from api.deps import ApiDeps, deps
+from api.hotword_sets import owner_of
+from api.options import parse_bool
+from api.routing import choose_queue
+from api.uploads import ReceivedAudio, check_audio_part
+from shared.db.models import Speaker, SpeakerStatus
+from shared.db.speakers import SpeakerRepository
+from shared.engines_catalog import capabilities_for, diarize_unavailable_reason
+from shared.errors import BadRequestError, NotSupportedError, ServiceUnavailableError, UnprocessableAudioError
+from shared.schemas import ENROLL_SPEAKER_TASK_NAME
+
+logger = logging.getLogger(__name__)
+
+blueprint = Blueprint("speakers", __name__)
+
+#: Each enrollment part holds this much of one voice: less says too little about it, more
+#: adds little and costs the worker time.
+MIN_PART_S = 5.0
+MAX_PART_S = 30.0
+MAX_PARTS = 10
+MAX_NAME_CHARS = 64
+#: How often a waiting enrollment re-reads its row.
+POLL_INTERVAL_S = 0.2
+#: Characters a name may not hold: they would break the spk, srt and vtt renderings.
+_FORBIDDEN_NAME_CHARS = set("<>")
+
+
+def speakers() -> SpeakerRepository:
+    return SpeakerRepository(deps().jobs.session_factory)
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+
+
+def speaker_to_dict(row: Speaker) -> dict[str, object]:
+    """The speaker without its embedding: a voiceprint is biometric data and no client needs it."""
+    return {"id": row.id, "name": row.name, "status": row.status, "error": row.error,
+            "embedding_model": row.embedding_model, "audio_duration_s": round(row.audio_duration_s or 0.0, 3),
+            "created_at": _iso(row.created_at), "updated_at": _iso(row.updated_at),
+            "links": {"self": f"/v1/speakers/{row.id}"}}
+
+
+def checked_name(raw: str | None) -> str:
+    name = " ".join((raw or "").split())
+    if not name:
+        raise BadRequestError("missing the speaker's 'name' (a form field beside the audio parts)")
+    if len(name) > MAX_NAME_CHARS:
+        raise BadRequestError(f"a speaker's name is at most {MAX_NAME_CHARS} characters")
+    if any(c in _FORBIDDEN_NAME_CHARS or unicodedata.category(c).startswith("C") for c in name):
+        raise BadRequestError("a speaker's name may not hold '<', '>' or control characters")
+    return name
+
+
+def _check_engine_can_embed(d: ApiDeps) -> None:
+    """Refuse before storing anything where the workers have no speaker model to embed with."""
+    settings = d.settings
+    if not capabilities_for(settings.engine, speaker_model=settings.funasr_spk_model,
+                            enable_diarization=settings.enable_diarization).diarize:
+        raise NotSupportedError("enrolling a speaker needs the engine's speaker model, which this server lacks: "
+                                + diarize_unavailable_reason(settings.engine))
+
+
+def _received_parts(d: ApiDeps) -> list[ReceivedAudio]:
+    parts = [part for part in request.files.getlist("audio")]
+    if not parts:
+        raise BadRequestError("missing the audio: send one or more multipart parts named 'audio', each 5 to 30 s"
+                              " of the speaker's voice alone")
+    if len(parts) > MAX_PARTS:
+        raise BadRequestError(f"at most {MAX_PARTS} audio parts per enrollment")
+    received = []
+    for index, part in enumerate(parts, start=1):
+        audio = check_audio_part(part, "audio", max_upload_bytes=d.settings.max_upload_bytes,
+                                 max_duration_s=d.settings.max_audio_duration_s)
+        duration_s = audio.info.duration_s
+        if not MIN_PART_S <= duration_s <= MAX_PART_S:
+            label = f"'{audio.filename}'" if audio.filename else f"number {index}"
+            raise UnprocessableAudioError(
+                f"audio part {label} lasts {duration_s:.1f} s: each enrollment part must hold {MIN_PART_S:g} to"
+                f" {MAX_PART_S:g} s of the speaker's voice")
+        received.append(audio)
+    return received
+
+
+def _wait_for_enrollment(repository: SpeakerRepository, speaker_id: str, timeout_s: float) -> Speaker:
+    """Poll the row (a few reads a second) until the worker finished or time is up."""
+    deadline_s = time.monotonic() + timeout_s
+    while True:
+        row = repository.find(speaker_id)
+        if row is None or row.status != SpeakerStatus.ENROLLING or time.monotonic() >= deadline_s:
+            return row  # type: ignore[return-value]  # None: deleted meanwhile, the caller says so
+        time.sleep(POLL_INTERVAL_S)
+
+
+@blueprint.post("/v1/speakers")
+def enroll_speaker():  # type: ignore[no-untyped-def]
+    d = deps()
+    owner = owner_of(current_principal())
+    name = checked_name(request.form.get("name"))
+    wait = parse_bool("wait", request.form.get("wait"), default=True)
+    _check_engine_can_embed(d)
+    parts = _received_parts(d)
+    speaker_id = uuid.uuid4().hex
+    keys = []
+    repository = speakers()
+    try:
+        for index, audio in enumerate(parts):
+            key = f"speakers/{speaker_id}/{index}"
+            audio.file.stream.seek(0)
+            d.storage.put_file(key, audio.file.stream)
+            keys.append(key)
+        repository.create(owner, name, keys, sum(a.info.duration_s for a in parts), speaker_id=speaker_id)
+        queue = choose_queue(d.settings, "file", d.redis)
+        d.celery.send_task(ENROLL_SPEAKER_TASK_NAME, args=[speaker_id], queue=queue, task_id=f"speaker-{speaker_id}")
+    except (KombuError, OSError, redis.RedisError) as exc:
+        logger.error("could not queue the enrollment of speaker %s: %s", speaker_id, exc)
+        repository.mark_failed(speaker_id, "the job queue (Redis) was unreachable")
+        for key in keys:
+            d.storage.delete(key)
+        raise ServiceUnavailableError("the job queue is unavailable; try again shortly") from exc
+    logger.info("speaker %s enrolling on %s (%d part(s), key %s)", speaker_id, queue, len(keys), owner or "-")
+    row = _wait_for_enrollment(repository, speaker_id, d.settings.speaker_enroll_wait_s if wait else 0.0)
+    if row is None:
+        row = repository.get(owner, speaker_id)  # deleted while it enrolled: 404
+    response = jsonify(speaker_to_dict(row))
+    if row.status == SpeakerStatus.READY:
+        response.status_code = 201
+    elif row.status == SpeakerStatus.FAILED:
+        response = jsonify({**speaker_to_dict(row), "error": f"the speaker could not be enrolled: {row.error}"})
+        response.status_code = 422
+    else:
+        response.status_code = 202
+    response.headers["Location"] = url_for("speakers.get_speaker", speaker_id=speaker_id)
+    return response
+
+
+@blueprint.get("/v1/speakers")
+def list_speakers():  # type: ignore[no-untyped-def]
+    return jsonify({"speakers": [speaker_to_dict(row) for row in speakers().list(owner_of(current_principal()))]})
+
+
+@blueprint.get("/v1/speakers/<speaker_id>")
+def get_speaker(speaker_id: str):  # type: ignore[no-untyped-def]
+    return jsonify(speaker_to_dict(speakers().get(owner_of(current_principal()), speaker_id)))
+
+
+@blueprint.delete("/v1/speakers/<speaker_id>")
+def delete_speaker(speaker_id: str):  # type: ignore[no-untyped-def]
+    row = speakers().delete(owner_of(current_principal()), speaker_id)
+    for key in row.audio_keys or []:  # still enrolling: its parts go too (the worker then finds no row)
+        deps().storage.delete(key)
+    return jsonify({"deleted": row.id})

@@ -1,0 +1,313 @@
+"""The web page at `/`, driven in Debian's headless Chromium through Playwright against a
+real stack (gunicorn API, a Celery file worker and a stream worker with Whisper tiny.en,
+redis-server): upload, transcript, player, downloads, the jobs list, live streaming through
+Chromium's fake microphone, and the messages a person sees when something is refused.
+
+Playwright's own browser download is never used: `executable_path` points at the system
+Chromium (scripts/install-system-packages.sh installs it for `make test`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+import srt
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
+
+from shared.auth.api_key_tokens import resolve_hash_key
+from shared.cli import commands
+from shared.config import Settings
+from shared.db.api_keys import ApiKeyRepository
+from shared.db.session import make_engine, make_session_factory
+from tests.support.servers import free_port
+from tests.support.speech import REFERENCE_SENTENCES, make_long_recording
+from tests.support.stack import Stack, running_stack
+from tests.support.ws_clients import open_ws
+
+pytestmark = pytest.mark.integration
+
+SENTENCES = [REFERENCE_SENTENCES[1], REFERENCE_SENTENCES[2]]
+#: Words each sentence must show (Whisper tiny.en may get a small word wrong; these it does not).
+EXPECTED_WORDS = [("report", "office", "monday"), ("meeting", "room", "upstairs")]
+JOB_TIMEOUT_MS = 120_000
+LIVE_TIMEOUT_MS = 60_000
+
+
+def chromium_path() -> str:
+    """Debian's Chromium; a missing one fails the run (make test installs it), never skips."""
+    for name in ("chromium", "chromium-browser"):
+        if path := shutil.which(name):
+            return path
+    pytest.fail("chromium is not installed (make test installs it: scripts/install-system-packages.sh test)")
+
+
+def words(text: str) -> str:
+    return " ".join(re.sub(r"[^a-z' ]+", " ", text.lower()).split())
+
+
+def assert_sentences(text: str) -> None:
+    found = words(text)
+    for expected in EXPECTED_WORDS:
+        assert all(word in found for word in expected), f"{expected} not in {found!r}"
+
+
+@pytest.fixture(scope="module")
+def recording(speech_dir: Path) -> Path:
+    return make_long_recording(SENTENCES, speech_dir / "web-two.wav", gap_s=1.2)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
+    with running_stack(tmp_path_factory.mktemp("webstack"), redis_server.url, file_concurrency=1,
+                       sentence_concurrency=0, stream_slot_wait_s=1.0) as running:
+        running.start_stream_workers(1)
+        running.wait_stream_slots(1)
+        yield running
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright, recording: Path) -> Iterator[Browser]:
+    # The fake microphone plays the recording once (`%noloop`; by default Chromium loops it).
+    browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True, args=[
+        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={recording}%noloop"])
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    context = browser.new_context(accept_downloads=True, viewport={"width": 1100, "height": 800})
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def page(context: BrowserContext, stack: Stack) -> Page:
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(stack.url("/"))
+    expect(page.locator("#tab-upload")).to_be_visible()
+    page.set_default_timeout(JOB_TIMEOUT_MS)
+    page.errors = errors  # type: ignore[attr-defined]
+    return page
+
+
+def upload(page: Page, *paths: Path) -> None:
+    page.locator("#files").set_input_files([str(path) for path in paths])
+
+
+def test_upload_shows_the_transcript_with_a_player_that_jumps_and_every_download(
+        page: Page, stack: Stack, recording: Path) -> None:
+    upload(page, recording)
+    card = page.locator(".card").first
+    expect(card).to_have_attribute("data-status", "succeeded", timeout=JOB_TIMEOUT_MS)
+    segments = card.locator(".segment")
+    assert segments.count() == 2
+    assert_sentences(card.locator(".segments").inner_text())
+    assert re.match(r"0:00\.\d – 0:0\d\.\d", segments.first.locator(".time").inner_text())
+
+    # The player holds the local file; a click on a sentence moves it to that sentence.
+    player = card.locator("audio")
+    assert player.get_attribute("src").startswith("blob:")
+    second_start = float(segments.nth(1).get_attribute("data-start"))
+    assert second_start > 2.0
+    segments.nth(1).click()
+    position = player.evaluate("audio => audio.currentTime")
+    assert abs(position - second_start) < 0.5
+
+    with page.expect_download() as download_info:
+        card.locator("button[data-format=srt]").click()
+    download = download_info.value
+    assert download.suggested_filename == f"{recording.stem}.srt"
+    cues = list(srt.parse(Path(download.path()).read_text(encoding="utf-8")))
+    assert [cue.index for cue in cues] == [1, 2]
+    assert_sentences(" ".join(cue.content for cue in cues))
+    assert cues[1].start.total_seconds() == pytest.approx(second_start, abs=0.05)
+    for fmt in ("txt", "vtt", "json", "spk"):
+        with page.expect_download() as download_info:
+            card.locator(f"button[data-format={fmt}]").click()
+        assert download_info.value.suggested_filename.endswith(f".{fmt}")
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_a_refused_upload_shows_the_api_message(page: Page, stack: Stack, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("this is not audio at all\n" * 20)
+    with notes.open("rb") as body:
+        refused = requests.post(stack.url("/v1/jobs"), files={"audio": (notes.name, body)}, timeout=30)
+    assert refused.status_code == 415
+    upload(page, notes)
+    card = page.locator(".card[data-file='notes.txt']")
+    expect(card.locator(".notice.error")).to_have_text(refused.json()["error"])
+    expect(card).to_have_attribute("data-status", "refused")
+
+
+def test_the_jobs_list_shows_speed_filters_and_opens_a_transcript(page: Page, stack: Stack, recording: Path) -> None:
+    with recording.open("rb") as body:
+        job_id = requests.post(stack.url("/v1/jobs"), files={"audio": (recording.name, body)}, timeout=30).json()["id"]
+    deadline_s = time.monotonic() + JOB_TIMEOUT_MS / 1000
+    while requests.get(stack.url(f"/v1/jobs/{job_id}"), timeout=10).json()["status"] != "succeeded":
+        assert time.monotonic() < deadline_s
+        time.sleep(0.3)
+    job = requests.get(stack.url(f"/v1/jobs/{job_id}"), timeout=10).json()
+    page.click("[data-tab=jobs]")
+    row = page.locator(f"#jobs-table tr[data-job-id='{job_id}']")
+    expect(row).to_have_attribute("data-status", "succeeded")
+    cells = row.locator("td")
+    assert cells.nth(1).inner_text() == recording.name
+    assert cells.nth(4).inner_text() == f"{job['audio_duration_s']:.1f} s"
+    assert cells.nth(6).inner_text() == f"{job['processing_s'] / job['audio_duration_s']:.2f}"
+
+    page.select_option("#jobs-status", "failed")
+    expect(row).to_have_count(0)
+    page.select_option("#jobs-status", "succeeded")
+    expect(row).to_have_count(1)
+    row.click()
+    expect(page.locator("#job-detail .segments")).to_contain_text("upstairs")
+
+
+def test_live_microphone_shows_partials_then_finals_and_the_session_job(page: Page, stack: Stack) -> None:
+    stack.wait_stream_slots(1, timeout_s=30)
+    page.click("[data-tab=live]")
+    # Remember whether grey partial text was ever on screen: finals replace it quickly.
+    page.evaluate("""() => {
+        window.sawPartial = false;
+        new MutationObserver(() => {
+            if (document.querySelector('#live-text .sentence.partial:not(:empty)')) window.sawPartial = true;
+        }).observe(document.getElementById('live-text'), {subtree: true, childList: true, characterData: true});
+    }""")
+    page.click("#live-button")
+    expect(page.locator("#live-state")).to_have_text("Listening", timeout=LIVE_TIMEOUT_MS)
+    expect(page.locator("#live-text .sentence.final")).to_have_count(2, timeout=LIVE_TIMEOUT_MS)
+    live_text = page.locator("#live-text").inner_text()
+    assert_sentences(live_text)
+    assert page.evaluate("window.sawPartial")
+    assert page.locator("#live-text .sentence.final").first.evaluate("n => getComputedStyle(n).color") \
+        == "rgb(17, 17, 17)"
+    assert page.locator("#live-elapsed").inner_text() != "0:00"
+
+    page.click("#live-button")  # Stop: Close, then the Summary, then the session's job
+    result = page.locator("#live-result")
+    expect(result.locator(".segments")).to_be_visible(timeout=LIVE_TIMEOUT_MS)
+    assert_sentences(result.locator(".segments").inner_text())
+    expect(result).to_contain_text("succeeded · job ")
+    assert result.locator("audio").get_attribute("src").startswith("blob:")
+    expect(page.locator("#live-error")).to_be_hidden()
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_live_says_so_when_no_stream_worker_is_free(page: Page, stack: Stack) -> None:
+    stack.wait_stream_slots(1, timeout_s=30)
+    port = stack.settings.port
+    with open_ws(f"ws://127.0.0.1:{port}/v1/stream") as holder:  # takes the only worker
+        holder.send('{"type": "Start", "sample_rate": 16000}')
+        assert '"Begin"' in holder.recv(timeout=30)
+        page.click("[data-tab=live]")
+        page.click("#live-button")
+        error = page.locator("#live-error")
+        expect(error).to_contain_text("Every live transcription worker is busy", timeout=LIVE_TIMEOUT_MS)
+        expect(page.locator("#live-button")).to_have_text("Start microphone")
+        holder.send('{"type": "Close"}')
+
+
+def test_live_says_so_when_the_microphone_is_denied(playwright: Playwright, stack: Stack) -> None:
+    # Without `--use-fake-ui-for-media-stream` nobody answers the permission prompt of a
+    # headless browser, which then refuses, as a person who clicks "Block" does.
+    browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True,
+                                         args=["--use-fake-device-for-media-stream"])
+    try:
+        page = browser.new_page()
+        page.goto(stack.url("/#live"))
+        page.click("#live-button")
+        expect(page.locator("#live-error")).to_contain_text("Microphone access was denied")
+        expect(page.locator("#live-state")).to_have_text("Idle")
+    finally:
+        browser.close()
+
+
+def start_second_api(stack: Stack, name: str, **overrides: object) -> tuple[str, Settings]:
+    """Another API process on the same stack (its own ports and settings); the stack stops it."""
+    settings = stack.settings.model_copy(update={
+        "port": free_port(), "ws_port": free_port(), "funasr_ws_port": free_port(),
+        "metrics_dir": Path(stack.settings.data_dir) / f"metrics-{name}", **overrides})
+    env = {**os.environ, **settings.as_child_environment()}
+    log = (stack.log_dir / f"{name}.log").open("ab")
+    stack.processes[name] = subprocess.Popen(commands.api_argv(settings), env=env, stdout=log,
+                                             stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{settings.port}"
+    deadline_s = time.monotonic() + 60
+    while True:
+        try:
+            if requests.get(f"{url}/healthz", timeout=2).ok:
+                return url, settings
+        except requests.RequestException:
+            assert time.monotonic() < deadline_s, stack.log_tail(name)
+            time.sleep(0.2)
+
+
+def test_live_says_so_when_the_connection_drops(page: Page, stack: Stack) -> None:
+    """After the other live tests: the worker keeps the dropped session for the resume window."""
+    stack.wait_stream_slots(1, timeout_s=30)
+    url, _ = start_second_api(stack, "api-dropped")
+    page.goto(f"{url}/#live")
+    page.click("#live-button")
+    expect(page.locator("#live-state")).to_have_text("Listening", timeout=LIVE_TIMEOUT_MS)
+    stack.stop("api-dropped", sig=signal.SIGKILL)
+    expect(page.locator("#live-error")).to_contain_text("The connection to the server dropped")
+    expect(page.locator("#live-error")).to_contain_text("saved in the session's job")
+    expect(page.locator("#live-button")).to_have_text("Start microphone")
+
+
+def test_a_server_that_needs_a_key_asks_for_it_and_the_page_then_works(context: BrowserContext, stack: Stack) -> None:
+    url, settings = start_second_api(stack, "api-keys", auth_mode="required")
+    keys = ApiKeyRepository(make_session_factory(make_engine(settings.database_url)),
+                            resolve_hash_key(settings.api_key_hash_secret, settings.data_dir))
+    key = keys.create("web-page")[1]
+    try:
+        assert requests.get(f"{url}/", timeout=10).status_code == 200  # the page and its files are public
+        assert requests.get(f"{url}/web/static/js/main.js", timeout=10).status_code == 200
+        assert requests.get(f"{url}/v1/jobs", timeout=10).status_code == 401
+        page = context.new_page()
+        page.goto(f"{url}/#jobs")
+        expect(page.locator("#key-notice")).to_contain_text("This server needs an API key")
+        expect(page.locator("#jobs-error")).to_contain_text("this server needs an API key")
+        page.fill("#api-key", key)
+        page.click("#key-form button")
+        page.click("#jobs-refresh")
+        expect(page.locator("#jobs-error")).to_be_hidden()
+        expect(page.locator("#jobs-table tbody")).to_have_text("No jobs.")  # the key's own: none yet
+        assert page.evaluate("localStorage.getItem('oddasr.apiKey')") == key
+    finally:
+        stack.stop("api-keys")
+
+
+def test_a_queued_job_shows_its_place_and_can_be_canceled(page: Page, stack: Stack, recording: Path) -> None:
+    """Last in the module: it stops the file worker so that the job stays queued."""
+    stack.stop("worker-file")
+    upload(page, recording)
+    card = page.locator(".card").first
+    expect(card).to_have_attribute("data-status", "queued")
+    expect(card.locator(".status")).to_contain_text("Queued")
+    card.locator("header button", has_text="Cancel").click()
+    expect(card).to_have_attribute("data-status", "canceled")
+    expect(card.locator(".notice")).to_have_text("Canceled")
+    page.click("[data-tab=jobs]")
+    page.select_option("#jobs-status", "canceled")
+    expect(page.locator(f"#jobs-table tr[data-job-id='{card.get_attribute('data-job-id')}']")).to_have_count(1)
