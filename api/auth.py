@@ -56,8 +56,16 @@ def _presented_key() -> str | None:
     return None
 
 
+#: The websocket route (api.streaming.routes.STREAM_PATH; the websocket ports are routed to it).
+WEBSOCKET_PATH = "/v1/stream"
+
+
 def is_websocket_upgrade() -> bool:
-    return request.headers.get("Upgrade", "").lower() == "websocket"
+    """A websocket upgrade of the stream route. An `Upgrade` header on any other route must not
+    count: it would let a plain HTTP request skip authentication."""
+    rule = request.url_rule
+    return (rule is not None and rule.rule == WEBSOCKET_PATH
+            and request.headers.get("Upgrade", "").lower() == "websocket")
 
 
 def _authenticate() -> None:

@@ -397,3 +397,12 @@ def test_hotword_sets_belong_to_their_key_and_a_job_reports_its_hits(tenants: Te
     assert job["options"]["hotwords"] == ["office", "noon"] and job["options"]["hotword_set_version"] == "1"
     hits = {hit["word"]: hit for hit in job["result"]["hotword_hits"]}
     assert hits["office"]["count"] >= 1 and hits["office"]["times"][0]["end"] > hits["office"]["times"][0]["start"]
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/v1/models"), ("GET", "/v1/queues"), ("POST", "/v1/jobs"),
+                                              ("GET", "/v1/jobs")])
+def test_an_upgrade_header_on_a_plain_route_does_not_skip_authentication(tenants: Tenants, method: str,
+                                                                         path: str) -> None:
+    response = requests.request(method, tenants.stack.url(path), headers={"Upgrade": "websocket"},
+                                files={"audio": ("a.wav", b"garbage")} if method == "POST" else None, timeout=10)
+    assert response.status_code == 401, response.text

@@ -247,6 +247,14 @@ class StreamSession:
             return
         self._finish(session_id)
 
+    def _session_still_held(self, session_id: str) -> bool:
+        """A worker still holds the session: this connection was superseded by a resumed one
+        (its frames now carry another epoch), so the session's job is not this one's to fail."""
+        try:
+            return slot_of_session(self.deps.redis, session_id) is not None
+        except redis.RedisError:
+            return False
+
     def _client_gone(self, relay: RelayClient, session_id: str, close_code: int | None) -> None:
         """The client left before the end. A clean close (1000, 1001) ends the session: the
         worker transcribes what it has and stores the job. A dropped connection leaves the
@@ -417,7 +425,7 @@ class StreamSession:
         self._done.wait(timeout=END_TIMEOUT_S)
         outcome = self._outcome
         if outcome.error_kind:
-            if outcome.error_kind in (v.WORKER_LOST, v.UNAVAILABLE):
+            if outcome.error_kind in (v.WORKER_LOST, v.UNAVAILABLE) and not self._session_still_held(session_id):
                 stream_jobs.fail(self.deps, session_id, outcome.error_message)
             logger.warning("stream session %s ended with an error: %s", session_id, outcome.error_message)
             frames = self.adapter.on_error(outcome.error_kind, outcome.error_message)

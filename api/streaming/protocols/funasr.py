@@ -65,7 +65,7 @@ class FunAsrProtocol:
         return v.KeepAliveCommand()
 
     # --- server frames -------------------------------------------------------------------
-    def on_started(self, job_id: str) -> list[str]:
+    def on_started(self, job_id: str, resumed_bytes: int | None = None) -> list[str]:
         del job_id  # FunASR's server says nothing until it has text
         return []
 
