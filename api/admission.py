@@ -25,6 +25,9 @@ logger = logging.getLogger(__name__)
 
 #: Before any job measured the queue, its work is taken as its audio (real time, RTF 1).
 UNMEASURED_RTF = 1.0
+#: No worker is slower than this (processing seconds per audio second); a backlog whose audio
+#: is under max_work_s / this cannot be full, so its measurements need not be read.
+MAX_PLAUSIBLE_RTF = 20.0
 #: A computed Retry-After is held to this (a client re-asks and gets a fresh figure).
 MAX_RETRY_AFTER_S = 24 * 3600.0
 
@@ -61,8 +64,8 @@ def check_admission(deps: ApiDeps, queue: str) -> None:
         raise ServiceUnavailableError(
             f"the {queue} queue is full: {backlog.jobs} jobs are waiting and its limit is {max_jobs}"
             f" (queue_max_backlog_jobs); try again in {math.ceil(retry_s)} s", retry_after_s=retry_s)
-    if not max_work_s:
-        return
+    if not max_work_s or backlog.audio_s * MAX_PLAUSIBLE_RTF < max_work_s:
+        return  # far from full whatever the measured speed: no Redis read on the common path
     measured = _measurements(deps.redis, queue)
     rtf = measured.real_time_factor or UNMEASURED_RTF
     work_s = rtf * backlog.audio_s

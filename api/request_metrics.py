@@ -42,6 +42,23 @@ def _name_route(_endpoint: str | None, _values: dict[str, Any] | None) -> None:
     request.environ[ROUTE_ENVIRON_KEY] = rule.rule if rule is not None else UNMATCHED_ROUTE
 
 
+class _RecordingStartResponse:
+    """start_response that remembers the status. It keeps `__self__` (gunicorn's response
+    object) visible, because the upload guard closes a connection through it instead of
+    draining a refused body: a plain wrapper function hid it and 413s read gigabytes."""
+
+    def __init__(self, start_response: Any) -> None:
+        self._start_response = start_response
+        self.statuses: list[str] = []
+        self.__self__ = getattr(start_response, "__self__", None)
+
+    def __call__(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        self.statuses.append(status)
+        if exc_info:
+            return self._start_response(status, headers, exc_info)
+        return self._start_response(status, headers)
+
+
 class RequestMetrics:
     """The outermost WSGI layer: counts and times every request."""
 
@@ -51,11 +68,8 @@ class RequestMetrics:
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         started_s = time.perf_counter()
         websocket = environ.get("HTTP_UPGRADE", "").lower() == "websocket"
-        statuses: list[str] = []
-
-        def recording_start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            statuses.append(status)
-            return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+        recording_start_response = _RecordingStartResponse(start_response)
+        statuses = recording_start_response.statuses
 
         if websocket:
             WEBSOCKETS_OPEN.inc()

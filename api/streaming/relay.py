@@ -185,8 +185,12 @@ class RelayClient:
                         return
                     continue
                 header, _ = sm.decode_frame(message["data"])
-                if header.fence != self.claim.fence or header.epoch != self.epoch:
+                if header.fence != self.claim.fence:
                     continue
+                if header.epoch != self.epoch:
+                    # Another connection resumed the session: this one is over, the session is not.
+                    self.events.put(RelayError("superseded", "the session continues on a newer connection"))
+                    return
                 if header.seq != self._expected_seq:
                     self.events.put(RelayError(
                         "relay_gap", f"lost results between the worker and the API (expected frame "

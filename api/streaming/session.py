@@ -48,7 +48,7 @@ RECEIVE_POLL_S = 0.25
 END_TIMEOUT_S = 60.0
 #: Relay error kinds -> protocol error kinds.
 _RELAY_ERROR_KINDS = {"worker_lost": v.WORKER_LOST, "worker_unready": v.WORKER_LOST, "relay_gap": v.INTERNAL,
-                      "redis_lost": v.UNAVAILABLE}
+                      "redis_lost": v.UNAVAILABLE, "superseded": v.WORKER_LOST}
 
 
 @dataclass
@@ -71,6 +71,8 @@ class StreamSession:
         self._worker_ended = False
         #: Sending to the client failed: it is gone.
         self._lost_client = False
+        #: A newer connection took the session over (a resume): not this connection's to fail.
+        self._superseded = False
         self.deps = deps
         self.settings = deps.settings
         self.default_protocol = default_protocol
@@ -247,14 +249,6 @@ class StreamSession:
             return
         self._finish(session_id)
 
-    def _session_still_held(self, session_id: str) -> bool:
-        """A worker still holds the session: this connection was superseded by a resumed one
-        (its frames now carry another epoch), so the session's job is not this one's to fail."""
-        try:
-            return slot_of_session(self.deps.redis, session_id) is not None
-        except redis.RedisError:
-            return False
-
     def _client_gone(self, relay: RelayClient, session_id: str, close_code: int | None) -> None:
         """The client left before the end. A clean close (1000, 1001) ends the session: the
         worker transcribes what it has and stores the job. A dropped connection leaves the
@@ -387,6 +381,7 @@ class StreamSession:
                     return
                 if isinstance(event, RelayError):
                     self._worker_ended = True
+                    self._superseded = event.code == "superseded"
                     self._outcome = _Outcome(error_kind=_RELAY_ERROR_KINDS.get(event.code, v.INTERNAL),
                                              error_message=event.message)
                     return
@@ -425,7 +420,7 @@ class StreamSession:
         self._done.wait(timeout=END_TIMEOUT_S)
         outcome = self._outcome
         if outcome.error_kind:
-            if outcome.error_kind in (v.WORKER_LOST, v.UNAVAILABLE) and not self._session_still_held(session_id):
+            if outcome.error_kind in (v.WORKER_LOST, v.UNAVAILABLE) and not self._superseded:
                 stream_jobs.fail(self.deps, session_id, outcome.error_message)
             logger.warning("stream session %s ended with an error: %s", session_id, outcome.error_message)
             frames = self.adapter.on_error(outcome.error_kind, outcome.error_message)

@@ -45,7 +45,9 @@ class InputListError(ValueError):
 
 
 def is_batch(paths: list[Path]) -> bool:
-    return len(paths) > 1 or any(p.is_dir() or p.suffix == SCP_SUFFIX for p in paths)
+    """Lists and directories make a batch; plain files keep the one-by-one client (printed
+    to stdout unless --output-dir), as before."""
+    return any(p.is_dir() or p.suffix == SCP_SUFFIX for p in paths)
 
 
 def read_scp(path: Path) -> list[BatchInput]:
