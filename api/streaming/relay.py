@@ -96,16 +96,10 @@ class RelayClient:
             pipe.rpush(inbox, request.model_dump_json())
             pipe.expire(inbox, INBOX_TTL_S)
             pipe.execute()
-        deadline_s = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline_s:
-            message = self._pubsub.get_message(timeout=max(0.01, deadline_s - time.monotonic()))
-            if message is None or message.get("type") != "message":
-                continue
-            header, _ = sm.decode_frame(message["data"])
-            if header.fence == self.claim.fence and header.kind == sm.READY:
-                self._begin_reading(header)
-                return
-        raise RelayError("worker_unready", "the stream worker did not take the session in time")
+        header = self._await_handshake(sm.READY)
+        if header is None:
+            raise RelayError("worker_unready", "the stream worker did not take the session in time")
+        self._begin_reading(header)
 
     def attach(self, after_index: int) -> int:
         """Take over a session whose client reconnected: the worker answers with how many
@@ -116,18 +110,26 @@ class RelayClient:
             header = sm.RelayHeader(kind=sm.ATTACH, seq=0, fence=self.claim.fence, sent_at_s=time.time(),
                                     epoch=self.epoch, index=after_index)
             self._redis.publish(self._in_channel, sm.encode_frame(header))
+        reply = self._await_handshake(sm.ATTACHED)
+        if reply is None:
+            raise RelayError("worker_unready", "the session's worker did not answer; it may have ended")
+        received_bytes = reply.received_bytes or 0
+        self._sent_bytes = self._processed_bytes = received_bytes
+        self._begin_reading(reply)
+        return received_bytes
+
+    def _await_handshake(self, kind: str) -> sm.RelayHeader | None:
+        """The worker's answer of `kind` to this claim and connection (its epoch), or None
+        after READY_TIMEOUT_S."""
         deadline_s = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline_s:
             message = self._pubsub.get_message(timeout=max(0.01, deadline_s - time.monotonic()))
             if message is None or message.get("type") != "message":
                 continue
             header, _ = sm.decode_frame(message["data"])
-            if header.fence == self.claim.fence and header.epoch == self.epoch and header.kind == sm.ATTACHED:
-                received_bytes = header.received_bytes or 0
-                self._sent_bytes = self._processed_bytes = received_bytes
-                self._begin_reading(header)
-                return received_bytes
-        raise RelayError("worker_unready", "the session's worker did not answer; it may have ended")
+            if header.fence == self.claim.fence and header.epoch == self.epoch and header.kind == kind:
+                return header
+        return None
 
     def _begin_reading(self, first: sm.RelayHeader) -> None:
         self._expected_seq = first.seq + 1
