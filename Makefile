@@ -47,9 +47,13 @@ lint: install-test $(LINT_NODE)
 	cd tools/lint && ./node_modules/.bin/dclint ../../docker-compose.yml --max-warnings 0 \
 		--disable-rule service-keys-order services-alphabetical-order top-level-properties-order
 
+# Test modules run in parallel, one module per process at a time (--dist loadfile), so a
+# module's shared stack stays in one process; 2 matches the CI machine's cores.
+PYTEST_WORKERS ?= 2
+
 ## Install everything and run the whole suite (what .ci/run calls).
 test: install-test lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: install-test
 	$(BIN)/python bench/overhead.py

@@ -146,7 +146,16 @@ def _build(directory: Path, config: dict[str, Any], tokens: list[str] | None, cm
 
 def build_tiny_models(root: Path) -> dict[str, Path]:
     """asr, punc, spk and stream (ParaformerStreaming) model directories under `root`
-    (rebuilt only when missing)."""
+    (rebuilt only when missing). Parallel test processes share `root`: a file lock makes the
+    first build them while the others wait, so none loads a half-written checkpoint."""
+    from filelock import FileLock
+
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(root / ".build.lock"):
+        return _build_missing(root)
+
+
+def _build_missing(root: Path) -> dict[str, Path]:
     built = {}
     for name, config, tokens, cmvn_dim in (
         ("asr", seaco_paraformer_config(), ASR_TOKENS, 560),
