@@ -9,6 +9,7 @@ Chromium (scripts/install-system-packages.sh installs it for `make test`).
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import shutil
@@ -298,16 +299,62 @@ def test_a_server_that_needs_a_key_asks_for_it_and_the_page_then_works(context: 
         stack.stop("api-keys")
 
 
-def test_a_queued_job_shows_its_place_and_can_be_canceled(page: Page, stack: Stack, recording: Path) -> None:
-    """Last in the module: it stops the file worker so that the job stays queued."""
+def drop(page: Page, *paths: Path) -> None:
+    """Drops files onto the drop zone the way a browser does: one DataTransfer holding them."""
+    files = [[path.name, base64.b64encode(path.read_bytes()).decode()] for path in paths]
+    page.evaluate("""(files) => {
+        const transfer = new DataTransfer();
+        for (const [name, data] of files) {
+            const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+            transfer.items.add(new File([bytes], name, {type: 'audio/wav'}));
+        }
+        const zone = document.getElementById('drop-zone');
+        for (const type of ['dragenter', 'dragover', 'drop']) {
+            zone.dispatchEvent(new DragEvent(type, {dataTransfer: transfer, bubbles: true, cancelable: true}));
+        }
+    }""", files)
+
+
+def test_queued_jobs_show_their_place_and_are_canceled_from_card_and_list(
+        page: Page, stack: Stack, recording: Path, tmp_path: Path) -> None:
+    """Last in the module: it stops the file worker so that the jobs stay queued."""
     stack.stop("worker-file")
-    upload(page, recording)
-    card = page.locator(".card").first
-    expect(card).to_have_attribute("data-status", "queued")
-    expect(card.locator(".status")).to_contain_text("Queued")
-    card.locator("header button", has_text="Cancel").click()
-    expect(card).to_have_attribute("data-status", "canceled")
-    expect(card.locator(".notice")).to_have_text("Canceled")
+    put = requests.put(stack.url("/v1/hotwords/web-products"), data="Brannigan 20\nOddASR\n",
+                       headers={"Content-Type": "text/plain"}, timeout=10)
+    assert put.status_code in (200, 201), put.text
     page.click("[data-tab=jobs]")
+    page.click("[data-tab=upload]")  # showing the tab again lists the set made since the page loaded
+    page.select_option("#hotword-set", "web-products")
+    first, second = tmp_path / "first.wav", tmp_path / "second.wav"
+    shutil.copy(recording, first)
+    shutil.copy(recording, second)
+    drop(page, first, second)
+
+    cards = {name: page.locator(f".card[data-file='{name}']") for name in ("first.wav", "second.wav")}
+    for card in cards.values():
+        expect(card).to_have_attribute("data-status", "queued")
+        # The submission's answer says "Queued"; the first poll brings the place in line.
+        expect(card.locator(".status")).to_contain_text(re.compile("next in line|ahead of it"))
+    places = sorted(card.locator(".status").inner_text() for card in cards.values())
+    assert places[0].startswith("Queued · 1 ahead of it"), places
+    assert places[1].startswith("Queued · next in line"), places
+    ids = {name: card.get_attribute("data-job-id") for name, card in cards.items()}
+    options = requests.get(stack.url(f"/v1/jobs/{ids['first.wav']}"), timeout=10).json()["options"]
+    assert options["hotword_set"] == "web-products"
+    assert options["hotwords"][:2] == ["Brannigan", "OddASR"]
+
+    cards["first.wav"].locator("header button", has_text="Cancel").click()
+    expect(cards["first.wav"]).to_have_attribute("data-status", "canceled")
+    expect(cards["first.wav"].locator(".notice")).to_have_text("Canceled")
+
+    page.click("[data-tab=jobs]")
+    rows = {name: page.locator(f"#jobs-table tr[data-job-id='{job_id}']") for name, job_id in ids.items()}
+    expect(rows["first.wav"]).to_have_attribute("data-status", "canceled")
+    expect(rows["second.wav"]).to_have_attribute("data-status", "queued")
+    # Canceled elsewhere: the list, showing a queued job, refreshes itself (no click on Refresh).
+    assert requests.delete(stack.url(f"/v1/jobs/{ids['second.wav']}"), timeout=10).status_code == 200
+    expect(rows["second.wav"]).to_have_attribute("data-status", "canceled", timeout=10_000)
     page.select_option("#jobs-status", "canceled")
-    expect(page.locator(f"#jobs-table tr[data-job-id='{card.get_attribute('data-job-id')}']")).to_have_count(1)
+    for row in rows.values():
+        expect(row).to_have_count(1)
+    assert page.errors == []  # type: ignore[attr-defined]

@@ -59,15 +59,17 @@ export async function getJson(path, options) {
   return (await request(path, options)).json();
 }
 
-export function submitJob(file, { language, hotwords, diarize }) {
+export function submitJob(file, { language, hotwordSet, hotwords, diarize }) {
   const form = new FormData();
   form.append("audio", file, file.name);
   if (language) form.append("language", language);
+  if (hotwordSet) form.append("hotword_set", hotwordSet);
   if (hotwords) form.append("hotwords", hotwords);
   if (diarize) form.append("diarize", "true");
   return getJson("/v1/jobs", { method: "POST", body: form });
 }
 
+export const listHotwordSets = () => getJson("/v1/hotwords");
 export const getJob = (id) => getJson(`/v1/jobs/${encodeURIComponent(id)}`);
 export const deleteJob = (id) => getJson(`/v1/jobs/${encodeURIComponent(id)}`, { method: "DELETE" });
 

@@ -7,6 +7,8 @@ import { renderTranscript } from "./transcript.js";
 
 const PAGE_SIZE = 20;
 const ACTIVE = new Set(["queued", "running"]);
+// While a listed job is queued or running, the list refreshes itself at this pace.
+const ACTIVE_REFRESH_MS = 2000;
 
 // Processing time over audio time: under 1 is faster than real time. A live session runs at
 // the speaker's pace, so its ratio (always about 1) would say nothing.
@@ -32,7 +34,9 @@ export function setupJobs() {
   const next = document.getElementById("jobs-next");
   const errorNode = document.getElementById("jobs-error");
   const detail = document.getElementById("job-detail");
+  const tab = document.getElementById("tab-jobs");
   let offset = 0;
+  let refreshTimer = null;
 
   async function showDetail(id) {
     detail.replaceChildren(el("p", { className: "muted" }, "Loading…"));
@@ -78,9 +82,14 @@ export function setupJobs() {
   }
 
   async function load() {
+    clearTimeout(refreshTimer);
+    refreshTimer = null;
     try {
       const page = await listJobs({ status: status.value, limit: PAGE_SIZE, offset });
       showNotice(errorNode, "");
+      if (page.jobs.some((job) => ACTIVE.has(job.status))) {
+        refreshTimer = setTimeout(() => { if (!tab.hidden) load(); }, ACTIVE_REFRESH_MS);
+      }
       body.replaceChildren(...page.jobs.map(row));
       if (!page.jobs.length) body.append(el("tr", {}, el("td", { colspan: 8, className: "muted" }, "No jobs.")));
       range.textContent = page.total ? `${offset + 1}–${offset + page.jobs.length} of ${page.total}` : "";

@@ -18,6 +18,7 @@ const ERROR_ADVICE = {
   limited: "Your API key has reached one of its limits.",
   worker_lost: "The server lost the worker transcribing this session; the sentences so far are saved.",
   unavailable: "The server cannot reach its queue or database right now.",
+  canceled: "This session's job was canceled (deleted) while it ran; nothing of it is kept.",
 };
 
 async function finishedJob(id) {

@@ -44,9 +44,10 @@ function setupTabs(onShow) {
 }
 
 setupKey();
-setupUpload(config);
+const upload = setupUpload(config);
 setupLive(config);
 const jobs = setupJobs();
 setupTabs((name) => {
   if (name === "jobs") jobs.load();
+  if (name === "upload") upload.load();  // sets made since (elsewhere, or with a new key)
 });

@@ -2,7 +2,7 @@
 // follows it (queued with its place and estimate where the server knows them, running with
 // its progress) and, once done, shows its transcript next to the local file in a player.
 
-import { deleteJob, getJob, submitJob } from "./api.js";
+import { deleteJob, getJob, listHotwordSets, submitJob } from "./api.js";
 import { duration, el } from "./dom.js";
 import { renderTranscript } from "./transcript.js";
 
@@ -105,6 +105,25 @@ class UploadCard {
   }
 }
 
+// The key's hotword sets (GET /v1/hotwords) as choices; the server's file-backed default set,
+// if it has one, is what a job gets when nothing is chosen, so the first choice names it.
+async function loadHotwordSets(select) {
+  let listing;
+  try {
+    listing = await listHotwordSets();
+  } catch {
+    return;  // no key yet, or the server is down: the fixed choices stay, and the upload says why
+  }
+  const chosen = select.value;
+  const fixed = [
+    el("option", { value: "" }, listing.default ? `server default (${listing.default.count} words)` : "server default"),
+    el("option", { value: "none" }, "none"),
+  ];
+  const sets = listing.sets.map((set) => el("option", { value: set.name }, `${set.name} (v${set.version}, ${set.count} words)`));
+  select.replaceChildren(...fixed, ...sets);
+  if ([...select.options].some((option) => option.value === chosen)) select.value = chosen;
+}
+
 export function setupUpload(config) {
   const input = document.getElementById("files");
   const zone = document.getElementById("drop-zone");
@@ -118,9 +137,13 @@ export function setupUpload(config) {
     diarize.parentElement.title = "this server's engine does not label speakers";
   }
 
+  const hotwordSet = document.getElementById("hotword-set");
+  loadHotwordSets(hotwordSet);
+
   const submit = (files) => {
     const options = {
       language: language.value,
+      hotwordSet: hotwordSet.value,
       hotwords: document.getElementById("hotwords").value.trim(),
       diarize: diarize.checked,
     };
@@ -144,4 +167,5 @@ export function setupUpload(config) {
     zone.classList.remove("over");
     submit([...event.dataTransfer.files]);
   });
+  return { load: () => loadHotwordSets(hotwordSet) };
 }
