@@ -46,14 +46,15 @@ def submit_job(deps: ApiDeps, audio: ReceivedAudio, mode: str, options: JobOptio
     """Store the audio, record the job as queued, and send the task by name to its queue.
 
     The key's limits are checked before the audio is stored (a refused upload costs no
-    storage), and its jobs in flight once more, under its lock, as the row is inserted."""
+    storage), then, under the key's lock as the row is inserted, its jobs in flight once more
+    and only then its daily audio charged: a job refused for any reason pays nothing."""
     options = resolve_hotwords(deps, principal, hotword_set, options)
     if not options.mask_sensitive_words and not principal.is_admin:
         raise ForbiddenError("only an admin key may turn off sensitive-word masking (mask_sensitive_words=false)")
     queue = choose_queue(deps.settings, mode, deps.redis)
     check_admission(deps, queue)  # a full queue: 503 + Retry-After, before the key is charged
     deps.limiter.check_in_flight(principal)
-    deps.limiter.charge_audio(principal, audio.info.duration_s)
+    deps.limiter.check_audio_fits(principal, audio.info.duration_s)
     job_id = uuid.uuid4().hex
     key = audio_key_for(job_id)
     audio.file.stream.seek(0)
@@ -66,6 +67,7 @@ def submit_job(deps: ApiDeps, audio: ReceivedAudio, mode: str, options: JobOptio
     )
     try:
         with deps.limiter.in_flight_place(principal):
+            deps.limiter.charge_audio(principal, audio.info.duration_s)
             deps.jobs.create(job)
     except OddAsrError:
         deps.storage.delete(key)

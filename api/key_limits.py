@@ -54,20 +54,48 @@ class KeyLimiter:
                 f"key {principal.key_id} is over its limit of {principal.requests_per_minute} requests per minute",
                 retry_after_s=self._retry_after_s(item, principal.key_id))
 
-    def charge_audio(self, principal: Principal, audio_duration_s: float) -> None:
-        """Count a job's audio against the key's daily allowance, or refuse it (429)."""
+    def check_audio_fits(self, principal: Principal, audio_duration_s: float) -> None:
+        """The early check, charging nothing: refuse before the upload is stored when this
+        audio plainly does not fit in what is left of the day (429)."""
         if not principal.audio_seconds_per_day or principal.key_id is None:
             return
-        cost_s = max(1, math.ceil(audio_duration_s))
+        cost_s = self._audio_cost_s(principal, audio_duration_s)
         item = RateLimitItemPerDay(principal.audio_seconds_per_day)
+        try:
+            fits = self._limiter.test(item, principal.key_id, cost=cost_s)
+        except Exception as exc:
+            logger.warning("audio allowance of key %s not checked, Redis unavailable: %s", principal.key_id, exc)
+            return
+        if not fits:
+            self._refuse_audio(principal, item, cost_s)
+
+    def charge_audio(self, principal: Principal, audio_duration_s: float) -> None:
+        """Count a job's audio against the key's daily allowance, or refuse it (429).
+
+        Called as late as possible, once nothing else can refuse the job (its place in flight
+        is taken, its audio stored): a charge cannot be handed back, as the sliding-window
+        counter has no refund, so a job refused after it would have paid for nothing."""
+        if not principal.audio_seconds_per_day or principal.key_id is None:
+            return
+        cost_s = self._audio_cost_s(principal, audio_duration_s)
+        item = RateLimitItemPerDay(principal.audio_seconds_per_day)
+        if not self._hit(item, principal.key_id, cost_s):
+            self._refuse_audio(principal, item, cost_s)
+
+    @staticmethod
+    def _audio_cost_s(principal: Principal, audio_duration_s: float) -> int:
+        cost_s = max(1, math.ceil(audio_duration_s))
         if cost_s > principal.audio_seconds_per_day:
             raise TooManyRequestsError(
                 f"this audio ({cost_s} s) is longer than key {principal.key_id}'s whole daily limit of"
                 f" {principal.audio_seconds_per_day} audio seconds")
-        if not self._hit(item, principal.key_id, cost_s):
-            raise TooManyRequestsError(
-                f"key {principal.key_id} is over its limit of {principal.audio_seconds_per_day} audio seconds per"
-                f" day (this audio: {cost_s} s)", retry_after_s=self._retry_after_s(item, principal.key_id))
+        return cost_s
+
+    def _refuse_audio(self, principal: Principal, item: RateLimitItem, cost_s: int) -> None:
+        assert principal.key_id is not None
+        raise TooManyRequestsError(
+            f"key {principal.key_id} is over its limit of {principal.audio_seconds_per_day} audio seconds per"
+            f" day (this audio: {cost_s} s)", retry_after_s=self._retry_after_s(item, principal.key_id))
 
     def check_audio_left(self, principal: Principal) -> None:
         """A live session's length is unknown at its start: it may start while any of the

@@ -245,6 +245,21 @@ def test_a_websocket_needs_a_key_in_the_token_the_query_or_a_header(tenants: Ten
     assert ws_start(tenants, query=f"?api_key={tenants.team_b}")["header"]["status"] == 20020001
 
 
+def funasr_start(tenants: Tenants, config: dict) -> dict:
+    with open_ws(f"ws://127.0.0.1:{tenants.stack.settings.funasr_ws_port}/") as ws:
+        ws.send(json.dumps({"mode": "2pass", "chunk_size": [5, 10, 5], "wav_name": "w", "is_speaking": True,
+                            **config}))
+        return json.loads(ws.recv(timeout=30))
+
+
+def test_a_funasr_client_sends_its_key_in_the_config_frame(tenants: Tenants) -> None:
+    refused = funasr_start(tenants, {})
+    assert refused["error_kind"] == "unauthorized" and "api_key" in refused["error"]
+    assert funasr_start(tenants, {"api_key": "oddasr_sk_00000000_nope"})["error_kind"] == "unauthorized"
+    # Past authentication; no stream worker runs here, so the answer is "busy".
+    assert funasr_start(tenants, {"api_key": tenants.team_a})["error_kind"] == "busy"
+
+
 # --- keys over HTTP ---------------------------------------------------------------------
 
 
@@ -312,6 +327,31 @@ def test_audio_seconds_per_day_are_counted_and_refused_past_the_limit(tenants: T
     tiny = tenants.key("tiny", audio_seconds_per_day=1)
     too_long = submit(tenants.stack.base_url, tiny, clip, mode="sentence")
     assert too_long.status_code == 429 and "whole daily limit" in too_long.json()["error"]
+
+
+def test_jobs_refused_for_their_place_in_flight_are_not_charged_audio(tenants: Tenants, clip: Path) -> None:
+    """Submitted at once, all pass the early checks; only the one that gets the place pays."""
+    import soundfile
+
+    clip_s = soundfile.info(str(clip)).duration
+    key = tenants.key("refused-pays-nothing", max_jobs_in_flight=1, audio_seconds_per_day=int(clip_s * 2.5))
+    urls = [tenants.stack.base_url, tenants.second_api_url]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(lambda i: submit(urls[i % 2], key, clip, mode="sentence"), range(6)))
+    admitted = [a for a in answers if a.status_code == 202]
+    refused = [a.json()["error"] for a in answers if a.status_code != 202]
+    assert len(admitted) == 1 and len(refused) == 5 and all("jobs in flight" in e for e in refused), refused
+
+    def cancel(answer: requests.Response) -> None:
+        url = tenants.stack.url(f"/v1/jobs/{answer.json()['id']}")
+        assert requests.delete(url, headers=bearer(key), timeout=10).ok
+
+    cancel(admitted[0])
+    second = submit(urls[1], key, clip, mode="sentence")  # the second clip of the day's 2.5
+    assert second.status_code == 202, second.text
+    cancel(second)
+    spent = submit(urls[0], key, clip, mode="sentence")
+    assert spent.status_code == 429 and "audio seconds per day" in spent.json()["error"]
 
 
 def test_limits_answer_on_the_compatibility_endpoints_too(tenants: Tenants, clip: Path) -> None:
