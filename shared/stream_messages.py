@@ -39,6 +39,9 @@ ENDED = "ended"
 ERROR = "error"
 ATTACHED = "attached"
 
+#: The `reason` of an ERROR whose session ended because its job was canceled (DELETE).
+CANCELED_REASON = "canceled"
+
 
 class SessionRequest(BaseModel):
     """What the API asks of the worker whose slot it claimed."""

@@ -4,7 +4,9 @@ completes; a job caught by the outage in the worker is retried, not lost."""
 
 from __future__ import annotations
 
+import json
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import requests
 from tests.support.servers import PostgresServer, run_postgres
 from tests.support.speech import REFERENCE_SENTENCES, synthesize
 from tests.support.stack import Stack, running_stack, wait_for_job
+from tests.support.ws_clients import open_ws
 
 pytestmark = pytest.mark.integration
 
@@ -46,6 +49,12 @@ def test_database_outage_is_a_503_and_the_service_recovers(stack: Stack, own_pos
         ready = requests.get(stack.url("/readyz"), timeout=60)
         assert ready.status_code == 503 and ready.json()["checks"]["database"] != "ok"
         assert not list((Path(stack.settings.storage_local_dir) / "audio").glob("*")), "audio left behind"
+        # A client continuing a live session is told in its own protocol, not dropped with 1011.
+        with open_ws(f"ws://127.0.0.1:{stack.settings.ws_port}/") as ws:
+            ws.send(json.dumps({"name": "StartTranscription", "message_id": "m", "token": "",
+                                "task_id": uuid.uuid4().hex}))
+            header = json.loads(ws.recv(timeout=60))["header"]
+        assert header["status"] == 20020004 and "database" in header["status_text"], header
     finally:
         own_postgres.start()
     deadline_s = time.monotonic() + 60

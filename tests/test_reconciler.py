@@ -21,9 +21,18 @@ from shared.config import Settings
 from shared.db.migrate import upgrade_to_head
 from shared.db.models import Job, JobStatus, utc_now
 from shared.db.repository import JobRepository
+from shared.db.retention import RetentionRepository
 from shared.db.session import make_engine, make_session_factory
+from shared.reprocess import reprocess_job_id
 from shared.schemas import TRANSCRIBE_TASK_NAME
-from worker.services.reaper import ReconcileContext, fail_silent_streams, reconcile, requeue_stalled_queued
+from shared.storage import make_storage
+from worker.services.reaper import (
+    ReconcileContext,
+    fail_silent_streams,
+    queue_owed_reprocessing,
+    reconcile,
+    requeue_stalled_queued,
+)
 
 #: A database of its own on the session's redis-server, so other modules' queues stay apart.
 REDIS_DB = 7
@@ -147,3 +156,50 @@ def test_a_live_session_nobody_holds_any_more_is_failed_keeping_its_sentences(co
     assert [s.text for s in context.jobs.stream_segments(silent)] == ["Hello there."]
     assert context.jobs.get(live).status == JobStatus.RUNNING, "a session whose worker touches its job is alive"
     assert "live sessions nobody holds" in reconcile(context)
+
+
+def ended_session(ctx: ReconcileContext, ended_s_ago: float, reprocess: str, recording: bytes = b"") -> str:
+    job_id = uuid.uuid4().hex
+    ctx.jobs.create(Job(id=job_id, status=JobStatus.SUCCEEDED, mode="stream", queue="stream",
+                        options={"language": "en", "hotwords": ["Brannigan"], "reprocess": reprocess},
+                        audio_key=f"audio/{job_id}", audio_filename="standup", audio_duration_s=3.0,
+                        progress=1.0, attempts=1, callback_url="http://127.0.0.1:9/hook", api_key_id="k1"))
+    assert ctx.storage is not None
+    ctx.storage.put_bytes(f"audio/{job_id}", recording or job_id.encode())
+    engine = make_engine(ctx.settings.database_url)
+    with engine.begin() as connection:
+        connection.execute(update(Job).where(Job.id == job_id).values(
+            finished_at=utc_now() - timedelta(seconds=ended_s_ago)))
+    engine.dispose()
+    return job_id
+
+
+def test_a_session_whose_worker_died_before_queueing_its_reprocessing_gets_it_from_the_sweep(
+        context: ReconcileContext) -> None:
+    """The session's job was stored, then its worker died before making the file job: the
+    recording in storage is enough to make it, once, and only for sessions that asked."""
+    ctx = ReconcileContext(settings=context.settings, jobs=context.jobs, app=context.app, redis=context.redis,
+                           storage=make_storage(context.settings))
+    owed = ended_session(ctx, 120, "diarize", b"RIFF-the-recording")
+    young = ended_session(ctx, 5, "offline")  # its own worker is still at it
+    unasked = ended_session(ctx, 120, "none")
+    already = ended_session(ctx, 120, "offline")
+    ctx.jobs.create(Job(id=reprocess_job_id(already), status=JobStatus.SUCCEEDED, mode="file", queue="cpu",
+                        options={}, progress=1.0, attempts=1))
+    expired = ended_session(ctx, 120, "offline")
+    RetentionRepository(ctx.jobs.session_factory).mark_expired(expired)  # past retention: nothing to redo
+
+    child_id = reprocess_job_id(owed)
+    assert queue_owed_reprocessing(ctx) == [child_id]
+    child = ctx.jobs.get(child_id)
+    assert child.status == JobStatus.QUEUED and child.mode == "file" and child.queue == ctx.settings.file_queue
+    assert child.options["diarize"] is True and child.options["source_job_id"] == owed
+    assert child.options["hotwords"] == ["Brannigan"] and child.api_key_id == "k1"
+    assert child.callback_url == "http://127.0.0.1:9/hook"
+    assert ctx.storage is not None and ctx.storage.get_bytes(child.audio_key or "") == b"RIFF-the-recording"
+    assert messages_for(ctx, ctx.settings.file_queue, child_id) == 1
+    for session_id in (young, unasked, expired):
+        assert ctx.jobs.find(reprocess_job_id(session_id)) is None
+    assert queue_owed_reprocessing(ctx) == [], "a second pass makes nothing more"
+    assert messages_for(ctx, ctx.settings.file_queue, child_id) == 1
+    assert "ended sessions owed their reprocessing" in reconcile(ctx)

@@ -19,6 +19,8 @@ import requests
 import soundfile
 import srt
 
+from shared.db.repository import JobRepository
+from shared.db.session import make_engine, make_session_factory
 from tests.support.speech import REFERENCE_SENTENCES, make_dialogue, make_long_recording, speaker_accuracy
 from tests.support.stack import Stack, running_stack
 from tests.support.ws_clients import funasr_session, oddasr_session, open_ws
@@ -275,6 +277,28 @@ def test_native_protocol_keepalive_finalize_and_close_with_a_summary(stack: Stac
     job = final_job(stack, begin["job_id"])
     assert job["status"] == "succeeded" and job["mode"] == "stream"
     wait_for_idle_slots(stack)
+
+
+def test_deleting_a_live_sessions_job_ends_it_and_keeps_nothing(stack: Stack, pcm: bytes) -> None:
+    """DELETE on a running session's job: the client is told in its protocol, the worker is
+    freed, and neither the recording, the transcript nor the sentences stay stored."""
+    with open_ws(native_url(stack)) as ws:
+        ws.send(json.dumps({"type": "Start", "sample_rate": 16000, "language": "en"}))
+        begin = json.loads(ws.recv(timeout=30))
+        job_id = begin["job_id"]
+        _send_paced(ws, pcm[:len(pcm) // 2 // 2 * 2])
+        received = _messages_until(ws, {"Final"})
+        deleted = requests.delete(stack.url(f"/v1/jobs/{job_id}"), timeout=10)
+        assert deleted.status_code == 200 and deleted.json()["status"] == "canceled"
+        received += _messages_until(ws, {"Error", "Summary"})
+    assert received[-1]["type"] == "Error" and received[-1]["kind"] == "canceled", received[-1]
+    wait_for_idle_slots(stack)
+    job = requests.get(stack.url(f"/v1/jobs/{job_id}"), timeout=10).json()
+    assert job["status"] == "canceled" and job.get("result") is None
+    storage = Path(stack.settings.storage_local_dir or "")
+    assert not list(storage.rglob(f"*{job_id}*")), "the canceled session left data in storage"
+    factory = make_session_factory(make_engine(stack.settings.database_url))
+    assert JobRepository(factory).stream_segments(job_id) == []
 
 
 def test_a_two_voice_session_reprocessed_with_diarize_labels_both_speakers(stack: Stack, speech_dir: Path) -> None:

@@ -57,8 +57,8 @@ def why_not_continue(deps: ApiDeps, task_id: str, owner_id: str | None = None) -
 def stored_sentences(deps: ApiDeps, job: Job) -> Transcript | None:
     """A session's transcript from the sentences stored as they were produced: what a
     session that failed (its worker killed) still has to show."""
-    if job.mode != STREAM_MODE:
-        return None
+    if job.mode != STREAM_MODE or job.status == JobStatus.CANCELED:
+        return None  # a canceled session's sentences are deleted with it
     segments = [Segment(start_s=row.start_ms / 1000, end_s=row.end_ms / 1000, text=row.text)
                 for row in deps.jobs.stream_segments(job.id)]
     return Transcript.from_segments(segments, language=job.options.get("language"),

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import redis
 from simple_websocket import ConnectionClosed
+from sqlalchemy.exc import SQLAlchemyError
 
 from api.auth import MISSING_KEY_MESSAGE, authenticate_token
 from api.deps import ApiDeps
@@ -122,6 +123,10 @@ class StreamSession:
         except OddAsrError as exc:
             self._refuse(v.UNAUTHORIZED if exc.http_status == 401 else v.LIMITED, exc.message)
             return
+        except SQLAlchemyError:  # the key table is unreachable: say so in the client's protocol
+            logger.warning("stream session: the key database is unavailable", exc_info=True)
+            self._refuse(v.UNAVAILABLE, "the job database is unavailable; try again shortly")
+            return
         resume_id = start.task_id or self.resume_session_id
         if resume_id:
             self._resume(start, principal, resume_id)
@@ -178,7 +183,8 @@ class StreamSession:
         if principal is None:
             if not start.token:
                 raise UnauthorizedError(MISSING_KEY_MESSAGE + "; a websocket may also send it as the 'api_key'"
-                                        " query parameter or the start message's 'token'")
+                                        " query parameter, the OddASR start message's 'token' or the FunASR"
+                                        " config frame's 'api_key'")
             principal = authenticate_token(start.token)
             self.deps.limiter.check_request_rate(principal)
         if not resuming:  # a resumed session is already in flight, and charged when it ends
@@ -275,9 +281,14 @@ class StreamSession:
         session over, tell the client how much audio the server has, send it the finals it
         missed, and go on as before."""
         assert self.adapter is not None
-        job = self.deps.jobs.find(session_id, principal.owner_filter) if len(session_id) <= 64 else None
-        if job is None or job.mode != STREAM_MODE or job.status != "running":
-            self._refuse(*stream_jobs.why_not_continue(self.deps, session_id, principal.owner_filter))
+        try:
+            job = self.deps.jobs.find(session_id, principal.owner_filter) if len(session_id) <= 64 else None
+            if job is None or job.mode != STREAM_MODE or job.status != "running":
+                self._refuse(*stream_jobs.why_not_continue(self.deps, session_id, principal.owner_filter))
+                return
+        except SQLAlchemyError:
+            logger.warning("stream session %s: the job database is unavailable", session_id, exc_info=True)
+            self._refuse(v.UNAVAILABLE, "the job database is unavailable; try again shortly")
             return
         try:
             claim = slot_of_session(self.deps.redis, session_id)
@@ -410,7 +421,8 @@ class StreamSession:
             return True
         elif header.kind == sm.ERROR:
             self._worker_ended = True
-            self._outcome = _Outcome(error_kind=v.INTERNAL, error_message=header.message or "the stream worker failed")
+            kind = v.CANCELED if header.reason == sm.CANCELED_REASON else v.INTERNAL
+            self._outcome = _Outcome(error_kind=kind, error_message=header.message or "the stream worker failed")
             return True
         return False
 

@@ -118,6 +118,8 @@ WORKER_LOST = "worker_lost"
 UNAVAILABLE = "unavailable"
 MAX_LENGTH = "max_length"
 INTERNAL = "internal"
+#: The session's job was canceled (DELETE /v1/jobs/{id}) while it ran.
+CANCELED = "canceled"
 #: No key, or an invalid one (HTTP would answer 401).
 UNAUTHORIZED = "unauthorized"
 #: A per-key limit refused the session (HTTP would answer 429).

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db.models import TERMINAL_STATUSES, Job, JobStatus, StreamSegment, utc_now
@@ -152,11 +152,13 @@ class JobRepository:
             return result.rowcount == 1
 
     def clear_stored_keys(self, job_id: str) -> None:
-        """Forget the storage keys after the objects were deleted (not a status change)."""
+        """Forget the storage keys after the objects were deleted (not a status change), and a
+        live session's sentences with them: they are its transcript too."""
         with self._session_factory.begin() as session:
             session.execute(
                 update(Job).where(Job.id == job_id).values(audio_key=None, transcript_key=None, updated_at=utc_now())
             )
+            session.execute(delete(StreamSegment).where(StreamSegment.job_id == job_id))
 
     def claim_stale_running(self, stale_before: datetime, limit: int = 100) -> list[tuple[str, str]]:
         """Running jobs untouched since `stale_before` (their worker died with its machine),
@@ -236,6 +238,28 @@ class JobRepository:
         with self._session_factory() as session:
             query = select(StreamSegment).where(StreamSegment.job_id == job_id).order_by(StreamSegment.index)
             return list(session.scalars(query).all())
+
+    def streams_owed_reprocessing(self, finished_after: datetime, finished_before: datetime,
+                                  limit: int = 100) -> list[tuple[str, str]]:
+        """(session id, reprocess mode) of live sessions that ended well in the window, asked
+        for reprocessing, still hold their recording and have no file job yet: their worker
+        died, or storage or the database failed, between the session's end and the queueing."""
+        from shared import reprocess
+
+        with self._session_factory() as session:
+            rows = session.execute(
+                select(Job.id, Job.options).where(
+                    Job.status == JobStatus.SUCCEEDED, Job.mode == STREAM_MODE, Job.audio_key.is_not(None),
+                    Job.data_expired_at.is_(None), Job.finished_at > finished_after,
+                    Job.finished_at < finished_before)
+            ).all()
+            wanted = {job_id: (options or {}).get("reprocess", reprocess.NONE) for job_id, options in rows}
+            wanted = {job_id: mode for job_id, mode in wanted.items() if mode in reprocess.MODES
+                      and mode != reprocess.NONE}
+            children = {reprocess.reprocess_job_id(job_id): job_id for job_id in wanted}
+            existing = set(session.scalars(select(Job.id).where(Job.id.in_(children))).all()) if children else set()
+        owed = [(session_id, wanted[session_id]) for child, session_id in children.items() if child not in existing]
+        return owed[:limit]
 
     def fail_silent_streams(self, stale_before: datetime) -> list[str]:
         """Live-session jobs still `running` whose worker stopped touching them (the worker and

@@ -35,6 +35,7 @@ from shared.db.retention import RetentionRepository
 from shared.db.webhooks import WebhookRepository
 from shared.schemas import DELIVER_WEBHOOK_TASK_NAME, TRANSCRIBE_TASK_NAME
 from shared.storage import Storage
+from worker.services.reprocess import queue_reprocess
 from worker.services.retention import expire_old_data
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,10 @@ KOMBU_UNACKED_HASH = "unacked"
 KOMBU_UNACKED_INDEX = "unacked_index"
 #: Waiting messages are read in pages of this many.
 QUEUE_PAGE_SIZE = 500
+#: A session's own worker queues its reprocessing within seconds of its end; the sweep looks
+#: after this grace, and this far back.
+REPROCESS_GRACE = timedelta(seconds=60)
+REPROCESS_LOOKBACK = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -166,11 +171,29 @@ def fail_silent_streams(ctx: ReconcileContext) -> list[str]:
     return failed
 
 
+def queue_owed_reprocessing(ctx: ReconcileContext) -> list[str]:
+    """Sessions that ended, asked for reprocessing and never got their file job (their
+    worker died in between). Looked for a grace time after the end, when the session's own
+    worker has long queued it, and up to a day back."""
+    if ctx.storage is None:
+        return []
+    now = utc_now()
+    owed = ctx.jobs.streams_owed_reprocessing(now - REPROCESS_LOOKBACK, now - REPROCESS_GRACE)
+    queued = []
+    for session_id, mode in owed:
+        child = queue_reprocess(ctx.jobs, ctx.storage, ctx.settings, ctx.app, session_id, mode)
+        if child:
+            logger.warning("live session %s never had its reprocessing queued; queued as %s", session_id, child)
+            queued.append(child)
+    return queued
+
+
 #: Every sweep of one reconciler pass, by what it looks for.
 SWEEPS: dict[str, Sweep] = {
     "running jobs without a sign of life": requeue_stale_running,
     "queued jobs no worker started": requeue_stalled_queued,
     "live sessions nobody holds": fail_silent_streams,
+    "ended sessions owed their reprocessing": queue_owed_reprocessing,
     "webhook deliveries due": resend_due_webhooks,
     "finished jobs past their retention": expire_retained_data,
 }

@@ -22,6 +22,7 @@ from shared import stream_messages as sm
 from shared.db.models import JobStatus, utc_now
 from shared.db.repository import STREAM_MODE
 from shared.db.webhooks import WebhookRepository
+from shared.schemas import JobEvent
 from shared.transcript import Segment, Transcript
 from worker.engines.base import SAMPLE_RATE_HZ, StreamEvent, StreamingEngine, StreamOptions
 from worker.services.metrics import record_first_partial, record_job_finished
@@ -59,6 +60,8 @@ class SessionRunner:
         self.request = request
         self._out_channel = redis_keys.stream_session_out_channel(request.session_id)
         self._in_channel = redis_keys.stream_session_in_channel(request.session_id)
+        #: Where the API announces the job's final status: a DELETE of the job ends the session.
+        self._job_events_channel = redis_keys.job_events_channel(request.job_id)
         self._out_seq = 0
         #: The connection this session now serves (see shared.stream_messages).
         self._epoch = 0
@@ -102,7 +105,7 @@ class SessionRunner:
         reason, error = "stopped", ""
         heartbeat = threading.Thread(target=self._heartbeats, name="stream-heartbeat", daemon=True)
         try:
-            pubsub.subscribe(self._in_channel)
+            pubsub.subscribe(self._in_channel, self._job_events_channel)
             self._publish(sm.READY)
             heartbeat.start()
             self.runtime.jobs.transition(request.job_id, JobStatus.RUNNING, worker=self.runtime.identity,
@@ -155,6 +158,11 @@ class SessionRunner:
                 self._emit_partial(session)  # only when the API has nothing waiting: finals come first
                 continue
             if message.get("type") != "message":
+                continue
+            if _channel_name(message) == self._job_events_channel:
+                if JobEvent.model_validate_json(message["data"]).status == JobStatus.CANCELED.value:
+                    raise SessionFailed(sm.CANCELED_REASON, "the session's job was canceled (DELETE /v1/jobs/"
+                                                            f"{self.request.job_id})")
                 continue
             header, payload = sm.decode_frame(message["data"])
             if header.fence != self.request.fence:
@@ -247,13 +255,15 @@ class SessionRunner:
             logger.warning("session %s: could not queue its webhook; the sweep will", self.request.session_id,
                            exc_info=True)
 
-    def _reprocess(self, recorder: SessionRecorder) -> None:
-        """The session's job is stored; a failure here leaves it so, and says why in the log."""
+    def _reprocess(self) -> None:
+        """The session's job is stored; a failure here leaves it so, and the reconciler's
+        sweep queues the reprocessing later (it works from the stored recording too)."""
         try:
-            queue_reprocess(self.runtime, self.celery, self.request.job_id, self.request.reprocess,
-                            lambda key: recorder.store(self.runtime.storage, key))
+            queue_reprocess(self.runtime.jobs, self.runtime.storage, self.settings, self.celery,
+                            self.request.job_id, self.request.reprocess)
         except Exception:
-            logger.exception("session %s: could not queue its reprocessing", self.request.session_id)
+            logger.exception("session %s: could not queue its reprocessing; the reconciler will",
+                             self.request.session_id)
 
     def _finalise(self, recorder: SessionRecorder, reason: str, error: str, started_s: float) -> None:
         """Store the audio and the transcript, end the job, then tell the API: a client that
@@ -276,6 +286,11 @@ class SessionRunner:
             else:
                 status = JobStatus.SUCCEEDED
                 changed = self.runtime.jobs.transition(request.job_id, status, progress=1.0, **common)
+            if not changed and self.runtime.jobs.get(request.job_id).status == JobStatus.CANCELED:
+                # Canceled while it ran: the API deleted what was stored then; this is newer.
+                for stored in (f"audio/{request.job_id}", key):
+                    self.runtime.storage.delete(stored)
+                self.runtime.jobs.clear_stored_keys(request.job_id)
             if changed:
                 publish_final(self.runtime, request.job_id, status)
                 record_job_finished(STREAM_MODE, STREAM_MODE, status.value, audio_s=duration_s)
@@ -290,7 +305,12 @@ class SessionRunner:
             else:
                 self._publish(sm.ENDED, reason=reason, finals=len(self._finals))
         if reprocess_now:  # after the client has its end: copying the recording takes a while
-            self._reprocess(recorder)
+            self._reprocess()
         recorder.discard()
         logger.info("session %s ended (%s): %d sentences, %.1f s of audio", request.session_id, reason,
                     len(self._finals), duration_s)
+
+
+def _channel_name(message: dict) -> str:  # type: ignore[type-arg]
+    channel = message.get("channel", b"")
+    return channel.decode() if isinstance(channel, bytes) else str(channel)
