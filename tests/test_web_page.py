@@ -196,6 +196,7 @@ def test_live_microphone_shows_partials_then_finals_and_the_session_job(page: Pa
     }""")
     page.click("#live-button")
     expect(page.locator("#live-state")).to_have_text("Listening", timeout=LIVE_TIMEOUT_MS)
+    expect(page.locator("#live-language")).to_be_disabled()  # fixed for the session
     expect(page.locator("#live-text .sentence.final")).to_have_count(2, timeout=LIVE_TIMEOUT_MS)
     live_text = page.locator("#live-text").inner_text()
     assert_sentences(live_text)
@@ -209,8 +210,13 @@ def test_live_microphone_shows_partials_then_finals_and_the_session_job(page: Pa
     expect(result.locator(".segments")).to_be_visible(timeout=LIVE_TIMEOUT_MS)
     assert_sentences(result.locator(".segments").inner_text())
     expect(result).to_contain_text("succeeded · job ")
+    expect(page.locator("#live-language")).to_be_enabled()
     assert result.locator("audio").get_attribute("src").startswith("blob:")
     expect(page.locator("#live-error")).to_be_hidden()
+    page.click("[data-tab=jobs]")  # the session is in the list, its speed not a number
+    session_row = page.locator("#jobs-table tr", has=page.locator("td", has_text="stream")).first
+    expect(session_row.locator("td").nth(5)).to_have_text("live")
+    expect(session_row.locator("td").nth(6)).to_have_text("—")
     assert page.errors == []  # type: ignore[attr-defined]
 
 

@@ -73,7 +73,8 @@ export function setupJobs() {
       el("td", {}, el("span", { className: `badge ${job.status}` }, job.status),
         job.status === "running" ? ` ${Math.round((job.progress || 0) * 100)} %` : ""),
       el("td", { className: "num" }, duration(job.audio_duration_s)),
-      el("td", { className: "num" }, duration(job.processing_s)),
+      // A live session's "processing" is its length at the speaker's pace: not a speed.
+      el("td", { className: "num" }, job.mode === "stream" ? "live" : duration(job.processing_s)),
       el("td", { className: "num" }, realTimeFactor(job)),
       el("td", {}, el("button", { type: "button", className: "small", title: hint, onclick: (event) => {
         event.stopPropagation();

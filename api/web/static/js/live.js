@@ -50,6 +50,7 @@ export function setupLive(config) {
     button.textContent = value === "idle" ? "Start microphone" : "Stop";
     button.disabled = value === "finishing" || value === "asking";
     button.classList.toggle("recording", value === "listening");
+    language.disabled = value !== "idle";  // a session's language is fixed at its start
   };
   if (!config.streaming) {
     setState("idle", "Live transcription is turned off on this server.");
