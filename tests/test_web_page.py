@@ -254,6 +254,11 @@ def start_second_api(stack: Stack, name: str, **overrides: object) -> tuple[str,
     settings = stack.settings.model_copy(update={
         "port": free_port(), "ws_port": free_port(), "funasr_ws_port": free_port(),
         "metrics_dir": Path(stack.settings.data_dir) / f"metrics-{name}", **overrides})
+    return spawn_api(stack, name, settings), settings
+
+
+def spawn_api(stack: Stack, name: str, settings: Settings) -> str:
+    """Start an API process with `settings` (again, after a kill: the same ports) and wait for it."""
     env = {**os.environ, **settings.as_child_environment()}
     log = (stack.log_dir / f"{name}.log").open("ab")
     stack.processes[name] = subprocess.Popen(commands.api_argv(settings), env=env, stdout=log,
@@ -263,21 +268,49 @@ def start_second_api(stack: Stack, name: str, **overrides: object) -> tuple[str,
     while True:
         try:
             if requests.get(f"{url}/healthz", timeout=2).ok:
-                return url, settings
+                return url
         except requests.RequestException:
             assert time.monotonic() < deadline_s, stack.log_tail(name)
             time.sleep(0.2)
 
 
-def test_live_says_so_when_the_connection_drops(page: Page, stack: Stack) -> None:
-    """After the other live tests: the worker keeps the dropped session for the resume window."""
+def test_live_resumes_the_session_when_its_api_process_is_restarted(page: Page, stack: Stack) -> None:
+    """A deploy or a crash of the API process mid-session: the page reconnects to the same
+    session, sends the audio the server lacks, and no sentence is lost or repeated."""
     stack.wait_stream_slots(1, timeout_s=30)
-    url, _ = start_second_api(stack, "api-dropped")
+    url, settings = start_second_api(stack, "api-restarted")
+    page.goto(f"{url}/#live")
+    page.click("#live-button")
+    finals = page.locator("#live-text .sentence.final")
+    expect(finals).to_have_count(1, timeout=LIVE_TIMEOUT_MS)
+    stack.stop("api-restarted", sig=signal.SIGKILL)
+    expect(page.locator("#live-state")).to_have_text("Connection lost; reconnecting…")
+    spawn_api(stack, "api-restarted", settings)
+    expect(page.locator("#live-state")).to_have_text("Listening", timeout=LIVE_TIMEOUT_MS)
+    expect(finals).to_have_count(2, timeout=LIVE_TIMEOUT_MS)
+    assert [finals.nth(i).get_attribute("data-index") for i in range(2)] == ["0", "1"]
+    assert_sentences(page.locator("#live-text").inner_text())
+    page.click("#live-button")
+    result = page.locator("#live-result")
+    expect(result.locator(".segments")).to_be_visible(timeout=LIVE_TIMEOUT_MS)
+    expect(result).to_contain_text("succeeded · job ")
+    assert result.locator(".segment").count() == 2
+    assert_sentences(result.locator(".segments").inner_text())
+    expect(page.locator("#live-error")).to_be_hidden()
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_live_says_so_when_the_connection_drops_for_good(page: Page, stack: Stack) -> None:
+    """After the other live tests: the worker keeps the dropped session for its resume window."""
+    stack.wait_stream_slots(1, timeout_s=30)
+    # This API's page gives up after 2 s (its resume window, 4 s, less a margin).
+    url, _ = start_second_api(stack, "api-dropped", stream_resume_window_s=4.0)
     page.goto(f"{url}/#live")
     page.click("#live-button")
     expect(page.locator("#live-state")).to_have_text("Listening", timeout=LIVE_TIMEOUT_MS)
     stack.stop("api-dropped", sig=signal.SIGKILL)
     expect(page.locator("#live-error")).to_contain_text("The connection to the server dropped")
+    expect(page.locator("#live-error")).to_contain_text("could not be resumed")
     expect(page.locator("#live-error")).to_contain_text("saved in the session's job")
     expect(page.locator("#live-button")).to_have_text("Start microphone")
 

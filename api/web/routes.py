@@ -23,7 +23,8 @@ blueprint = Blueprint("web", __name__, template_folder=str(Path(__file__).parent
 
 def page_config(settings: Settings) -> dict[str, object]:
     """What the page needs to offer only what this server accepts: its languages, whether
-    it can label speakers, whether it needs a key and whether live streaming is on."""
+    it can label speakers, whether it needs a key, whether live streaming is on and how long a
+    dropped live session may be resumed."""
     capabilities = capabilities_for(settings.engine, speaker_model=settings.funasr_spk_model,
                                     enable_diarization=settings.enable_diarization)
     return {
@@ -32,6 +33,8 @@ def page_config(settings: Settings) -> dict[str, object]:
         "diarize": capabilities.diarize,
         "auth_required": settings.auth_mode == "required",
         "streaming": not settings.disable_stream,
+        # How long the server holds a dropped session for its client to come back.
+        "resume_window_s": settings.stream_resume_window_s,
     }
 
 

@@ -150,6 +150,14 @@ class SessionRunner:
                         return "not_resumed"
                     continue
                 if now_s - last_heard_s > self.settings.stream_api_timeout_s:
+                    if self.settings.stream_resume_window_s > 0:
+                        # The API process died (a crash, a deploy): its client is cut off as if
+                        # its network had dropped, and may reconnect through another process.
+                        detached_since_s = now_s
+                        logger.warning("session %s: lost contact with its API process; holding it %.0f s for "
+                                       "its client to reconnect", self.request.session_id,
+                                       self.settings.stream_resume_window_s)
+                        continue
                     self._emit(session.finish())
                     raise SessionFailed("api_lost", "lost contact with the API holding the client's connection")
                 if now_s - started_s > self.request.max_session_s + 60:

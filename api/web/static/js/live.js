@@ -10,6 +10,26 @@ import { renderTranscript } from "./transcript.js";
 
 const SUMMARY_TIMEOUT_MS = 30000;
 const JOB_WAIT_MS = 15000;
+// After a drop, reconnect after these pauses (then the last, again) while the server still
+// holds the session: its resume window, less a margin for the last attempt.
+const RECONNECT_DELAYS_MS = [250, 500, 1000, 1000, 2000];
+const RESUME_MARGIN_S = 2;
+
+// The audio from `byteOffset` on, out of the frames sent so far (a resumed session's server
+// says how much it has; the rest is sent again).
+function framesFrom(frames, byteOffset) {
+  let skip = Math.floor(byteOffset / 2);
+  const rest = [];
+  for (const frame of frames) {
+    if (skip >= frame.length) {
+      skip -= frame.length;
+    } else {
+      rest.push(skip ? frame.subarray(skip) : frame);
+      skip = 0;
+    }
+  }
+  return rest;
+}
 
 // The server's Error kinds a person can act on, in words; the server's message follows.
 const ERROR_ADVICE = {
@@ -89,6 +109,7 @@ export function setupLive(config) {
     session = null;
     clearInterval(current.timer);
     clearTimeout(current.summaryTimer);
+    clearTimeout(current.retryTimer);
     current.microphone?.stop();
     if (current.ws.readyState <= WebSocket.OPEN) current.ws.close(1000);
     if (message) showNotice(errorNode, message);
@@ -102,10 +123,26 @@ export function setupLive(config) {
     else current.early.push(frame);  // until a worker holds the session
   }
 
-  function onMessage(current, event) {
+  function onMessage(current, ws, event) {
+    if (ws !== current.ws) return;  // a connection the session has moved on from
     const message = JSON.parse(event.data);
-    if (message.type === "Begin") {
+    if (message.type === "Begin" && message.resumed) {
+      // Back on the same session: send what the server lacks, including what the
+      // microphone captured while the connection was down.
+      framesFrom(current.frames, message.audio_received_bytes).forEach((frame) => ws.send(frame));
+      current.early = [];  // among what was just sent
       current.begun = true;
+      current.droppedAt = null;
+      current.attempts = 0;
+      if (current.stopping) {
+        ws.send(JSON.stringify({ type: "Close" }));
+        setState("finishing", "Finishing the last sentence…");
+      } else {
+        setState("listening", "Listening");
+      }
+    } else if (message.type === "Begin") {
+      current.begun = true;
+      current.sessionId = message.session_id;
       current.jobId = message.job_id;
       current.early.forEach((frame) => current.ws.send(frame));
       current.early = [];
@@ -124,6 +161,7 @@ export function setupLive(config) {
       const node = existing || line(message.index);
       if (!node.classList.contains("final")) node.textContent = message.text;
     } else if (message.type === "Final") {
+      current.lastFinal = Math.max(current.lastFinal, message.index);
       const node = line(message.index);
       node.textContent = message.text;
       node.classList.replace("partial", "final");
@@ -143,7 +181,8 @@ export function setupLive(config) {
     result.replaceChildren();
     elapsed.textContent = "0:00";
     setState("asking", "Asking for the microphone…");
-    const current = { frames: [], early: [], begun: false, jobId: null };
+    const current = { frames: [], early: [], begun: false, jobId: null, sessionId: null, lastFinal: -1,
+                      attempts: 0, droppedAt: null };
     try {
       let downsampler = null;
       const framer = new Framer();
@@ -159,25 +198,49 @@ export function setupLive(config) {
       return;
     }
     setState("connecting", "Waiting for a live worker…");
+    session = current;
+    connect(current, { type: "Start", sample_rate: TARGET_RATE, language: language.value || undefined,
+                       partials: true });
+  }
+
+  function connect(current, startMessage) {
     const ws = new WebSocket(streamUrl());
     ws.binaryType = "arraybuffer";
     current.ws = ws;
-    session = current;
-    ws.onopen = () => ws.send(JSON.stringify({ type: "Start", sample_rate: TARGET_RATE,
-                                               language: language.value || undefined, partials: true }));
-    ws.onmessage = (event) => onMessage(current, event);
-    ws.onclose = (event) => {
-      if (current.summarized || current.failed) return;
-      end(current, `The connection to the server dropped (code ${event.code}${event.reason ? `: ${event.reason}` : ""}).`
+    ws.onopen = () => ws.send(JSON.stringify(startMessage));
+    ws.onmessage = (event) => onMessage(current, ws, event);
+    ws.onclose = (event) => onClose(current, ws, event);
+  }
+
+  // A connection lost before the session's end: resume it while the server holds it (the
+  // network blinked, or the API process behind it was restarted), else say what happened.
+  function onClose(current, ws, event) {
+    if (ws !== current.ws || session !== current || current.summarized || current.failed) return;
+    current.begun = false;  // the microphone's frames wait in current.frames meanwhile
+    current.droppedAt = current.droppedAt || Date.now();
+    const budgetMs = Math.max(0, (config.resume_window_s || 0) - RESUME_MARGIN_S) * 1000;
+    if (!current.sessionId || Date.now() - current.droppedAt >= budgetMs) {
+      end(current, `The connection to the server dropped (code ${event.code}${event.reason ? `: ${event.reason}` : ""})`
+        + (current.sessionId ? " and could not be resumed." : ".")
         + (current.jobId ? " The sentences finished so far are saved in the session's job." : ""));
-    };
+      return;
+    }
+    setState("connecting", "Connection lost; reconnecting…");
+    const delay = RECONNECT_DELAYS_MS[Math.min(current.attempts, RECONNECT_DELAYS_MS.length - 1)];
+    current.attempts += 1;
+    current.retryTimer = setTimeout(() => {
+      if (session === current) {
+        connect(current, { type: "Start", session: current.sessionId, last_final: current.lastFinal });
+      }
+    }, delay);
   }
 
   function stop() {
     const current = session;
     if (!current) return;
     if (!current.begun) {
-      end(current, "Stopped before the server had started the session.");
+      end(current, current.sessionId ? "Stopped while reconnecting; the sentences finished so far are saved in "
+        + "the session's job." : "Stopped before the server had started the session.");
       return;
     }
     current.stopping = true;
