@@ -41,8 +41,9 @@ logger = logging.getLogger(__name__)
 
 #: A client must send its start message (or config) within this after connecting.
 FIRST_FRAME_TIMEOUT_S = 10.0
-#: Audio that arrives before the config is kept up to this many frames (FunASR clients may).
-MAX_EARLY_FRAMES = 50
+#: Audio that arrives before the config is kept (FunASR clients may send some), up to this
+#: much: 1 MiB is 32 s at 16 kHz, and a socket cannot make the API hold more for it.
+MAX_EARLY_AUDIO_BYTES = 1 << 20
 #: How often the client loop wakes to check its timers.
 RECEIVE_POLL_S = 0.25
 #: After the end of a session, how long the worker has to send its last results.
@@ -194,6 +195,7 @@ class StreamSession:
 
     def _first_frames(self) -> tuple[str | None, list[bytes]]:
         early_audio: list[bytes] = []
+        early_bytes = 0
         deadline_s = time.monotonic() + FIRST_FRAME_TIMEOUT_S
         while True:
             frame = self.ws.receive(timeout=max(0.0, deadline_s - time.monotonic()))
@@ -202,8 +204,12 @@ class StreamSession:
                 return None, []
             if isinstance(frame, str):
                 return frame, early_audio
-            if len(early_audio) < MAX_EARLY_FRAMES and len(frame) <= self.settings.stream_max_frame_bytes:
-                early_audio.append(frame)
+            early_bytes += len(frame)
+            if early_bytes > MAX_EARLY_AUDIO_BYTES:
+                self._refuse(v.FRAME_TOO_LARGE, f"more than {MAX_EARLY_AUDIO_BYTES >> 20} MiB of audio before the"
+                                                " start message; send the start message first")
+                return None, []
+            early_audio.append(frame)
 
     def _relay_session(self, relay: RelayClient, session_id: str, start: v.StartCommand,
                        early_audio: list[bytes]) -> None:
