@@ -113,9 +113,21 @@ class KeyLimiter:
                 f"key {principal.key_id} has used its {principal.audio_seconds_per_day} audio seconds for today",
                 retry_after_s=self._retry_after_s(item, principal.key_id))
 
+    def has_audio_left(self, principal: Principal) -> bool:
+        """Whether any of the day's audio allowance is left (a running live session asks as it
+        goes); a Redis that cannot answer says yes, as every limit here does."""
+        if not principal.audio_seconds_per_day or principal.key_id is None:
+            return True
+        try:
+            return bool(self._limiter.test(RateLimitItemPerDay(principal.audio_seconds_per_day), principal.key_id,
+                                           cost=1))
+        except Exception as exc:
+            logger.warning("audio allowance of key %s not checked, Redis unavailable: %s", principal.key_id, exc)
+            return True
+
     def record_audio(self, principal: Principal, audio_duration_s: float) -> None:
-        """Charge a finished live session, as far as the allowance goes (a counter that
-        refuses a charge larger than what is left cannot overdraw: it is filled up)."""
+        """Charge live audio (a running session, as it goes), as far as the allowance goes (a
+        counter that refuses a charge larger than what is left cannot overdraw: it is filled up)."""
         if not principal.audio_seconds_per_day or principal.key_id is None or audio_duration_s <= 0:
             return
         item = RateLimitItemPerDay(principal.audio_seconds_per_day)

@@ -19,6 +19,8 @@ import requests
 import soundfile
 import srt
 
+from shared.auth.api_key_tokens import resolve_hash_key
+from shared.db.api_keys import ApiKeyRepository, KeyLimits
 from shared.db.repository import JobRepository
 from shared.db.session import make_engine, make_session_factory
 from tests.support.speech import REFERENCE_SENTENCES, make_dialogue, make_long_recording, speaker_accuracy
@@ -428,6 +430,67 @@ def test_a_session_cannot_be_resumed_after_its_window_or_by_a_stranger(stack: St
         _messages_until(ws, {"Summary"})
     reply, _ = _first_reply(native_url(stack), json.dumps({"type": "Start", "session": session_id}))
     assert reply["type"] == "Error" and "has ended" in reply["message"]
+    wait_for_idle_slots(stack)
+
+
+@pytest.fixture(scope="module")
+def keyed_api(stack: Stack) -> tuple[str, ApiKeyRepository]:
+    """A second API process on the stack that requires keys; the workers are the same."""
+    url, settings = stack.start_api("api-keyed", auth_mode="required")
+    keys = ApiKeyRepository(make_session_factory(make_engine(settings.database_url)),
+                            resolve_hash_key(settings.api_key_hash_secret, settings.data_dir))
+    return url.replace("http://", "ws://") + "/v1/stream", keys
+
+
+def test_a_live_session_ends_when_its_key_has_used_up_the_days_audio(
+        stack: Stack, pcm: bytes, keyed_api: tuple[str, ApiKeyRepository]) -> None:
+    """Charged as it goes, every 10 s of audio: a session does not run on past the allowance."""
+    url, keys = keyed_api
+    key = keys.create("short-day", limits=KeyLimits(audio_seconds_per_day=15))[1]
+    long_pcm = pcm * (1 + int(32 * 32000 // len(pcm)))  # over 30 s of speech
+    with open_ws(f"{url}?api_key={key}") as ws:
+        ws.send(json.dumps({"type": "Start", "language": "en"}))
+        begin = json.loads(ws.recv(timeout=30))
+        assert begin["type"] == "Begin", begin
+        received: list[dict] = []
+        reader = threading.Thread(target=_collect_native, args=(ws, received), daemon=True)
+        reader.start()
+        with contextlib.suppress(Exception):  # the server ends the session while audio still comes
+            _send_paced(ws, long_pcm, speed=8.0)
+        reader.join(timeout=60)
+    error = received[-1]
+    assert error["type"] == "Error" and error["kind"] == "limited", received[-3:]
+    assert "audio seconds for today" in error["message"] and begin["job_id"] in error["message"]
+    job = final_job(stack, begin["job_id"])
+    assert job["status"] == "succeeded" and job["result"]["segments"], job
+    assert 15 <= job["audio_duration_s"] < 26, job["audio_duration_s"]  # ended at the 20 s charge
+    with open_ws(f"{url}?api_key={key}") as ws:  # and no new session today
+        ws.send(json.dumps({"type": "Start"}))
+        refused = json.loads(ws.recv(timeout=30))
+    assert refused["type"] == "Error" and refused["kind"] == "limited", refused
+    wait_for_idle_slots(stack)
+
+
+def test_another_keys_client_cannot_resume_a_session(
+        stack: Stack, pcm: bytes, keyed_api: tuple[str, ApiKeyRepository]) -> None:
+    url, keys = keyed_api
+    owner, stranger = (keys.create(name)[1] for name in ("owner", "stranger"))
+    ws = open_ws(f"{url}?api_key={owner}")
+    ws.send(json.dumps({"type": "Start", "language": "en"}))
+    session_id = json.loads(ws.recv(timeout=30))["session_id"]
+    _send_paced(ws, pcm[:64000], speed=8.0)
+    ws.socket.shutdown(socket.SHUT_RDWR)  # dropped: the worker holds the session for a resume
+    ws.socket.close()
+    with open_ws(f"{url}?api_key={stranger}") as other:
+        other.send(json.dumps({"type": "Start", "session": session_id}))
+        reply = json.loads(other.recv(timeout=30))
+    assert reply["type"] == "Error" and reply["kind"] == "unknown_task", reply
+    with open_ws(f"{url}?api_key={owner}") as again:
+        again.send(json.dumps({"type": "Start", "session": session_id}))
+        resumed = json.loads(again.recv(timeout=30))
+        assert resumed["type"] == "Begin" and resumed["resumed"] is True, resumed
+        again.send(json.dumps({"type": "Close"}))
+        _messages_until(again, {"Summary"})
     wait_for_idle_slots(stack)
 
 

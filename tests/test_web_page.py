@@ -10,11 +10,9 @@ Chromium (scripts/install-system-packages.sh installs it for `make test`).
 from __future__ import annotations
 
 import base64
-import os
 import re
 import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,11 +23,8 @@ import srt
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
 
 from shared.auth.api_key_tokens import resolve_hash_key
-from shared.cli import commands
-from shared.config import Settings
 from shared.db.api_keys import ApiKeyRepository
 from shared.db.session import make_engine, make_session_factory
-from tests.support.servers import free_port
 from tests.support.speech import REFERENCE_SENTENCES, make_long_recording
 from tests.support.stack import Stack, running_stack
 from tests.support.ws_clients import open_ws
@@ -249,43 +244,18 @@ def test_live_says_so_when_the_microphone_is_denied(playwright: Playwright, stac
         browser.close()
 
 
-def start_second_api(stack: Stack, name: str, **overrides: object) -> tuple[str, Settings]:
-    """Another API process on the same stack (its own ports and settings); the stack stops it."""
-    settings = stack.settings.model_copy(update={
-        "port": free_port(), "ws_port": free_port(), "funasr_ws_port": free_port(),
-        "metrics_dir": Path(stack.settings.data_dir) / f"metrics-{name}", **overrides})
-    return spawn_api(stack, name, settings), settings
-
-
-def spawn_api(stack: Stack, name: str, settings: Settings) -> str:
-    """Start an API process with `settings` (again, after a kill: the same ports) and wait for it."""
-    env = {**os.environ, **settings.as_child_environment()}
-    log = (stack.log_dir / f"{name}.log").open("ab")
-    stack.processes[name] = subprocess.Popen(commands.api_argv(settings), env=env, stdout=log,
-                                             stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{settings.port}"
-    deadline_s = time.monotonic() + 60
-    while True:
-        try:
-            if requests.get(f"{url}/healthz", timeout=2).ok:
-                return url
-        except requests.RequestException:
-            assert time.monotonic() < deadline_s, stack.log_tail(name)
-            time.sleep(0.2)
-
-
 def test_live_resumes_the_session_when_its_api_process_is_restarted(page: Page, stack: Stack) -> None:
     """A deploy or a crash of the API process mid-session: the page reconnects to the same
     session, sends the audio the server lacks, and no sentence is lost or repeated."""
     stack.wait_stream_slots(1, timeout_s=30)
-    url, settings = start_second_api(stack, "api-restarted")
+    url, settings = stack.start_api("api-restarted")
     page.goto(f"{url}/#live")
     page.click("#live-button")
     finals = page.locator("#live-text .sentence.final")
     expect(finals).to_have_count(1, timeout=LIVE_TIMEOUT_MS)
     stack.stop("api-restarted", sig=signal.SIGKILL)
     expect(page.locator("#live-state")).to_have_text("Connection lost; reconnecting…")
-    spawn_api(stack, "api-restarted", settings)
+    stack.spawn_api("api-restarted", settings)
     expect(page.locator("#live-state")).to_have_text("Listening", timeout=LIVE_TIMEOUT_MS)
     expect(finals).to_have_count(2, timeout=LIVE_TIMEOUT_MS)
     assert [finals.nth(i).get_attribute("data-index") for i in range(2)] == ["0", "1"]
@@ -304,7 +274,7 @@ def test_live_says_so_when_the_connection_drops_for_good(page: Page, stack: Stac
     """After the other live tests: the worker keeps the dropped session for its resume window."""
     stack.wait_stream_slots(1, timeout_s=30)
     # This API's page gives up after 2 s (its resume window, 4 s, less a margin).
-    url, _ = start_second_api(stack, "api-dropped", stream_resume_window_s=4.0)
+    url, _ = stack.start_api("api-dropped", stream_resume_window_s=4.0)
     page.goto(f"{url}/#live")
     page.click("#live-button")
     expect(page.locator("#live-state")).to_have_text("Listening", timeout=LIVE_TIMEOUT_MS)
@@ -316,7 +286,7 @@ def test_live_says_so_when_the_connection_drops_for_good(page: Page, stack: Stac
 
 
 def test_a_server_that_needs_a_key_asks_for_it_and_the_page_then_works(context: BrowserContext, stack: Stack) -> None:
-    url, settings = start_second_api(stack, "api-keys", auth_mode="required")
+    url, settings = stack.start_api("api-keys", auth_mode="required")
     keys = ApiKeyRepository(make_session_factory(make_engine(settings.database_url)),
                             resolve_hash_key(settings.api_key_hash_secret, settings.data_dir))
     key = keys.create("web-page")[1]

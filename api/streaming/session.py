@@ -44,6 +44,9 @@ FIRST_FRAME_TIMEOUT_S = 10.0
 #: Audio that arrives before the config is kept (FunASR clients may send some), up to this
 #: much: 1 MiB is 32 s at 16 kHz, and a socket cannot make the API hold more for it.
 MAX_EARLY_AUDIO_BYTES = 1 << 20
+#: A live session is charged against its key's daily audio as it goes, every this much audio,
+#: and ended (its sentences kept) once the allowance is used up.
+LIVE_CHARGE_INTERVAL_S = 10.0
 #: How often the client loop wakes to check its timers.
 RECEIVE_POLL_S = 0.25
 #: After the end of a session, how long the worker has to send its last results.
@@ -86,6 +89,11 @@ class StreamSession:
         self._stopping = False
         #: 16-bit PCM sent to the worker, at the client's sample rate: the session's audio.
         self._relayed_bytes = 0
+        #: Of it, what the key has been charged for (daily audio), and who that key is.
+        self._charged_bytes = 0
+        self._principal: Principal | None = None
+        #: Why the session was ended for its key's daily audio, if it was.
+        self._limited = ""
         #: How many finals the whole session made (the worker says so at the end).
         self._finals_total: int | None = None
         self._sample_rate_hz = 16000
@@ -128,6 +136,7 @@ class StreamSession:
             logger.warning("stream session: the key database is unavailable", exc_info=True)
             self._refuse(v.UNAVAILABLE, "the job database is unavailable; try again shortly")
             return
+        self._principal = principal
         resume_id = start.task_id or self.resume_session_id
         if resume_id:
             self._resume(start, principal, resume_id)
@@ -175,7 +184,7 @@ class StreamSession:
             self._relay_session(relay, session_id, start, early_audio)
         finally:
             relay.close()
-            self.deps.limiter.record_audio(principal, self._relayed_bytes / (2 * start.sample_rate_hz))
+            self._charge_audio()
 
     def _authenticate(self, start: v.StartCommand, *, resuming: bool) -> Principal:
         """The caller: known from the upgrade request, or named by the start message's
@@ -314,24 +323,22 @@ class StreamSession:
                             worker_timeout_s=self.settings.stream_worker_timeout_s,
                             max_backlog_bytes=int(self.settings.stream_max_backlog_s * 32000),
                             epoch=secrets.randbelow(2**31 - 1) + 1)
-        resumed_at_bytes = 0
         try:
             try:
-                self._relayed_bytes = relay.attach(after_index)
+                self._relayed_bytes = self._charged_bytes = relay.attach(after_index)
             except (RelayError, redis.RedisError) as exc:
                 self._refuse(v.WORKER_LOST, f"session {session_id} could not be resumed: "
                                             f"{exc.message if isinstance(exc, RelayError) else exc}")
                 return
             self._last_final_sent = after_index
-            resumed_at_bytes = self._relayed_bytes
+            self._charged_bytes = self._relayed_bytes  # the earlier connections paid for theirs
             logger.info("stream session %s resumed at %d bytes, after final %d", session_id, self._relayed_bytes,
                         after_index)
             self._send(self.adapter.on_started(session_id, resumed_bytes=self._relayed_bytes))
             self._serve(relay, session_id, [])
         finally:
             relay.close()
-            self.deps.limiter.record_audio(principal, (self._relayed_bytes - resumed_at_bytes)
-                                           / (2 * self._sample_rate_hz))
+            self._charge_audio()
 
     def _relay_audio(self, relay: RelayClient, framer: AudioFramer, frame: bytes) -> None:
         if len(frame) > self.settings.stream_max_frame_bytes:
@@ -346,6 +353,22 @@ class StreamSession:
                 return
         relay.send(sm.AUDIO, pcm, received_at_s=received_at_s)
         self._relayed_bytes += len(pcm)
+        if self._relayed_bytes - self._charged_bytes >= LIVE_CHARGE_INTERVAL_S * 2 * self._sample_rate_hz:
+            self._charge_audio()
+            if self._principal and not self._stopping and not self.deps.limiter.has_audio_left(self._principal):
+                self._limited = (f"key {self._principal.key_id} has used its {self._principal.audio_seconds_per_day}"
+                                 f" audio seconds for today; the session was ended and its sentences are saved in"
+                                 f" job {relay.session_id}")
+                logger.info("stream session %s: %s", relay.session_id, self._limited)
+                self._stop(relay, ack=False)
+
+    def _charge_audio(self) -> None:
+        """Charge the key for the audio relayed since the last charge."""
+        if self._principal is None or self._relayed_bytes <= self._charged_bytes:
+            return
+        seconds = (self._relayed_bytes - self._charged_bytes) / (2 * self._sample_rate_hz)
+        self._charged_bytes = self._relayed_bytes
+        self.deps.limiter.record_audio(self._principal, seconds)
 
     def _client_loop(self, relay: RelayClient, framer: AudioFramer) -> None:
         assert self.adapter is not None
@@ -442,6 +465,8 @@ class StreamSession:
                 stream_jobs.fail(self.deps, session_id, outcome.error_message)
             logger.warning("stream session %s ended with an error: %s", session_id, outcome.error_message)
             frames = self.adapter.on_error(outcome.error_kind, outcome.error_message)
+        elif self._limited:  # ended well, but not by the client: say why
+            frames = self.adapter.on_error(v.LIMITED, self._limited)
         else:
             frames = self.adapter.on_end(self._stop_ack, self._relayed_bytes / (2 * self._sample_rate_hz),
                                          self._finals_total)

@@ -47,6 +47,34 @@ class Stack:
         self.spawn(f"worker-{name}", commands.worker_argv(self.settings, queues, concurrency, pool, name,
                                                           metrics_port))
 
+    def start_api(self, name: str, **overrides: object) -> tuple[str, Settings]:
+        """Another API process on this stack, with its own ports and `overrides` (auth, limits);
+        it shares the database, Redis, storage and workers. Returns its URL and settings."""
+        settings = self.settings.model_copy(update={
+            "port": free_port(), "ws_port": free_port(), "funasr_ws_port": free_port(),
+            "metrics_dir": Path(self.settings.data_dir) / f"metrics-{name}", **overrides})
+        return self.spawn_api(name, settings), settings
+
+    def spawn_api(self, name: str, settings: Settings, timeout_s: float = 60.0) -> str:
+        """Start an API process with `settings` (again, after a kill: on the same ports) and
+        wait until it answers."""
+        import requests
+
+        env = {**os.environ, **settings.as_child_environment()}
+        log = (self.log_dir / f"{name}.log").open("ab")
+        self.processes[name] = subprocess.Popen(commands.api_argv(settings), env=env, stdout=log,
+                                                stderr=subprocess.STDOUT, start_new_session=True)
+        url = f"http://127.0.0.1:{settings.port}"
+        deadline_s = time.monotonic() + timeout_s
+        while True:
+            try:
+                if requests.get(f"{url}/healthz", timeout=2).ok:
+                    return url
+            except requests.RequestException:
+                if time.monotonic() > deadline_s:
+                    raise TimeoutError(f"API {name} did not start:\n{self.log_tail(name)}") from None
+                time.sleep(0.2)
+
     def start_stream_workers(self, processes: int = 1) -> None:
         self.spawn("stream-worker", commands.stream_worker_argv(self.settings, processes))
 
