@@ -33,7 +33,7 @@ from worker.engines.fsmn_vad import current_log_levels, restore_process_settings
 from worker.engines.fsmn_vad_lite import FsmnVadLite
 from worker.engines.funasr_engine import resolve_funasr_model
 from worker.engines.model_files import resolve_vad_model_dir
-from worker.engines.whisper_stream import VadStream
+from worker.engines.vad_sentences import VadSentenceSession, VadStream
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +46,6 @@ DEFAULT_DECODER_CHUNK_LOOK_BACK = 1
 FRAME_SAMPLES = 960
 #: A sentence longer than this is cut and finalised: the offline model decodes it whole.
 MAX_SENTENCE_S = 60.0
-#: Audio kept before the speech start the VAD reports (its start decision looks back).
-PREROLL_MS = 1000
 #: The offline decode of a sentence is padded so it hears word onsets and endings whole.
 PAD_MS = 200
 
@@ -71,16 +69,18 @@ def join_stream_text(before: str, piece: str) -> str:
     return before + piece
 
 
-class FunAsrStreamSession:
+class FunAsrStreamSession(VadSentenceSession):
     """One live session: its own streaming cache, VAD state and audio window over shared models."""
+
+    max_sentence_s = MAX_SENTENCE_S
 
     def __init__(self, stream_model: Any, offline: SentenceDecoder | None, vad: VadStream,
                  options: StreamOptions) -> None:
         if options.mode != "online" and offline is None:
             raise EngineError(f"the {options.mode} mode needs the offline model")
+        super().__init__(vad)
         self._stream_model = stream_model
         self._offline = offline
-        self._vad = vad
         self._mode = options.mode
         self._hotwords = options.hotwords
         self._want_partials = options.want_partials and options.mode != "offline"
@@ -95,35 +95,12 @@ class FunAsrStreamSession:
         }
         #: The streaming model decodes this many samples at a time; partials wait for one.
         self._stride = max(1, chunk_size[1]) * FRAME_SAMPLES
-        self._window = np.zeros(0, dtype=np.float32)
-        #: Absolute sample index of `_window[0]`.
-        self._window_start = 0
-        self._total = 0
-        #: Where the VAD's clock starts: it starts over at 0 after each flush (`finish`).
-        self._vad_origin_ms = 0
-        self._open_start_ms: int | None = None
-        self._index = 0
         #: The streaming model's state for the open sentence; a new one for each sentence.
         self._cache: dict[str, Any] = {}
         #: Absolute sample up to which the open sentence's audio went to the streaming model.
         self._fed = 0
         self._stream_text = ""
         self._partial_text = ""
-
-    # --- public --------------------------------------------------------------------------
-    def accept_audio(self, samples: np.ndarray) -> list[StreamEvent]:
-        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
-        self._window = np.concatenate([self._window, samples])
-        self._total += samples.size
-        finals: list[StreamEvent] = []
-        for start_ms, end_ms in self._vad.accept(samples):
-            finals.extend(self._on_vad(*self._from_vad_clock(start_ms, end_ms)))
-        if self._open_start_ms is not None and self._now_ms() - self._open_start_ms >= MAX_SENTENCE_S * 1000:
-            cut_ms = self._now_ms()
-            finals.extend(self._close(cut_ms))
-            self._open(cut_ms)
-        self._trim()
-        return finals
 
     def partial(self) -> StreamEvent | None:
         """Feed the streaming model what came since the last time, once there is a chunk of it;
@@ -138,35 +115,10 @@ class FunAsrStreamSession:
         self._partial_text = self._stream_text
         return StreamEvent("partial", self._index, self._stream_text, self._open_start_ms, self._now_ms())
 
-    def finish(self) -> list[StreamEvent]:
-        """Close the open sentence now. The session may go on afterwards (a client's
-        Finalize): the VAD starts over, its clock from here."""
-        finals: list[StreamEvent] = []
-        for start_ms, end_ms in self._vad.accept(np.zeros(0, dtype=np.float32), is_final=True):
-            finals.extend(self._on_vad(*self._from_vad_clock(start_ms, end_ms)))
-        if self._open_start_ms is not None:
-            finals.extend(self._close(self._now_ms()))
-        self._vad_origin_ms = self._now_ms()
-        return finals
-
     # --- inside --------------------------------------------------------------------------
-    def _now_ms(self) -> int:
-        return self._total * 1000 // SAMPLE_RATE_HZ
-
-    def _from_vad_clock(self, start_ms: int, end_ms: int) -> tuple[int, int]:
-        """FunASR's events use -1 for "not in this event"; the rest move to the session clock."""
-        return (start_ms + self._vad_origin_ms if start_ms >= 0 else -1,
-                end_ms + self._vad_origin_ms if end_ms >= 0 else -1)
-
-    def _on_vad(self, start_ms: int, end_ms: int) -> list[StreamEvent]:
-        if start_ms >= 0 and self._open_start_ms is None:
-            self._open(start_ms)
-        if end_ms >= 0 and self._open_start_ms is not None:
-            return self._close(end_ms)
-        return []
-
     def _open(self, start_ms: int) -> None:
-        self._open_start_ms = max(0, start_ms)
+        super()._open(start_ms)
+        assert self._open_start_ms is not None
         self._fed = max(self._window_start, self._open_start_ms * SAMPLE_RATE_HZ // 1000)
         self._cache = {}
         self._stream_text = self._partial_text = ""
@@ -187,11 +139,13 @@ class FunAsrStreamSession:
             text = text or self._stream_text
         self._cache = {}
         self._stream_text = self._partial_text = ""
-        if not text:
-            return []
-        event = StreamEvent("final", self._index, text, max(0, start_ms), end_ms)
-        self._index += 1
-        return [event]
+        return self._final(text, start_ms, end_ms)
+
+    def _keep_floor_sample(self) -> int:
+        """Before the open sentence's start (less the padding) and what the streaming model
+        has not had yet."""
+        assert self._open_start_ms is not None
+        return min((self._open_start_ms - PAD_MS) * SAMPLE_RATE_HZ // 1000, self._fed)
 
     def _feed(self, upto: int, *, is_final: bool) -> None:
         """The open sentence's audio from `_fed` to `upto` through the streaming model; the
@@ -209,24 +163,6 @@ class FunAsrStreamSession:
             raise EngineError(f"the FunASR streaming model failed: {type(exc).__name__}: {exc}") from exc
         text = str(results[0].get("text", "")) if results else ""
         self._stream_text = join_stream_text(self._stream_text, text)
-
-    def _trim(self) -> None:
-        """Forget audio no decode can need again: everything before the pre-roll, and before
-        the open sentence's start (less the padding) and what the streaming model has not had."""
-        keep_from_ms = self._now_ms() - PREROLL_MS
-        keep_from = keep_from_ms * SAMPLE_RATE_HZ // 1000
-        if self._open_start_ms is not None:
-            keep_from = min(keep_from, (self._open_start_ms - PAD_MS) * SAMPLE_RATE_HZ // 1000, self._fed)
-        keep_from = max(self._window_start, keep_from)
-        drop = keep_from - self._window_start
-        if drop > 0:
-            self._window = self._window[drop:].copy()
-            self._window_start = keep_from
-
-    def _clip(self, start_ms: int, end_ms: int) -> np.ndarray:
-        start = max(self._window_start, start_ms * SAMPLE_RATE_HZ // 1000) - self._window_start
-        end = min(self._total, end_ms * SAMPLE_RATE_HZ // 1000) - self._window_start
-        return self._window[max(0, start):max(0, end)]
 
 
 class FunAsrStreamEngine:

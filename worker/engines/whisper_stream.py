@@ -18,18 +18,17 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from worker.engines.base import SAMPLE_RATE_HZ, StreamEvent, StreamOptions
+from worker.engines.vad_sentences import PREROLL_MS, VadSentenceSession, VadStream
 
 logger = logging.getLogger(__name__)
 
 #: A sentence longer than this is cut and finalised (Whisper's window is 30 s).
 MAX_SENTENCE_S = 25.0
-#: Audio kept before the speech start the VAD reports (its start decision looks back).
-PREROLL_MS = 1000
 #: Decodes are padded so the decoder hears word onsets and endings whole.
 PAD_MS = 200
 #: Partials are not attempted on less speech than this.
@@ -43,12 +42,6 @@ LEAD_SILENCE_S = 0.5
 EAGER_STEP_MS = 100
 
 _WORD_NORMALISE_RE = re.compile(r"[^\w']+")
-
-
-class VadStream(Protocol):
-    def accept(self, samples: np.ndarray, is_final: bool = False) -> list[tuple[int, int]]:
-        """FunASR online events, ms from the stream start: [start, -1], [-1, end], [start, end]."""
-        ...
 
 
 def _norm(word: str) -> str:
@@ -74,45 +67,24 @@ def agreed_prefix(committed: list[str], previous: list[str], current: list[str])
     return extended
 
 
-class WhisperStreamSession:
+class WhisperStreamSession(VadSentenceSession):
     """One live session over a shared WhisperModel; its own VAD cache and audio window."""
+
+    max_sentence_s = MAX_SENTENCE_S
 
     def __init__(self, model: Any, vad: VadStream, options: StreamOptions, *, beam_size: int,
                  english_only: bool) -> None:
+        super().__init__(vad)
         self._model = model
-        self._vad = vad
         self._beam_size = beam_size
         self._language = "en" if english_only else options.language
         self._hotwords = " ".join(options.hotwords) or None
         self._want_partials = options.want_partials
         self._partial_interval_ms = options.partial_interval_ms
         self._lead = np.zeros(int(LEAD_SILENCE_S * SAMPLE_RATE_HZ), dtype=np.float32)
-        self._window = np.zeros(0, dtype=np.float32)
-        #: Absolute sample index of `_window[0]`.
-        self._window_start = 0
-        self._total = 0
-        #: Where the VAD's clock starts: it starts over at 0 after each flush (`finish`).
-        self._vad_origin_ms = 0
-        self._open_start_ms: int | None = None
-        self._index = 0
         self._committed: list[str] = []
         self._previous: list[str] = []
         self._partial_heard = 0
-
-    # --- public --------------------------------------------------------------------------
-    def accept_audio(self, samples: np.ndarray) -> list[StreamEvent]:
-        samples = np.asarray(samples, dtype=np.float32)
-        self._window = np.concatenate([self._window, samples])
-        self._total += samples.size
-        finals: list[StreamEvent] = []
-        for start_ms, end_ms in self._vad.accept(samples):
-            finals.extend(self._on_vad(*self._from_vad_clock(start_ms, end_ms)))
-        if self._open_start_ms is not None and self._now_ms() - self._open_start_ms >= MAX_SENTENCE_S * 1000:
-            cut_ms = self._now_ms()
-            finals.extend(self._close(cut_ms))
-            self._open_start_ms = cut_ms
-        self._trim()
-        return finals
 
     def partial(self) -> StreamEvent | None:
         if not self._want_partials or self._open_start_ms is None:
@@ -131,60 +103,18 @@ class WhisperStreamSession:
         self._committed = committed
         return StreamEvent("partial", self._index, " ".join(committed), self._open_start_ms, self._now_ms())
 
-    def finish(self) -> list[StreamEvent]:
-        """Close the open sentence now. The session may go on afterwards (a client's
-        Finalize): the VAD starts over, its clock from here."""
-        finals: list[StreamEvent] = []
-        for start_ms, end_ms in self._vad.accept(np.zeros(0, dtype=np.float32), is_final=True):
-            finals.extend(self._on_vad(*self._from_vad_clock(start_ms, end_ms)))
-        if self._open_start_ms is not None:
-            finals.extend(self._close(self._now_ms()))
-        self._vad_origin_ms = self._now_ms()
-        return finals
-
     # --- inside --------------------------------------------------------------------------
-    def _now_ms(self) -> int:
-        return self._total * 1000 // SAMPLE_RATE_HZ
-
-    def _from_vad_clock(self, start_ms: int, end_ms: int) -> tuple[int, int]:
-        """FunASR's events use -1 for "not in this event"; the rest move to the session clock."""
-        return (start_ms + self._vad_origin_ms if start_ms >= 0 else -1,
-                end_ms + self._vad_origin_ms if end_ms >= 0 else -1)
-
-    def _on_vad(self, start_ms: int, end_ms: int) -> list[StreamEvent]:
-        if start_ms >= 0 and self._open_start_ms is None:
-            self._open_start_ms = start_ms
-        if end_ms >= 0 and self._open_start_ms is not None:
-            return self._close(end_ms)
-        return []
-
     def _close(self, end_ms: int) -> list[StreamEvent]:
         """Finalise the open sentence [open start, end_ms] with the full beam."""
         start_ms = self._open_start_ms if self._open_start_ms is not None else end_ms
         self._open_start_ms = None
         self._committed, self._previous = [], []
         text = self._decode(start_ms - PAD_MS, end_ms + PAD_MS, beam_size=self._beam_size, final=True).strip()
-        if not text:
-            return []
-        event = StreamEvent("final", self._index, text, max(0, start_ms), end_ms)
-        self._index += 1
-        return [event]
+        return self._final(text, start_ms, end_ms)
 
-    def _trim(self) -> None:
-        """Forget audio no decode can need again: everything before the pre-roll."""
-        keep_from_ms = self._now_ms() - PREROLL_MS
-        if self._open_start_ms is not None:
-            keep_from_ms = min(keep_from_ms, self._open_start_ms - PREROLL_MS)
-        keep_from = max(self._window_start, keep_from_ms * SAMPLE_RATE_HZ // 1000)
-        drop = keep_from - self._window_start
-        if drop > 0:
-            self._window = self._window[drop:].copy()
-            self._window_start = keep_from
-
-    def _clip(self, start_ms: int, end_ms: int) -> np.ndarray:
-        start = max(self._window_start, start_ms * SAMPLE_RATE_HZ // 1000) - self._window_start
-        end = min(self._total, end_ms * SAMPLE_RATE_HZ // 1000) - self._window_start
-        return self._window[max(0, start):max(0, end)]
+    def _keep_floor_sample(self) -> int:
+        assert self._open_start_ms is not None
+        return (self._open_start_ms - PREROLL_MS) * SAMPLE_RATE_HZ // 1000
 
     def _decode(self, start_ms: int, end_ms: int, *, beam_size: int, final: bool) -> str:
         """Partials decode greedily without timestamp tokens (fastest); finals decode the way
