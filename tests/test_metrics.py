@@ -5,7 +5,9 @@ supervisor's port, scraped before and after real jobs and a real live session.""
 from __future__ import annotations
 
 import json
+import shutil
 import socket
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -274,3 +276,80 @@ def test_compose_prometheus_scrapes_every_service_on_its_metrics_port() -> None:
                        ("worker-gpu", defaults.worker_metrics_port),
                        ("worker-stream", defaults.stream_worker_metrics_port)}
     assert compose["x-oddasr-env"]["ODDASR_METRICS_HOST"] == "0.0.0.0"
+
+
+def readme_queries() -> list[str]:
+    """The example queries of the README's Metrics section, one a line."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("```promql\n", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def test_the_readme_queries_answer_on_a_real_prometheus_scraping_every_endpoint(
+        stack: Stack, clip: Path, tmp_path: Path) -> None:
+    """Debian's Prometheus with deploy/prometheus.yml, its Docker DNS lookups swapped for this
+    stack's addresses: every target is up, and every query in the README parses and answers
+    with data (a misspelt metric would answer with nothing)."""
+    import yaml
+
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.fail("prometheus is not installed (make test installs it: scripts/install-system-packages.sh)")
+    root = Path(__file__).resolve().parents[1]
+    config = yaml.safe_load((root / "deploy" / "prometheus.yml").read_text())
+    port = stack.settings.worker_metrics_port
+    here = {"api": [f"127.0.0.1:{stack.settings.port}"],
+            "worker-cpu": [f"127.0.0.1:{port}", f"127.0.0.1:{port + 1}"],
+            "worker-stream": [f"127.0.0.1:{stack.settings.stream_worker_metrics_port}"]}
+    config["global"] = {"scrape_interval": "1s", "scrape_timeout": "1s"}
+    config["scrape_configs"] = [
+        {**{k: v for k, v in job.items() if k != "dns_sd_configs"},
+         "static_configs": [{"targets": here[job["job_name"]]}]}
+        for job in config["scrape_configs"] if job["job_name"] in here]
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    web = f"127.0.0.1:{free_port()}"
+    log = (tmp_path / "prometheus.log").open("wb")
+    server = subprocess.Popen([binary, f"--config.file={tmp_path / 'prometheus.yml'}",
+                               f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address={web}"],
+                              stdout=log, stderr=subprocess.STDOUT)
+
+    def query(promql: str) -> list[dict]:
+        answer = requests.get(f"http://{web}/api/v1/query", params={"query": promql}, timeout=10).json()
+        assert answer["status"] == "success", (promql, answer)
+        return list(answer["data"]["result"])
+
+    try:
+        deadline_s = time.monotonic() + 60
+        while True:
+            try:
+                up = query("up")
+                if len(up) == 4 and all(series["value"][1] == "1" for series in up):
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline_s, (tmp_path / "prometheus.log").read_text()[-2000:]
+            time.sleep(0.5)
+        # Work after the first scrapes, so that every rate() has something to show.
+        wait_for_job(stack, post_job(stack, clip))
+        wait_for_job(stack, post_job(stack, clip, mode="sentence"))
+        with open_ws(f"ws://127.0.0.1:{stack.settings.port}/v1/stream") as ws:
+            ws.send(json.dumps({"type": "Start"}))
+            assert json.loads(ws.recv(timeout=30))["type"] == "Begin"
+            for _ in range(25):  # scraped while the session is open (silence keeps it so)
+                ws.send(b"\0" * 3200)
+                time.sleep(0.1)
+            ws.send(json.dumps({"type": "Close"}))
+            while json.loads(ws.recv(timeout=30))["type"] != "Summary":
+                pass
+        time.sleep(3.0)
+        for promql in readme_queries():
+            result = query(promql)
+            if promql.startswith("up{"):
+                assert result == [], f"a worker is down: {result}"
+            else:
+                assert result, f"no data for {promql!r}"
+        per_queue = {series["metric"]["queue"] for series in query(readme_queries()[0])}
+        assert {QUEUE_CPU, QUEUE_SENTENCE} <= per_queue
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
