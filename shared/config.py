@@ -193,6 +193,9 @@ class Settings(BaseSettings):
     enable_https: bool = False
     ssl_cert_path: str = ""
     ssl_key_path: str = ""
+    #: TLS on the HTTP API's port too, with the same certificate: the web page's microphone
+    #: works only on https (or localhost), so a page opened from another machine needs it.
+    https_api: bool = False
     #: How long a new session waits for a free stream worker before it is told "busy".
     stream_slot_wait_s: float = 10.0
     #: No audio for this long ends a session (the original's free_resource_timeout; OddASR's
@@ -350,16 +353,25 @@ class Settings(BaseSettings):
             self.model_cache_dir = self.data_dir / "models"
         if self.metrics_dir is None:
             self.metrics_dir = self.data_dir / "metrics"
-        if self.enable_https and not self.disable_stream:
+        tls_users = ([] if self.disable_stream or not self.enable_https else ["enable_https puts TLS on the"
+                                                                             " websocket ports"])
+        tls_users += ["https_api puts TLS on the HTTP API"] if self.https_api else []
+        if tls_users:
             missing = [name for name in ("ssl_cert_path", "ssl_key_path") if not getattr(self, name)]
             unreadable = [path for path in (self.ssl_cert_path, self.ssl_key_path) if path and not Path(path).is_file()]
             if missing or unreadable:
                 raise ValueError(
-                    "enable_https puts TLS on the websocket ports and needs a certificate and its key: "
+                    f"{' and '.join(tls_users)}: that needs a certificate and its key: "
                     + (f"set {' and '.join(missing)}" if missing else f"no such file: {', '.join(unreadable)}"))
         return self
 
     # --- derived values ------------------------------------------------------------------
+    @property
+    def api_base_url(self) -> str:
+        """Where this machine's clients reach the API (the CLI's default server)."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return f"{'https' if self.https_api else 'http'}://{host}:{self.port}"
+
     @property
     def visibility_timeout_s(self) -> int:
         """Redis redelivers an unacknowledged job after this; it must outlast the longest job."""

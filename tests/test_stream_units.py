@@ -182,7 +182,7 @@ def test_a_busy_worker_rewrites_its_slot_as_busy_after_redis_lost_it(client: red
 
 # --- which ports an API process binds --------------------------------------------------------
 def test_websocket_ports_follow_disable_stream_and_tls() -> None:
-    from shared.cli.commands import api_listeners, api_roles
+    from shared.cli.commands import api_argv, api_listeners, api_roles
     from shared.config import Settings
 
     plain = Settings(port=9002, ws_port=8101, funasr_ws_port=10095)
@@ -193,6 +193,15 @@ def test_websocket_ports_follow_disable_stream_and_tls() -> None:
     tls = Settings.model_construct(**{**plain.model_dump(), "enable_https": True})
     assert api_roles(tls) == ["http", "websocket"]
     assert api_roles(Settings(enable_https=True, disable_stream=True)) == ["all"]
+    # https_api: the HTTP port speaks TLS too; one process again when both do.
+    both = Settings.model_construct(**{**plain.model_dump(), "enable_https": True, "https_api": True,
+                                       "ssl_cert_path": "c.pem", "ssl_key_path": "k.pem"})
+    assert api_roles(both) == ["all"] and "--certfile" in api_argv(both, "all")
+    http_only = Settings.model_construct(**{**both.model_dump(), "enable_https": False})
+    assert api_roles(http_only) == ["http", "websocket"]
+    assert "--certfile" in api_argv(http_only, "http") and "--certfile" not in api_argv(http_only, "websocket")
+    assert "--certfile" not in api_argv(plain, "all") and "--certfile" in api_argv(tls, "websocket")
+    assert http_only.api_base_url == "https://127.0.0.1:9002" and plain.api_base_url == "http://127.0.0.1:9002"
 
 
 def test_tls_without_a_certificate_is_refused_at_start_with_the_reason(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -202,6 +211,8 @@ def test_tls_without_a_certificate_is_refused_at_start_with_the_reason(tmp_path)
         Settings(enable_https=True)
     with pytest.raises(ValueError, match="no such file"):
         Settings(enable_https=True, ssl_cert_path=str(tmp_path / "c.pem"), ssl_key_path=str(tmp_path / "k.pem"))
+    with pytest.raises(ValueError, match="https_api puts TLS on the HTTP API"):
+        Settings(https_api=True, disable_stream=True)
 
 
 def test_reprocess_ids_are_derived_and_stages_named() -> None:

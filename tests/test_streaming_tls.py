@@ -3,6 +3,7 @@ HTTP API stays plain: the websocket ports get a gunicorn process of their own.""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     directory = tmp_path_factory.mktemp("tls")
     cert, key = directory / "cert.pem", directory / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1",
                     "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
     return cert, key
 
@@ -48,3 +50,21 @@ def test_funasr_client_over_wss_while_http_stays_plain(stack: Stack, speech_dir:
     assert requests.get(stack.url("/healthz"), timeout=5).status_code == 200
     with pytest.raises((InvalidMessage, ConnectionError, OSError)):
         open_ws(f"ws://127.0.0.1:{stack.settings.funasr_ws_port}/").close()  # plain text is refused on a TLS port
+
+
+def test_https_api_serves_the_api_the_page_and_its_websocket_over_tls(stack: Stack, certificate) -> None:  # type: ignore[no-untyped-def]
+    """`https_api`: the page's microphone needs https when opened from another machine."""
+    cert, _ = certificate
+    url, settings = stack.start_api("api-https", https_api=True)
+    assert url.startswith("https://")
+    assert requests.get(f"{url}/healthz", verify=str(cert), timeout=10).status_code == 200
+    page = requests.get(f"{url}/", verify=str(cert), timeout=10)
+    assert page.status_code == 200 and "OddASR" in page.text
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{settings.port}/healthz", timeout=10)  # plain text is refused
+    with open_ws(f"wss://127.0.0.1:{settings.port}/v1/stream") as ws:  # the page's live session
+        ws.send(json.dumps({"type": "Start"}))
+        assert json.loads(ws.recv(timeout=30))["type"] == "Begin"
+        ws.send(json.dumps({"type": "Close"}))
+        while json.loads(ws.recv(timeout=30))["type"] != "Summary":
+            pass

@@ -25,12 +25,18 @@ def api_listeners(settings: Settings, role: str = "all") -> list[str]:
 
 
 def api_roles(settings: Settings) -> list[str]:
-    """One API process serves every port, unless the websocket ports speak TLS
-    (`enable_https`): gunicorn's TLS covers all of a process's ports, and the HTTP API stays
-    plain, so the websocket ports then get a process of their own."""
-    if settings.enable_https and api_listeners(settings, "websocket"):
+    """One API process serves every port, unless only some of them speak TLS: gunicorn's TLS
+    covers all of a process's ports, so the websocket ports (`enable_https`) and the HTTP API
+    (`https_api`) then get a process each."""
+    if api_listeners(settings, "websocket") and settings.enable_https != settings.https_api:
         return ["http", "websocket"]
     return ["all"]
+
+
+def _speaks_tls(settings: Settings, role: str) -> bool:
+    if role == "websocket":
+        return settings.enable_https
+    return settings.https_api  # "all" serves both kinds only when they agree (api_roles)
 
 
 def api_argv(settings: Settings, role: str = "all") -> list[str]:
@@ -51,7 +57,7 @@ def api_argv(settings: Settings, role: str = "all") -> list[str]:
     ]
     for address in api_listeners(settings, role):
         argv += ["--bind", address]
-    if role == "websocket" and settings.enable_https:
+    if _speaks_tls(settings, role):
         argv += ["--certfile", settings.ssl_cert_path, "--keyfile", settings.ssl_key_path]
     return argv
 

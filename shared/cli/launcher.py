@@ -123,8 +123,8 @@ class Launcher:
         if self.settings.enable_flower:
             self.spawn("flower", commands.flower_argv(self.settings))
         logger.info(
-            "OddASR is starting: API on http://%s:%d, Flower on http://%s:%d (Ctrl-C stops everything)",
-            self.settings.host, self.settings.port, self.settings.host, self.settings.flower_port,
+            "OddASR is starting: API on %s, Flower on http://%s:%d (Ctrl-C stops everything)",
+            self.settings.api_base_url, self.settings.host, self.settings.flower_port,
         )
 
     def supervise(self) -> int:

@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             fields["language"] = args.language
         if args.hotwords:
             fields["hotwords"] = args.hotwords
-        server = args.server or f"http://{settings.host}:{settings.port}"
+        server = args.server or settings.api_base_url
         from shared.cli.batch import is_batch, run_batch
 
         if is_batch(args.files) or args.resume:
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.speed <= 0:
             sys.stderr.write("oddasr: --speed must be more than 0\n")
             return 2
-        server = args.server or f"http://{settings.host}:{settings.port}"
+        server = args.server or settings.api_base_url
         return run_stream(None if args.mic else args.file, server, language=args.language,
                           hotwords=(args.hotwords or "").split(),
                           api_key=args.api_key or settings.api_key, speed=args.speed)

@@ -61,14 +61,18 @@ class Stack:
         import requests
 
         env = {**os.environ, **settings.as_child_environment()}
-        log = (self.log_dir / f"{name}.log").open("ab")
-        self.processes[name] = subprocess.Popen(commands.api_argv(settings), env=env, stdout=log,
-                                                stderr=subprocess.STDOUT, start_new_session=True)
-        url = f"http://127.0.0.1:{settings.port}"
+        for role in commands.api_roles(settings):
+            process_name = name if role in ("all", "http") else f"{name}-websocket"
+            log = (self.log_dir / f"{process_name}.log").open("ab")
+            self.processes[process_name] = subprocess.Popen(
+                commands.api_argv(settings, role), env=env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        url = settings.api_base_url
+        verify: str | bool = settings.ssl_cert_path if settings.https_api else True
         deadline_s = time.monotonic() + timeout_s
         while True:
             try:
-                if requests.get(f"{url}/healthz", timeout=2).ok:
+                if requests.get(f"{url}/healthz", timeout=2, verify=verify).ok:
                     return url
             except requests.RequestException:
                 if time.monotonic() > deadline_s:
