@@ -139,7 +139,8 @@ def test_another_tenants_job_is_404_on_every_endpoint_exactly_like_a_missing_one
     assert created.json()["api_key_id"] == tenants.team_a.split("_")[2]
     assert wait_for_job_as(tenants, job_id, tenants.team_a)["status"] == "succeeded"
     missing_id = "0" * 32
-    for method, path in [("GET", "/v1/jobs/{}"), ("GET", "/v1/jobs/{}/transcript"), ("DELETE", "/v1/jobs/{}"),
+    for method, path in [("GET", "/v1/jobs/{}"), ("GET", "/v1/jobs/{}/transcript"), ("GET", "/v1/jobs/{}/audio"),
+                         ("DELETE", "/v1/jobs/{}"),
                          ("GET", "/v1/jobs/{}/webhooks"), ("POST", "/v1/jobs/{}/webhooks/redeliver")]:
         theirs = requests.request(method, tenants.stack.url(path.format(job_id)), headers=bearer(tenants.team_b),
                                   timeout=10)
@@ -150,6 +151,9 @@ def test_another_tenants_job_is_404_on_every_endpoint_exactly_like_a_missing_one
     # The owner and an admin still see it, and B's DELETE did not cancel or delete anything.
     own = requests.get(tenants.stack.url(f"/v1/jobs/{job_id}/transcript"), headers=bearer(tenants.team_a), timeout=10)
     assert own.status_code == 200 and own.text.strip()
+    audio = requests.get(tenants.stack.url(f"/v1/jobs/{job_id}/audio"), headers=bearer(tenants.team_a), timeout=10)
+    assert audio.status_code == 200 and audio.content == clip.read_bytes(), "the upload, byte for byte"
+    assert audio.headers["Content-Type"] == "audio/x-wav" and audio.headers["Cache-Control"] == "private, no-store"
     admin = requests.get(tenants.stack.url(f"/v1/jobs/{job_id}"), headers=bearer(tenants.admin), timeout=10)
     assert admin.status_code == 200 and admin.json()["status"] == "succeeded"
 

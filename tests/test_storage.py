@@ -72,6 +72,12 @@ def test_streamed_round_trip_of_a_20_mb_file(storage: Storage, tmp_path: Path) -
     storage.download_to("audio/big", target)
     assert target.stat().st_size == BIG_SIZE_BYTES
     assert hashlib.sha256(target.read_bytes()).digest() == hashlib.sha256(source.read_bytes()).digest()
+    stream, size_bytes = storage.open_read("audio/big")  # what the API hands to a client
+    digest = hashlib.sha256()
+    with stream:
+        while piece := stream.read(256 * 1024):
+            digest.update(piece)
+    assert size_bytes == BIG_SIZE_BYTES and digest.digest() == hashlib.sha256(source.read_bytes()).digest()
 
 
 def test_put_file_from_a_stream_with_short_reads(storage: Storage) -> None:
@@ -101,6 +107,8 @@ def test_missing_key_is_not_found(storage: Storage, tmp_path: Path) -> None:
     assert isinstance(caught.value, NotFoundError) and caught.value.http_status == 404
     with pytest.raises(StorageKeyNotFound):
         storage.download_to("audio/none", tmp_path / "x")
+    with pytest.raises(StorageKeyNotFound):
+        storage.open_read("audio/none")
     assert not (tmp_path / "x").exists()
 
 

@@ -5,6 +5,7 @@ OddASR's and FunASR's own (tests/support/ws_clients.py)."""
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import re
 import socket
@@ -289,6 +290,10 @@ def test_native_protocol_keepalive_finalize_and_close_with_a_summary(stack: Stac
     assert wer(" ".join(SENTENCES), " ".join(m["text"] for m in finals)) < 0.35
     job = final_job(stack, begin["job_id"])
     assert job["status"] == "succeeded" and job["mode"] == "stream"
+    recording = requests.get(stack.url(f"/v1/jobs/{begin['job_id']}/audio"), timeout=10)
+    assert recording.status_code == 200 and recording.headers["Content-Type"] == "audio/wav"
+    info = soundfile.info(io.BytesIO(recording.content))
+    assert info.samplerate == 16000 and abs(info.duration - len(pcm) / 32000) < 0.05
     wait_for_idle_slots(stack)
 
 
@@ -301,6 +306,8 @@ def test_deleting_a_live_sessions_job_ends_it_and_keeps_nothing(stack: Stack, pc
         job_id = begin["job_id"]
         _send_paced(ws, pcm[:len(pcm) // 2 // 2 * 2])
         received = _messages_until(ws, {"Final"})
+        running = requests.get(stack.url(f"/v1/jobs/{job_id}/audio"), timeout=10)
+        assert running.status_code == 409 and "stored when it ends" in running.json()["error"]
         deleted = requests.delete(stack.url(f"/v1/jobs/{job_id}"), timeout=10)
         assert deleted.status_code == 200 and deleted.json()["status"] == "canceled"
         received += _messages_until(ws, {"Error", "Summary"})
@@ -312,6 +319,7 @@ def test_deleting_a_live_sessions_job_ends_it_and_keeps_nothing(stack: Stack, pc
     assert not list(storage.rglob(f"*{job_id}*")), "the canceled session left data in storage"
     factory = make_session_factory(make_engine(stack.settings.database_url))
     assert JobRepository(factory).stream_segments(job_id) == []
+    assert requests.get(stack.url(f"/v1/jobs/{job_id}/audio"), timeout=10).status_code == 410
 
 
 def test_a_two_voice_session_reprocessed_with_diarize_labels_both_speakers(stack: Stack, speech_dir: Path) -> None:

@@ -177,6 +177,16 @@ def test_the_jobs_list_shows_speed_filters_and_opens_a_transcript(page: Page, st
     expect(row).to_have_count(1)
     row.click()
     expect(page.locator("#job-detail .segments")).to_contain_text("upstairs")
+    # Its audio, fetched from the server (this page never had the file): a player that jumps.
+    page.click("#job-detail button:has-text('Play the audio')")
+    player = page.locator("#job-detail audio")
+    expect(player).to_have_count(1)
+    page.wait_for_function("() => document.querySelector('#job-detail audio').duration > 0")
+    duration_s = player.evaluate("audio => audio.duration")
+    assert abs(duration_s - job["audio_duration_s"]) < 0.2
+    second = page.locator("#job-detail .segment").nth(1)
+    second.click()
+    assert abs(player.evaluate("audio => audio.currentTime") - float(second.get_attribute("data-start"))) < 0.5
 
 
 def test_live_microphone_shows_partials_then_finals_and_the_session_job(page: Page, stack: Stack) -> None:

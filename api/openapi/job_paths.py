@@ -86,6 +86,17 @@ def job_paths() -> dict[str, Schema]:
                 parameters=[*job_id, _query("format", {"type": "string", "enum": [*sorted(RENDERERS), ""]},
                                             "Default (or empty): the job's output_format.")]),
         },
+        "/v1/jobs/{job_id}/audio": {
+            "get": operation(
+                "getJobAudio", TAG, "The job's stored audio, as uploaded (a live session: its recording as WAV)",
+                {"200": {"description": "The audio; its media type follows the uploaded file's name.",
+                         "content": {media: {"schema": {"type": "string", "format": "binary"}}
+                                     for media in ("audio/*", "video/*", "application/octet-stream")}},
+                 "404": NOT_FOUND,
+                 "409": error("A live session that is still running: its recording is stored when it ends."),
+                 "410": error("The audio was deleted: the job was canceled, its data deleted or expired.")},
+                parameters=job_id),
+        },
         "/v1/jobs/{job_id}/webhooks": {
             "get": operation(
                 "listWebhookDeliveries", TAG, "The job's webhook events and every delivery attempt",

@@ -1,6 +1,11 @@
-"""The native job API: submit, poll, fetch transcripts, list, cancel."""
+"""The native job API: submit, poll, fetch transcripts and audio, list, cancel."""
 
 from __future__ import annotations
+
+import contextlib
+import mimetypes
+from collections.abc import Iterator
+from urllib.parse import quote
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
@@ -12,12 +17,15 @@ from api.queue_status import job_estimate
 from api.streaming import jobs as stream_jobs
 from api.uploads import receive_audio
 from shared.db.models import JobStatus
-from shared.errors import BadRequestError, ForbiddenError
+from shared.db.repository import STREAM_MODE
+from shared.errors import BadRequestError, ConflictError, ForbiddenError, GoneError
 from shared.render import render
 
 blueprint = Blueprint("jobs", __name__)
 
 MAX_PAGE_SIZE = 100
+#: Audio goes to the client in pieces of this size, never whole in memory.
+AUDIO_CHUNK_BYTES = 256 * 1024
 
 
 def max_duration_for(mode: str) -> float:
@@ -62,6 +70,32 @@ def get_transcript(job_id: str) -> Response:
     fmt = parse_output_format(request.args.get("format"), default=job.options.get("output_format", "txt"))
     body, content_type = render(load_transcript(d, job), fmt)
     return Response(body, content_type=content_type)
+
+
+@blueprint.get("/v1/jobs/<job_id>/audio")
+def get_audio(job_id: str) -> Response:
+    """The job's stored audio as it was uploaded (a live session: its recording, a WAV), so
+    a page can play any job, not only a file it has at hand."""
+    d = deps()
+    job = d.jobs.get(job_id, current_principal().owner_filter)
+    if job.audio_key is None:
+        raise GoneError(f"the audio of job {job.id} is no longer stored (deleted, canceled, or past the"
+                        f" retention time)")
+    if job.mode == STREAM_MODE and job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
+        raise ConflictError(f"job {job.id} is a live session still running; its recording is stored when it ends")
+    stream, size_bytes = d.storage.open_read(job.audio_key)
+
+    def chunks() -> Iterator[bytes]:
+        with contextlib.closing(stream):
+            while data := stream.read(AUDIO_CHUNK_BYTES):
+                yield data
+
+    filename = job.audio_filename or job.id
+    content_type = ("audio/wav" if job.mode == STREAM_MODE
+                    else mimetypes.guess_type(filename)[0] or "application/octet-stream")
+    return Response(chunks(), content_type=content_type, headers={
+        "Content-Length": str(size_bytes), "Cache-Control": "private, no-store",
+        "Content-Disposition": f"inline; filename*=UTF-8''{quote(filename)}"})
 
 
 def _int_arg(name: str, default: int, minimum: int, maximum: int) -> int:

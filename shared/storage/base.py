@@ -70,6 +70,11 @@ class Storage(Protocol):
         """Copy `key` into the local file `path`; decoders need a real file, not a stream."""
         ...
 
+    def open_read(self, key: str) -> tuple[BinaryIO, int]:
+        """`key` as a stream to read and close, and its size in bytes: the API hands a job's
+        audio to a client without holding it in memory or on its own disk."""
+        ...
+
     def delete(self, key: str) -> None:
         """Delete `key`; deleting a missing key is not an error, because deletes are retried."""
         ...

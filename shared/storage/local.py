@@ -87,6 +87,16 @@ class LocalStorage:
         except OSError as exc:
             raise StorageError(f"cannot read {key} from local storage: {exc}") from exc
 
+    def open_read(self, key: str) -> tuple[BinaryIO, int]:
+        path = self._path(key)
+        try:
+            stream = path.open("rb")
+            return stream, os.fstat(stream.fileno()).st_size
+        except (FileNotFoundError, IsADirectoryError) as exc:
+            raise StorageKeyNotFound(f"{key} is not in storage") from exc
+        except OSError as exc:
+            raise StorageError(f"cannot read {key} from local storage: {exc}") from exc
+
     def download_to(self, key: str, path: Path) -> None:
         source = self._path(key)
         try:

@@ -146,6 +146,14 @@ class S3Storage:
         except (BotoCoreError, ClientError) as exc:
             self._raise(key, "get", exc)
 
+    def open_read(self, key: str) -> tuple[BinaryIO, int]:
+        validate_key(key)
+        try:
+            response = self._client.get_object(Bucket=self.bucket, Key=key)
+        except (BotoCoreError, ClientError) as exc:
+            self._raise(key, "get", exc)
+        return response["Body"], int(response["ContentLength"])
+
     def download_to(self, key: str, path: Path) -> None:
         validate_key(key)
         try:

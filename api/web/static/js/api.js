@@ -79,6 +79,12 @@ export function listJobs({ status, limit, offset }) {
   return getJson(`/v1/jobs?${query}`);
 }
 
+// The job's stored audio, whole, as a blob the page can play and seek in freely (a plain
+// <audio src> could not send the API key).
+export async function audioBlob(id) {
+  return (await request(`/v1/jobs/${encodeURIComponent(id)}/audio`)).blob();
+}
+
 export async function transcriptBlob(id, format) {
   const response = await request(`/v1/jobs/${encodeURIComponent(id)}/transcript?format=${format}`);
   return response.blob();

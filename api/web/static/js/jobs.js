@@ -1,7 +1,7 @@
 // The Jobs tab: the recent jobs a page at a time (GET /v1/jobs), with their speed, a status
 // filter, cancel/delete, and a job's transcript when its row is clicked.
 
-import { deleteJob, getJob, listJobs } from "./api.js";
+import { audioBlob, deleteJob, getJob, listJobs } from "./api.js";
 import { duration, el, showNotice } from "./dom.js";
 import { renderTranscript } from "./transcript.js";
 
@@ -44,9 +44,27 @@ export function setupJobs() {
       const job = await getJob(id);
       const title = el("h2", {}, job.filename || (job.mode === "stream" ? "Live session" : job.id));
       const summary = el("p", { className: "muted" }, `${job.status} · ${job.id}`);
-      const content = job.result ? renderTranscript(job)
+      let content = job.result ? renderTranscript(job)
         : el("div", { className: job.error ? "notice error" : "muted" }, job.error || noTranscript(job));
-      detail.replaceChildren(el("div", { className: "panel detail" }, title, summary, content));
+      const panel = el("div", { className: "panel detail" }, title, summary, content);
+      if (job.result && job.status === "succeeded") {
+        // The audio is fetched only when asked for: it may be long.
+        const play = el("button", { type: "button", className: "small", onclick: async () => {
+          play.disabled = true;
+          play.textContent = "Loading the audio…";
+          try {
+            const url = URL.createObjectURL(await audioBlob(job.id));
+            const withPlayer = renderTranscript(job, url);
+            content.replaceWith(withPlayer);
+            content = withPlayer;
+            play.remove();
+          } catch (error) {
+            play.replaceWith(el("div", { className: "notice error" }, error.message));
+          }
+        } }, "Play the audio");
+        summary.append(" ", play);
+      }
+      detail.replaceChildren(panel);
     } catch (error) {
       detail.replaceChildren(el("div", { className: "notice error" }, error.message));
     }
