@@ -47,7 +47,8 @@ def submit_job(deps: ApiDeps, audio: ReceivedAudio, mode: str, options: JobOptio
 
     The key's limits are checked before the audio is stored (a refused upload costs no
     storage), then, under the key's lock as the row is inserted, its jobs in flight once more
-    and only then its daily audio charged: a job refused for any reason pays nothing."""
+    and only then its daily audio charged: a job refused for its place, or by a storage failure,
+    pays nothing (a database or queue failure after the charge still has paid)."""
     options = resolve_hotwords(deps, principal, hotword_set, options)
     if not options.mask_sensitive_words and not principal.is_admin:
         raise ForbiddenError("only an admin key may turn off sensitive-word masking (mask_sensitive_words=false)")

@@ -93,8 +93,11 @@ def get_audio(job_id: str) -> Response:
     filename = job.audio_filename or job.id
     content_type = ("audio/wav" if job.mode == STREAM_MODE
                     else mimetypes.guess_type(filename)[0] or "application/octet-stream")
+    if not content_type.startswith(("audio/", "video/")):  # a name like x.html must not make a page
+        content_type = "application/octet-stream"
     return Response(chunks(), content_type=content_type, headers={
         "Content-Length": str(size_bytes), "Cache-Control": "private, no-store",
+        "X-Content-Type-Options": "nosniff",
         "Content-Disposition": f"inline; filename*=UTF-8''{quote(filename)}"})
 
 

@@ -195,6 +195,9 @@ class SessionRunner:
                                                  f"{expected_seq}, got {header.seq})")
             expected_seq += 1
             last_heard_s = now_s
+            # Its connection's API is alive after all (a stall, not a death): not detached,
+            # unless this very frame says the client left (DETACH, below).
+            detached_since_s = None
             if header.kind == sm.AUDIO:
                 if self._first_audio_s is None:
                     self._first_audio_s = now_s
