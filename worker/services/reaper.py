@@ -181,7 +181,11 @@ def queue_owed_reprocessing(ctx: ReconcileContext) -> list[str]:
     owed = ctx.jobs.streams_owed_reprocessing(now - REPROCESS_LOOKBACK, now - REPROCESS_GRACE)
     queued = []
     for session_id, mode in owed:
-        child = queue_reprocess(ctx.jobs, ctx.storage, ctx.settings, ctx.app, session_id, mode)
+        try:
+            child = queue_reprocess(ctx.jobs, ctx.storage, ctx.settings, ctx.app, session_id, mode)
+        except Exception:  # one unreadable recording must not hold up the sessions after it
+            logger.warning("could not queue the reprocessing of session %s", session_id, exc_info=True)
+            continue
         if child:
             logger.warning("live session %s never had its reprocessing queued; queued as %s", session_id, child)
             queued.append(child)
