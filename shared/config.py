@@ -183,8 +183,19 @@ class Settings(BaseSettings):
     funasr_stream_asr_model: str = ""
 
     # --- live streaming (websocket sessions pinned to stream worker processes) -------------
-    #: Stream worker processes (one live session each); the original's asr_stream_cfg.max_instance.
-    stream_workers: int = 1
+    #: Stream worker processes; the original's asr_stream_cfg.max_instance. Each loads the live
+    #: models once and serves up to `stream_sessions_per_worker` sessions at a time, one thread
+    #: each (bench/streaming.py measured 2 x 4 on 2 cores: see the README, "Live streaming").
+    stream_workers: int = 2
+    #: Live sessions one stream worker process serves at once (its slots). A session stays
+    #: pinned to its process for its whole life; admission by measured load (shared.stream_slots)
+    #: refuses a new one before the host falls behind real time, whatever this allows.
+    stream_sessions_per_worker: int = 4
+    #: Which engine serves live sessions. `auto`: Moonshine tiny for English sessions (language
+    #: `en` or unset, no hotwords: Moonshine cannot bias towards them), the configured Whisper
+    #: model for other languages and hotword sessions; with `engine=funasr`, FunASR's streaming
+    #: model. `moonshine`, `whisper` or `funasr`: that engine for every session.
+    stream_engine: Literal["auto", "moonshine", "whisper", "funasr"] = "auto"
     #: The original's `disable_stream`: no stream workers, websockets answer "disabled".
     disable_stream: bool = False
     #: FunASR runtime clients' port (plain, or TLS with enable_https); 0 turns it off.
@@ -353,6 +364,14 @@ class Settings(BaseSettings):
             self.model_cache_dir = self.data_dir / "models"
         if self.metrics_dir is None:
             self.metrics_dir = self.data_dir / "metrics"
+        if self.stream_engine == "funasr" and self.engine != "funasr":
+            raise ValueError("stream_engine=funasr borrows the FunASR file engine's offline model: set engine=funasr, "
+                             "or stream_engine=auto")
+        if self.stream_engine == "whisper" and self.engine != "whisper":
+            raise ValueError("stream_engine=whisper streams with the Whisper file engine's model: set engine=whisper, "
+                             "or stream_engine=auto")
+        if self.stream_sessions_per_worker < 1:
+            raise ValueError("stream_sessions_per_worker must be at least 1")
         tls_users = ([] if self.disable_stream or not self.enable_https else ["enable_https puts TLS on the"
                                                                              " websocket ports"])
         tls_users += ["https_api puts TLS on the HTTP API"] if self.https_api else []

@@ -79,6 +79,8 @@ class RelayHeader(BaseModel):
     sent_at_s: float = 0.0
     # results
     text: str | None = None
+    #: Partials: the part of `text` that will not change (grow-only protocols send only it).
+    stable_text: str | None = None
     index: int | None = None
     start_ms: int | None = None
     end_ms: int | None = None

@@ -38,24 +38,70 @@ STATE_CLAIMED = "claimed"
 SLOT_HEARTBEAT_TTL_S = 3.0
 #: ... and past this it is deleted by the next claim.
 SLOT_FORGET_AFTER_S = 60.0
+#: A host takes a new live session only while its sessions' measured load plus the new one's
+#: stays within this share of its cores: the rest is headroom for the VAD, the relay and bursts.
+CAPACITY_SHARE = 0.9
 
 # KEYS[1] slots hash, KEYS[2] fence counter; ARGV: now_s, ttl_s, forget_s, session_id
+# Admission by measured capacity: every process reports the cores its sessions use now
+# (`load_cores`), what one session costs (`session_cost_cores`), its host's cores (`cores`) and
+# whether all its sessions keep up (`admit`). A host's load is the sum over its processes of the
+# larger of what they measured and their claimed slots times a session's cost (a session claimed a
+# moment ago has used nothing yet). An idle slot is handed out only where its process admits and
+# its host's load plus one more session stays within `CAPACITY_SHARE` of its cores. Slots of
+# workers that report nothing of this (older workers) are counted as before: any idle slot.
 _CLAIM_LUA = """
 local now = tonumber(ARGV[1])
 local ttl = tonumber(ARGV[2])
 local forget = tonumber(ARGV[3])
+local share = tonumber(ARGV[5])
 local entries = redis.call('HGETALL', KEYS[1])
-local chosen = nil
-local chosen_slot = nil
+local fresh = {}
+local proc_load = {}
+local proc_claimed = {}
+local proc_cost = {}
+local proc_host = {}
 for i = 1, #entries, 2 do
   local worker = entries[i]
   local slot = cjson.decode(entries[i + 1])
   local age = now - tonumber(slot['heartbeat_s'])
   if age > forget then
     redis.call('HDEL', KEYS[1], worker)
-  elseif chosen == nil and slot['state'] == 'idle' and age <= ttl then
-    chosen = worker
-    chosen_slot = slot
+  elseif age <= ttl then
+    table.insert(fresh, {worker, slot})
+    if slot['cores'] then
+      local proc = tostring(slot['host']) .. ':' .. tostring(slot['pid'])
+      proc_load[proc] = tonumber(slot['load_cores']) or 0
+      proc_cost[proc] = tonumber(slot['session_cost_cores']) or 0
+      proc_host[proc] = tostring(slot['host'])
+      if slot['state'] == 'claimed' then
+        proc_claimed[proc] = (proc_claimed[proc] or 0) + 1
+      end
+    end
+  end
+end
+local host_load = {}
+for proc, load in pairs(proc_load) do
+  local booked = (proc_claimed[proc] or 0) * proc_cost[proc]
+  local host = proc_host[proc]
+  host_load[host] = (host_load[host] or 0) + math.max(load, booked)
+end
+local chosen = nil
+local chosen_slot = nil
+for _, entry in ipairs(fresh) do
+  local slot = entry[2]
+  if slot['state'] == 'idle' then
+    local fits = true
+    if slot['cores'] then
+      local host = tostring(slot['host'])
+      local cost = tonumber(slot['session_cost_cores']) or 0
+      fits = slot['admit'] ~= 0 and (host_load[host] or 0) + cost <= tonumber(slot['cores']) * share
+    end
+    if fits then
+      chosen = entry[1]
+      chosen_slot = slot
+      break
+    end
   end
 end
 if chosen == nil then
@@ -70,9 +116,10 @@ redis.call('HSET', KEYS[1], chosen, cjson.encode(chosen_slot))
 return {chosen, fence}
 """
 
-# KEYS[1] slots hash; ARGV: worker, now_s, state, session, fence, host, pid
-# Refreshes the heartbeat. A missing slot (first beat, or Redis restarted and lost it) is
-# written with the state the worker believes it is in, so a busy worker is never handed out.
+# KEYS[1] slots hash; ARGV: worker, now_s, state, session, fence, host, pid, capacity (JSON)
+# Refreshes the heartbeat and the process's capacity figures. A missing slot (first beat, or
+# Redis restarted and lost it) is written with the state the worker believes it is in, so a busy
+# worker is never handed out.
 _HEARTBEAT_LUA = """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 local slot
@@ -82,6 +129,11 @@ else
   slot = {state = ARGV[3], session = ARGV[4], fence = tonumber(ARGV[5]), host = ARGV[6], pid = tonumber(ARGV[7])}
 end
 slot['heartbeat_s'] = tonumber(ARGV[2])
+if ARGV[8] ~= '' then
+  for key, value in pairs(cjson.decode(ARGV[8])) do
+    slot[key] = value
+  end
+end
 redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(slot))
 return cjson.encode(slot)
 """
@@ -113,6 +165,24 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class SlotCapacity:
+    """What a stream worker process measures of its own load, sent with every heartbeat."""
+
+    #: The cores its host gives live sessions (its CPU affinity).
+    cores: float
+    #: The cores the process's sessions used lately (CPU time over wall time).
+    load_cores: float
+    #: What one more session is expected to cost, measured from the sessions it ran.
+    session_cost_cores: float
+    #: False while one of its sessions falls behind real time: it takes no new one.
+    admit: bool
+
+    def as_fields(self) -> dict[str, object]:
+        return {"cores": round(self.cores, 3), "load_cores": round(self.load_cores, 3),
+                "session_cost_cores": round(self.session_cost_cores, 3), "admit": int(self.admit)}
+
+
+@dataclass(frozen=True)
 class SlotSummary:
     live: int
     idle: int
@@ -126,7 +196,7 @@ def claim_slot(client: redis.Redis, session_id: str, now_s: float | None = None)
     """Atomically take an idle live slot for `session_id`; None when every worker is busy."""
     now_s = time.time() if now_s is None else now_s
     result = client.eval(_CLAIM_LUA, 2, redis_keys.STREAM_SLOTS_HASH, redis_keys.STREAM_FENCE_COUNTER,
-                         now_s, SLOT_HEARTBEAT_TTL_S, SLOT_FORGET_AFTER_S, session_id)
+                         now_s, SLOT_HEARTBEAT_TTL_S, SLOT_FORGET_AFTER_S, session_id, CAPACITY_SHARE)
     if not result:
         return None
     worker, fence = result
@@ -134,11 +204,13 @@ def claim_slot(client: redis.Redis, session_id: str, now_s: float | None = None)
 
 
 def heartbeat_slot(client: redis.Redis, worker_id: str, *, state: str, session_id: str = "", fence: int = 0,
-                   now_s: float | None = None) -> dict[str, object]:
-    """Refresh this worker's slot; returns the slot as Redis holds it."""
+                   now_s: float | None = None, capacity: SlotCapacity | None = None) -> dict[str, object]:
+    """Refresh this worker's slot (and its process's capacity figures); returns the slot as
+    Redis holds it."""
     now_s = time.time() if now_s is None else now_s
+    fields = json.dumps(capacity.as_fields()) if capacity is not None else ""
     raw = client.eval(_HEARTBEAT_LUA, 1, redis_keys.STREAM_SLOTS_HASH, worker_id, now_s, state, session_id, fence,
-                      socket.gethostname(), os.getpid())
+                      socket.gethostname(), os.getpid(), fields)
     return json.loads(raw)
 
 

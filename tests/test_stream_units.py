@@ -19,7 +19,7 @@ from api.streaming.protocols.funasr import FunAsrProtocol, parse_hotwords
 from api.streaming.protocols.oddasr import OddAsrProtocol
 from shared import stream_messages as sm
 from shared.stream_slots import claim_slot, heartbeat_slot, release_slot, summarize_slots
-from worker.engines.whisper_stream import agreed_prefix
+from worker.engines.partial_agreement import agreed_prefix, shown_hypothesis
 
 
 def wav_header(data_bytes: int, extra_chunk: bytes = b"") -> bytes:
@@ -117,6 +117,14 @@ def test_agreement_commits_only_what_two_decodes_share_and_never_takes_it_back()
     assert agreed_prefix(["The"], ["The", "weather", "is"], ["the", "weather,", "is", "nice"]) == \
         ["The", "weather,", "is"]
     assert agreed_prefix(["The", "weather"], ["But", "whenever"], ["But", "whenever", "it"]) == ["The", "weather"]
+    # the newest hypothesis' last word may be cut off by the clip's end: never committed
+    assert agreed_prefix([], ["Please."], ["Please."]) == []
+    assert agreed_prefix([], ["Please.", "send"], ["Please", "send", "the"]) == ["Please", "send"]
+
+
+def test_a_partial_shows_the_newest_hypothesis_behind_what_is_committed() -> None:
+    assert shown_hypothesis(["We", "need"], ["we", "need", "three", "more"]) == ["We", "need", "three", "more"]
+    assert shown_hypothesis(["We", "need"], ["I", "need", "three"]) == ["We", "need"]
 
 
 # --- relay frames --------------------------------------------------------------------------

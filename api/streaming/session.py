@@ -438,7 +438,7 @@ class StreamSession:
         header = event.header
         if header.kind == sm.PARTIAL:
             self._send(self.adapter.on_partial(header.index or 0, header.text or "", header.start_ms or 0,
-                                               header.end_ms or 0))
+                                               header.end_ms or 0, stable_text=header.stable_text))
         elif header.kind == sm.FINAL:
             self._send(self.adapter.on_final(header.index or 0, header.text or "", header.start_ms or 0,
                                              header.end_ms or 0))

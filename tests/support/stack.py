@@ -157,6 +157,9 @@ def stack_settings(tmp: Path, redis_url: str, **overrides: object) -> Settings:
         "ws_port": free_port(),
         "funasr_ws_port": free_port(),
         "stream_workers": 0,
+        # One session per stream worker process, as the tests that count slots and busy refusals
+        # expect; the tests of several sessions per process set it themselves.
+        "stream_sessions_per_worker": 1,
         "whisper_model": "tiny.en",
         "whisper_beam_size": 1,
         "cpu_threads": 1,

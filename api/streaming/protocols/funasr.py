@@ -72,10 +72,12 @@ class FunAsrProtocol:
         del job_id  # FunASR's server says nothing until it has text
         return []
 
-    def on_partial(self, index: int, text: str, start_ms: int, end_ms: int) -> list[str]:
+    def on_partial(self, index: int, text: str, start_ms: int, end_ms: int,
+                   stable_text: str | None = None) -> list[str]:
+        """FunASR's clients append each online message to what they show: only stable text."""
         if self.mode == "offline":
             return []
-        increment = self._increment(index, text)
+        increment = self._increment(index, text if stable_text is None else stable_text)
         if not increment:
             return []
         return [self._message("online" if self.mode == "online" else "2pass-online", increment)]

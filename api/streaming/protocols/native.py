@@ -7,7 +7,9 @@ session), `{"type": "Finalize"}` (close the open sentence now, keep going) or
 `{"type": "Close"}` (finish: the last finals, a `Summary`, close 1000).
 
 Server -> client: `Begin` (session and job id, the audio format), `Partial` and `Final`
-(`index`, `text`, `start`/`end` in seconds), `Summary`, `Error` (`kind`, `message`).
+(`index`, `text`, `start`/`end` in seconds; a `Partial`'s `text` is the whole current
+hypothesis, which may still change, and its `stable_text` the beginning of it that will not),
+`Summary`, `Error` (`kind`, `message`).
 The two compatible protocols exist for existing clients; this one says what the server
 does in its own words and carries what the others cannot (the job, the counts).
 """
@@ -90,9 +92,11 @@ class NativeProtocol:
                          links={"job": f"/v1/jobs/{job_id}", "transcript": f"/v1/jobs/{job_id}/transcript"},
                          **resumed)]
 
-    def on_partial(self, index: int, text: str, start_ms: int, end_ms: int) -> list[str]:
+    def on_partial(self, index: int, text: str, start_ms: int, end_ms: int,
+                   stable_text: str | None = None) -> list[str]:
         self._partials += 1
-        return [_message("Partial", index=index, text=text, start=start_ms / 1000, end=end_ms / 1000)]
+        return [_message("Partial", index=index, text=text, stable_text=text if stable_text is None else stable_text,
+                         start=start_ms / 1000, end=end_ms / 1000)]
 
     def on_final(self, index: int, text: str, start_ms: int, end_ms: int) -> list[str]:
         self._finals += 1

@@ -47,6 +47,8 @@ class OddAsrProtocol:
         self._message_id = ""
         self._task_id = ""
         self._started_ms = 0
+        #: The stable text last sent for the sentence in progress (index -> text).
+        self._sent_partials: dict[int, str] = {}
 
     def parse_start(self, text: str) -> v.StartCommand:
         frame = v.json_object(text)
@@ -82,8 +84,15 @@ class OddAsrProtocol:
             payload["audio_received_bytes"] = resumed_bytes
         return [self._frame("SentenceBegin", payload)]
 
-    def on_partial(self, index: int, text: str, start_ms: int, end_ms: int) -> list[str]:
-        return [self._frame("TranscriptionResultChanged", _payload(index, text, start_ms, end_ms))]
+    def on_partial(self, index: int, text: str, start_ms: int, end_ms: int,
+                   stable_text: str | None = None) -> list[str]:
+        """OddASR's clients show each TranscriptionResultChanged as the sentence so far, which only
+        grows: they get the stable part, once per change."""
+        stable = text if stable_text is None else stable_text
+        if not stable or self._sent_partials.get(index) == stable:
+            return []
+        self._sent_partials = {index: stable}
+        return [self._frame("TranscriptionResultChanged", _payload(index, stable, start_ms, end_ms))]
 
     def on_final(self, index: int, text: str, start_ms: int, end_ms: int) -> list[str]:
         return [self._frame("SentenceEnd", _payload(index, text, start_ms, end_ms))]

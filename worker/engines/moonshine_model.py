@@ -1,0 +1,177 @@
+"""Moonshine tiny (English) on onnxruntime: our own encoder-decoder loop over its ONNX files.
+
+Moonshine is an encoder-decoder like Whisper, but its encoder takes the raw waveform at any
+length (no 30 s padding), so a decode costs in proportion to the clip: tens of milliseconds for
+the first seconds of a sentence, where Whisper pays its whole window on every partial. That is
+what makes it a live engine.
+
+The weights are the int8 `.ort` files inside the `moonshine-voice==0.1.0` wheel (pinned by
+version and sha256 in requirements/models.txt; each file's sha256 is checked again here at
+load). Its own runtime (a native library and a streaming loop) is not used: this loop, greedy
+with a key/value cache, was 2-3x cheaper than its streaming loop when measured, and its native
+library is one more binary to trust.
+
+One `MoonshineModel` per process; `decode()` may be called from several threads at once
+(onnxruntime's `InferenceSession.run` is thread-safe), each call running on one intra-op thread
+so that sessions of one process decode in parallel on different cores.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shared.errors import EngineError
+from worker.engines.base import SAMPLE_RATE_HZ
+from worker.engines.model_files import package_dir, sha256_of
+
+logger = logging.getLogger(__name__)
+
+MOONSHINE_PACKAGE = "moonshine_voice"
+#: sha256 of each file of the tiny-en model as `moonshine-voice==0.1.0` ships it.
+MOONSHINE_TINY_EN_FILES = {
+    "encoder_model.ort": "94e90a4654fc45cdfedb77c4c08e1739f48862998e58fada384b25118134f221",
+    "decoder_model_merged.ort": "cf524c4862d36e9e5ab032eddc73637efd822d70e868ac575cf1a46e1e4708a0",
+    "tokenizer.bin": "6884b35fd6377d4c4d32336a0bc152f36b64d1e45b6503683cdc238250a8472d",
+}
+#: Token ids of the tokenizer: start and end of the transcript; ids 3..258 are single bytes.
+START_TOKEN, END_TOKEN = 1, 2
+FIRST_BYTE_TOKEN, LAST_BYTE_TOKEN = 3, 258
+#: Greedy decoding stops at this many tokens per second of audio (Moonshine's own bound is
+#: 6.5; speech rarely passes 4), so a looping decode cannot run on.
+MAX_TOKENS_PER_S = 6.5
+#: A decode that repeats its last n-gram this many times in a row is looping (it happens on
+#: clips cut mid-word): it stops there.
+REPEAT_NGRAM_MAX = 4
+REPEAT_LIMIT = 4
+#: Clips shorter than this are not decoded (the encoder's first frame needs 127 samples; a
+#: few words need far more).
+MIN_CLIP_SAMPLES = SAMPLE_RATE_HZ // 10
+#: The model's decoder layers and heads (the shape of its key/value cache).
+DECODER_LAYERS = 6
+HEADS, HEAD_DIM = 8, 36
+
+
+def read_tokenizer(path: Path) -> list[bytes]:
+    """The vocabulary of `tokenizer.bin`: one entry per token, each a length byte and its bytes
+    (SentencePiece pieces with `\u2581` for a space; ids 3..258 stand for raw bytes)."""
+    data = path.read_bytes()
+    tokens: list[bytes] = []
+    offset = 0
+    while offset < len(data):
+        length = data[offset]
+        offset += 1
+        if length >= 0x80:  # a second length byte (no piece in this vocabulary is that long)
+            length = (length & 0x7F) | (data[offset] << 7)
+            offset += 1
+        tokens.append(data[offset:offset + length])
+        offset += length
+    return tokens
+
+
+def resolve_moonshine_dir() -> Path:
+    """The tiny-en files inside the installed wheel, each checked against its pinned sha256."""
+    directory = package_dir(MOONSHINE_PACKAGE) / "assets" / "tiny-en"
+    for name, expected in MOONSHINE_TINY_EN_FILES.items():
+        path = directory / name
+        if not path.is_file():
+            raise EngineError(f"the Moonshine model file {path} is missing: reinstall requirements/models.txt")
+        if sha256_of(path) != expected:
+            raise EngineError(f"the Moonshine model file {path} does not match its pinned sha256")
+    return directory
+
+
+class MoonshineModel:
+    """The encoder and decoder sessions and the vocabulary, loaded once per process."""
+
+    name = "moonshine"
+    model_name = "moonshine-tiny-en"
+
+    def __init__(self, model_dir: Path | None = None, *, cpu_threads: int = 1) -> None:
+        import onnxruntime
+
+        model_dir = model_dir or resolve_moonshine_dir()
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = max(1, cpu_threads)
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        providers = ["CPUExecutionProvider"]
+        self._encoder = onnxruntime.InferenceSession(str(model_dir / "encoder_model.ort"), options,
+                                                     providers=providers)
+        self._decoder = onnxruntime.InferenceSession(str(model_dir / "decoder_model_merged.ort"), options,
+                                                     providers=providers)
+        self._decoder_outputs = [output.name for output in self._decoder.get_outputs()]
+        self._vocabulary = read_tokenizer(model_dir / "tokenizer.bin")
+        self._empty_cache = {
+            f"past_key_values.{layer}.{part}.{kind}": np.zeros((1, HEADS, 0, HEAD_DIM), dtype=np.float32)
+            for layer in range(DECODER_LAYERS) for part in ("decoder", "encoder") for kind in ("key", "value")
+        }
+        #: Decodes in flight and the CPU seconds they took, for the admission's measurements.
+        self._lock = threading.Lock()
+        self.decode_count = 0
+
+    def decode(self, clip: np.ndarray) -> str:
+        """The text of float32 16 kHz mono `clip` (greedy, stops at the end token or a loop)."""
+        clip = np.ascontiguousarray(clip, dtype=np.float32).reshape(-1)
+        if clip.size < MIN_CLIP_SAMPLES:
+            return ""
+        try:
+            tokens = self._generate(clip)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise EngineError(f"the Moonshine decoder failed: {exc}") from exc
+        with self._lock:
+            self.decode_count += 1
+        return self.detokenize(tokens)
+
+    def detokenize(self, tokens: list[int]) -> str:
+        pieces = []
+        for token in tokens:
+            if FIRST_BYTE_TOKEN <= token <= LAST_BYTE_TOKEN:
+                pieces.append(bytes([token - FIRST_BYTE_TOKEN]))
+            elif token > LAST_BYTE_TOKEN and token < len(self._vocabulary):
+                pieces.append(self._vocabulary[token])
+        return b"".join(pieces).decode("utf-8", errors="replace").replace("\u2581", " ").strip()
+
+    # --- inside --------------------------------------------------------------------------
+    def _generate(self, clip: np.ndarray) -> list[int]:
+        hidden = self._encoder.run(None, {"input_values": clip[np.newaxis, :],
+                                          "attention_mask": np.ones((1, clip.size), dtype=np.int64)})[0]
+        encoder_mask = np.ones((1, hidden.shape[1]), dtype=np.int64)
+        cache: dict[str, Any] = dict(self._empty_cache)
+        max_tokens = max(4, math.ceil(clip.size / SAMPLE_RATE_HZ * MAX_TOKENS_PER_S))
+        tokens: list[int] = []
+        previous = START_TOKEN
+        for step in range(max_tokens):
+            outputs = self._decoder.run(None, {
+                "input_ids": np.array([[previous]], dtype=np.int64), "encoder_hidden_states": hidden,
+                "encoder_attention_mask": encoder_mask, "use_cache_branch": np.array([step > 0]), **cache})
+            previous = int(outputs[0][0, -1].argmax())
+            for name, value in zip(self._decoder_outputs[1:], outputs[1:], strict=True):
+                # The encoder's keys and values are computed on the first step only; later steps
+                # return placeholders for them.
+                if step == 0 or ".decoder." in name:
+                    cache[name.replace("present", "past_key_values")] = value
+            if previous == END_TOKEN:
+                break
+            tokens.append(previous)
+            repeated = _repeated_tail(tokens)
+            if repeated:
+                return tokens[:len(tokens) - repeated * (REPEAT_LIMIT - 1)]  # keep one copy
+        return tokens
+
+
+def _repeated_tail(tokens: list[int]) -> int:
+    """The size of the n-gram that ends `tokens` repeated `REPEAT_LIMIT` times in a row, or 0."""
+    for size in range(1, REPEAT_NGRAM_MAX + 1):
+        span = size * REPEAT_LIMIT
+        if len(tokens) < span:
+            break
+        tail = tokens[-span:]
+        if all(tail[i] == tail[i % size] for i in range(span)):
+            return size
+    return 0

@@ -1,0 +1,114 @@
+"""Live English transcription with Moonshine: fsmn-vad cuts sentences, Moonshine decodes them.
+
+The shape of the Whisper live path (the VAD on every frame, the open sentence re-decoded for
+partials, a final decode when it closes), with what Moonshine's cost allows:
+
+- the first decode of a sentence comes as soon as it has `MIN_PARTIAL_SPEECH_MS` of speech, and
+  every partial shows that decode's whole hypothesis at once (grey, may change), with the words
+  two decodes agreed on as its stable part (`partial_agreement`);
+- a decode costs in proportion to the clip (tens of milliseconds early in a sentence), so
+  partials are paced by what the last one cost: each session spends at most
+  `PARTIAL_CPU_SHARE` of a core on partials, which is what lets four sessions share a core;
+- the final decodes the closed sentence once more, padded, on the whole clip.
+
+Partials only run when the session's loop has no audio waiting (session_loop), so a busy core
+thins partials out; finals are decoded for every sentence whatever the load, on the same
+clip, so they do not depend on it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+from worker.engines.base import SAMPLE_RATE_HZ, StreamEvent, StreamOptions
+from worker.engines.moonshine_model import MoonshineModel
+from worker.engines.partial_agreement import agreed_prefix, shown_hypothesis
+from worker.engines.vad_sentences import PREROLL_MS, VadSentenceSession, VadStream
+
+#: Moonshine was trained on clips of up to about 30 s; longer sentences are cut there and
+#: finalised (the cut is at a frame boundary; the next sentence goes on from it).
+MAX_SENTENCE_S = 20.0
+#: Finals are decoded with this much audio around the VAD's sentence, so word onsets and
+#: endings are heard whole.
+PAD_MS = 200
+#: A sentence's first decode waits for this much speech: less rarely holds a whole word.
+MIN_PARTIAL_SPEECH_MS = 200
+#: The shortest audio step between two partial decodes of a sentence.
+MIN_PARTIAL_STEP_MS = 100
+#: The share of one core a session's partial decodes may use: the step between two partials
+#: is at least the last decode's time divided by this (0.25: four sessions per core).
+PARTIAL_CPU_SHARE = 0.25
+
+
+class VadStreamFactory(Protocol):
+    """What opens a VAD stream per session (the process's `FsmnVadLite`)."""
+
+    def open_stream(self) -> VadStream:
+        ...
+
+
+class MoonshineStreamSession(VadSentenceSession):
+    """One live session over the process's shared `MoonshineModel`."""
+
+    max_sentence_s = MAX_SENTENCE_S
+
+    def __init__(self, model: MoonshineModel, vad: VadStream, options: StreamOptions) -> None:
+        super().__init__(vad)
+        self._model = model
+        self._want_partials = options.want_partials
+        self._committed: list[str] = []
+        self._previous: list[str] = []
+        self._shown: list[str] = []
+        #: Sample count when the last partial decode ran, and the audio step before the next.
+        self._partial_heard = 0
+        self._partial_step_ms = MIN_PARTIAL_STEP_MS
+
+    def partial(self) -> StreamEvent | None:
+        if not self._want_partials or self._open_start_ms is None:
+            return None
+        now_ms = self._now_ms()
+        if now_ms - self._open_start_ms < MIN_PARTIAL_SPEECH_MS:
+            return None
+        if (self._total - self._partial_heard) * 1000 < self._partial_step_ms * SAMPLE_RATE_HZ:
+            return None
+        self._partial_heard = self._total
+        started_s = time.perf_counter()
+        words = self._model.decode(self._clip(self._open_start_ms - PAD_MS, now_ms)).split()
+        cost_ms = (time.perf_counter() - started_s) * 1000
+        self._partial_step_ms = max(MIN_PARTIAL_STEP_MS, int(cost_ms / PARTIAL_CPU_SHARE))
+        committed = agreed_prefix(self._committed, self._previous, words)
+        self._previous = words
+        shown = shown_hypothesis(committed, words)
+        if not shown or (committed == self._committed and shown == self._shown):
+            return None
+        self._committed, self._shown = committed, shown
+        return StreamEvent("partial", self._index, " ".join(shown), self._open_start_ms, now_ms,
+                           stable_text=" ".join(committed))
+
+    # --- inside --------------------------------------------------------------------------
+    def _close(self, end_ms: int) -> list[StreamEvent]:
+        start_ms = self._open_start_ms if self._open_start_ms is not None else end_ms
+        self._open_start_ms = None
+        self._committed, self._previous, self._shown = [], [], []
+        self._partial_step_ms = MIN_PARTIAL_STEP_MS
+        text = self._model.decode(self._clip(start_ms - PAD_MS, end_ms + PAD_MS))
+        return self._final(text, start_ms, end_ms)
+
+    def _keep_floor_sample(self) -> int:
+        assert self._open_start_ms is not None
+        return (self._open_start_ms - PREROLL_MS) * SAMPLE_RATE_HZ // 1000
+
+
+class MoonshineStreamEngine:
+    """Serves live English sessions: the process's Moonshine model and the VAD's streams."""
+
+    name = MoonshineModel.name
+    model_name = MoonshineModel.model_name
+
+    def __init__(self, model: MoonshineModel, vad: VadStreamFactory) -> None:
+        self._model = model
+        self._vad = vad
+
+    def open_stream(self, options: StreamOptions) -> MoonshineStreamSession:
+        return MoonshineStreamSession(self._model, self._vad.open_stream(), options)
