@@ -18,8 +18,9 @@ from api.streaming.protocols import detect
 from api.streaming.protocols.funasr import FunAsrProtocol, parse_hotwords
 from api.streaming.protocols.oddasr import OddAsrProtocol
 from shared import stream_messages as sm
-from shared.stream_slots import claim_slot, heartbeat_slot, release_slot, summarize_slots
+from shared.stream_slots import SlotCapacity, claim_slot, heartbeat_slot, release_slot, summarize_slots
 from worker.engines.partial_agreement import agreed_prefix, shown_hypothesis
+from worker.streaming.capacity import CapacityMonitor, LagGauge
 
 
 def wav_header(data_bytes: int, extra_chunk: bytes = b"") -> bytes:
@@ -186,6 +187,60 @@ def test_a_busy_worker_rewrites_its_slot_as_busy_after_redis_lost_it(client: red
     client.flushdb()  # Redis restarted without its data
     heartbeat_slot(client, "w", state="claimed", session_id="s1", fence=claim.fence)
     assert claim_slot(client, "s2") is None, "a worker in a session is never handed out twice"
+
+
+def _capacity(load: float, *, admit: bool = True, cost: float = 0.2, cores: float = 2.0) -> SlotCapacity:
+    return SlotCapacity(cores=cores, load_cores=load, session_cost_cores=cost, admit=admit)
+
+
+def test_a_host_at_its_measured_capacity_takes_no_new_session(client: redis.Redis) -> None:
+    """Admission counts cores: two idle slots, but the host's measured load plus one session's
+    cost passes 90 % of its cores, so neither is handed out; once the load falls, one is."""
+    for slot in ("p1-a", "p1-b"):
+        heartbeat_slot(client, slot, state="idle", capacity=_capacity(1.7))
+    assert claim_slot(client, "s1") is None, "1.7 + 0.2 cores > 0.9 x 2 cores"
+    for slot in ("p1-a", "p1-b"):
+        heartbeat_slot(client, slot, state="idle", capacity=_capacity(0.5))
+    assert claim_slot(client, "s2") is not None
+
+
+def test_claimed_sessions_count_before_they_have_used_any_cpu(client: redis.Redis) -> None:
+    """Sessions claimed a moment ago have measured nothing yet: each is booked at its cost, so a
+    burst of starts cannot overfill an idle host."""
+    for index in range(12):
+        heartbeat_slot(client, f"slot{index}", state="idle", capacity=_capacity(0.0, cost=0.3))
+    claims = [claim_slot(client, f"s{index}") for index in range(12)]
+    assert sum(claim is not None for claim in claims) == 6, "6 x 0.3 = 1.8 = 0.9 x 2 cores"
+
+
+def test_a_process_with_a_session_behind_real_time_takes_none(client: redis.Redis) -> None:
+    heartbeat_slot(client, "lagging", state="idle", capacity=_capacity(0.2, admit=False))
+    assert claim_slot(client, "s1") is None
+    heartbeat_slot(client, "lagging", state="idle", capacity=_capacity(0.2, admit=True))
+    assert claim_slot(client, "s2") is not None
+
+
+def test_lag_is_measured_without_comparing_two_clocks() -> None:
+    """The API's clock may be minutes off the worker's: only waits beyond the smallest
+    difference seen count as lag."""
+    gauge = LagGauge()
+    skew_s = -120.0  # the API's clock two minutes behind
+    for sent_s, processed_s in ((100.0, 100.05), (100.1, 100.15), (100.2, 102.2)):
+        gauge.frame(1.7e9 + sent_s + skew_s, now_s=1.7e9 + processed_s)
+    assert gauge.lag_s == pytest.approx(1.95)
+
+
+def test_the_monitor_learns_a_sessions_cost_from_its_load() -> None:
+    lags: list[float] = []
+    monitor = CapacityMonitor(lambda: lags, cores=2)
+    assert monitor.sample().admit
+    lags.extend([0.1, 2.5])  # two sessions, one far behind
+    deadline_s = time.monotonic() + 0.6
+    while time.monotonic() < deadline_s:  # burn CPU so the load is measurable
+        sum(range(10_000))
+    capacity = monitor.sample()
+    assert not capacity.admit
+    assert capacity.load_cores > 0.2 and capacity.session_cost_cores > 0
 
 
 # --- which ports an API process binds --------------------------------------------------------

@@ -38,13 +38,15 @@ def _cached(target: Path, key: str, build) -> Path:  # type: ignore[no-untyped-d
 def synthesize(text: str, path: Path, voice: str = "en-us", speed_wpm: int = 160, pitch: int = 50,
                sample_rate_hz: int = 16000) -> Path:
     """`text` spoken by espeak-ng into a mono WAV at `sample_rate_hz`."""
-    key = hashlib.sha256(repr((text, voice, speed_wpm, pitch, sample_rate_hz)).encode()).hexdigest()
+    # "repeatable": sox -R, without which every conversion adds fresh random dither, so each
+    # machine's cached speech (and every WER measured on it) differed a little.
+    key = hashlib.sha256(repr((text, voice, speed_wpm, pitch, sample_rate_hz, "repeatable")).encode()).hexdigest()
 
     def build(out: Path) -> None:
         raw = out.with_name("raw.wav")
         subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed_wpm), "-p", str(pitch), "-w", str(raw), text],
                        check=True, capture_output=True)
-        subprocess.run(["sox", str(raw), "-r", str(sample_rate_hz), "-c", "1", "-b", "16", str(out)],
+        subprocess.run(["sox", "-R", str(raw), "-r", str(sample_rate_hz), "-c", "1", "-b", "16", str(out)],
                        check=True, capture_output=True)
 
     return _cached(path, key, build)
@@ -60,9 +62,10 @@ def make_long_recording(texts: list[str], path: Path, gap_s: float = 1.0, **voic
             part = out.with_name(f"part{index}.wav")
             shutil.copyfile(synthesize(text, out.with_name(f"src{index}.wav"), **voice), part)  # type: ignore[arg-type]
             padded = out.with_name(f"pad{index}.wav")
-            subprocess.run(["sox", str(part), str(padded), "pad", "0", str(gap_s)], check=True, capture_output=True)
+            subprocess.run(["sox", "-R", str(part), str(padded), "pad", "0", str(gap_s)],
+                           check=True, capture_output=True)
             parts.append(str(padded))
-        subprocess.run(["sox", *parts, str(out)], check=True, capture_output=True)
+        subprocess.run(["sox", "-R", *parts, str(out)], check=True, capture_output=True)
 
     return _cached(path, key, build)
 
@@ -91,9 +94,10 @@ def make_dialogue(sentences: list[str], path: Path, gap_s: float = 0.7) -> tuple
         padded = []
         for index, source in enumerate(sources):
             target = out.with_name(f"pad{index}.wav")
-            subprocess.run(["sox", str(source), str(target), "pad", "0", str(gap_s)], check=True, capture_output=True)
+            subprocess.run(["sox", "-R", str(source), str(target), "pad", "0", str(gap_s)],
+                           check=True, capture_output=True)
             padded.append(str(target))
-        subprocess.run(["sox", *padded, str(out)], check=True, capture_output=True)
+        subprocess.run(["sox", "-R", *padded, str(out)], check=True, capture_output=True)
 
     key = hashlib.sha256(repr((sentences, gap_s, VOICE_A, VOICE_B)).encode()).hexdigest()
     return _cached(path, key, build), turns

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +48,12 @@ MAX_TOKENS_PER_S = 6.5
 #: clips cut mid-word): it stops there.
 REPEAT_NGRAM_MAX = 4
 REPEAT_LIMIT = 4
+#: The longest clip the decoder takes in one piece: these ONNX files fail on more than 384
+#: encoder frames (about 9.25 s; measured). Longer clips are decoded in pieces cut at their
+#: quietest moment.
+MAX_CLIP_S = 9.0
+#: Pieces are cut at the quietest 50 ms within this much before the limit.
+CUT_SEARCH_S = 2.0
 #: Clips shorter than this are not decoded (the encoder's first frame needs 127 samples; a
 #: few words need far more).
 MIN_CLIP_SAMPLES = SAMPLE_RATE_HZ // 10
@@ -74,9 +79,10 @@ def read_tokenizer(path: Path) -> list[bytes]:
     return tokens
 
 
-def resolve_moonshine_dir() -> Path:
-    """The tiny-en files inside the installed wheel, each checked against its pinned sha256."""
-    directory = package_dir(MOONSHINE_PACKAGE) / "assets" / "tiny-en"
+def resolve_moonshine_dir(directory: Path | None = None) -> Path:
+    """The tiny-en files (by default inside the installed wheel), each checked against its
+    pinned sha256, so a corrupted or tampered file fails loudly instead of loading."""
+    directory = directory or package_dir(MOONSHINE_PACKAGE) / "assets" / "tiny-en"
     for name, expected in MOONSHINE_TINY_EN_FILES.items():
         path = directory / name
         if not path.is_file():
@@ -95,7 +101,7 @@ class MoonshineModel:
     def __init__(self, model_dir: Path | None = None, *, cpu_threads: int = 1) -> None:
         import onnxruntime
 
-        model_dir = model_dir or resolve_moonshine_dir()
+        model_dir = resolve_moonshine_dir(model_dir)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = max(1, cpu_threads)
         options.inter_op_num_threads = 1
@@ -111,21 +117,26 @@ class MoonshineModel:
             f"past_key_values.{layer}.{part}.{kind}": np.zeros((1, HEADS, 0, HEAD_DIM), dtype=np.float32)
             for layer in range(DECODER_LAYERS) for part in ("decoder", "encoder") for kind in ("key", "value")
         }
-        #: Decodes in flight and the CPU seconds they took, for the admission's measurements.
-        self._lock = threading.Lock()
-        self.decode_count = 0
 
     def decode(self, clip: np.ndarray) -> str:
         """The text of float32 16 kHz mono `clip` (greedy, stops at the end token or a loop)."""
         clip = np.ascontiguousarray(clip, dtype=np.float32).reshape(-1)
+        texts = []
+        limit = int(MAX_CLIP_S * SAMPLE_RATE_HZ)
+        while clip.size > limit:
+            cut = quietest_sample(clip, limit - int(CUT_SEARCH_S * SAMPLE_RATE_HZ), limit)
+            texts.append(self._decode_piece(clip[:cut]))
+            clip = clip[cut:]
+        texts.append(self._decode_piece(clip))
+        return " ".join(text for text in texts if text)
+
+    def _decode_piece(self, clip: np.ndarray) -> str:
         if clip.size < MIN_CLIP_SAMPLES:
             return ""
         try:
             tokens = self._generate(clip)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise EngineError(f"the Moonshine decoder failed: {exc}") from exc
-        with self._lock:
-            self.decode_count += 1
         return self.detokenize(tokens)
 
     def detokenize(self, tokens: list[int]) -> str:
@@ -163,6 +174,17 @@ class MoonshineModel:
             if repeated:
                 return tokens[:len(tokens) - repeated * (REPEAT_LIMIT - 1)]  # keep one copy
         return tokens
+
+
+def quietest_sample(samples: np.ndarray, start: int, end: int, window: int = SAMPLE_RATE_HZ // 20) -> int:
+    """The middle of the quietest `window` of `samples[start:end]`: where a cut splits no word."""
+    start = max(0, start)
+    span = samples[start:end]
+    count = span.size // window
+    if count < 2:
+        return end
+    energy = np.square(span[:count * window]).reshape(count, window).sum(axis=1)
+    return start + int(energy.argmin()) * window + window // 2
 
 
 def _repeated_tail(tokens: list[int]) -> int:

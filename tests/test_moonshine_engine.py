@@ -1,0 +1,141 @@
+"""The Moonshine live engine on its real weights, fed directly (no service): what it hears,
+how its partials behave, that its finals do not depend on its partials, and how a session's
+engine is chosen."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import jiwer
+import numpy as np
+import pytest
+import soundfile
+
+from shared.errors import EngineError, NotSupportedError
+from tests.support.speech import REFERENCE_SENTENCES, make_long_recording
+from worker.engines.base import StreamEvent, StreamOptions
+from worker.engines.fsmn_vad_lite import FsmnVadLite
+from worker.engines.live_engines import LiveEngines, is_english
+from worker.engines.model_files import resolve_vad_model_dir
+from worker.engines.moonshine_model import MoonshineModel, resolve_moonshine_dir
+from worker.engines.moonshine_stream import MoonshineStreamEngine
+
+SENTENCES = [REFERENCE_SENTENCES[1], REFERENCE_SENTENCES[4], REFERENCE_SENTENCES[5]]
+FRAME_SAMPLES = 1600  # 100 ms
+
+
+def clean(text: str) -> str:
+    return " ".join(re.sub(r"[^a-z' ]+", " ", text.lower()).split())
+
+
+@pytest.fixture(scope="module")
+def model() -> MoonshineModel:
+    return MoonshineModel()
+
+
+@pytest.fixture(scope="module")
+def engine(model: MoonshineModel) -> MoonshineStreamEngine:
+    return MoonshineStreamEngine(model, FsmnVadLite(resolve_vad_model_dir(""), max_end_silence_ms=800))
+
+
+@pytest.fixture(scope="module")
+def recording(speech_dir: Path) -> np.ndarray:
+    samples, rate = soundfile.read(make_long_recording(SENTENCES, speech_dir / "moonshine-three.wav", gap_s=1.2),
+                                   dtype="float32")
+    assert rate == 16000
+    return samples
+
+
+def stream(engine: MoonshineStreamEngine, samples: np.ndarray, *, partials: bool = True) -> list[StreamEvent]:
+    session = engine.open_stream(StreamOptions(language="en", want_partials=partials))
+    events: list[StreamEvent] = []
+    for offset in range(0, samples.size, FRAME_SAMPLES):
+        events.extend(session.accept_audio(samples[offset:offset + FRAME_SAMPLES]))
+        partial = session.partial()
+        if partial is not None:
+            events.append(partial)
+    events.extend(session.finish())
+    return events
+
+
+def test_moonshine_transcribes_english_speech(model: MoonshineModel, recording: np.ndarray) -> None:
+    first = recording[: int(4.0 * 16000)]
+    assert jiwer.wer(clean(SENTENCES[0]), clean(model.decode(first))) <= 0.25
+    assert model.decode(np.zeros(800, dtype=np.float32)) == "", "under 0.1 s: nothing to decode"
+
+
+def test_a_clip_longer_than_the_decoder_takes_is_decoded_in_pieces(model: MoonshineModel,
+                                                                   recording: np.ndarray) -> None:
+    """These ONNX files fail past about 9.25 s in one piece; a long sentence still decodes whole."""
+    assert recording.size > 10 * 16000
+    text = model.decode(recording)
+    assert jiwer.wer(clean(" ".join(SENTENCES)), clean(text)) <= 0.2, text
+
+
+def test_a_tampered_weight_file_is_refused(tmp_path: Path) -> None:
+    copy = tmp_path / "tiny-en"
+    shutil.copytree(resolve_moonshine_dir(), copy)
+    with (copy / "encoder_model.ort").open("r+b") as handle:
+        handle.seek(4096)
+        byte = handle.read(1)
+        handle.seek(4096)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(EngineError, match="sha256"):
+        MoonshineModel(copy)
+
+
+def test_partials_show_the_hypothesis_and_a_stable_part_that_only_grows(
+        engine: MoonshineStreamEngine, recording: np.ndarray) -> None:
+    events = stream(engine, recording)
+    finals = [e for e in events if e.kind == "final"]
+    assert [e.index for e in finals] == [0, 1, 2]
+    assert jiwer.wer(clean(" ".join(SENTENCES)), clean(" ".join(e.text for e in finals))) <= 0.2
+    for index in range(3):
+        partials = [e for e in events if e.kind == "partial" and e.index == index]
+        assert partials and partials[0].text, f"sentence {index} had no interim text"
+        stable = ""
+        for event in partials:
+            assert event.text.startswith(event.stable), "the stable part is the hypothesis' beginning"
+            assert event.stable.startswith(stable), f"stable text was taken back: {stable!r} -> {event.stable!r}"
+            stable = event.stable
+        assert stable, f"sentence {index} never had a stable word"
+
+
+def test_first_words_come_within_half_a_second_of_speech(engine: MoonshineStreamEngine,
+                                                         recording: np.ndarray) -> None:
+    """Counted in audio, not wall time (so it holds on a busy machine): the first partial of each
+    sentence is out after at most 0.5 s of its audio has been fed."""
+    events = stream(engine, recording)
+    for final in (e for e in events if e.kind == "final"):
+        first = next(e for e in events if e.kind == "partial" and e.index == final.index)
+        assert first.end_ms - final.start_ms <= 500 + 250, (final, first)  # + the VAD's look-back
+
+
+def test_finals_do_not_depend_on_partials(engine: MoonshineStreamEngine, recording: np.ndarray) -> None:
+    """Under load the session loop skips partials; the finals must not change for it."""
+    with_partials = [e.text for e in stream(engine, recording) if e.kind == "final"]
+    without = [e.text for e in stream(engine, recording, partials=False) if e.kind == "final"]
+    assert with_partials == without
+
+
+class _Named:
+    def __init__(self, name: str) -> None:
+        self.name = self.model_name = name
+
+    def open_stream(self, options: StreamOptions) -> object:
+        return object()
+
+
+def test_auto_sends_english_to_moonshine_and_the_rest_to_whisper() -> None:
+    moonshine, whisper = _Named("moonshine"), _Named("whisper")
+    auto = LiveEngines(mode="auto", general=whisper, moonshine=moonshine)  # type: ignore[arg-type]
+    assert auto.choose(StreamOptions(language=None)) is moonshine
+    assert auto.choose(StreamOptions(language="en-US")) is moonshine
+    assert auto.choose(StreamOptions(language="zh")) is whisper
+    assert auto.choose(StreamOptions(language="en", hotwords=("OddASR",))) is whisper, "Moonshine cannot bias"
+    only = LiveEngines(mode="moonshine", general=None, moonshine=moonshine)  # type: ignore[arg-type]
+    with pytest.raises(NotSupportedError, match="English only"):
+        only.choose(StreamOptions(language="de"))
+    assert is_english("English") and not is_english("es")
