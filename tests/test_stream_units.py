@@ -125,7 +125,16 @@ def test_agreement_commits_only_what_two_decodes_share_and_never_takes_it_back()
 
 def test_a_partial_shows_the_newest_hypothesis_behind_what_is_committed() -> None:
     assert shown_hypothesis(["We", "need"], ["we", "need", "three", "more"]) == ["We", "need", "three", "more"]
-    assert shown_hypothesis(["We", "need"], ["I", "need", "three"]) == ["We", "need"]
+    # worded differently: the committed words stay, the rest follows from where they align
+    assert shown_hypothesis(["We", "need"], ["I", "need", "three"]) == ["We", "need", "three"]
+    assert shown_hypothesis(["We", "need"], ["Something", "else"]) == ["We", "need"]
+
+
+def test_a_differently_worded_decode_does_not_stall_the_stable_text() -> None:
+    committed = ["It", "was", "the", "epoch", "of", "belief", "that", "was", "the"]
+    previous = ["It", "was", "the", "epoch", "of", "belief,", "it", "was", "the", "epoch", "of"]
+    current = ["It", "was", "the", "epoch", "of", "belief,", "it", "was", "the", "epoch", "of", "incredulity."]
+    assert agreed_prefix(committed, previous, current) == [*committed, "epoch", "of"]
 
 
 # --- relay frames --------------------------------------------------------------------------

@@ -22,23 +22,46 @@ import time
 from typing import Protocol
 
 from worker.engines.base import SAMPLE_RATE_HZ, StreamEvent, StreamOptions
-from worker.engines.moonshine_model import MoonshineModel
-from worker.engines.partial_agreement import agreed_prefix, shown_hypothesis
+from worker.engines.moonshine_model import MoonshineModel, quietest_sample
+from worker.engines.partial_agreement import agreed_prefix, normalised_word, shown_hypothesis
 from worker.engines.vad_sentences import PREROLL_MS, VadSentenceSession, VadStream
 
-#: Moonshine was trained on clips of up to about 30 s; longer sentences are cut there and
-#: finalised (the cut is at a frame boundary; the next sentence goes on from it).
-MAX_SENTENCE_S = 20.0
+#: A sentence longer than this is cut at its quietest moment of the last `CUT_SEARCH_S` and
+#: finalised; the next one goes on from there. Read speech runs on for many seconds without a
+#: pause the VAD ends a sentence at, and a partial's cost grows with its sentence: 8 s keeps
+#: each partial decode near 0.1 s, and a caption line readable.
+MAX_SENTENCE_S = 8.0
+CUT_SEARCH_S = 2.0
 #: Finals are decoded with this much audio around the VAD's sentence, so word onsets and
 #: endings are heard whole.
 PAD_MS = 200
 #: A sentence's first decode waits for this much speech: less rarely holds a whole word.
 MIN_PARTIAL_SPEECH_MS = 200
+#: A sentence shorter than this is no speech (it would be decoded as a word anyway).
+MIN_FINAL_SPEECH_MS = 150
 #: The shortest audio step between two partial decodes of a sentence.
 MIN_PARTIAL_STEP_MS = 100
 #: The share of one core a session's partial decodes may use: the step between two partials
 #: is at least the last decode's time divided by this (0.25: four sessions per core).
-PARTIAL_CPU_SHARE = 0.25
+PARTIAL_CPU_SHARE = 0.4
+#: A phrase of this many words said twice in a row in a partial is a decoding loop.
+REPEAT_MIN_WORDS = 3
+
+
+def without_repeated_phrase(words: list[str], min_words: int = REPEAT_MIN_WORDS) -> list[str]:
+    """`words` up to the first phrase of `min_words` or more said twice in a row, kept once.
+
+    A partial decodes a clip that ends mid-word, and Moonshine then sometimes says the sentence
+    so far twice ("It was a season of light. It was a season of light. It"). Two partials can
+    agree on that, and words once stable are never taken back: the partials would stall on it
+    until the final. Speech rarely repeats three words or more back to back.
+    """
+    normal = [normalised_word(word) for word in words]
+    for start in range(len(words)):
+        for size in range(min_words, (len(words) - start) // 2 + 1):
+            if normal[start:start + size] == normal[start + size:start + 2 * size]:
+                return words[:start + size]
+    return words
 
 
 class VadStreamFactory(Protocol):
@@ -74,7 +97,7 @@ class MoonshineStreamSession(VadSentenceSession):
             return None
         self._partial_heard = self._total
         started_s = time.perf_counter()
-        words = self._model.decode(self._clip(self._open_start_ms - PAD_MS, now_ms)).split()
+        words = without_repeated_phrase(self._model.decode(self._clip(self._open_start_ms - PAD_MS, now_ms)).split())
         cost_ms = (time.perf_counter() - started_s) * 1000
         self._partial_step_ms = max(MIN_PARTIAL_STEP_MS, int(cost_ms / PARTIAL_CPU_SHARE))
         committed = agreed_prefix(self._committed, self._previous, words)
@@ -92,12 +115,20 @@ class MoonshineStreamSession(VadSentenceSession):
         self._open_start_ms = None
         self._committed, self._previous, self._shown = [], [], []
         self._partial_step_ms = MIN_PARTIAL_STEP_MS
+        if end_ms - start_ms < MIN_FINAL_SPEECH_MS:
+            return []  # a click, or the rest of a cut sentence: Moonshine makes words of nothing
         text = self._model.decode(self._clip(start_ms - PAD_MS, end_ms + PAD_MS))
         return self._final(text, start_ms, end_ms)
 
     def _keep_floor_sample(self) -> int:
         assert self._open_start_ms is not None
         return (self._open_start_ms - PREROLL_MS) * SAMPLE_RATE_HZ // 1000
+
+    def _cut_point_ms(self) -> int:
+        now_ms = self._now_ms()
+        search_from_ms = now_ms - int(CUT_SEARCH_S * 1000)
+        clip = self._clip(search_from_ms, now_ms)
+        return search_from_ms + quietest_sample(clip, 0, clip.size) * 1000 // SAMPLE_RATE_HZ
 
 
 class MoonshineStreamEngine:

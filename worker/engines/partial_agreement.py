@@ -7,6 +7,7 @@ protocols whose partial text may only grow get it from here.
 
 from __future__ import annotations
 
+import difflib
 import re
 
 _WORD_NORMALISE_RE = re.compile(r"[^\w']+")
@@ -16,21 +17,36 @@ def normalised_word(word: str) -> str:
     return _WORD_NORMALISE_RE.sub("", word.lower())
 
 
-def agreed_prefix(committed: list[str], previous: list[str], current: list[str]) -> list[str]:
-    """The committed words, extended by the words the two latest hypotheses agree on.
+def aligned_end(committed: list[str], words: list[str]) -> int:
+    """Where in `words` the committed words end, aligned word by word (difflib); where nothing
+    of them is found there, as many words in as they are long.
 
-    Text once committed is never taken back (a client has shown it): when the newest
-    hypothesis contradicts it, nothing more is committed until they agree again. The newest
-    hypothesis' last word is never committed: the clip may end inside it, and a decode that
-    ends there often closes it with a full stop ("Please." of "Please send").
+    A later decode may word the committed part a little differently ("belief that was" against
+    "belief, it was"); aligning, rather than demanding the same prefix, keeps the partials
+    going after such a disagreement instead of stalling on it until the final.
     """
-    n = len(committed)
-    if len(previous) < n or len(current) < n:
-        return committed
-    if [normalised_word(w) for w in current[:n]] != [normalised_word(w) for w in committed]:
-        return committed
+    if not committed:
+        return 0
+    matcher = difflib.SequenceMatcher(a=[normalised_word(w) for w in committed],
+                                      b=[normalised_word(w) for w in words], autojunk=False)
+    blocks = [block for block in matcher.get_matching_blocks() if block.size]
+    if not blocks:  # an early guess was all wrong ("Inch," for "In short,"): go on after as many words
+        return min(len(committed), len(words))
+    last = blocks[-1]
+    unmatched_tail = len(committed) - (last.a + last.size)
+    return min(len(words), last.b + last.size + unmatched_tail)
+
+
+def agreed_prefix(committed: list[str], previous: list[str], current: list[str]) -> list[str]:
+    """The committed words, extended by the words the two latest hypotheses agree on after them.
+
+    Text once committed is never taken back (a client has shown it). The newest hypothesis'
+    last word is never committed: the clip may end inside it, and a decode that ends there
+    often closes it with a full stop ("Please." of "Please send").
+    """
+    in_current, in_previous = aligned_end(committed, current), aligned_end(committed, previous)
     extended = list(committed)
-    for before, now in zip(previous[n:], current[n:-1], strict=False):
+    for before, now in zip(previous[in_previous:], current[in_current:-1], strict=False):
         if normalised_word(before) != normalised_word(now) or not normalised_word(now):
             break
         extended.append(now)
@@ -38,9 +54,6 @@ def agreed_prefix(committed: list[str], previous: list[str], current: list[str])
 
 
 def shown_hypothesis(committed: list[str], current: list[str]) -> list[str]:
-    """What a partial shows: the committed words, then the rest of the newest hypothesis where it
-    agrees with them (where it does not, only the committed words: they are never taken back)."""
-    n = len(committed)
-    if [normalised_word(w) for w in current[:n]] != [normalised_word(w) for w in committed]:
-        return list(committed)
-    return list(committed) + current[n:]
+    """What a partial shows: the committed words, then the newest hypothesis from where they end
+    in it."""
+    return list(committed) + current[aligned_end(committed, current):]

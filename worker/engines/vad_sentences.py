@@ -52,7 +52,7 @@ class VadSentenceSession:
         for start_ms, end_ms in self._vad.accept(samples):
             finals.extend(self._on_vad(*self._from_vad_clock(start_ms, end_ms)))
         if self._open_start_ms is not None and self._now_ms() - self._open_start_ms >= self.max_sentence_s * 1000:
-            cut_ms = self._now_ms()
+            cut_ms = self._cut_point_ms()
             finals.extend(self._close(cut_ms))
             self._open(cut_ms)
         self._trim()
@@ -80,6 +80,11 @@ class VadSentenceSession:
     def _keep_floor_sample(self) -> int:
         """The earliest sample the open sentence's decodes may still read."""
         raise NotImplementedError
+
+    def _cut_point_ms(self) -> int:
+        """Where a sentence that grew too long is cut: now, unless an engine finds a better place
+        (the audio after the cut stays in the window and opens the next sentence)."""
+        return self._now_ms()
 
     def _final(self, text: str, start_ms: int, end_ms: int) -> list[StreamEvent]:
         """The final of the sentence just closed, numbered in order; no text, no final."""
