@@ -320,6 +320,10 @@ def run_session(url: str, audio: BenchAudio) -> SessionResult:
     by_index = {int(m.get("index", i)): str(m.get("text") or "") for i, (_, m) in enumerate(finals)}
     result.text = " ".join(by_index[i] for i in sorted(by_index))
     result.first_text_s, result.missed = first_text_latencies(messages, started_s, audio.segments)
+    if os.environ.get("BENCH_VERBOSE"):
+        print("  per sentence (onset s: first text s): " + ", ".join(
+            f"{segment.onset_s:.1f}: {latency:.2f}" for segment, latency in zip(audio.segments, result.first_text_s,
+                                                                              strict=False)))
     return result
 
 

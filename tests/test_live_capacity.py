@@ -78,6 +78,26 @@ def native_session(stack: Stack, pcm: bytes, speed: float = 1.0) -> dict:
             "end": messages[-1]}
 
 
+def test_a_client_that_reads_only_at_the_end_is_not_dropped(stack: Stack, pcm: bytes) -> None:
+    """Partials pile up unread while such a client sends for longer than two ping intervals;
+    its websocket library then stops reading (its queue is full) and answers no ping. It is
+    sending, so it is alive: the session must end normally."""
+    seconds = 2 * stack.settings.stream_ping_interval_s + 2
+    repeated = pcm * (1 + int(seconds * 32000) // len(pcm))
+    with open_ws(f"ws://127.0.0.1:{stack.settings.port}/v1/stream") as ws:
+        ws.send(json.dumps({"type": "Start", "sample_rate": 16000, "language": "en"}))
+        started_s = time.monotonic()
+        for index, offset in enumerate(range(0, len(repeated), FRAME_BYTES)):
+            ws.send(repeated[offset:offset + FRAME_BYTES])
+            time.sleep(max(0.0, started_s + (index + 1) * FRAME_BYTES / 32000 - time.monotonic()))
+        ws.send(json.dumps({"type": "Close"}))
+        kinds = []
+        while not kinds or kinds[-1] not in ("Summary", "Error"):
+            kinds.append(json.loads(ws.recv(timeout=60))["type"])
+    assert kinds[-1] == "Summary" and kinds.count("Partial") > 16, kinds
+    stack.wait_stream_slots(DEFAULTS.stream_workers * DEFAULTS.stream_sessions_per_worker)
+
+
 def test_eight_english_sessions_are_served_at_once(stack: Stack, pcm: bytes) -> None:
     with ThreadPoolExecutor(max_workers=8) as pool:
         sessions = list(pool.map(lambda _i: native_session(stack, pcm), range(8)))

@@ -43,7 +43,14 @@ class GatedSocket:
             if self._ws is not None:
                 self._ws.pong_received = True
             time.sleep(WAIT_STEP_S)  # a greenlet under gevent: nothing else waits for it
-        return self._sock.recv(size, *flags)
+        data = self._sock.recv(size, *flags)
+        if data and self._ws is not None:
+            # Bytes from the client prove it alive as well as a pong does. A client that sends
+            # audio and reads its results only at the end (as many scripts do) stops reading its
+            # socket once its own queue of results is full, so it reads no ping and answers none:
+            # it must not be dropped for that while it is still sending.
+            self._ws.pong_received = True
+        return data
 
     def close(self) -> None:
         self._closed = True

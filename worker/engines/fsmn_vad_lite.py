@@ -110,7 +110,7 @@ class FsmnVadLite:
     """
 
     def __init__(self, model_dir: Path, *, max_end_silence_ms: int, cpu_threads: int = 1,
-                 runtime: Literal["numpy", "onnx"] = "numpy") -> None:
+                 runtime: Literal["numpy", "onnx"] = "numpy", start_overrides: dict[str, int] | None = None) -> None:
         import yaml
 
         model_dir = Path(model_dir)
@@ -121,7 +121,9 @@ class FsmnVadLite:
         self._frontend_class, self._state_machine_class = _import_funasr_onnx()
         config = yaml.safe_load((model_dir / "config.yaml").read_text())
         self._frontend_conf: dict[str, Any] = config["frontend_conf"]
-        self._model_conf: dict[str, Any] = config["model_conf"]
+        #: `start_overrides`: the start-point rule (`window_size_ms`, `sil_to_speech_time_thres`)
+        #: tightened for a live engine that answers as soon as speech starts.
+        self._model_conf: dict[str, Any] = {**config["model_conf"], **(start_overrides or {})}
         encoder = config["encoder_conf"]
         self._scorer: NumpyFsmnScorer | OnnxFsmnScorer
         if runtime == "numpy":

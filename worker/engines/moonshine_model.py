@@ -57,9 +57,6 @@ CUT_SEARCH_S = 2.0
 #: Clips shorter than this are not decoded (the encoder's first frame needs 127 samples; a
 #: few words need far more).
 MIN_CLIP_SAMPLES = SAMPLE_RATE_HZ // 10
-#: The model's decoder layers and heads (the shape of its key/value cache).
-DECODER_LAYERS = 6
-HEADS, HEAD_DIM = 8, 36
 
 
 def read_tokenizer(path: Path) -> list[bytes]:
@@ -113,10 +110,15 @@ class MoonshineModel:
                                                      providers=providers)
         self._decoder_outputs = [output.name for output in self._decoder.get_outputs()]
         self._vocabulary = read_tokenizer(model_dir / "tokenizer.bin")
+        # The cache's shape, and which masks the export takes, are read from the model itself:
+        # tiny and base differ in both.
+        decoder_inputs = {item.name: item for item in self._decoder.get_inputs()}
         self._empty_cache = {
-            f"past_key_values.{layer}.{part}.{kind}": np.zeros((1, HEADS, 0, HEAD_DIM), dtype=np.float32)
-            for layer in range(DECODER_LAYERS) for part in ("decoder", "encoder") for kind in ("key", "value")
+            name: np.zeros((1, item.shape[1], 0, item.shape[3]), dtype=np.float32)
+            for name, item in decoder_inputs.items() if name.startswith("past_key_values.")
         }
+        self._encoder_takes_mask = any(item.name == "attention_mask" for item in self._encoder.get_inputs())
+        self._decoder_takes_mask = "encoder_attention_mask" in decoder_inputs
 
     def decode(self, clip: np.ndarray) -> str:
         """The text of float32 16 kHz mono `clip` (greedy, stops at the end token or a loop)."""
@@ -150,9 +152,12 @@ class MoonshineModel:
 
     # --- inside --------------------------------------------------------------------------
     def _generate(self, clip: np.ndarray) -> list[int]:
-        hidden = self._encoder.run(None, {"input_values": clip[np.newaxis, :],
-                                          "attention_mask": np.ones((1, clip.size), dtype=np.int64)})[0]
-        encoder_mask = np.ones((1, hidden.shape[1]), dtype=np.int64)
+        encoder_feed = {"input_values": clip[np.newaxis, :]}
+        if self._encoder_takes_mask:
+            encoder_feed["attention_mask"] = np.ones((1, clip.size), dtype=np.int64)
+        hidden = self._encoder.run(None, encoder_feed)[0]
+        masks = {"encoder_attention_mask": np.ones((1, hidden.shape[1]), dtype=np.int64)} \
+            if self._decoder_takes_mask else {}
         cache: dict[str, Any] = dict(self._empty_cache)
         max_tokens = max(4, math.ceil(clip.size / SAMPLE_RATE_HZ * MAX_TOKENS_PER_S))
         tokens: list[int] = []
@@ -160,7 +165,7 @@ class MoonshineModel:
         for step in range(max_tokens):
             outputs = self._decoder.run(None, {
                 "input_ids": np.array([[previous]], dtype=np.int64), "encoder_hidden_states": hidden,
-                "encoder_attention_mask": encoder_mask, "use_cache_branch": np.array([step > 0]), **cache})
+                "use_cache_branch": np.array([step > 0]), **masks, **cache})
             previous = int(outputs[0][0, -1].argmax())
             for name, value in zip(self._decoder_outputs[1:], outputs[1:], strict=True):
                 # The encoder's keys and values are computed on the first step only; later steps

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from shared.config import Settings
 from shared.errors import NotSupportedError
 from worker.engines.base import Engine, StreamingEngine
@@ -36,18 +38,21 @@ def load_streaming_engine(settings: Settings, engine: Engine) -> StreamingEngine
     raise NotSupportedError(f"the {engine.name} engine cannot serve live sessions")
 
 
-def load_live_engines(settings: Settings, engine: Engine) -> LiveEngines:
-    """What a stream worker process serves live sessions with (`stream_engine`, see live_engines)."""
+def load_live_engines(settings: Settings, engine: Engine,
+                      partial_share: Callable[[], float] | None = None) -> LiveEngines:
+    """What a stream worker process serves live sessions with (`stream_engine`, see live_engines).
+    `partial_share`: the share of a core each live session's partials may use now."""
     moonshine = None
     if wants_moonshine(settings):
         from worker.engines.fsmn_vad_lite import FsmnVadLite
         from worker.engines.model_files import resolve_vad_model_dir
         from worker.engines.moonshine_model import MoonshineModel
-        from worker.engines.moonshine_stream import MoonshineStreamEngine
+        from worker.engines.moonshine_stream import LIVE_VAD_START, PARTIAL_CPU_SHARE, MoonshineStreamEngine
 
         vad = FsmnVadLite(resolve_vad_model_dir(settings.vad_model_dir),
-                          max_end_silence_ms=settings.vad_max_end_silence_ms)
+                          max_end_silence_ms=settings.vad_max_end_silence_ms, start_overrides=LIVE_VAD_START)
         # One intra-op thread per decode: the sessions of a process decode side by side.
-        moonshine = MoonshineStreamEngine(MoonshineModel(cpu_threads=1), vad)
+        moonshine = MoonshineStreamEngine(MoonshineModel(cpu_threads=1), vad,
+                                          partial_share or (lambda: PARTIAL_CPU_SHARE))
     general = None if settings.stream_engine == "moonshine" else load_streaming_engine(settings, engine)
     return LiveEngines(mode=settings.stream_engine, general=general, moonshine=moonshine)

@@ -58,7 +58,7 @@ class StreamProcess:
         self.settings = settings
         self.runtime = build_runtime(settings)
         try:
-            self.engines = load_live_engines(settings, self.runtime.engine)
+            self.engines = load_live_engines(settings, self.runtime.engine, self._partial_share)
         except (NotSupportedError, EngineError) as exc:  # a missing or broken model: say which, stop
             raise SystemExit(str(exc)) from exc
         # Only sends (webhook deliveries by task name); no connection until it does.
@@ -66,6 +66,14 @@ class StreamProcess:
         self.stopping = threading.Event()
         self.slots = [StreamWorker(self) for _ in range(settings.stream_sessions_per_worker)]
         self.capacity = CapacityMonitor(self._running_lags)
+
+    def _partial_share(self) -> float:
+        """The share of a core each running session's partials may use: this host's cores split
+        over its stream worker processes, then over this process's sessions; between a quarter
+        (four sessions per core still keep up) and one (a lone session decodes back to back)."""
+        running = max(1, sum(slot.busy for slot in getattr(self, "slots", [])))
+        cores_per_process = len(os.sched_getaffinity(0)) / max(1, self.settings.stream_workers)
+        return min(1.0, max(0.25, cores_per_process / running))
 
     def _running_lags(self) -> list[float]:
         return [slot.lag_s() for slot in self.slots if slot.busy]
@@ -201,7 +209,8 @@ def supervise(processes: int, settings: Settings) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    argv = [sys.executable, "-m", "worker.streaming.main", "--child"]
+    # Each child is told how many processes share the host: it splits the cores by them.
+    argv = [sys.executable, "-m", "worker.streaming.main", "--child", "--processes", str(processes)]
 
     def start() -> tuple[subprocess.Popen[bytes], float]:
         return subprocess.Popen(argv, preexec_fn=die_with_parent), time.monotonic()  # noqa: PLW1509
@@ -244,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     # faster-whisper logs every decode at INFO; a live session decodes twice a second.
     logging.getLogger("faster_whisper").setLevel(max(logging.WARNING, logging.getLogger().level))
     if args.child:
+        if args.processes:
+            settings = settings.model_copy(update={"stream_workers": args.processes})
         return run_child(settings)
     return supervise(args.processes or settings.stream_workers, settings)
 
