@@ -1,12 +1,13 @@
 """A stream worker's memory over a 30-minute live session: it must stay flat.
 
 Feeds 30 minutes of speech (the benchmark recording, looped) through one live session of
-the Whisper streaming engine in 100 ms frames, as fast as the engine takes it, with the
+the default English live engine (Moonshine tiny; `--engine whisper` for Whisper) in 100 ms
+frames, as fast as the engine takes it, with the
 worker's per-frame work (VAD, partials, finals, the session's recording on disk), and
 prints the process's RSS every 5 minutes of audio. Partials are attempted once per 5 s of
 audio instead of twice a second so the run takes minutes, not half an hour: they allocate
 nothing that outlives the decode.
-Run: `.venv/bin/python bench/stream_memory.py [--minutes 30] [--model tiny.en]`
+Run: `.venv/bin/python bench/stream_memory.py [--minutes 30] [--engine moonshine|whisper] [--model tiny.en]`
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ from bench.common import CACHE_DIR  # noqa: E402
 from shared.config import Settings  # noqa: E402
 from tests.support.speech import REFERENCE_SENTENCES, make_long_recording  # noqa: E402
 from worker.engines.base import StreamOptions  # noqa: E402
+from worker.engines.fsmn_vad_lite import FsmnVadLite  # noqa: E402
+from worker.engines.model_files import resolve_vad_model_dir  # noqa: E402
+from worker.engines.moonshine_model import MoonshineModel  # noqa: E402
+from worker.engines.moonshine_stream import MoonshineStreamEngine  # noqa: E402
 from worker.engines.whisper_engine import WhisperEngine  # noqa: E402
 from worker.streaming.recorder import SessionRecorder  # noqa: E402
 
@@ -44,7 +49,8 @@ def rss_mb() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=30.0)
-    parser.add_argument("--model", default="tiny.en")
+    parser.add_argument("--model", default="tiny.en", help="the Whisper model, with --engine whisper")
+    parser.add_argument("--engine", choices=("moonshine", "whisper"), default="moonshine")
     args = parser.parse_args()
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     wav = make_long_recording([REFERENCE_SENTENCES[i] for i in (0, 1, 3, 5)], CACHE_DIR / "stream-bench.wav",
@@ -53,14 +59,18 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="oddasr-stream-memory-"))
     settings = Settings(whisper_model=args.model, whisper_beam_size=5, cpu_threads=2, data_dir=tmp,
                         model_cache_dir=Path.home() / ".cache" / "oddasr-test-models")
-    engine = WhisperEngine(settings)
+    if args.engine == "moonshine":
+        engine = MoonshineStreamEngine(MoonshineModel(), FsmnVadLite(resolve_vad_model_dir(""),
+                                                                     max_end_silence_ms=800))
+    else:
+        engine = WhisperEngine(settings)
     session = engine.open_stream(StreamOptions())
     recorder = SessionRecorder(tmp, "bench")
     total_samples = int(args.minutes * 60 * 16000)
     fed = sentences = 0
     next_report_s = 0.0
     started_s = time.monotonic()
-    print(f"model {args.model}; RSS after loading: {rss_mb():.0f} MB")
+    print(f"engine {engine.name} {engine.model_name}; RSS after loading: {rss_mb():.0f} MB")
     print("audio min | RSS MB | sentences | wall s")
     while fed < total_samples:
         for offset in range(0, loop.size, FRAME_SAMPLES):

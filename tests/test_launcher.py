@@ -51,7 +51,7 @@ def test_oddasr_runs_everything_and_ctrl_c_leaves_no_process(tmp_path: Path, spe
             try:
                 body = requests.get(f"http://127.0.0.1:{api_port}/readyz", timeout=5).json()
                 ready = body["ready"] and body["file_queue_served"] and body["sentence_queue_served"] and \
-                    body["stream_workers"]["idle"] == 1
+                    body["stream_workers"]["idle"] >= 1
             except (requests.RequestException, ValueError, KeyError):
                 pass
             time.sleep(0.5)

@@ -139,3 +139,16 @@ def test_auto_sends_english_to_moonshine_and_the_rest_to_whisper() -> None:
     with pytest.raises(NotSupportedError, match="English only"):
         only.choose(StreamOptions(language="de"))
     assert is_english("English") and not is_english("es")
+
+
+def test_a_tail_decode_is_placed_behind_the_stable_words_only_where_they_are_found() -> None:
+    from worker.engines.moonshine_stream import anchored_end, without_repeated_phrase
+
+    anchor = ["age", "of", "foolishness.", "It"]
+    assert anchored_end(anchor, ["ness.", "It", "was", "the", "epoch"]) is None, "one word is no anchor"
+    assert anchored_end(anchor, ["of", "foolishness,", "it", "was", "the", "epoch"]) == 3
+    assert anchored_end(anchor, ["It", "was", "the", "epoch", "of"]) is None
+    looped = ["It", "was", "a", "season", "of", "light.", "It", "was", "a", "season", "of", "light.", "It"]
+    assert without_repeated_phrase(looped) == \
+        ["It", "was", "a", "season", "of", "light."]
+    assert without_repeated_phrase(["no", "no", "no"]) == ["no", "no", "no"], "short repeats are speech"

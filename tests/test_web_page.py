@@ -34,6 +34,8 @@ pytestmark = pytest.mark.integration
 SENTENCES = [REFERENCE_SENTENCES[1], REFERENCE_SENTENCES[2]]
 #: Words each sentence must show (Whisper tiny.en may get a small word wrong; these it does not).
 EXPECTED_WORDS = [("report", "office", "monday"), ("meeting", "room", "upstairs")]
+#: Live sessions are heard by Moonshine tiny, which reads espeak's "upstairs" as "at the stairs".
+LIVE_EXPECTED_WORDS = [("report", "office", "monday"), ("meeting", "room")]
 JOB_TIMEOUT_MS = 120_000
 LIVE_TIMEOUT_MS = 60_000
 
@@ -50,9 +52,9 @@ def words(text: str) -> str:
     return " ".join(re.sub(r"[^a-z' ]+", " ", text.lower()).split())
 
 
-def assert_sentences(text: str) -> None:
+def assert_sentences(text: str, expected_words: list[tuple[str, ...]] = EXPECTED_WORDS) -> None:
     found = words(text)
-    for expected in EXPECTED_WORDS:
+    for expected in expected_words:
         assert all(word in found for word in expected), f"{expected} not in {found!r}"
 
 
@@ -204,7 +206,7 @@ def test_live_microphone_shows_partials_then_finals_and_the_session_job(page: Pa
     expect(page.locator("#live-language")).to_be_disabled()  # fixed for the session
     expect(page.locator("#live-text .sentence.final")).to_have_count(2, timeout=LIVE_TIMEOUT_MS)
     live_text = page.locator("#live-text").inner_text()
-    assert_sentences(live_text)
+    assert_sentences(live_text, LIVE_EXPECTED_WORDS)
     assert page.evaluate("window.sawPartial")
     assert page.locator("#live-text .sentence.final").first.evaluate("n => getComputedStyle(n).color") \
         == "rgb(17, 17, 17)"
@@ -213,7 +215,7 @@ def test_live_microphone_shows_partials_then_finals_and_the_session_job(page: Pa
     page.click("#live-button")  # Stop: Close, then the Summary, then the session's job
     result = page.locator("#live-result")
     expect(result.locator(".segments")).to_be_visible(timeout=LIVE_TIMEOUT_MS)
-    assert_sentences(result.locator(".segments").inner_text())
+    assert_sentences(result.locator(".segments").inner_text(), LIVE_EXPECTED_WORDS)
     expect(result).to_contain_text("succeeded · job ")
     expect(page.locator("#live-language")).to_be_enabled()
     assert result.locator("audio").get_attribute("src").startswith("blob:")
@@ -269,13 +271,13 @@ def test_live_resumes_the_session_when_its_api_process_is_restarted(page: Page, 
     expect(page.locator("#live-state")).to_have_text("Listening", timeout=LIVE_TIMEOUT_MS)
     expect(finals).to_have_count(2, timeout=LIVE_TIMEOUT_MS)
     assert [finals.nth(i).get_attribute("data-index") for i in range(2)] == ["0", "1"]
-    assert_sentences(page.locator("#live-text").inner_text())
+    assert_sentences(page.locator("#live-text").inner_text(), LIVE_EXPECTED_WORDS)
     page.click("#live-button")
     result = page.locator("#live-result")
     expect(result.locator(".segments")).to_be_visible(timeout=LIVE_TIMEOUT_MS)
     expect(result).to_contain_text("succeeded · job ")
     assert result.locator(".segment").count() == 2
-    assert_sentences(result.locator(".segments").inner_text())
+    assert_sentences(result.locator(".segments").inner_text(), LIVE_EXPECTED_WORDS)
     expect(page.locator("#live-error")).to_be_hidden()
     assert page.errors == []  # type: ignore[attr-defined]
 

@@ -18,6 +18,7 @@ clip, so they do not depend on it.
 
 from __future__ import annotations
 
+import difflib
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -51,8 +52,23 @@ PARTIAL_CPU_SHARE = 0.4
 #: in a 150 ms window (its config says 150 in 200). Measured on bench/streaming.py's speech:
 #: first text 20 ms sooner at the median, the same finals.
 LIVE_VAD_START = {"window_size_ms": 150, "sil_to_speech_time_thres": 100}
+#: A long sentence's partials decode only its last seconds, placed behind its stable words by
+#: the last few of them (see `_hypothesis`).
+TAIL_WINDOW_S = 3.5
+TAIL_ANCHOR_WORDS = 4
 #: A phrase of this many words said twice in a row in a partial is a decoding loop.
 REPEAT_MIN_WORDS = 3
+
+
+def anchored_end(anchor: list[str], words: list[str]) -> int | None:
+    """Where in `words` the `anchor` words end, if they are found there in order, at least two of
+    them and the last one among them; else None."""
+    matcher = difflib.SequenceMatcher(a=[normalised_word(w) for w in anchor],
+                                      b=[normalised_word(w) for w in words], autojunk=False)
+    blocks = [block for block in matcher.get_matching_blocks() if block.size]
+    if not blocks or blocks[-1].a + blocks[-1].size != len(anchor) or sum(b.size for b in blocks) < 2:
+        return None
+    return blocks[-1].b + blocks[-1].size
 
 
 def without_repeated_phrase(words: list[str], min_words: int = REPEAT_MIN_WORDS) -> list[str]:
@@ -106,7 +122,7 @@ class MoonshineStreamSession(VadSentenceSession):
             return None
         self._partial_heard = self._total
         started_s = time.perf_counter()
-        words = without_repeated_phrase(self._model.decode(self._clip(self._open_start_ms - PAD_MS, now_ms)).split())
+        words = self._hypothesis(now_ms)
         cost_ms = (time.perf_counter() - started_s) * 1000
         self._partial_step_ms = max(MIN_PARTIAL_STEP_MS, int(cost_ms / self._partial_share()))
         committed = agreed_prefix(self._committed, self._previous, words)
@@ -119,6 +135,21 @@ class MoonshineStreamSession(VadSentenceSession):
                            stable_text=" ".join(committed))
 
     # --- inside --------------------------------------------------------------------------
+    def _hypothesis(self, now_ms: int) -> list[str]:
+        """The open sentence's words so far. Once it is long and has stable words, only its last
+        `TAIL_WINDOW_S` are decoded (a partial's cost stays that of a short clip however long the
+        sentence) and put behind the stable words where their last few are found again in it;
+        where they are not, the whole sentence is decoded, as before it was long."""
+        assert self._open_start_ms is not None
+        start_ms = self._open_start_ms - PAD_MS
+        tail_from_ms = now_ms - int(TAIL_WINDOW_S * 1000)
+        if tail_from_ms > start_ms and len(self._committed) >= TAIL_ANCHOR_WORDS:
+            tail = without_repeated_phrase(self._model.decode(self._clip(tail_from_ms, now_ms)).split())
+            after = anchored_end(self._committed[-TAIL_ANCHOR_WORDS:], tail)
+            if after is not None:
+                return self._committed + tail[after:]
+        return without_repeated_phrase(self._model.decode(self._clip(start_ms, now_ms)).split())
+
     def _close(self, end_ms: int) -> list[StreamEvent]:
         start_ms = self._open_start_ms if self._open_start_ms is not None else end_ms
         self._open_start_ms = None
