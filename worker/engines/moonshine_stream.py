@@ -45,8 +45,8 @@ MIN_FINAL_SPEECH_MS = 150
 MIN_PARTIAL_STEP_MS = 100
 #: The share of one core a session's partial decodes may use: the step between two partials
 #: is at least the last decode's time divided by it. The stream worker sets it from how many
-#: sessions share its cores (one alone may decode back to back; four per core get a quarter
-#: each); this is the default where nothing sets it.
+#: sessions share its cores (one alone may decode back to back; four per core get half a core
+#: each at most); this is the default where nothing sets it.
 PARTIAL_CPU_SHARE = 0.4
 #: fsmn-vad's start rule for Moonshine sessions: speech is taken as started after 100 ms of it
 #: in a 150 ms window (its config says 150 in 200). Measured on bench/streaming.py's speech:
