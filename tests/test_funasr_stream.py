@@ -24,6 +24,7 @@ from shared.config import Settings
 from shared.errors import EngineError
 from shared.stream_messages import SessionRequest
 from tests.support.speech import REFERENCE_SENTENCES, make_long_recording
+from tests.support.stream_feed import feed as feed_frames
 from worker.engines.base import SAMPLE_RATE_HZ, StreamEvent, StreamOptions
 from worker.engines.funasr_engine import FunAsrEngine
 from worker.engines.funasr_stream import (
@@ -69,15 +70,7 @@ def speech(speech_dir: Path) -> np.ndarray:
 
 def feed(session: Any, audio: np.ndarray, *, finish: bool = True) -> list[StreamEvent]:
     """As the session loop does: 60 ms frames, a partial asked for after each."""
-    events: list[StreamEvent] = []
-    for offset in range(0, audio.size, FRAME):
-        events.extend(session.accept_audio(audio[offset:offset + FRAME]))
-        partial = session.partial()
-        if partial is not None:
-            events.append(partial)
-    if finish:
-        events.extend(session.finish())
-    return events
+    return feed_frames(session, audio, FRAME, finish=finish)
 
 
 def check_well_formed(events: list[StreamEvent], audio_ms: int) -> None:

@@ -15,6 +15,7 @@ import soundfile
 
 from shared.errors import EngineError, NotSupportedError
 from tests.support.speech import REFERENCE_SENTENCES, make_long_recording
+from tests.support.stream_feed import feed
 from worker.engines.base import StreamEvent, StreamOptions
 from worker.engines.fsmn_vad_lite import FsmnVadLite
 from worker.engines.live_engines import LiveEngines, is_english
@@ -49,15 +50,7 @@ def recording(speech_dir: Path) -> np.ndarray:
 
 
 def stream(engine: MoonshineStreamEngine, samples: np.ndarray, *, partials: bool = True) -> list[StreamEvent]:
-    session = engine.open_stream(StreamOptions(language="en", want_partials=partials))
-    events: list[StreamEvent] = []
-    for offset in range(0, samples.size, FRAME_SAMPLES):
-        events.extend(session.accept_audio(samples[offset:offset + FRAME_SAMPLES]))
-        partial = session.partial()
-        if partial is not None:
-            events.append(partial)
-    events.extend(session.finish())
-    return events
+    return feed(engine.open_stream(StreamOptions(language="en", want_partials=partials)), samples, FRAME_SAMPLES)
 
 
 def test_moonshine_transcribes_english_speech(model: MoonshineModel, recording: np.ndarray) -> None:
