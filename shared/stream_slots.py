@@ -1,8 +1,9 @@
 """Stream worker slots in Redis: how a live session is pinned to exactly one worker process.
 
-Every stream worker process owns one slot, an entry of the `STREAM_SLOTS_HASH` hash that it
-refreshes with a heartbeat. An API process claims an idle slot whose heartbeat is fresh with
-one Lua script, so two API processes can never claim the same slot, and each claim takes a
+Every stream worker process owns a few slots (`stream_sessions_per_worker`, one serving thread
+each), entries of the `STREAM_SLOTS_HASH` hash that it refreshes with a heartbeat. An API
+process claims an idle slot whose heartbeat is fresh with one Lua script, so two API processes
+can never claim the same slot, and each claim takes a
 new fencing token from a counter: the worker acts only on a session request carrying the
 token of the claim it holds, and releases its slot only with that same token, so a late
 message from an earlier claim can neither start nor end a later session.
@@ -42,7 +43,7 @@ SLOT_FORGET_AFTER_S = 60.0
 #: stays within this share of its cores: the rest is headroom for the VAD, the relay and bursts.
 CAPACITY_SHARE = 0.9
 
-# KEYS[1] slots hash, KEYS[2] fence counter; ARGV: now_s, ttl_s, forget_s, session_id
+# KEYS[1] slots hash, KEYS[2] fence counter; ARGV: now_s, ttl_s, forget_s, session_id, share
 # Admission by measured capacity: every process reports the cores its sessions use now
 # (`load_cores`), what one session costs (`session_cost_cores`), its host's cores (`cores`) and
 # whether all its sessions keep up (`admit`). A host's load is the sum over its processes of the
@@ -50,6 +51,8 @@ CAPACITY_SHARE = 0.9
 # moment ago has used nothing yet). An idle slot is handed out only where its process admits and
 # its host's load plus one more session stays within `CAPACITY_SHARE` of its cores. Slots of
 # workers that report nothing of this (older workers) are counted as before: any idle slot.
+# Among the slots that fit, the one whose process runs the fewest sessions: sessions spread
+# over processes (and their interpreters' locks) instead of filling one first.
 _CLAIM_LUA = """
 local now = tonumber(ARGV[1])
 local ttl = tonumber(ARGV[2])
@@ -88,19 +91,22 @@ for proc, load in pairs(proc_load) do
 end
 local chosen = nil
 local chosen_slot = nil
+local chosen_busy = nil
 for _, entry in ipairs(fresh) do
   local slot = entry[2]
   if slot['state'] == 'idle' then
     local fits = true
+    local busy = 0
     if slot['cores'] then
       local host = tostring(slot['host'])
       local cost = tonumber(slot['session_cost_cores']) or 0
       fits = slot['admit'] ~= 0 and (host_load[host] or 0) + cost <= tonumber(slot['cores']) * share
+      busy = proc_claimed[host .. ':' .. tostring(slot['pid'])] or 0
     end
-    if fits then
+    if fits and (chosen_busy == nil or busy < chosen_busy) then
       chosen = entry[1]
       chosen_slot = slot
-      break
+      chosen_busy = busy
     end
   end
 end

@@ -145,3 +145,21 @@ def test_a_tail_decode_is_placed_behind_the_stable_words_only_where_they_are_fou
     assert without_repeated_phrase(looped) == \
         ["It", "was", "a", "season", "of", "light."]
     assert without_repeated_phrase(["no", "no", "no"]) == ["no", "no", "no"], "short repeats are speech"
+
+
+def test_a_number_with_many_zeros_is_not_cut_as_a_loop(model: MoonshineModel) -> None:
+    from worker.engines.moonshine_model import _repeated_tail
+
+    zero = 51  # any token: four in a row ("10000") is a number, twelve a loop
+    assert _repeated_tail([7, zero, zero, zero, zero]) == (0, 0)
+    assert _repeated_tail([7] + [zero] * 12) == (1, 12)
+    assert _repeated_tail([5, 6] * 4) == (2, 4)
+
+
+def test_a_dropped_sentence_that_showed_partials_gives_up_its_index(engine: MoonshineStreamEngine) -> None:
+    session = engine.open_stream(StreamOptions(language="en"))
+    session._open(0)  # a sentence that showed a partial, then closed as under 150 ms of speech
+    session._shown = ["Thank", "you"]
+    assert session._close(100) == [] and session._index == 1
+    session._open(200)
+    assert session._close(250) == [] and session._index == 1, "no partial went out: the index stays"

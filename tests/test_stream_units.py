@@ -299,3 +299,23 @@ def test_reprocess_ids_are_derived_and_stages_named() -> None:
     assert reprocess.stage_of("succeeded", "succeeded") == "reprocessed"
     assert reprocess.stage_of("succeeded", "failed") == "reprocess_failed"
     assert reprocess.stage_of("failed", None) == "ended"
+
+
+def test_sessions_spread_over_processes_before_filling_one(client: redis.Redis) -> None:
+    for process in (1, 2):
+        for slot in range(3):
+            client.eval(  # slots of two processes of one host, as their heartbeats write them
+                "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])", 1, "oddasr:stream:slots",
+                f"p{process}-s{slot}", json.dumps({"state": "idle", "heartbeat_s": time.time(), "host": "h",
+                                                  "pid": process, "cores": 8, "load_cores": 0,
+                                                  "session_cost_cores": 0.1, "admit": 1}))
+    claims = [claim_slot(client, f"s{index}") for index in range(4)]
+    assert Counter(claim.worker_id.split("-")[0] for claim in claims if claim) == Counter({"p1": 2, "p2": 2})
+
+
+def test_the_stable_text_stays_the_beginning_of_the_masked_text() -> None:
+    from worker.streaming.session_loop import common_word_prefix
+
+    assert common_word_prefix("my credit", "my *** number") == "my"
+    assert common_word_prefix("we need three", "we need three more") == "we need three"
+    assert common_word_prefix("", "anything") == ""

@@ -45,9 +45,11 @@ FIRST_BYTE_TOKEN, LAST_BYTE_TOKEN = 3, 258
 #: 6.5; speech rarely passes 4), so a looping decode cannot run on.
 MAX_TOKENS_PER_S = 6.5
 #: A decode that repeats its last n-gram this many times in a row is looping (it happens on
-#: clips cut mid-word): it stops there.
+#: clips cut mid-word): it stops there, keeping one copy. A single token needs more repeats:
+#: the vocabulary has "0" but no "00", so "10000" is four of them.
 REPEAT_NGRAM_MAX = 4
 REPEAT_LIMIT = 4
+SINGLE_TOKEN_REPEAT_LIMIT = 12
 #: The longest clip the decoder takes in one piece: these ONNX files fail on more than 384
 #: encoder frames (about 9.25 s; measured). Longer clips are decoded in pieces cut at their
 #: quietest moment.
@@ -175,14 +177,16 @@ class MoonshineModel:
             if previous == END_TOKEN:
                 break
             tokens.append(previous)
-            repeated = _repeated_tail(tokens)
+            repeated, times = _repeated_tail(tokens)
             if repeated:
-                return tokens[:len(tokens) - repeated * (REPEAT_LIMIT - 1)]  # keep one copy
+                return tokens[:len(tokens) - repeated * (times - 1)]  # keep one copy
         return tokens
 
 
-def quietest_sample(samples: np.ndarray, start: int, end: int, window: int = SAMPLE_RATE_HZ // 20) -> int:
-    """The middle of the quietest `window` of `samples[start:end]`: where a cut splits no word."""
+def quietest_sample(samples: np.ndarray, start: int, end: int, window_samples: int = SAMPLE_RATE_HZ // 20) -> int:
+    """The middle of the quietest `window_samples` of `samples[start:end]`: where a cut splits
+    no word."""
+    window = window_samples
     start = max(0, start)
     span = samples[start:end]
     count = span.size // window
@@ -192,13 +196,15 @@ def quietest_sample(samples: np.ndarray, start: int, end: int, window: int = SAM
     return start + int(energy.argmin()) * window + window // 2
 
 
-def _repeated_tail(tokens: list[int]) -> int:
-    """The size of the n-gram that ends `tokens` repeated `REPEAT_LIMIT` times in a row, or 0."""
+def _repeated_tail(tokens: list[int]) -> tuple[int, int]:
+    """The size of the n-gram that ends `tokens` repeated its limit of times in a row, and that
+    limit; (0, 0) when none is."""
     for size in range(1, REPEAT_NGRAM_MAX + 1):
-        span = size * REPEAT_LIMIT
+        times = SINGLE_TOKEN_REPEAT_LIMIT if size == 1 else REPEAT_LIMIT
+        span = size * times
         if len(tokens) < span:
-            break
+            continue
         tail = tokens[-span:]
         if all(tail[i] == tail[i % size] for i in range(span)):
-            return size
-    return 0
+            return size, times
+    return 0, 0

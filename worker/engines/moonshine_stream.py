@@ -153,11 +153,16 @@ class MoonshineStreamSession(VadSentenceSession):
     def _close(self, end_ms: int) -> list[StreamEvent]:
         start_ms = self._open_start_ms if self._open_start_ms is not None else end_ms
         self._open_start_ms = None
+        partials_sent = bool(self._shown)
         self._committed, self._previous, self._shown = [], [], []
         self._partial_step_ms = MIN_PARTIAL_STEP_MS
-        if end_ms - start_ms < MIN_FINAL_SPEECH_MS:
-            return []  # a click, or the rest of a cut sentence: Moonshine makes words of nothing
-        text = self._model.decode(self._clip(start_ms - PAD_MS, end_ms + PAD_MS))
+        text = ""
+        if end_ms - start_ms >= MIN_FINAL_SPEECH_MS:  # else a click: Moonshine makes words of nothing
+            text = self._model.decode(self._clip(start_ms - PAD_MS, end_ms + PAD_MS))
+        if not text and partials_sent:
+            # Partials went out under this index; the next sentence must not reuse it (a
+            # FunASR online client would take its words as the rest of those partials).
+            self._index += 1
         return self._final(text, start_ms, end_ms)
 
     def _keep_floor_sample(self) -> int:

@@ -64,8 +64,19 @@ class StreamProcess:
         # Only sends (webhook deliveries by task name); no connection until it does.
         self.celery = make_celery(settings, name="oddasr-stream-worker")
         self.stopping = threading.Event()
-        self.slots = [StreamWorker(self) for _ in range(settings.stream_sessions_per_worker)]
+        self.slots = [StreamWorker(self) for _ in range(self._sessions_per_process(settings))]
         self.capacity = CapacityMonitor(self._running_lags)
+
+    @staticmethod
+    def _sessions_per_process(settings: Settings) -> int:
+        """FunASR's AutoModel swaps its settings dict on every call (not thread-safe: two
+        sessions' streaming caches could cross), so its stream workers take one session each."""
+        if settings.engine == "funasr" and settings.stream_sessions_per_worker > 1:
+            logger.warning("the funasr engine serves one live session per stream worker process "
+                           "(stream_sessions_per_worker=%d is ignored): run more processes instead",
+                           settings.stream_sessions_per_worker)
+            return 1
+        return settings.stream_sessions_per_worker
 
     def _partial_share(self) -> float:
         """The share of a core each running session's partials may use: this host's cores split
@@ -104,6 +115,8 @@ class StreamWorker:
         self.worker_id = new_worker_id()
         self._busy: tuple[str, int] | None = None  # (session id, fence) while a session runs
         self._runner: object | None = None
+        #: Set when this slot's serving thread has ended: its heartbeat stops with it.
+        self._served = threading.Event()
 
     @property
     def busy(self) -> bool:
@@ -122,37 +135,54 @@ class StreamWorker:
                               fence=fence, capacity=capacity)
 
     def _heartbeat_loop(self) -> None:
-        while not self.stopping.wait(SLOT_HEARTBEAT_INTERVAL_S):
+        """Beats while this slot's serving thread lives: a slot whose thread is gone must stop
+        looking alive, or it would be claimed into an inbox nobody reads."""
+        while not self._served.wait(SLOT_HEARTBEAT_INTERVAL_S):
             try:
                 self._beat()
             except redis.RedisError:
                 logger.warning("stream worker %s: Redis unreachable; retrying", self.worker_id)
 
     def serve(self) -> None:
-        threading.Thread(target=self._heartbeat_loop, name="slot-heartbeat", daemon=True).start()
+        heartbeat = threading.Thread(target=self._heartbeat_loop, name="slot-heartbeat", daemon=True)
+        heartbeat.start()
         inbox = redis_keys.stream_worker_inbox(self.worker_id)
         logger.info("stream worker slot %s ready", self.worker_id)
-        while not self.stopping.is_set():
-            try:
-                self._beat()
-                item = self.runtime.redis.blpop([inbox], timeout=1)
-            except redis.RedisError:
-                logger.warning("stream worker %s: Redis unreachable; retrying", self.worker_id)
-                self.stopping.wait(1.0)
-                continue
-            if item is None:
-                continue
-            request = SessionRequest.model_validate_json(item[1])
+        try:
+            while not self.stopping.is_set():
+                try:
+                    self._serve_one(inbox)
+                except redis.RedisError:
+                    logger.warning("stream worker %s: Redis unreachable; retrying", self.worker_id)
+                    self.stopping.wait(1.0)
+                except Exception:  # a bad request or a broken disk must not leave a dead slot behind
+                    logger.exception("stream worker %s: a session request failed; serving the next one",
+                                     self.worker_id)
+                    self.stopping.wait(1.0)
+        finally:
+            self._served.set()
+            heartbeat.join(timeout=2 * SLOT_HEARTBEAT_INTERVAL_S)  # no beat may bring the slot back
+            with contextlib.suppress(redis.RedisError):
+                forget_slot(self.runtime.redis, self.worker_id)
+
+    def _serve_one(self, inbox: str) -> None:
+        self._beat()
+        item = self.runtime.redis.blpop([inbox], timeout=1)
+        if item is None:
+            return
+        request = SessionRequest.model_validate_json(item[1])
+        try:
             slot = self._beat()
             if slot.get("fence") != request.fence or time.time() > request.expires_at_s:
                 logger.warning("stream worker %s: dropping a stale session request %s", self.worker_id,
                                request.session_id)
-                with contextlib.suppress(redis.RedisError):
-                    release_slot(self.runtime.redis, self.worker_id, request.fence)
-                continue
-            self._run(request)
-        with contextlib.suppress(redis.RedisError):
-            forget_slot(self.runtime.redis, self.worker_id)
+                release_slot(self.runtime.redis, self.worker_id, request.fence)
+                return
+        except Exception:
+            with contextlib.suppress(redis.RedisError):
+                release_slot(self.runtime.redis, self.worker_id, request.fence)
+            raise
+        self._run(request)
 
     def _run(self, request: SessionRequest) -> None:
         from worker.services.metrics import stream_session_ended, stream_session_started

@@ -188,6 +188,7 @@ class SessionRunner:
                 # A reconnected client, through whichever API process: from now on only
                 # its frames count, whether or not the old connection said it was gone.
                 self._epoch = header.epoch
+                self.lag = LagGauge()  # another API process: another clock to measure against
                 expected_seq = header.seq + 1
                 detached_since_s = None
                 last_heard_s = now_s
@@ -261,8 +262,9 @@ class SessionRunner:
         event = session.partial()
         if event is not None:
             mask = self.runtime.sensitive_words.mask_text
-            self._publish(sm.PARTIAL, text=mask(event.text), stable_text=mask(event.stable), index=event.index,
-                          start_ms=event.start_ms, end_ms=event.end_ms)
+            text = mask(event.text)
+            self._publish(sm.PARTIAL, text=text, stable_text=common_word_prefix(mask(event.stable), text),
+                          index=event.index, start_ms=event.start_ms, end_ms=event.end_ms)
 
     def _emit(self, finals: list[StreamEvent]) -> None:
         """Store each final sentence, then tell the client: a sentence the client has seen
@@ -346,6 +348,18 @@ class SessionRunner:
         recorder.discard()
         logger.info("session %s ended (%s): %d sentences, %.1f s of audio", request.session_id, reason,
                     len(self._finals), duration_s)
+
+
+def common_word_prefix(stable: str, text: str) -> str:
+    """The words `stable` and `text` start with alike: masking each on its own can split a
+    sensitive phrase that straddles the stable boundary, and the stable part must stay the
+    beginning of the text."""
+    common = []
+    for stable_word, word in zip(stable.split(), text.split(), strict=False):
+        if stable_word != word:
+            break
+        common.append(word)
+    return " ".join(common)
 
 
 def _channel_name(message: dict) -> str:  # type: ignore[type-arg]
