@@ -65,3 +65,23 @@ def itn_refusal(engine: str, funasr_asr_model: str, use_itn: bool | None) -> str
         return (f"the configured FunASR model ({funasr_asr_model or 'paraformer'}) writes spoken forms and has no "
                 "inverse text normalization: use_itn=true needs a SenseVoice model (funasr_asr_model)")
     return None
+
+
+ENGLISH_CODES = frozenset({"en", "english"})
+
+
+def is_english(language: str | None) -> bool:
+    """True for `en`, `en-US`, `en_GB`, `English` and for no language at all (a live session
+    that names none counts as English: see live_engines in the worker)."""
+    if not language:
+        return True
+    return language.replace("_", "-").split("-")[0].strip().lower() in ENGLISH_CODES
+
+
+def live_language_refusal(stream_engine: str, language: str | None) -> str | None:
+    """Why a live session in `language` cannot be served by `stream_engine`, or None: Moonshine
+    knows English only, and the API says so before it holds a stream worker."""
+    if stream_engine == "moonshine" and not is_english(language):
+        return (f"this server's live engine (Moonshine) transcribes English only, not {language!r}: ask its "
+                "operator for stream_engine=auto or whisper")
+    return None

@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 import soundfile
 
+from shared.engines_catalog import is_english, live_language_refusal
 from shared.errors import EngineError, NotSupportedError
 from tests.support.speech import REFERENCE_SENTENCES, make_long_recording
 from tests.support.stream_feed import feed
 from worker.engines.base import StreamEvent, StreamOptions
 from worker.engines.fsmn_vad_lite import FsmnVadLite
-from worker.engines.live_engines import LiveEngines, is_english
+from worker.engines.live_engines import LiveEngines
 from worker.engines.model_files import resolve_vad_model_dir
 from worker.engines.moonshine_model import MoonshineModel, resolve_moonshine_dir
 from worker.engines.moonshine_stream import MoonshineStreamEngine
@@ -132,6 +133,9 @@ def test_auto_sends_english_to_moonshine_and_the_rest_to_whisper() -> None:
     with pytest.raises(NotSupportedError, match="English only"):
         only.choose(StreamOptions(language="de"))
     assert is_english("English") and not is_english("es")
+    # the API refuses the same, before it holds a stream worker
+    assert live_language_refusal("moonshine", "de") is not None
+    assert live_language_refusal("moonshine", "en-GB") is None and live_language_refusal("auto", "de") is None
 
 
 def test_a_tail_decode_is_placed_behind_the_stable_words_only_where_they_are_found() -> None:

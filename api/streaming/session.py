@@ -33,6 +33,7 @@ from api.streaming.relay import RelayClient, RelayError, WorkerEvent, wait_for_s
 from shared import redis_keys, reprocess
 from shared import stream_messages as sm
 from shared.db.repository import STREAM_MODE
+from shared.engines_catalog import live_language_refusal
 from shared.errors import BadRequestError, NotSupportedError, OddAsrError, UnauthorizedError
 from shared.schemas import JobOptions
 from shared.stream_slots import release_slot, slot_of_session
@@ -144,6 +145,8 @@ class StreamSession:
         try:  # the same checks as every HTTP endpoint, before a worker is held
             start.language = parse_language(start.language)
             check_language(start.language, self.settings)
+            if refusal := live_language_refusal(self.settings.stream_engine, start.language):
+                raise BadRequestError(refusal)
             if start.callback_url:
                 start.callback_url = parse_callback_url({"callback_url": start.callback_url}, self.settings)
             if start.reprocess == reprocess.DIARIZE:

@@ -16,17 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shared.config import Settings
+from shared.engines_catalog import is_english, live_language_refusal
 from shared.errors import NotSupportedError
 from worker.engines.base import StreamingEngine, StreamOptions
-
-ENGLISH_CODES = frozenset({"en", "english"})
-
-
-def is_english(language: str | None) -> bool:
-    """True for `en`, `en-US`, `en_GB`, `English` and for no language at all."""
-    if not language:
-        return True
-    return language.replace("_", "-").split("-")[0].strip().lower() in ENGLISH_CODES
 
 
 @dataclass
@@ -49,9 +41,9 @@ class LiveEngines:
 
     def choose(self, options: StreamOptions) -> StreamingEngine:
         if self.moonshine is not None and self.mode == "moonshine":
-            if not is_english(options.language):
-                raise NotSupportedError(f"this server's live engine (Moonshine) transcribes English only, not "
-                                        f"{options.language!r}: ask its operator for stream_engine=auto or whisper")
+            refusal = live_language_refusal(self.mode, options.language)
+            if refusal:
+                raise NotSupportedError(refusal)
             return self.moonshine
         if self.moonshine is not None and is_english(options.language) and not options.hotwords:
             return self.moonshine
