@@ -146,7 +146,7 @@ class SessionRunner:
         detached_since_s: float | None = None
         while True:
             if self.shutdown.is_set():
-                self._emit(session.finish())
+                self._close_audio(session, recorder)
                 raise SessionFailed("aborted", "the stream worker is shutting down; start a new session")
             message = pubsub.get_message(timeout=POLL_S)
             now_s = time.monotonic()
@@ -155,7 +155,7 @@ class SessionRunner:
                     if now_s - detached_since_s > self.settings.stream_resume_window_s:
                         logger.info("session %s: not resumed within %.0f s; ending it", self.request.session_id,
                                     self.settings.stream_resume_window_s)
-                        self._emit(session.finish())
+                        self._close_audio(session, recorder)
                         return "not_resumed"
                     continue
                 if now_s - last_heard_s > self.settings.stream_api_timeout_s:
@@ -167,10 +167,10 @@ class SessionRunner:
                                        "its client to reconnect", self.request.session_id,
                                        self.settings.stream_resume_window_s)
                         continue
-                    self._emit(session.finish())
+                    self._close_audio(session, recorder)
                     raise SessionFailed("api_lost", "lost contact with the API holding the client's connection")
                 if now_s - started_s > self.request.max_session_s + 60:
-                    self._emit(session.finish())
+                    self._close_audio(session, recorder)
                     return "max_length"
                 self._emit_partial(session)  # only when the API has nothing waiting: finals come first
                 continue
@@ -200,7 +200,7 @@ class SessionRunner:
             if header.epoch != self._epoch:
                 continue  # a connection the session has moved on from
             if header.seq != expected_seq:
-                self._emit(session.finish())
+                self._close_audio(session, recorder)
                 raise SessionFailed("relay_gap", f"audio was lost between the API and the worker (expected frame "
                                                  f"{expected_seq}, got {header.seq})")
             expected_seq += 1
@@ -217,18 +217,16 @@ class SessionRunner:
                 self._emit(session.accept_audio(samples))
                 self._processed_bytes += len(payload)
             elif header.kind == sm.FLUSH:
-                self._flush_16k(session, recorder)
-                self._emit(session.finish())
+                self._close_audio(session, recorder)
             elif header.kind == sm.DETACH:
                 if self.settings.stream_resume_window_s <= 0:
-                    self._emit(session.finish())
+                    self._close_audio(session, recorder)
                     return "stopped"
                 detached_since_s = now_s
                 logger.info("session %s: its client dropped; holding it %.0f s for a reconnect",
                             self.request.session_id, self.settings.stream_resume_window_s)
             elif header.kind == sm.STOP:
-                self._flush_16k(session, recorder)
-                self._emit(session.finish())
+                self._close_audio(session, recorder)
                 return "stopped"
 
     def _replay_finals(self, after_index: int) -> None:
@@ -245,8 +243,14 @@ class SessionRunner:
             samples = self._resampler.resample_chunk(samples)
         return samples
 
+    def _close_audio(self, session, recorder: SessionRecorder) -> None:  # type: ignore[no-untyped-def]
+        """The audio so far is complete (a flush, the end, or the session ending for any reason):
+        the resampler's tail, then the open sentence's final."""
+        self._flush_16k(session, recorder)
+        self._emit(session.finish())
+
     def _flush_16k(self, session, recorder: SessionRecorder) -> None:  # type: ignore[no-untyped-def]
-        """Before a sentence is closed on the client's word (FLUSH, STOP): the resampler's
+        """Before a sentence is closed (a client's FLUSH or STOP, or the session ending): the resampler's
         last output, which its filter holds back until told the input ended (12-115 ms behind
         the input at 8 kHz in; 1016 samples at the end of the FunASR 8 kHz test), into the
         recording and the session. The resampler then starts over for audio after a flush."""
