@@ -163,7 +163,7 @@ def test_a_number_with_many_zeros_is_not_cut_as_a_loop(model: MoonshineModel) ->
 def test_a_dropped_sentence_that_showed_partials_gives_up_its_index(engine: MoonshineStreamEngine) -> None:
     session = engine.open_stream(StreamOptions(language="en"))
     session._open(0)  # a sentence that showed a partial, then closed as under 150 ms of speech
-    session._shown = ["Thank", "you"]
+    session._agreement.shown = ["Thank", "you"]
     assert session._close(100) == [] and session._index == 1
     session._open(200)
     assert session._close(250) == [] and session._index == 1, "no partial went out: the index stays"

@@ -25,8 +25,8 @@ from typing import Protocol
 
 from worker.engines.base import SAMPLE_RATE_HZ, StreamEvent, StreamOptions
 from worker.engines.moonshine_model import MoonshineModel, quietest_sample
-from worker.engines.partial_agreement import agreed_prefix, normalised_word, shown_hypothesis
-from worker.engines.vad_sentences import PREROLL_MS, VadSentenceSession, VadStream
+from worker.engines.partial_agreement import PartialAgreement, normalised_word
+from worker.engines.vad_sentences import VadSentenceSession, VadStream
 
 #: A sentence longer than this is cut at its quietest moment of the last `CUT_SEARCH_S` and
 #: finalised; the next one goes on from there. Read speech runs on for many seconds without a
@@ -105,9 +105,7 @@ class MoonshineStreamSession(VadSentenceSession):
         self._model = model
         self._partial_share = partial_share
         self._want_partials = options.want_partials
-        self._committed: list[str] = []
-        self._previous: list[str] = []
-        self._shown: list[str] = []
+        self._agreement = PartialAgreement()
         #: Sample count when the last partial decode ran, and the audio step before the next.
         self._partial_heard = 0
         self._partial_step_ms = MIN_PARTIAL_STEP_MS
@@ -125,14 +123,10 @@ class MoonshineStreamSession(VadSentenceSession):
         words = self._hypothesis(now_ms)
         cost_ms = (time.perf_counter() - started_s) * 1000
         self._partial_step_ms = max(MIN_PARTIAL_STEP_MS, int(cost_ms / self._partial_share()))
-        committed = agreed_prefix(self._committed, self._previous, words)
-        self._previous = words
-        shown = shown_hypothesis(committed, words)
-        if not shown or (committed == self._committed and shown == self._shown):
+        if not self._agreement.update(words):
             return None
-        self._committed, self._shown = committed, shown
-        return StreamEvent("partial", self._index, " ".join(shown), self._open_start_ms, now_ms,
-                           stable_text=" ".join(committed))
+        return StreamEvent("partial", self._index, " ".join(self._agreement.shown), self._open_start_ms, now_ms,
+                           stable_text=" ".join(self._agreement.committed))
 
     # --- inside --------------------------------------------------------------------------
     def _hypothesis(self, now_ms: int) -> list[str]:
@@ -143,18 +137,19 @@ class MoonshineStreamSession(VadSentenceSession):
         assert self._open_start_ms is not None
         start_ms = self._open_start_ms - PAD_MS
         tail_from_ms = now_ms - int(TAIL_WINDOW_S * 1000)
-        if tail_from_ms > start_ms and len(self._committed) >= TAIL_ANCHOR_WORDS:
+        committed = self._agreement.committed
+        if tail_from_ms > start_ms and len(committed) >= TAIL_ANCHOR_WORDS:
             tail = without_repeated_phrase(self._model.decode(self._clip(tail_from_ms, now_ms)).split())
-            after = anchored_end(self._committed[-TAIL_ANCHOR_WORDS:], tail)
+            after = anchored_end(committed[-TAIL_ANCHOR_WORDS:], tail)
             if after is not None:
-                return self._committed + tail[after:]
+                return committed + tail[after:]
         return without_repeated_phrase(self._model.decode(self._clip(start_ms, now_ms)).split())
 
     def _close(self, end_ms: int) -> list[StreamEvent]:
         start_ms = self._open_start_ms if self._open_start_ms is not None else end_ms
         self._open_start_ms = None
-        partials_sent = bool(self._shown)
-        self._committed, self._previous, self._shown = [], [], []
+        partials_sent = bool(self._agreement.shown)
+        self._agreement.reset()
         self._partial_step_ms = MIN_PARTIAL_STEP_MS
         text = ""
         if end_ms - start_ms >= MIN_FINAL_SPEECH_MS:  # else a click: Moonshine makes words of nothing
@@ -164,10 +159,6 @@ class MoonshineStreamSession(VadSentenceSession):
             # FunASR online client would take its words as the rest of those partials).
             self._index += 1
         return self._final(text, start_ms, end_ms)
-
-    def _keep_floor_sample(self) -> int:
-        assert self._open_start_ms is not None
-        return (self._open_start_ms - PREROLL_MS) * SAMPLE_RATE_HZ // 1000
 
     def _cut_point_ms(self) -> int:
         now_ms = self._now_ms()

@@ -57,3 +57,27 @@ def shown_hypothesis(committed: list[str], current: list[str]) -> list[str]:
     """What a partial shows: the committed words, then the newest hypothesis from where they end
     in it."""
     return list(committed) + current[aligned_end(committed, current):]
+
+
+class PartialAgreement:
+    """One open sentence's partial state, for an engine that decodes it again and again: the
+    stable words, the last hypothesis, and what the last partial showed."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """A new sentence: nothing stable, nothing shown."""
+        self.committed: list[str] = []
+        self.previous: list[str] = []
+        self.shown: list[str] = []
+
+    def update(self, words: list[str]) -> bool:
+        """Take the newest decode's words; True when the partial to show has changed."""
+        committed = agreed_prefix(self.committed, self.previous, words)
+        self.previous = words
+        shown = shown_hypothesis(committed, words)
+        if not shown or (committed == self.committed and shown == self.shown):
+            return False
+        self.committed, self.shown = committed, shown
+        return True

@@ -78,8 +78,10 @@ class VadSentenceSession:
         self._open_start_ms = max(0, start_ms)
 
     def _keep_floor_sample(self) -> int:
-        """The earliest sample the open sentence's decodes may still read."""
-        raise NotImplementedError
+        """The earliest sample the open sentence's decodes may still read: by default its start
+        less the pre-roll (engines that decode the whole open sentence)."""
+        assert self._open_start_ms is not None
+        return (self._open_start_ms - PREROLL_MS) * SAMPLE_RATE_HZ // 1000
 
     def _cut_point_ms(self) -> int:
         """Where a sentence that grew too long is cut: now, unless an engine finds a better place

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from worker.engines.base import SAMPLE_RATE_HZ, StreamEvent, StreamOptions
-from worker.engines.partial_agreement import agreed_prefix, shown_hypothesis
-from worker.engines.vad_sentences import PREROLL_MS, VadSentenceSession, VadStream
+from worker.engines.partial_agreement import PartialAgreement
+from worker.engines.vad_sentences import VadSentenceSession, VadStream
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +57,7 @@ class WhisperStreamSession(VadSentenceSession):
         self._want_partials = options.want_partials
         self._partial_interval_ms = options.partial_interval_ms
         self._lead = np.zeros(int(LEAD_SILENCE_S * SAMPLE_RATE_HZ), dtype=np.float32)
-        self._committed: list[str] = []
-        self._previous: list[str] = []
-        self._shown: list[str] = []
+        self._agreement = PartialAgreement()
         self._partial_heard = 0
 
     def partial(self) -> StreamEvent | None:
@@ -67,32 +65,24 @@ class WhisperStreamSession(VadSentenceSession):
             return None
         if self._now_ms() - self._open_start_ms < MIN_PARTIAL_SPEECH_MS:
             return None
-        step_ms = EAGER_STEP_MS if not self._committed else self._partial_interval_ms
+        step_ms = EAGER_STEP_MS if not self._agreement.committed else self._partial_interval_ms
         if (self._total - self._partial_heard) * 1000 < step_ms * SAMPLE_RATE_HZ:
             return None
         self._partial_heard = self._total
         words = self._decode(self._open_start_ms - PAD_MS, self._now_ms(), beam_size=1, final=False).split()
-        committed = agreed_prefix(self._committed, self._previous, words)
-        self._previous = words
-        shown = shown_hypothesis(committed, words)
-        if committed == self._committed and shown == self._shown:
+        if not self._agreement.update(words):
             return None
-        self._committed, self._shown = committed, shown
-        return StreamEvent("partial", self._index, " ".join(shown), self._open_start_ms, self._now_ms(),
-                           stable_text=" ".join(committed))
+        return StreamEvent("partial", self._index, " ".join(self._agreement.shown), self._open_start_ms,
+                           self._now_ms(), stable_text=" ".join(self._agreement.committed))
 
     # --- inside --------------------------------------------------------------------------
     def _close(self, end_ms: int) -> list[StreamEvent]:
         """Finalise the open sentence [open start, end_ms] with the full beam."""
         start_ms = self._open_start_ms if self._open_start_ms is not None else end_ms
         self._open_start_ms = None
-        self._committed, self._previous, self._shown = [], [], []
+        self._agreement.reset()
         text = self._decode(start_ms - PAD_MS, end_ms + PAD_MS, beam_size=self._beam_size, final=True).strip()
         return self._final(text, start_ms, end_ms)
-
-    def _keep_floor_sample(self) -> int:
-        assert self._open_start_ms is not None
-        return (self._open_start_ms - PREROLL_MS) * SAMPLE_RATE_HZ // 1000
 
     def _decode(self, start_ms: int, end_ms: int, *, beam_size: int, final: bool) -> str:
         """Partials decode greedily without timestamp tokens (fastest); finals decode the way
