@@ -1,21 +1,32 @@
-"""Translate errors into `{"error": "..."}` JSON with the right status, at one boundary."""
+"""Translate errors into `{"error": "..."}` JSON with the right status, at one boundary.
+
+The OpenAI-compatible routes answer in OpenAI's own shape instead (`api/openai_errors.py`):
+OpenAI's SDKs read `error.message` and show nothing of a flat string.
+"""
 
 from __future__ import annotations
 
 import logging
 import math
 
-from flask import Flask, jsonify
+from flask import Flask, has_request_context, jsonify, request
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from api.openai_errors import is_openai_path, openai_error_body
 from shared.errors import OddAsrError
 
 logger = logging.getLogger(__name__)
 
 
-def error_response(message: str, status: int, **extra: object):  # type: ignore[no-untyped-def]
-    response = jsonify({"error": message, **extra})
+def error_response(message: str, status: int, *, param: str | None = None,
+                   **extra: object):  # type: ignore[no-untyped-def]
+    """`{"error": message, **extra}`; on an OpenAI route, OpenAI's `{"error": {"message", "type",
+    "param", "code"}}` with `extra` beside it."""
+    if has_request_context() and is_openai_path(request.path):
+        response = jsonify({**openai_error_body(message, status, param), **extra})
+    else:
+        response = jsonify({"error": message, **extra})
     response.status_code = status
     return response
 
@@ -25,7 +36,7 @@ def register_error_handlers(app: Flask) -> None:
     def _oddasr_error(exc: OddAsrError):  # type: ignore[no-untyped-def]
         if exc.http_status >= 500:
             logger.warning("request failed: %s", exc.message, exc_info=exc.__cause__ is not None)
-        response = error_response(exc.message, exc.http_status)
+        response = error_response(exc.message, exc.http_status, param=exc.param)
         if exc.retry_after_s is not None:
             response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
         if exc.http_status == 401:

@@ -84,7 +84,8 @@ def parse_language(raw: str | None) -> str | None:
         return None
     language = raw.strip()
     if not _LANGUAGE_RE.match(language):
-        raise BadRequestError(f"'language' must be a language code such as 'en' or 'zh', not {raw!r}")
+        raise BadRequestError(f"'language' must be a language code such as 'en' or 'zh', not {raw!r}",
+                              param="language")
     return language.split("-")[0].split("_")[0].lower()
 
 

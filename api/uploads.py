@@ -74,7 +74,7 @@ def receive_audio(field: str, *, max_upload_bytes: int, max_duration_s: float) -
     """Validate the uploaded file in form field `field`; raise a 4xx error otherwise."""
     storage = request.files.get(field)
     if storage is None:
-        raise BadRequestError(f"missing the audio file: send it as multipart form field '{field}'")
+        raise BadRequestError(f"missing the audio file: send it as multipart form field '{field}'", param=field)
     return check_audio_part(storage, field, max_upload_bytes=max_upload_bytes, max_duration_s=max_duration_s)
 
 

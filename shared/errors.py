@@ -15,11 +15,13 @@ class OddAsrError(Exception):
     #: True when trying again later may succeed (the worker retries these).
     transient: bool = False
 
-    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+    def __init__(self, message: str, *, retry_after_s: float | None = None, param: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         #: When to try again, for 429 and 503 answers (sent as the `Retry-After` header).
         self.retry_after_s = retry_after_s
+        #: The request field at fault, where one is (OpenAI's error shape names it as `param`).
+        self.param = param
 
 
 class BadRequestError(OddAsrError):

@@ -41,12 +41,13 @@ def transcriptions():  # type: ignore[no-untyped-def]
     form = request.form
     model = form.get("model", "whisper-1")
     if model not in _known_models():
-        raise BadRequestError(f"unknown model {model!r}: GET /v1/models lists the models this server runs")
+        raise BadRequestError(f"unknown model {model!r}: GET /v1/models lists the models this server runs",
+                              param="model")
     response_format = form.get("response_format", "json")
     if response_format not in RESPONSE_FORMATS:
         raise BadRequestError(
-            f"unknown response_format {response_format!r}: use one of {', '.join(RESPONSE_FORMATS)}"
-        )
+            f"unknown response_format {response_format!r}: use one of {', '.join(RESPONSE_FORMATS)}",
+            param="response_format")
     granularities = form.getlist("timestamp_granularities[]") + form.getlist("timestamp_granularities")
     prompt = (form.get("prompt") or "").strip()
     options = JobOptions(
