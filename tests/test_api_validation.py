@@ -19,6 +19,7 @@ from flask.testing import FlaskClient
 from api.app import create_app
 from shared.config import Settings
 from shared.db.migrate import upgrade_to_head
+from tests.support.errors import error_message
 from tests.support.servers import free_port
 
 
@@ -66,7 +67,7 @@ def stored_objects(settings: Settings) -> list[Path]:
 
 def assert_error(response, status: int, *words: str) -> None:  # type: ignore[no-untyped-def]
     assert response.status_code == status, response.get_data(as_text=True)
-    message = response.get_json()["error"]
+    message = error_message(response.get_json())
     for word in words:
         assert word in message.lower(), message
 

@@ -24,6 +24,7 @@ from shared.db.api_keys import ApiKeyRepository, KeyLimits
 from shared.db.models import Job, JobStatus
 from shared.db.repository import STREAM_MODE, JobRepository
 from shared.db.session import make_engine, make_session_factory
+from tests.support.errors import error_message
 from tests.support.servers import free_port
 from tests.support.speech import REFERENCE_SENTENCES, synthesize
 from tests.support.stack import Stack, running_stack
@@ -100,7 +101,7 @@ PROTECTED = [("GET", "/v1/jobs"), ("POST", "/v1/jobs"), ("GET", "/v1/jobs/abc"),
 def test_every_route_refuses_a_missing_key_with_401(tenants: Tenants, method: str, path: str) -> None:
     response = requests.request(method, tenants.stack.url(path), timeout=10)
     assert response.status_code == 401
-    assert "API key" in response.json()["error"]
+    assert "API key" in error_message(response.json())
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 

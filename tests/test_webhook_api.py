@@ -15,6 +15,7 @@ from flask.testing import FlaskClient
 from api.app import create_app
 from shared.config import Settings
 from shared.db.migrate import upgrade_to_head
+from tests.support.errors import error_message
 
 #: Never resolves (RFC 6761), so even a delivery attempted by mistake would go nowhere.
 CALLBACK = "https://hooks.example.invalid/oddasr"
@@ -60,7 +61,7 @@ def test_every_submit_endpoint_checks_the_url(client: FlaskClient) -> None:
     for path, field, form in cases:
         response = post(client, path, field, **form)
         assert response.status_code == 400, (path, response.get_data(as_text=True))
-        assert "callback_url" in response.get_json()["error"]
+        assert "callback_url" in error_message(response.get_json())
     assert client.get("/v1/jobs").get_json()["total"] == 0
 
 

@@ -57,6 +57,17 @@ SCHEMAS: dict[str, Schema] = {
         "properties": {"error": {"type": "string", "description": "What went wrong, in words a person can act on."},
                        "job_id": {"type": "string", "description": "The job concerned, where there is one."}},
     },
+    "OpenAIError": {
+        "type": "object", "required": ["error"],
+        "description": "OpenAI's error shape, on the OpenAI-compatible routes (OpenAI's SDKs read it).",
+        "properties": {
+            "error": {"type": "object", "required": ["message", "type", "param", "code"], "properties": {
+                "message": {"type": "string", "description": "What went wrong, in words a person can act on."},
+                "type": {"type": "string", "description": "invalid_request_error, rate_limit_error, ..."},
+                "param": nullable("string", description="The form field at fault, where one is."),
+                "code": nullable("string")}},
+            "job_id": {"type": "string", "description": "The job concerned, where there is one."}},
+    },
     "JobError": {
         "type": "object", "required": ["error", "job_id"],
         "description": "An error about a job that exists: poll or inspect it with its id.",

@@ -32,13 +32,22 @@ def _legacy(operation_id: str, summary: str, *, with_mode: bool) -> Schema:
         request_body=job_form(with_mode=with_mode))}
 
 
+def _openai_shaped(path_item: Schema) -> Schema:
+    """The same operations, with every error answer in OpenAI's shape (see api/openai_errors.py)."""
+    for op in path_item.values():
+        for status, answer in op["responses"].items():
+            if not status.startswith("2") and "content" in answer:
+                op["responses"][status] = {**answer, "content": json_body(ref("OpenAIError"))}
+    return path_item
+
+
 def compat_paths() -> dict[str, Schema]:
     return {
         "/v1/asr": _legacy("transcribeOddAsr", "OddASR's transcription endpoint", with_mode=True),
         "/v1/asr/file": _legacy("transcribeOddAsrFile", "OddASR's endpoint, file mode", with_mode=False),
         "/v1/asr/sentence": _legacy("transcribeOddAsrSentence", "OddASR's endpoint, sentence mode",
                                     with_mode=False),
-        "/v1/audio/transcriptions": {"post": operation(
+        "/v1/audio/transcriptions": _openai_shaped({"post": operation(
             "createTranscription", "openai", "OpenAI-compatible transcription (synchronous)",
             {"200": {"description": "The transcript in response_format.", "headers": JOB_ID_HEADER, "content": {
                 "application/json": {"schema": {"anyOf": [ref("Text"), ref("VerboseTranscription")]}},
@@ -46,9 +55,9 @@ def compat_paths() -> dict[str, Schema]:
                 "application/x-subrip": {"schema": {"type": "string"}},
                 "text/vtt": {"schema": {"type": "string"}}}},
              **SYNC_ERRORS},
-            request_body=transcription_form())},
-        "/v1/models": {"get": operation("listModels", "openai", "The models this server runs",
-                                        {"200": ok_json("The model list.", "ModelList")})},
+            request_body=transcription_form())}),
+        "/v1/models": _openai_shaped({"get": operation("listModels", "openai", "The models this server runs",
+                                                       {"200": ok_json("The model list.", "ModelList")})}),
     }
 
 
