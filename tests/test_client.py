@@ -13,16 +13,37 @@ from shared.cli.client import progress_bar, show_job, transcribe_files
 from tests.support.servers import free_port
 
 
+def drawn_lines(out: io.StringIO) -> list[str]:
+    return [line for line in out.getvalue().replace("\r", "\n").splitlines() if line.strip()]
+
+
 def test_the_progress_line_shows_the_status_without_stray_punctuation() -> None:
     out = io.StringIO()
     with progress_bar("long.wav", show=True, file=out) as bar:
         show_job(bar, "long.wav", {"status": "running", "progress": 0.26})
-        bar.refresh()
+        line = drawn_lines(out)[-1]
     with progress_bar("quiet.wav", show=False) as hidden:  # no terminal: nothing drawn, nothing fails
         show_job(hidden, "quiet.wav", {"status": "running", "progress": 0.5})
-    line = out.getvalue().replace("\r", "\n").strip().splitlines()[-1]
     assert "26%" in line and "running" in line, line
     assert ", running" not in line and "| ," not in line, line
+
+
+def test_every_poll_redraws_the_place_in_line_the_percentage_and_the_estimate() -> None:
+    """The bar once drew 0 % and then nothing until 100 % (its values were set, never drawn)."""
+    out = io.StringIO()
+    polls = [{"status": "queued", "progress": 0.0, "queue_position": 2, "estimated_start_s": 12.4},
+             {"status": "queued", "progress": 0.0, "queue_position": 0, "estimated_start_s": 1.0},
+             {"status": "running", "progress": 0.46, "estimated_finish_s": 20.2},
+             {"status": "running", "progress": 0.84, "estimated_finish_s": 130.0}]
+    drawn = []
+    with progress_bar("long180.wav", show=True, file=out) as bar:
+        for job in polls:
+            show_job(bar, "long180.wav", job)
+            drawn.append(drawn_lines(out)[-1])
+    assert "queued, 2 ahead, starts in ~12 s" in drawn[0] and "0%" in drawn[0], drawn
+    assert "queued, next in line" in drawn[1], drawn
+    assert "46%" in drawn[2] and "running, done in ~20 s" in drawn[2], drawn
+    assert "84%" in drawn[3] and "done in ~2 min" in drawn[3], drawn
 
 
 def test_no_server_at_the_url_is_said_in_words(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

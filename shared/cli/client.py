@@ -49,12 +49,36 @@ def progress_bar(label: str, *, show: bool, file: TextIO | None = None) -> tqdm:
                 bar_format="{desc}: {percentage:3.0f}%|{bar}|")
 
 
+def _about_s(seconds: object) -> str:
+    value = float(seconds)  # type: ignore[arg-type]
+    return f"~{value:.0f} s" if value < 90 else f"~{value / 60:.0f} min"
+
+
+def job_state_text(job: dict[str, object]) -> str:
+    """`queued, 3 ahead, starts in ~12 s` / `running, done in ~8 s`: what the API knows of the
+    job's place and time, in the words of the bar's description."""
+    status = str(job["status"])
+    parts = [status]
+    if status == "queued":
+        position = job.get("queue_position")
+        if position is not None:
+            parts.append("next in line" if position == 0 else f"{position} ahead")
+        if job.get("estimated_start_s") is not None:
+            parts.append(f"starts in {_about_s(job['estimated_start_s'])}")
+    elif status == "running" and job.get("estimated_finish_s") is not None:
+        parts.append(f"done in {_about_s(job['estimated_finish_s'])}")
+    return ", ".join(parts)
+
+
 def show_job(bar: tqdm, label: str, job: dict[str, object]) -> None:
+    """Redraw the bar with the job's percentage, status, place in line and estimate. Each poll
+    redraws: set without a refresh, tqdm drew the first 0 % and then nothing until the end."""
     status = str(job["status"])
     progress = 100.0 if status == "succeeded" else float(job.get("progress") or 0.0) * 100  # type: ignore[arg-type]
     bar.n = round(progress, 1)
     if not bar.disable:  # a disabled bar (no terminal) has no description to set
-        bar.set_description_str(f"{label} ({status})", refresh=False)
+        bar.set_description_str(f"{label} ({job_state_text(job)})", refresh=False)
+        bar.refresh()
 
 
 def wait(http: requests.Session, server: str, job_id: str, label: str, timeout_s: float,
