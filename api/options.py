@@ -60,10 +60,11 @@ def parse_mode(raw: str | None) -> str:
     return mode
 
 
-def parse_output_format(raw: str | None, default: str = "txt") -> str:
+def parse_output_format(raw: str | None, default: str = "txt", field: str = "output_format") -> str:
+    """`field`: the parameter's name as the client sent it (`format` on the transcript route)."""
     fmt = (raw or default).strip().lower()
     if fmt not in RENDERERS:
-        raise BadRequestError(f"unknown output_format {raw!r}: use one of {', '.join(sorted(RENDERERS))}")
+        raise BadRequestError(f"unknown {field} {raw!r}: use one of {', '.join(sorted(RENDERERS))}", param=field)
     return fmt
 
 

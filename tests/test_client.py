@@ -8,8 +8,11 @@ import re
 from pathlib import Path
 
 import pytest
+import requests
 
-from shared.cli.client import progress_bar, show_job, transcribe_files
+from shared.cli import main as cli_main
+from shared.cli.client import _error_text, progress_bar, show_job, transcribe_files
+from shared.cli.stream_client import summary_line
 from tests.support.servers import free_port
 
 
@@ -81,3 +84,34 @@ def test_stream_mic_without_a_microphone_says_so_before_connecting(tmp_path) -> 
     assert re.search(r"no microphone support here \(|cannot open the default microphone: ", done.stderr), done.stderr
     assert "Traceback" not in done.stderr, done.stderr
     assert not connected, "a session was opened before the microphone"
+
+
+def test_a_missing_key_tells_a_command_line_user_the_flag_and_the_variable() -> None:
+    refused = requests.Response()
+    refused.status_code = 401
+    refused._content = b'{"error": "this server needs an API key: send it as \'Authorization: Bearer <key>\'"}'
+    text = _error_text(refused)
+    assert "--api-key" in text and "ODDASR_API_KEY" in text, text
+
+
+def test_the_stream_summary_counts_one_sentence_in_the_singular() -> None:
+    one = summary_line({"job_id": "j1", "duration_s": 3.0, "finals": 1}, "http://127.0.0.1:9002/")
+    assert "1 sentence;" in one and "sentences" not in one, one
+    assert "2 sentences;" in summary_line({"job_id": "j1", "duration_s": 3.0, "finals": 2}, "http://x")
+
+
+def test_keys_create_prints_the_key_and_no_migration_chatter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("ODDASR_DATA_DIR", str(tmp_path / "data"))
+    assert cli_main.main(["keys", "create", "--name", "team-a"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("oddasr_sk_"), captured.out
+    assert "alembic" not in captured.err and "migration" not in captured.err, captured.err
+
+
+def test_transcribe_refuses_an_unknown_format_before_sending_and_lists_every_format(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli_main.main(["transcribe", "a.wav", "--format", "pdf"])
+    err = capsys.readouterr().err
+    assert "verbose_json" in err and "srt-oddasr" in err, err

@@ -67,7 +67,8 @@ def get_job(job_id: str):  # type: ignore[no-untyped-def]
 def get_transcript(job_id: str) -> Response:
     d = deps()
     job = d.jobs.get(job_id, current_principal().owner_filter)
-    fmt = parse_output_format(request.args.get("format"), default=job.options.get("output_format", "txt"))
+    fmt = parse_output_format(request.args.get("format"), default=job.options.get("output_format", "txt"),
+                              field="format")
     body, content_type = render(load_transcript(d, job), fmt)
     return Response(body, content_type=content_type)
 

@@ -14,18 +14,24 @@ from tqdm import tqdm
 logger = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 0.5
-FORMAT_EXTENSIONS = {"txt": "txt", "spk": "txt", "srt": "srt", "vtt": "vtt", "json": "json", "srt-oddasr": "txt"}
+FORMAT_EXTENSIONS = {"txt": "txt", "spk": "txt", "srt": "srt", "vtt": "vtt", "json": "json", "srt-oddasr": "txt",
+                     "text": "txt", "openai_json": "json", "verbose_json": "json"}
 
 
 class ClientError(Exception):
     pass
 
 
+#: What a command-line user can do about a 401 (the server's message names HTTP headers).
+KEY_HINT = "pass a key with --api-key or the ODDASR_API_KEY environment variable"
+
+
 def _error_text(response: requests.Response) -> str:
     try:
-        return str(response.json().get("error", response.text))
+        text = str(response.json().get("error", response.text))
     except ValueError:
-        return response.text[:500]
+        text = response.text[:500]
+    return f"{text}; {KEY_HINT}" if response.status_code == 401 else text
 
 
 def auth_headers(api_key: str) -> dict[str, str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from datetime import UTC, datetime
 
@@ -39,7 +40,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def _repository(settings: Settings) -> ApiKeyRepository:
-    upgrade_to_head(settings.database_url)  # the first command on a new machine may be this one
+    # The first command on a new machine may be this one; its INFO lines are noise beside a key.
+    for name in ("alembic", "shared.db.migrate"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    upgrade_to_head(settings.database_url)
     factory = make_session_factory(make_engine(settings.database_url))
     return ApiKeyRepository(factory, resolve_hash_key(settings.api_key_hash_secret, settings.data_dir))
 

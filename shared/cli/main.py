@@ -16,6 +16,7 @@ from shared.auth.exposure import api_exposure_problem, flower_exposure_problem
 from shared.cli import commands, keys
 from shared.config import CONFIG_FILE_ENV, Settings, load_settings, unused_config_keys_message
 from shared.logs import configure_logging
+from shared.render import RENDERERS
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
                             help="audio files, directories of them, or wav.scp lists ('key path' lines)")
     transcribe.add_argument("--jobs", type=int, default=4, help="jobs in flight at once for many inputs (4)")
     transcribe.add_argument("--resume", action="store_true", help="skip inputs whose output file exists")
-    transcribe.add_argument("--format", default="txt", help="txt, spk, srt, vtt or json")
+    transcribe.add_argument("--format", default="txt", choices=list(RENDERERS),
+                            help=f"the transcript's format: {', '.join(RENDERERS)} (txt)")
     transcribe.add_argument("--server", default=None, help="server URL (default: this config's host and port)")
     transcribe.add_argument("--output-dir", type=Path, help="save transcripts here instead of printing them")
     transcribe.add_argument("--mode", default="file", choices=["file", "sentence"])

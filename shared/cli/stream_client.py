@@ -23,6 +23,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
 from websockets.sync.client import connect
 
 from shared.audio import decode_16k_mono
+from shared.cli.client import KEY_HINT
 from shared.errors import OddAsrError
 
 SAMPLE_RATE_HZ = 16000
@@ -170,6 +171,14 @@ def stream_file(path: Path, server: str, *, language: str | None = None, hotword
                         api_key=api_key, out=out)
 
 
+def summary_line(summary: dict, server: str) -> str:
+    """What a finished session says: its job, how much audio, how many sentences, where to read it."""
+    finals = int(summary["finals"])
+    sentences = "1 sentence" if finals == 1 else f"{finals} sentences"
+    return (f"session {summary['job_id']}: {summary['duration_s']:.1f} s of audio, {sentences}; "
+            f"the transcript: {server.rstrip('/')}/v1/jobs/{summary['job_id']}/transcript")
+
+
 def run_stream(path: Path | None, server: str, *, language: str | None, hotwords: list[str], api_key: str,
                speed: float) -> int:
     """The command: a file (`path`) or, with None, the microphone until Ctrl-C; 0 when the
@@ -193,18 +202,19 @@ def run_stream(path: Path | None, server: str, *, language: str | None, hotwords
         sys.stderr.write(f"error: cannot stream to {stream_url(server)}: {exc}\n")
         return 1
     except InvalidStatus as exc:
+        hint = f"; {KEY_HINT}" if exc.response.status_code == 401 else ""
         sys.stderr.write(f"error: the server refused the websocket ({exc.response.status_code}): "
-                         f"{exc.response.body.decode(errors='replace')[:300]}\n")
+                         f"{exc.response.body.decode(errors='replace')[:300]}{hint}\n")
         return 1
     if result.error:
-        sys.stderr.write(f"error: {result.error.get('message') or result.error}\n")
+        hint = f"; {KEY_HINT}" if result.error.get("kind") == "unauthorized" else ""
+        sys.stderr.write(f"error: {result.error.get('message') or result.error}{hint}\n")
         return 1
     if result.summary is None:
         sys.stderr.write("error: the session ended without its summary (the connection was lost)\n")
         return 1
     summary = result.summary
-    sys.stderr.write(f"session {summary['job_id']}: {summary['duration_s']:.1f} s of audio, {summary['finals']} "
-                     f"sentences; the transcript: {server.rstrip('/')}/v1/jobs/{summary['job_id']}/transcript\n")
+    sys.stderr.write(summary_line(summary, server) + "\n")
     return 0
 
 
