@@ -39,7 +39,13 @@ async function errorOf(response) {
   } catch {
     // not JSON (a proxy's page): the status line is all there is
   }
-  if (response.status === 401) unauthorizedListeners.forEach((listener) => listener(message));
+  if (response.status === 401) {
+    unauthorizedListeners.forEach((listener) => listener(message));
+    // The API's words name HTTP headers, which a person on the page cannot set: say what to do here.
+    message = apiKey()
+      ? "The API key was refused (unknown, mistyped or revoked): paste a valid one in the API key field above."
+      : "Paste your API key in the API key field above.";
+  }
   return new ApiError(response.status, message);
 }
 
