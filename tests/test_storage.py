@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import itertools
@@ -241,3 +242,14 @@ def test_local_failed_write_leaves_no_object_and_no_temp_file(tmp_path: Path) ->
         storage.put_file("audio/a", Broken())  # type: ignore[arg-type]
     assert storage.get_bytes("audio/a") == b"old"
     assert sorted(p.name for p in (tmp_path / "store" / "audio").iterdir()) == ["a"]
+
+
+def test_ranged_reads_return_only_the_bytes_asked_for(storage: Storage) -> None:
+    data = bytes(range(256)) * 40
+    storage.put_bytes("ranges/a.bin", data)
+    assert storage.size_bytes("ranges/a.bin") == len(data)
+    for first_byte, end_byte in [(0, 1), (100, 5000), (len(data) - 7, len(data))]:
+        with contextlib.closing(storage.open_read_range("ranges/a.bin", first_byte, end_byte)) as stream:
+            assert stream.read() == data[first_byte:end_byte]
+    with pytest.raises(StorageKeyNotFound):
+        storage.size_bytes("ranges/missing.bin")

@@ -84,7 +84,21 @@ def get_audio(job_id: str) -> Response:
                         f" retention time)")
     if job.mode == STREAM_MODE and job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
         raise ConflictError(f"job {job.id} is a live session still running; its recording is stored when it ends")
-    stream, size_bytes = d.storage.open_read(job.audio_key)
+    size_bytes = d.storage.size_bytes(job.audio_key)
+    headers = {"Accept-Ranges": "bytes", "Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"}
+    # Players and browsers seek with Range; several ranges at once are answered whole (RFC 9110
+    # lets a server ignore Range), which werkzeug's range_for_length signals with None.
+    requested = request.range
+    byte_range = requested.range_for_length(size_bytes) if requested is not None else None
+    if requested is not None and byte_range is None and len(requested.ranges) == 1:
+        return Response(status=416, headers={**headers, "Content-Range": f"bytes */{size_bytes}"})
+    if byte_range is None:
+        status, stream, body_bytes = 200, d.storage.open_read(job.audio_key)[0], size_bytes
+    else:
+        first_byte, end_byte = byte_range
+        status, body_bytes = 206, end_byte - first_byte
+        stream = d.storage.open_read_range(job.audio_key, first_byte, end_byte)
+        headers["Content-Range"] = f"bytes {first_byte}-{end_byte - 1}/{size_bytes}"
 
     def chunks() -> Iterator[bytes]:
         with contextlib.closing(stream):
@@ -96,9 +110,8 @@ def get_audio(job_id: str) -> Response:
                     else mimetypes.guess_type(filename)[0] or "application/octet-stream")
     if not content_type.startswith(("audio/", "video/")):  # a name like x.html must not make a page
         content_type = "application/octet-stream"
-    return Response(chunks(), content_type=content_type, headers={
-        "Content-Length": str(size_bytes), "Cache-Control": "private, no-store",
-        "X-Content-Type-Options": "nosniff",
+    return Response(chunks(), status=status, content_type=content_type, headers={
+        **headers, "Content-Length": str(body_bytes),
         "Content-Disposition": f"inline; filename*=UTF-8''{quote(filename)}"})
 
 

@@ -75,6 +75,15 @@ class Storage(Protocol):
         audio to a client without holding it in memory or on its own disk."""
         ...
 
+    def size_bytes(self, key: str) -> int:
+        """The size of `key`, without reading it (a ranged read needs it first)."""
+        ...
+
+    def open_read_range(self, key: str, first_byte: int, end_byte: int) -> BinaryIO:
+        """Bytes [first_byte, end_byte) of `key` as a stream to read and close: players seek
+        in a recording with HTTP Range requests, and only the part asked for is read."""
+        ...
+
     def delete(self, key: str) -> None:
         """Delete `key`; deleting a missing key is not an error, because deletes are retried."""
         ...

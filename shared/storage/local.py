@@ -97,6 +97,20 @@ class LocalStorage:
         except OSError as exc:
             raise StorageError(f"cannot read {key} from local storage: {exc}") from exc
 
+    def size_bytes(self, key: str) -> int:
+        path = self._path(key)
+        try:
+            if not path.is_file():
+                raise StorageKeyNotFound(f"{key} is not in storage")
+            return path.stat().st_size
+        except OSError as exc:
+            raise StorageError(f"cannot stat {key} in local storage: {exc}") from exc
+
+    def open_read_range(self, key: str, first_byte: int, end_byte: int) -> BinaryIO:
+        stream, _ = self.open_read(key)
+        stream.seek(first_byte)
+        return _LimitedReader(stream, end_byte - first_byte)
+
     def download_to(self, key: str, path: Path) -> None:
         source = self._path(key)
         try:
@@ -131,6 +145,28 @@ class LocalStorage:
             os.unlink(probe)
         except OSError as exc:
             raise StorageError(f"local storage {self.root} is not writable: {exc}") from exc
+
+
+class _LimitedReader(io.RawIOBase):
+    """The first `limit_bytes` of a file, then end of stream; closing it closes the file."""
+
+    def __init__(self, inner: BinaryIO, limit_bytes: int) -> None:
+        super().__init__()
+        self._inner = inner
+        self._left_bytes = max(0, limit_bytes)
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        wanted_bytes = self._left_bytes if size is None or size < 0 else min(size, self._left_bytes)
+        data = self._inner.read(wanted_bytes) if wanted_bytes else b""
+        self._left_bytes -= len(data)
+        return data
+
+    def close(self) -> None:
+        self._inner.close()
+        super().close()
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -154,6 +154,22 @@ class S3Storage:
             self._raise(key, "get", exc)
         return response["Body"], int(response["ContentLength"])
 
+    def size_bytes(self, key: str) -> int:
+        validate_key(key)
+        try:
+            return int(self._client.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
+        except (BotoCoreError, ClientError) as exc:
+            self._raise(key, "head", exc)
+
+    def open_read_range(self, key: str, first_byte: int, end_byte: int) -> BinaryIO:
+        validate_key(key)
+        try:
+            response = self._client.get_object(Bucket=self.bucket, Key=key,
+                                               Range=f"bytes={first_byte}-{end_byte - 1}")
+        except (BotoCoreError, ClientError) as exc:
+            self._raise(key, "get", exc)
+        return response["Body"]
+
     def download_to(self, key: str, path: Path) -> None:
         validate_key(key)
         try:
