@@ -32,8 +32,9 @@ install-test: $(TEST_STAMP)
 	scripts/install-system-packages.sh test
 
 ## Install, then start redis, migrations, API (:9002), workers and Flower; Ctrl-C stops all.
+## VERBOSE=1 shows every process's own output instead of data/logs/<process>.log.
 run: install
-	$(BIN)/oddasr $(if $(CONFIG),-c $(CONFIG),)
+	$(BIN)/oddasr $(if $(CONFIG),-c $(CONFIG),) run $(if $(VERBOSE),--verbose,)
 
 LINT_NODE := tools/lint/node_modules/.bin/dclint
 

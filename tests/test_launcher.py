@@ -56,6 +56,22 @@ def test_oddasr_runs_everything_and_ctrl_c_leaves_no_process(tmp_path: Path, spe
                 pass
             time.sleep(0.5)
         assert ready, (tmp_path / "launcher.log").read_text()[-3000:]
+        # The terminal says once that everything is up, with the URLs; the children's banners
+        # (Celery's, Redis' logo) are in their own log files, not in front of that line.
+        said_deadline_s = time.monotonic() + 30
+        while "OddASR is ready" not in (tmp_path / "launcher.log").read_text():
+            assert time.monotonic() < said_deadline_s, (tmp_path / "launcher.log").read_text()[-3000:]
+            time.sleep(0.3)
+        terminal = (tmp_path / "launcher.log").read_text()
+        assert terminal.count("OddASR is ready") == 1, terminal
+        ready_text = next(line for line in terminal.splitlines() if "OddASR is ready" in line)
+        for url in (f"http://127.0.0.1:{api_port}/", f"ws://127.0.0.1:{ws_port}/v1/asr",
+                    f"ws://127.0.0.1:{funasr_port}/", f"http://127.0.0.1:{flower_port}/"):
+            assert url in ready_text, ready_text
+        assert "loaded engine" not in terminal and "Running mode" not in terminal, terminal[:3000]
+        logs = tmp_path / "data" / "logs"
+        assert "loaded engine" in (logs / "worker-file.log").read_text(errors="replace")
+        assert "Ready to accept connections" in (logs / "redis.log").read_text(errors="replace")
         clip = synthesize(REFERENCE_SENTENCES[0], speech_dir / "launcher.wav")
         with clip.open("rb") as audio:
             response = requests.post(f"http://127.0.0.1:{api_port}/v1/asr", files={"audio": audio},
@@ -106,3 +122,17 @@ def test_oddasr_runs_everything_and_ctrl_c_leaves_no_process(tmp_path: Path, spe
         for process in descendants:
             if process.is_running():
                 process.kill()
+
+
+def test_a_child_that_keeps_dying_has_its_last_lines_on_the_terminal(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """Its log is a file now: without its tail, the reason would be one `ls` away."""
+    from shared.cli.launcher import MAX_RESTARTS, Launcher
+    from shared.config import Settings
+
+    launcher = Launcher(Settings(data_dir=tmp_path / "data", port=free_port()))
+    launcher.spawn("doomed", [sys.executable, "-c", "import sys; print('the reason: no such model'); sys.exit(3)"])
+    assert launcher.supervise() == 1
+    err = capfd.readouterr().err
+    assert err.count("the reason: no such model") >= MAX_RESTARTS, err
+    assert "last lines of" in err and "doomed.log" in err, err

@@ -3,6 +3,10 @@
 Each child runs in its own session (so a Ctrl-C reaches the launcher only, which then stops
 the children in order) and is asked by the kernel to die if the launcher itself is killed
 (PR_SET_PDEATHSIG), so no process is orphaned either way.
+
+The terminal gets the launcher's own lines and one "ready" line with every URL; the
+children's banners and logs go to `data_dir/logs/<child>.log` (`oddasr run --verbose` shows
+them instead). A child that exits has its last lines printed, so its reason is not buried.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+import requests
 
 from shared.cli import commands
 from shared.config import Settings
@@ -33,6 +38,10 @@ SHUTDOWN_GRACE_S = 20.0
 MAX_RESTARTS = 3
 RESTART_WINDOW_S = 60.0
 REDIS_START_TIMEOUT_S = 15.0
+#: How often the launcher asks /readyz until it can say the system is ready.
+READY_POLL_INTERVAL_S = 1.0
+#: Lines of a dead child's log shown on the terminal.
+DEATH_TAIL_LINES = 20
 _PR_SET_PDEATHSIG = 1
 
 
@@ -50,24 +59,58 @@ class Child:
     name: str
     argv: list[str]
     process: subprocess.Popen[bytes]
+    #: Where its output goes; None: the launcher's own terminal (`--verbose`).
+    log_path: Path | None = None
     restarts_s: list[float] = field(default_factory=list)
 
 
+def log_tail(path: Path, lines: int = DEATH_TAIL_LINES) -> str:
+    """The last `lines` lines of a child's log (read from the end: logs grow long)."""
+    try:
+        with path.open("rb") as log:
+            log.seek(max(0, log.seek(0, os.SEEK_END) - 64 * 1024))
+            return b"\n".join(log.read().splitlines()[-lines:]).decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def ready_line(settings: Settings, log_dir: Path | None) -> str:
+    """The one line a person waits for: everything is up, and where each part answers."""
+    ws = f"{'wss' if settings.https_api else 'ws'}://{settings.ws_host}"
+    parts = [f"OddASR is ready: API and web page {settings.api_base_url}/",
+             f"live: OddASR {ws}:{settings.ws_port}/v1/asr, FunASR {ws}:{settings.funasr_ws_port}/, "
+             f"native {settings.api_base_url.replace('http', 'ws', 1)}/v1/stream"]
+    if settings.enable_flower:
+        parts.append(f"Flower http://{settings.host}:{settings.flower_port}/")
+    if log_dir is not None:
+        parts.append(f"logs in {log_dir}/")
+    return " | ".join(parts) + " (Ctrl-C stops everything)"
+
+
 class Launcher:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, verbose: bool = False) -> None:
         self.settings = settings
         self.children: list[Child] = []
         self.stopping = False
         self.env = {**os.environ, **settings.as_child_environment()}
+        self.log_dir: Path | None = None if verbose else Path(settings.data_dir).resolve() / "logs"
+        self._ready_said = False
+        self._next_ready_poll_s = 0.0
 
     def spawn(self, name: str, argv: list[str]) -> Child:
-        logger.info("starting %s: %s", name, " ".join(argv))
-        child = Child(name, argv, self._popen(argv))
+        log_path = None if self.log_dir is None else self.log_dir / f"{name}.log"
+        logger.log(logging.INFO if log_path is None else logging.DEBUG, "starting %s: %s", name, " ".join(argv))
+        child = Child(name, argv, self._popen(argv, log_path), log_path)
         self.children.append(child)
         return child
 
-    def _popen(self, argv: list[str]) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(argv, env=self.env, start_new_session=True, preexec_fn=die_with_parent)  # noqa: PLW1509
+    def _popen(self, argv: list[str], log_path: Path | None) -> subprocess.Popen[bytes]:
+        if log_path is None:
+            return subprocess.Popen(argv, env=self.env, start_new_session=True, preexec_fn=die_with_parent)  # noqa: PLW1509
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
+            return subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,  # noqa: PLW1509
+                                    start_new_session=True, preexec_fn=die_with_parent)
 
     def restart(self, child: Child) -> bool:
         """Start a dead child again; False when it has died too often to keep trying."""
@@ -77,7 +120,7 @@ class Launcher:
             return False
         child.restarts_s.append(now_s)
         _signal_group(child.process, signal.SIGKILL)  # whatever it left behind in its group
-        child.process = self._popen(child.argv)
+        child.process = self._popen(child.argv, child.log_path)
         logger.warning("restarted %s (restart %d in the last %.0f s)", child.name, len(child.restarts_s),
                        RESTART_WINDOW_S)
         return True
@@ -103,11 +146,17 @@ class Launcher:
                 return
             except redis.ConnectionError:
                 if time.monotonic() > deadline_s or self.children[-1].process.poll() is not None:
+                    self._say_last_lines(self.children[-1])
                     raise SystemExit("redis-server did not start; see its output above") from None
                 time.sleep(0.1)
 
     def start_all(self) -> None:
         Path(self.settings.data_dir).mkdir(parents=True, exist_ok=True)
+        if self.log_dir is not None:
+            logger.info("starting Redis, the workers, the API and Flower; each one's output: %s/<name>.log",
+                        self.log_dir)
+        # Migration steps are for `oddasr migrate`; here they would bury the line that matters.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
         if not self.settings.redis_url:
             self.start_redis()
         upgrade_to_head(self.settings.database_url)
@@ -122,10 +171,29 @@ class Launcher:
             self.spawn("api" if role in ("all", "http") else "api-websocket", commands.api_argv(self.settings, role))
         if self.settings.enable_flower:
             self.spawn("flower", commands.flower_argv(self.settings))
-        logger.info(
-            "OddASR is starting: API on %s, Flower on http://%s:%d (Ctrl-C stops everything)",
-            self.settings.api_base_url, self.settings.host, self.settings.flower_port,
-        )
+        logger.info("waiting for the API and the workers to answer (the first start loads the models)")
+
+    def poll_ready(self) -> None:
+        """Say once, when /readyz first answers ready, that everything is up and where."""
+        if self._ready_said or time.monotonic() < self._next_ready_poll_s:
+            return
+        self._next_ready_poll_s = time.monotonic() + READY_POLL_INTERVAL_S
+        verify: str | bool = self.settings.ssl_cert_path if self.settings.https_api else True
+        try:
+            answer = requests.get(f"{self.settings.api_base_url}/readyz", timeout=2, verify=verify)
+            ready = answer.status_code == 200 and bool(answer.json().get("ready"))
+        except (requests.RequestException, ValueError):
+            return
+        if ready:
+            self._ready_said = True
+            logger.info("%s", ready_line(self.settings, self.log_dir))
+
+    def _say_last_lines(self, child: Child) -> None:
+        if child.log_path is None:
+            return  # its output is on the terminal already
+        tail = log_tail(child.log_path)
+        if tail:
+            sys.stderr.write(f"--- last lines of {child.log_path} ---\n{tail}\n---\n")
 
     def supervise(self) -> int:
         """Restart children that die; stop everything on a signal or on a child that keeps dying."""
@@ -136,12 +204,15 @@ class Launcher:
                 if code is None or self.stopping:
                     continue
                 logger.error("%s exited with code %s", child.name, code)
+                self._say_last_lines(child)
                 if not self.restart(child):
                     logger.error("%s died %d times in %.0f s; stopping everything", child.name, MAX_RESTARTS,
                                  RESTART_WINDOW_S)
                     exit_code = 1
                     self.stopping = True
                     break
+            if not self.stopping:
+                self.poll_ready()
             time.sleep(0.2)
         self.stop_all()
         return exit_code
@@ -181,8 +252,8 @@ def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None
         os.killpg(process.pid, sig)
 
 
-def run_all(settings: Settings) -> int:
-    launcher = Launcher(settings)
+def run_all(settings: Settings, *, verbose: bool = False) -> int:
+    launcher = Launcher(settings, verbose=verbose)
 
     def _request_stop(signum: int, _frame: object) -> None:
         logger.info("received %s; stopping", signal.Signals(signum).name)

@@ -25,7 +25,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oddasr", description="OddASR distributed speech transcription")
     parser.add_argument("-c", "--config", help="config file (the original OddASR config.json format works)")
     sub = parser.add_subparsers(dest="command")
-    sub.add_parser("run", help="start everything on this machine (the default)")
+    run = sub.add_parser("run", help="start everything on this machine (the default)")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="show every process's own output here (default: data_dir/logs/<process>.log)")
     api = sub.add_parser("api", help="start the HTTP API and the websocket ports (gunicorn, gevent)")
     api.add_argument("--role", choices=commands.API_ROLES, default="all",
                      help="all ports (default), only the HTTP port, or only the websocket ports (TLS)")
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     if command == "run":
         from shared.cli.launcher import run_all
 
-        return run_all(settings)
+        return run_all(settings, verbose=getattr(args, "verbose", False))
     if command == "api":
         return _exec(commands.api_argv(settings, args.role), settings)
     if command == "stream-worker":
