@@ -12,18 +12,20 @@ from __future__ import annotations
 import json
 import random
 import re
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
 import requests
+import soundfile
 from flask.testing import FlaskClient
 
 from api.app import create_app
 from api.deps import EXTENSION_KEY, ApiDeps
 from api.options import MAX_HOTWORDS, MAX_HOTWORDS_CHARS, check_hotwords
-from shared.db.models import Job, JobStatus, utc_now
+from shared.db.models import TERMINAL_STATUSES, Job, JobStatus, utc_now
 from shared.db.repository import JobRepository
 from shared.db.session import make_engine, make_session_factory
 from shared.errors import BadRequestError
@@ -33,7 +35,7 @@ from shared.storage import make_storage
 from shared.transcript import Segment, Transcript, Word
 from shared.word_matching import WordMatcher
 from tests.support.speech import REFERENCE_SENTENCES, synthesize
-from tests.support.stack import Stack, running_stack, wait_for_job
+from tests.support.stack import Stack, running_stack
 from tests.support.ws_clients import open_ws
 from tests.test_api_validation import make_settings
 
@@ -215,13 +217,25 @@ def test_the_worker_stores_the_hits_of_a_finished_job(stack: Stack, speech_dir: 
         submitted = requests.post(stack.url("/v1/jobs"), files={"audio": ("a.wav", audio)},
                                   data={"hotwords": "office noon Tuesday"}, timeout=30)
     assert submitted.status_code == 202, submitted.text
-    job = wait_for_job(stack, submitted.json()["id"])
-    assert job["status"] == "succeeded", job
-    row = JobRepository(make_session_factory(make_engine(stack.settings.database_url))).get(job["id"])
+    row = _final_row(stack, submitted.json()["id"])  # read before any GET could compute them
+    assert row.status == "succeeded", row.error
     transcript = Transcript.model_validate_json(make_storage(stack.settings).get_bytes(str(row.transcript_key)))
     assert row.hotword_hits == hotword_hits(transcript, ["office", "noon", "Tuesday"])
     assert {hit["word"] for hit in row.hotword_hits} >= {"office"}
+    job = requests.get(stack.url(f"/v1/jobs/{row.id}"), timeout=10).json()
     assert job["result"]["hotword_hits"] == row.hotword_hits
+
+
+def _final_row(stack: Stack, job_id: str, timeout_s: float = 120.0) -> Job:
+    """The job's row once it has ended, read from the database (a GET would compute missing hits)."""
+    jobs = JobRepository(make_session_factory(make_engine(stack.settings.database_url)))
+    deadline_s = time.monotonic() + timeout_s
+    while time.monotonic() < deadline_s:
+        row = jobs.get(job_id)
+        if row.status in TERMINAL_STATUSES:
+            return row
+        time.sleep(0.2)
+    raise TimeoutError(f"job {job_id} not final after {timeout_s} s")
 
 
 def _first_reply(url: str, first: str, subprotocols: list[str] | None = None) -> dict:
@@ -273,3 +287,34 @@ def test_an_openai_prompt_over_the_cap_is_a_400_from_the_real_api(stack: Stack) 
                              data={"model": "whisper-1", "prompt": "p" * (MAX_HOTWORDS_CHARS + 1)},
                              files={"file": ("a.wav", b"RIFF")}, timeout=30)
     assert response.status_code == 400 and "'prompt'" in response.json()["error"]["message"], response.text
+
+
+@pytest.mark.integration
+def test_a_live_session_stores_its_hits_when_it_ends(stack: Stack, speech_dir: Path) -> None:
+    """Last in this module: the stack gets a stream worker here (the tests above expect none)."""
+    stack.start_stream_workers(1)
+    try:
+        stack.wait_stream_slots(1)
+        clip = synthesize(REFERENCE_SENTENCES[1], speech_dir / "hotwords-report.wav")
+        samples, rate_hz = soundfile.read(clip, dtype="int16")
+        assert rate_hz == 16000
+        pcm, frame_bytes = samples.tobytes(), 3200  # 100 ms frames, sent at about 4x real time
+        received: list[dict] = []
+        with open_ws(f"ws://127.0.0.1:{stack.settings.port}/v1/stream") as ws:
+            ws.send(json.dumps({"type": "Start", "language": "en", "hotwords": ["office", "noon", "Tuesday"]}))
+            begin = json.loads(ws.recv(timeout=30))
+            assert begin["type"] == "Begin", begin
+            for offset in range(0, len(pcm), frame_bytes):
+                ws.send(pcm[offset:offset + frame_bytes])
+                time.sleep(0.025)
+            ws.send(json.dumps({"type": "Close"}))
+            while not received or received[-1]["type"] not in {"Summary", "Error"}:
+                received.append(json.loads(ws.recv(timeout=60)))
+        assert received[-1]["type"] == "Summary", received[-3:]
+        row = _final_row(stack, begin["job_id"])  # read before any GET could compute them
+        transcript = Transcript.model_validate_json(make_storage(stack.settings).get_bytes(str(row.transcript_key)))
+        assert row.hotword_hits == hotword_hits(transcript, ["office", "noon", "Tuesday"])
+        job = requests.get(stack.url(f"/v1/jobs/{row.id}"), timeout=10).json()
+        assert job["result"]["hotword_hits"] == row.hotword_hits and row.hotword_hits, job["result"]
+    finally:
+        stack.stop("stream-worker")
