@@ -22,7 +22,6 @@ from shared import redis_keys
 from shared.db.models import TERMINAL_STATUSES, Job, JobStatus, utc_now
 from shared.db.webhooks import WebhookRepository
 from shared.errors import ConflictError, ForbiddenError, GoneError, OddAsrError, ServiceUnavailableError
-from shared.hotwords import hotword_hits
 from shared.schemas import DELIVER_WEBHOOK_TASK_NAME, TRANSCRIBE_TASK_NAME, JobEvent, JobOptions
 from shared.transcript import Segment, Transcript
 
@@ -183,7 +182,10 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat()
 
 
-def job_to_dict(job: Job, transcript: Transcript | None = None) -> dict[str, object]:
+def job_to_dict(job: Job, transcript: Transcript | None = None,
+                hotword_hits: list[dict[str, object]] | None = None) -> dict[str, object]:
+    """The job's public JSON; with its transcript, a `result` that holds `hotword_hits` as
+    given (`api.job_hotword_hits`: never matched here)."""
     body: dict[str, object] = {
         "id": job.id,
         "status": job.status,
@@ -210,7 +212,7 @@ def job_to_dict(job: Job, transcript: Transcript | None = None) -> dict[str, obj
     }
     if transcript is not None:
         body["result"] = transcript_to_dict(transcript)
-        body["result"]["hotword_hits"] = hotword_hits(transcript, list((job.options or {}).get("hotwords") or []))
+        body["result"]["hotword_hits"] = hotword_hits or []
     return body
 
 

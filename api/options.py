@@ -74,9 +74,20 @@ def parse_hotwords(raw: str | None) -> list[str]:
         return []
     if len(raw) > MAX_HOTWORDS_CHARS:
         raise BadRequestError(f"'hotwords' is longer than {MAX_HOTWORDS_CHARS} characters")
-    words = [w for w in re.split(r"[\s,]+", raw.strip()) if w]
+    return check_hotwords([w for w in re.split(r"[\s,]+", raw.strip()) if w])
+
+
+def check_hotwords(words: list[str], field: str = "hotwords") -> list[str]:
+    """The caps of the form field `hotwords`, wherever a client's own hotwords arrive (a live
+    session's start message in each protocol, the OpenAI `prompt`): at most `MAX_HOTWORDS`
+    entries of at most `MAX_HOTWORDS_CHARS` characters in all, counted as if joined by spaces.
+    (Named hotword sets have their own caps, `shared.hotwords`.)"""
     if len(words) > MAX_HOTWORDS:
         raise BadRequestError(f"at most {MAX_HOTWORDS} hotwords are accepted, got {len(words)}")
+    chars = sum(len(word) for word in words) + max(len(words) - 1, 0)
+    if chars > MAX_HOTWORDS_CHARS:
+        longer = "; a hotword set (PUT /v1/hotwords/{name}) holds longer lists" if field == "hotwords" else ""
+        raise BadRequestError(f"'{field}' is longer than {MAX_HOTWORDS_CHARS} characters ({chars}){longer}")
     return words
 
 

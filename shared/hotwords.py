@@ -14,8 +14,8 @@ import hashlib
 from dataclasses import dataclass
 
 from shared.errors import BadRequestError
-from shared.transcript import Transcript
-from shared.word_matching import ordered_words, words_regex
+from shared.transcript import Segment, Transcript, Word
+from shared.word_matching import WordMatcher, fold_case
 
 DEFAULT_WEIGHT = 10
 MAX_WEIGHT = 100
@@ -82,21 +82,43 @@ def content_version(entries: list[HotwordEntry]) -> str:
 
 
 def hotword_hits(transcript: Transcript, words: list[str]) -> list[dict[str, object]]:
-    """Each hotword found in the transcript: how often, and when (the times of the words where
-    the engine gave word timings, else of the segment)."""
-    regex = words_regex(words)
-    if regex is None:
+    """Each hotword found in the transcript: how often, and when (the times of the words the
+    occurrence spans where the engine gave word timings, else of the segment).
+
+    Linear in the transcript plus the words: the worker computes it once when a job ends and
+    stores it on the job (`Job.hotword_hits`), so reading a job never matches again."""
+    matcher = WordMatcher(words)
+    if not matcher:
         return []
-    order = ordered_words(words)
     hits: dict[str, list[dict[str, float]]] = {}
     for segment in transcript.segments:
-        for match in regex.finditer(segment.text):
-            word = order[match.lastindex - 1] if match.lastindex else match.group(0)
+        spans = _word_spans(segment) if segment.words else []
+        for match in matcher.find(segment.text):
             start_s, end_s = segment.start_s, segment.end_s
-            if segment.words:
-                covering = [w for w in segment.words if word.lower() in w.word.lower() or
-                            w.word.strip(" .,!?;:").lower() in word.lower().split()]
-                if covering:
-                    start_s, end_s = covering[0].start_s, covering[-1].end_s
-            hits.setdefault(word, []).append({"start": round(start_s, 3), "end": round(end_s, 3)})
+            covering = [word for span_start, span_end, word in spans
+                        if span_start < match.end and span_end > match.start]
+            if covering:
+                start_s, end_s = covering[0].start_s, covering[-1].end_s
+            hits.setdefault(match.word, []).append({"start": round(start_s, 3), "end": round(end_s, 3)})
     return [{"word": word, "count": len(times), "times": times} for word, times in hits.items()]
+
+
+#: How far past the previous word a word's text is looked for in its segment's text.
+_WORD_SEARCH_SLACK_CHARS = 16
+
+
+def _word_spans(segment: Segment) -> list[tuple[int, int, Word]]:
+    """Where each timed word sits in the segment's text (start, end, word), found left to
+    right within a short window, so the cost stays linear; a word not found there is left out."""
+    text = fold_case(segment.text)
+    spans: list[tuple[int, int, Word]] = []
+    position = 0
+    for word in segment.words:
+        needle = fold_case(word.word.strip())
+        if not needle:
+            continue
+        found = text.find(needle, position, position + len(needle) + _WORD_SEARCH_SLACK_CHARS)
+        if found >= 0:
+            position = found + len(needle)
+            spans.append((found, position, word))
+    return spans

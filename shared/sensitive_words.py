@@ -11,13 +11,12 @@ Chinese anywhere, phrases before the words inside them.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 from shared.transcript import Segment, Transcript, Word
-from shared.word_matching import words_regex
+from shared.word_matching import WordMatcher
 
 
 def read_word_list(path: Path) -> list[str]:
@@ -44,22 +43,16 @@ class SensitiveWords:
         return cls(tuple(read_word_list(path)) if path else (), mask)
 
     @cached_property
-    def _regex(self) -> re.Pattern[str] | None:
-        return words_regex(self.words)
+    def _matcher(self) -> WordMatcher:
+        return WordMatcher(self.words)
 
     def mask_text(self, text: str) -> str:
-        regex = self._regex
-        return regex.sub(self.mask, text) if regex is not None else text
+        return self._matcher.replace(text, self.mask)
 
     def mask_transcript(self, transcript: Transcript) -> Transcript:
         if not self.words:
             return transcript
-        regex = self._regex
-        assert regex is not None
-
-        def masked(text: str) -> str:
-            return regex.sub(self.mask, text)
-
+        masked = self.mask_text
         segments = [Segment(start_s=s.start_s, end_s=s.end_s, text=masked(s.text), speaker=s.speaker,
                             words=[Word(word=masked(w.word), start_s=w.start_s, end_s=w.end_s,
                                         probability=w.probability) for w in s.words])

@@ -99,7 +99,8 @@ SCHEMAS: dict[str, Schema] = {
                                "speaker_similarity": nullable("number", description="identify_speakers: cosine"
                                                               " similarity to the best enrolled voiceprint.")},
             }},
-            "hotword_hits": {"type": "array", "items": {
+            "hotword_hits": {"type": "array", "description": "Where the job's hotwords turned up: found once, when"
+                             " the job ended (a live session still running: its sentences so far).", "items": {
                 "type": "object", "required": ["word", "count", "times"],
                 "properties": {"word": {"type": "string"}, "count": {"type": "integer", "minimum": 1},
                                "times": {"type": "array", "items": {"type": "object", "properties": {

@@ -70,7 +70,7 @@ def transcription_form() -> Schema:
         "file": _binary(_AUDIO_DESCRIPTION),
         "model": {"type": "string", "default": "whisper-1", "description": "One of the ids GET /v1/models lists."},
         "language": _LANGUAGE,
-        "prompt": {"type": "string", "description": "Used as a hotword hint."},
+        "prompt": {"type": "string", "maxLength": MAX_HOTWORDS_CHARS, "description": "Used as a hotword hint."},
         "response_format": {"type": "string", "enum": list(RESPONSE_FORMATS), "default": "json"},
         "timestamp_granularities[]": {"type": "array", "items": {"type": "string", "enum": ["segment", "word"]}},
         "callback_url": _CALLBACK,

@@ -11,6 +11,7 @@ from flask import Blueprint, Response, jsonify, request, url_for
 
 from api.auth import current_principal
 from api.deps import deps
+from api.job_hotword_hits import hotword_hits_of
 from api.job_service import cancel_job, job_to_dict, load_transcript, submit_job
 from api.options import options_from_form, parse_callback_url, parse_output_format
 from api.queue_status import job_estimate
@@ -55,7 +56,7 @@ def get_job(job_id: str):  # type: ignore[no-untyped-def]
     transcript = load_transcript(d, job) if job.status == JobStatus.SUCCEEDED and job.transcript_key else None
     if transcript is None:
         transcript = stream_jobs.stored_sentences(d, job)  # a live session's sentences, whatever its status
-    body = job_to_dict(job, transcript)
+    body = job_to_dict(job, transcript, hotword_hits_of(d, job, transcript) if transcript is not None else None)
     body.update(job_estimate(d, job))  # queue position and ETA while queued or running
     if (reprocessing := stream_jobs.reprocess_view(d, job, owner)) is not None:
         body["stage"] = reprocessing.pop("stage")

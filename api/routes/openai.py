@@ -8,7 +8,7 @@ from api.auth import current_principal
 from api.deps import deps
 from api.errors import error_response
 from api.job_service import JOB_ID_HEADER, load_transcript, submit_job, wait_for_final
-from api.options import check_supported, parse_callback_url, parse_language
+from api.options import check_hotwords, check_supported, parse_callback_url, parse_language
 from api.uploads import receive_audio
 from shared.db.models import JobStatus
 from shared.engines_catalog import model_ids
@@ -52,7 +52,7 @@ def transcriptions():  # type: ignore[no-untyped-def]
     prompt = (form.get("prompt") or "").strip()
     options = JobOptions(
         language=parse_language(form.get("language")),
-        hotwords=[prompt] if prompt else [],
+        hotwords=check_hotwords([prompt] if prompt else [], field="prompt"),
         output_format=RESPONSE_FORMATS[response_format],
         word_timestamps="word" in granularities,
         use_itn=d.settings.use_itn,

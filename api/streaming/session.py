@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from api.auth import MISSING_KEY_MESSAGE, authenticate_token
 from api.deps import ApiDeps
-from api.options import check_language, check_supported, parse_callback_url, parse_language
+from api.options import check_hotwords, check_language, check_supported, parse_callback_url, parse_language
 from api.principal import Principal
 from api.streaming import jobs as stream_jobs
 from api.streaming import vocabulary as v
@@ -145,6 +145,7 @@ class StreamSession:
         try:  # the same checks as every HTTP endpoint, before a worker is held
             start.language = parse_language(start.language)
             check_language(start.language, self.settings)
+            start.hotwords = check_hotwords(start.hotwords)
             if refusal := live_language_refusal(self.settings.stream_engine, start.language):
                 raise BadRequestError(refusal)
             if start.callback_url:

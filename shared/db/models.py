@@ -66,6 +66,10 @@ class Job(Base):
     #: The API key that created the job (its tenant); None when auth is off. No foreign key:
     #: a revoked key's jobs stay, still owned by it.
     api_key_id: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    #: Where the job's hotwords turned up (`shared.hotwords.hotword_hits`), computed once by the
+    #: worker that stored the transcript; NULL until then, and for jobs that ended before
+    #: migration 0009 until their first read (the API computes and stores them then).
+    hotword_hits: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
 
     __table_args__ = (
         Index("ix_jobs_api_key_id_created_at", "api_key_id", "created_at"),

@@ -38,7 +38,7 @@ ALLOWED_SOURCES: dict[JobStatus, frozenset[JobStatus]] = {
 #: Columns a transition may set along with the status.
 _TRANSITION_FIELDS = frozenset(
     {"error", "transcript_key", "worker", "started_at", "finished_at", "progress", "engine",
-     "audio_duration_s", "processing_s", "audio_size_bytes"}
+     "audio_duration_s", "processing_s", "audio_size_bytes", "hotword_hits"}
 )
 
 
@@ -151,12 +151,23 @@ class JobRepository:
             )
             return result.rowcount == 1
 
+    def store_hotword_hits(self, job_id: str, hits: list[dict[str, Any]]) -> bool:
+        """Store the hits of a job that ended without them (before migration 0009); never
+        over hits already stored, nor on a job whose transcript is gone."""
+        with self._session_factory.begin() as session:
+            result = session.execute(
+                update(Job).where(Job.id == job_id, Job.hotword_hits.is_(None), Job.data_expired_at.is_(None))
+                .values(hotword_hits=hits)
+            )
+            return result.rowcount == 1
+
     def clear_stored_keys(self, job_id: str) -> None:
         """Forget the storage keys after the objects were deleted (not a status change), and a
         live session's sentences with them: they are its transcript too."""
         with self._session_factory.begin() as session:
             session.execute(
-                update(Job).where(Job.id == job_id).values(audio_key=None, transcript_key=None, updated_at=utc_now())
+                update(Job).where(Job.id == job_id).values(audio_key=None, transcript_key=None, hotword_hits=None,
+                                                          updated_at=utc_now())
             )
             session.execute(delete(StreamSegment).where(StreamSegment.job_id == job_id))
 

@@ -50,5 +50,5 @@ class RetentionRepository:
         now = utc_now()
         with self._session_factory.begin() as session:
             session.execute(update(Job).where(Job.id == job_id).values(
-                audio_key=None, transcript_key=None, data_expired_at=now, updated_at=now))
+                audio_key=None, transcript_key=None, hotword_hits=None, data_expired_at=now, updated_at=now))
             session.execute(delete(StreamSegment).where(StreamSegment.job_id == job_id))

@@ -19,6 +19,7 @@ from shared import redis_keys
 from shared.audio import decode_16k_mono
 from shared.db.models import TERMINAL_STATUSES, JobStatus, utc_now
 from shared.errors import OddAsrError
+from shared.hotwords import hotword_hits
 from shared.queue_stats import record_completion_quietly
 from shared.schemas import JobEvent, JobOptions
 from shared.storage import StorageKeyNotFound
@@ -157,6 +158,7 @@ def run_transcription(runtime: WorkerRuntime, job_id: str) -> JobStatus | None:
     if runtime.jobs.transition(
         job_id, JobStatus.SUCCEEDED, transcript_key=key, finished_at=utc_now(), progress=1.0,
         audio_duration_s=transcript.duration_s, processing_s=processing_s,
+        hotword_hits=hotword_hits(transcript, options.hotwords),  # once here: GET only reads them
     ):
         publish_final(runtime, job_id, JobStatus.SUCCEEDED)
         # The queue's rolling RTF and drain rate (positions, ETAs, admission); never fails the job.

@@ -22,6 +22,7 @@ from shared import stream_messages as sm
 from shared.db.models import JobStatus, utc_now
 from shared.db.repository import STREAM_MODE
 from shared.db.webhooks import WebhookRepository
+from shared.hotwords import hotword_hits
 from shared.schemas import JobEvent
 from shared.transcript import Segment, Transcript
 from worker.engines.base import SAMPLE_RATE_HZ, StreamEvent, StreamingEngine, StreamOptions
@@ -322,7 +323,8 @@ class SessionRunner:
             key = transcript_key_for(request.job_id)
             self.runtime.storage.put_bytes(key, transcript.model_dump_json().encode("utf-8"))
             common = {"transcript_key": key, "finished_at": utc_now(), "audio_duration_s": duration_s,
-                      "processing_s": time.monotonic() - started_s, "audio_size_bytes": size_bytes}
+                      "processing_s": time.monotonic() - started_s, "audio_size_bytes": size_bytes,
+                      "hotword_hits": hotword_hits(transcript, request.hotwords)}
             if error:
                 status = JobStatus.FAILED
                 changed = self.runtime.jobs.transition(request.job_id, status, error=error, **common)
