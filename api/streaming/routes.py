@@ -36,10 +36,12 @@ def stream(ws) -> None:  # type: ignore[no-untyped-def]
     gate = request.environ.get("gunicorn.socket")
     if isinstance(gate, GatedSocket):
         gate.attach(ws)
+    else:
+        gate = None
     # The caller, when the upgrade carried a key (or auth is off); else the start message's.
     principal = g.get("principal")
     session = StreamSession(ws, deps(), request.environ.get(PROTOCOL_ENVIRON_KEY, "native"), principal,
-                            resume_session_id=request.args.get("session", "")[:64])
+                            resume_session_id=request.args.get("session", "")[:64], gate=gate)
     try:
         session.run()
     except ConnectionClosed:
