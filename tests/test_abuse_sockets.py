@@ -182,6 +182,10 @@ def test_a_key_runs_at_most_its_live_sessions(stack: Stack, keys: ApiKeyReposito
     with open_from(native_url(stack, team_a), "127.0.0.40") as first:
         first.send(json.dumps({"type": "Start", "language": "en"}))
         assert json.loads(first.recv(timeout=30))["type"] == "Begin"
+        speaking = threading.Event()
+        speaking.set()
+        feeder = threading.Thread(target=_send_silence, args=(first, speaking), daemon=True)
+        feeder.start()  # silence is audio: the session stays open past the idle timeout
         with open_from(native_url(stack, team_a), "127.0.0.40") as second:
             second.send(json.dumps({"type": "Start", "language": "en"}))
             refused = json.loads(second.recv(timeout=30))
@@ -195,6 +199,8 @@ def test_a_key_runs_at_most_its_live_sessions(stack: Stack, keys: ApiKeyReposito
             if reply["type"] == "Begin":
                 other.send(json.dumps({"type": "Close"}))
                 messages_until(other, {"Summary"}, timeout_s=60)
+        speaking.clear()
+        feeder.join(timeout=10)
         first.send(json.dumps({"type": "Close"}))
         messages_until(first, {"Summary"}, timeout_s=60)
     free_slot(stack)
@@ -260,6 +266,13 @@ def test_text_frames_the_protocol_ignores_do_not_keep_a_session_open(
     job = final_job(stack, begin["header"]["task_id"], key)
     assert job["status"] == "succeeded" and job["result"]["segments"], job
     free_slot(stack)
+
+
+def _send_silence(ws: ClientConnection, speaking: threading.Event) -> None:
+    with contextlib.suppress(ConnectionClosed, OSError):
+        while speaking.is_set():
+            ws.send(b"\0" * 3200)
+            time.sleep(0.1)
 
 
 def _collect(ws: ClientConnection, received: list[dict]) -> None:
