@@ -72,7 +72,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         redis=redis_client,
         celery=make_celery(settings, name="oddasr-api"),
         api_keys=ApiKeyRepository(session_factory, resolve_hash_key(settings.api_key_hash_secret, settings.data_dir)),
-        limiter=KeyLimiter(settings.effective_redis_url, redis_client, job_repository.count_in_flight),
+        limiter=KeyLimiter(settings.effective_redis_url, redis_client, job_repository.count_in_flight,
+                           job_repository.count_live_sessions),
         hotword_sets=HotwordSetRepository(session_factory),
         default_hotwords=load_default_hotwords(settings),
     )

@@ -2,9 +2,10 @@
 
 Requests per minute and audio seconds per day are rate limits: the `limits` library (the
 engine of Flask-Limiter) counts them with its sliding-window counters in Redis, one atomic
-script per check. Jobs in flight is a concurrency limit, not a rate: its truth is the job
-table (queued + running jobs of the key, an indexed count), and a per-key Redis lock around
-"count, then insert" keeps two API processes from both admitting the last free place.
+script per check. Jobs in flight and live sessions are concurrency limits, not rates: their
+truth is the job table (queued + running jobs of the key; its running stream jobs), and a
+per-key Redis lock around "count, then insert" keeps two API processes from both admitting
+the last free place.
 """
 
 from __future__ import annotations
@@ -33,12 +34,14 @@ IN_FLIGHT_LOCK_TIMEOUT_S = 10.0
 
 
 class KeyLimiter:
-    def __init__(self, redis_url: str, client: redis.Redis, count_in_flight: Callable[[str], int]) -> None:
+    def __init__(self, redis_url: str, client: redis.Redis, count_in_flight: Callable[[str], int],
+                 count_live_sessions: Callable[[str], int] | None = None) -> None:
         self._storage = RedisStorage(redis_url, key_prefix=redis_keys.RATE_LIMIT_PREFIX,
                                      socket_connect_timeout=3, socket_timeout=5)
         self._limiter = SlidingWindowCounterRateLimiter(self._storage)
         self._redis = client
         self._count_in_flight = count_in_flight
+        self._count_live_sessions = count_live_sessions
 
     def _retry_after_s(self, item: RateLimitItem, key_id: str) -> float:
         with contextlib.suppress(Exception):
@@ -154,12 +157,27 @@ class KeyLimiter:
         if principal.max_jobs_in_flight and principal.key_id is not None:
             self._refuse_if_full(principal)
 
+    def check_live_sessions(self, principal: Principal) -> None:
+        """The early, lock-free check of a new live session, before it waits for a worker."""
+        if self._limits_live_sessions(principal):
+            self._refuse_if_live_full(principal)
+
+    def _limits_live_sessions(self, principal: Principal) -> bool:
+        return bool(principal.max_live_sessions and principal.key_id is not None and self._count_live_sessions)
+
     @contextlib.contextmanager
-    def in_flight_place(self, principal: Principal) -> Iterator[None]:
-        """Hold the key's admission lock while the caller counts and inserts its job."""
-        if not principal.max_jobs_in_flight or principal.key_id is None:
+    def in_flight_place(self, principal: Principal, *, live_session: bool = False) -> Iterator[None]:
+        """Hold the key's admission lock while the caller counts and inserts its job (a live
+        session's job is counted against the key's live sessions too)."""
+        checks = []
+        if principal.max_jobs_in_flight and principal.key_id is not None:
+            checks.append(self._refuse_if_full)
+        if live_session and self._limits_live_sessions(principal):
+            checks.append(self._refuse_if_live_full)
+        if not checks:
             yield
             return
+        assert principal.key_id is not None
         lock = self._redis.lock(redis_keys.in_flight_lock_key(principal.key_id), timeout=IN_FLIGHT_LOCK_TIMEOUT_S,
                                 blocking_timeout=IN_FLIGHT_LOCK_TIMEOUT_S)
         try:
@@ -170,7 +188,8 @@ class KeyLimiter:
             raise TooManyRequestsError(f"key {principal.key_id} is submitting too many jobs at once",
                                        retry_after_s=IN_FLIGHT_RETRY_AFTER_S)
         try:
-            self._refuse_if_full(principal)
+            for check in checks:
+                check(principal)
             yield
         finally:
             with contextlib.suppress(redis.RedisError):
@@ -183,3 +202,11 @@ class KeyLimiter:
             raise TooManyRequestsError(
                 f"key {principal.key_id} has {in_flight} jobs queued or running, its limit of jobs in flight"
                 f" ({principal.max_jobs_in_flight}); wait for one to finish", retry_after_s=IN_FLIGHT_RETRY_AFTER_S)
+
+    def _refuse_if_live_full(self, principal: Principal) -> None:
+        assert principal.key_id is not None and self._count_live_sessions is not None
+        live = self._count_live_sessions(principal.key_id)
+        if live >= principal.max_live_sessions:
+            raise TooManyRequestsError(
+                f"key {principal.key_id} has {live} live sessions open, its limit (max_live_sessions_per_key ="
+                f" {principal.max_live_sessions}); end one first", retry_after_s=IN_FLIGHT_RETRY_AFTER_S)

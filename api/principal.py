@@ -18,6 +18,8 @@ class Principal:
     requests_per_minute: int = 0
     max_jobs_in_flight: int = 0
     audio_seconds_per_day: int = 0
+    #: Live sessions at once (the setting `max_live_sessions_per_key`; no per-key column yet).
+    max_live_sessions: int = 0
 
     @property
     def owner_filter(self) -> str | None:
@@ -37,4 +39,5 @@ def principal_of(key: ApiKey, settings: Settings) -> Principal:
         requests_per_minute=limit(key.requests_per_minute, settings.default_requests_per_minute),
         max_jobs_in_flight=limit(key.max_jobs_in_flight, settings.default_max_jobs_in_flight),
         audio_seconds_per_day=limit(key.audio_seconds_per_day, settings.default_audio_seconds_per_day),
+        max_live_sessions=settings.max_live_sessions_per_key,
     )

@@ -132,8 +132,9 @@ def main() -> None:
 
             if args.worker_class == "gevent":
                 with contextlib.ExitStack() as websockets:
-                    for _ in range(100):
-                        websockets.enter_context(open_ws(f"ws://127.0.0.1:{stack.settings.ws_port}/v1/asr"))
+                    for index in range(100):  # 4 addresses: one may hold 32 (max_sockets_per_client)
+                        websockets.enter_context(open_ws(f"ws://127.0.0.1:{stack.settings.ws_port}/v1/asr",
+                                                         source_ip=f"127.0.1.{101 + index // 25}"))
                     report("100 open websockets", probe_healthz(stack, min(args.seconds, 8.0)))
     finally:
         redis_server.close()

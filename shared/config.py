@@ -212,6 +212,20 @@ class Settings(BaseSettings):
     #: No audio for this long ends a session (the original's free_resource_timeout; OddASR's
     #: test client never closes, so this is how its sessions end).
     stream_idle_timeout_s: float = 5.0
+    #: KeepAlives hold a session open through silence, but not for ever: a session that sent
+    #: no audio for this long ends with the error `idle` (its sentences kept). Only audio and
+    #: the protocol's own KeepAlive count; text frames the protocol ignores keep nothing alive.
+    stream_keepalive_max_s: float = Field(default=60.0, gt=0)
+    #: Audio a client may send before its start message (FunASR clients may), kept until the
+    #: session starts; past it the session is refused. None is kept before the key is checked
+    #: when keys are required (then audio before the start message is refused at once).
+    stream_max_early_audio_bytes: int = Field(default=64 * 1024, ge=0)
+    #: Websockets one client address may hold open at once on one API process (0: no limit);
+    #: past it the upgrade is answered 429 before a websocket exists.
+    max_sockets_per_client: int = Field(default=32, ge=0)
+    #: Live sessions one API key may run at once, across API processes (0: no limit); past it
+    #: a new session is refused as `limited`. Resuming a session does not count as a new one.
+    max_live_sessions_per_key: int = Field(default=16, ge=0)
     stream_max_session_s: float = 3 * 3600.0
     stream_max_frame_bytes: int = 1024 * 1024
     #: Audio the worker may hold unprocessed; past it the API stops reading the socket, so a

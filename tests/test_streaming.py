@@ -232,10 +232,11 @@ def test_funasr_audio_before_the_config_is_kept(stack: Stack, pcm: bytes) -> Non
 
 
 def test_audio_before_the_config_is_bounded_in_bytes(stack: Stack) -> None:
-    """Frames under the frame limit, many of them, before any config: the API does not hold
-    them without end, and says why in the protocol the port speaks."""
+    """Frames under the frame limit, several of them, before any config: the API does not hold
+    them without end (stream_max_early_audio_bytes, 64 KiB), and says why in the protocol the
+    port speaks."""
     with open_ws(funasr_url(stack)) as ws:
-        for _ in range(17):  # 1 MiB and one frame more; no more, or the refusal could be reset away
+        for _ in range(2):  # 64 KiB and one frame more; no more, or the refusal could be reset away
             ws.send(b"\0" * 65536)
         reply = json.loads(ws.recv(timeout=30))
     assert reply["error_kind"] == "frame_too_large" and "before the start message" in reply["error"], reply
@@ -659,8 +660,8 @@ def test_a_client_that_vanishes_without_a_close_frees_its_worker_after_the_resum
 
 def test_healthz_answers_while_a_hundred_websockets_are_open(stack: Stack) -> None:
     with contextlib.ExitStack() as sockets:
-        for _ in range(100):
-            sockets.enter_context(open_ws(oddasr_url(stack)))
+        for index in range(100):  # from 4 addresses: one address may hold 32 (max_sockets_per_client)
+            sockets.enter_context(open_ws(oddasr_url(stack), source_ip=f"127.0.3.{1 + index // 25}"))
         started_s = time.monotonic()
         for _ in range(20):
             assert requests.get(stack.url("/healthz"), timeout=5).status_code == 200

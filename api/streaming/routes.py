@@ -18,6 +18,7 @@ from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 
 from api.deps import deps
+from api.streaming.client_sockets import SocketCap
 from api.streaming.session import StreamSession
 from api.streaming.socket_gate import GatedSocket
 from shared.config import Settings
@@ -35,10 +36,12 @@ def stream(ws) -> None:  # type: ignore[no-untyped-def]
     gate = request.environ.get("gunicorn.socket")
     if isinstance(gate, GatedSocket):
         gate.attach(ws)
+    else:
+        gate = None
     # The caller, when the upgrade carried a key (or auth is off); else the start message's.
     principal = g.get("principal")
     session = StreamSession(ws, deps(), request.environ.get(PROTOCOL_ENVIRON_KEY, "native"), principal,
-                            resume_session_id=request.args.get("session", "")[:64])
+                            resume_session_id=request.args.get("session", "")[:64], gate=gate)
     try:
         session.run()
     except ConnectionClosed:
@@ -91,3 +94,5 @@ def register_streaming(app: Flask, settings: Settings) -> None:
     if settings.funasr_ws_port:
         ports[settings.funasr_ws_port] = "funasr"
     app.wsgi_app = WebsocketPortRouter(app.wsgi_app, ports)  # type: ignore[method-assign]
+    # Outermost of the two: a socket over its address's cap costs no more than a 429.
+    app.wsgi_app = SocketCap(app.wsgi_app, settings.max_sockets_per_client)  # type: ignore[method-assign]

@@ -27,9 +27,11 @@ from api.options import check_hotwords, check_language, check_supported, parse_c
 from api.principal import Principal
 from api.streaming import jobs as stream_jobs
 from api.streaming import vocabulary as v
+from api.streaming.before_start import BeforeStart
 from api.streaming.framing import AudioFramer
 from api.streaming.protocols import detect
 from api.streaming.relay import RelayClient, RelayError, WorkerEvent, wait_for_slot
+from api.streaming.socket_gate import GatedSocket
 from shared import redis_keys, reprocess
 from shared import stream_messages as sm
 from shared.db.repository import STREAM_MODE
@@ -40,11 +42,6 @@ from shared.stream_slots import release_slot, slot_of_session
 
 logger = logging.getLogger(__name__)
 
-#: A client must send its start message (or config) within this after connecting.
-FIRST_FRAME_TIMEOUT_S = 10.0
-#: Audio that arrives before the config is kept (FunASR clients may send some), up to this
-#: much: 1 MiB is 32 s at 16 kHz, and a socket cannot make the API hold more for it.
-MAX_EARLY_AUDIO_BYTES = 1 << 20
 #: A live session is charged against its key's daily audio as it goes, every this much audio,
 #: and ended (its sentences kept) once the allowance is used up.
 LIVE_CHARGE_INTERVAL_S = 10.0
@@ -66,9 +63,12 @@ class _Outcome:
 
 class StreamSession:
     def __init__(self, ws, deps: ApiDeps, default_protocol: str,  # type: ignore[no-untyped-def]
-                 principal: Principal | None = None, resume_session_id: str = "") -> None:
+                 principal: Principal | None = None, resume_session_id: str = "",
+                 gate: GatedSocket | None = None) -> None:
         self.ws = ws
         self.principal = principal
+        #: Until the session starts, a socket may make the API hold very little.
+        self._before_start = BeforeStart(ws, gate, deps.settings, authenticated=principal is not None)
         #: The `session` query parameter: the session a reconnecting client goes on with.
         self.resume_session_id = resume_session_id
         #: The index of the last final sentence sent to this client (-1: none yet).
@@ -93,8 +93,9 @@ class StreamSession:
         #: Of it, what the key has been charged for (daily audio), and who that key is.
         self._charged_bytes = 0
         self._principal: Principal | None = None
-        #: Why the session was ended for its key's daily audio, if it was.
-        self._limited = ""
+        #: Why the server ended a session that ended well (kind, message): the key's daily
+        #: audio used up, or KeepAlives without audio for too long.
+        self._server_end: tuple[str, str] | None = None
         #: How many finals the whole session made (the worker says so at the end).
         self._finals_total: int | None = None
         self._sample_rate_hz = 16000
@@ -115,8 +116,11 @@ class StreamSession:
 
     # --- the session ---------------------------------------------------------------------
     def run(self) -> None:
-        first_text, early_audio = self._first_frames()
-        if first_text is None:
+        self._before_start.tighten()
+        try:
+            first_text, early_audio = self._before_start.first_frames()
+        except v.ProtocolError as exc:
+            self._refuse(exc.kind, exc.message)
             return
         self.adapter = detect(first_text, self.default_protocol)
         try:
@@ -166,7 +170,7 @@ class StreamSession:
                                  "try again in a few seconds")
             return
         try:
-            with self.deps.limiter.in_flight_place(principal):
+            with self.deps.limiter.in_flight_place(principal, live_session=True):
                 stream_jobs.create(self.deps, session_id, start, self.adapter.name, claim.worker_id,
                                    principal.key_id)
         except OddAsrError as exc:
@@ -203,26 +207,9 @@ class StreamSession:
             self.deps.limiter.check_request_rate(principal)
         if not resuming:  # a resumed session is already in flight, and charged when it ends
             self.deps.limiter.check_in_flight(principal)
+            self.deps.limiter.check_live_sessions(principal)
             self.deps.limiter.check_audio_left(principal)
         return principal
-
-    def _first_frames(self) -> tuple[str | None, list[bytes]]:
-        early_audio: list[bytes] = []
-        early_bytes = 0
-        deadline_s = time.monotonic() + FIRST_FRAME_TIMEOUT_S
-        while True:
-            frame = self.ws.receive(timeout=max(0.0, deadline_s - time.monotonic()))
-            if frame is None:
-                self._refuse(v.BAD_REQUEST, f"no start message within {FIRST_FRAME_TIMEOUT_S:.0f} s of connecting")
-                return None, []
-            if isinstance(frame, str):
-                return frame, early_audio
-            early_bytes += len(frame)
-            if early_bytes > MAX_EARLY_AUDIO_BYTES:
-                self._refuse(v.FRAME_TOO_LARGE, f"more than {MAX_EARLY_AUDIO_BYTES >> 20} MiB of audio before the"
-                                                " start message; send the start message first")
-                return None, []
-            early_audio.append(frame)
 
     def _relay_session(self, relay: RelayClient, session_id: str, start: v.StartCommand,
                        early_audio: list[bytes]) -> None:
@@ -249,6 +236,7 @@ class StreamSession:
     def _serve(self, relay: RelayClient, session_id: str, early_audio: list[bytes],
                stop_at_once: v.StopCommand | None = None) -> None:
         """Move audio in and results out until the session ends or its client goes."""
+        self._before_start.relax()
         forwarder = threading.Thread(target=self._forward_results, args=(relay,), daemon=True)
         forwarder.start()
         framer = AudioFramer()
@@ -360,11 +348,10 @@ class StreamSession:
         if self._relayed_bytes - self._charged_bytes >= LIVE_CHARGE_INTERVAL_S * 2 * self._sample_rate_hz:
             self._charge_audio()
             if self._principal and not self._stopping and not self.deps.limiter.has_audio_left(self._principal):
-                self._limited = (f"key {self._principal.key_id} has used its {self._principal.audio_seconds_per_day}"
-                                 f" audio seconds for today; the session was ended and its sentences are saved in"
-                                 f" job {relay.session_id}")
-                logger.info("stream session %s: %s", relay.session_id, self._limited)
-                self._stop(relay, ack=False)
+                self._end_by_server(relay, v.LIMITED,
+                                    f"key {self._principal.key_id} has used its {self._principal.audio_seconds_per_day}"
+                                    f" audio seconds for today; the session was ended and its sentences are saved in"
+                                    f" job {relay.session_id}")
 
     def _charge_audio(self) -> None:
         """Charge the key for the audio relayed since the last charge."""
@@ -375,36 +362,57 @@ class StreamSession:
         self.deps.limiter.record_audio(self._principal, seconds)
 
     def _client_loop(self, relay: RelayClient, framer: AudioFramer) -> None:
+        """Only audio keeps a session going: a KeepAlive bridges silence up to
+        `stream_keepalive_max_s`, and text the protocol ignores resets no timer at all."""
         assert self.adapter is not None
-        started_s = last_audio_s = time.monotonic()
+        started_s = last_audio_s = last_alive_s = time.monotonic()
         while not self._done.is_set():
             frame = self.ws.receive(timeout=RECEIVE_POLL_S)
             now_s = time.monotonic()
             if frame is None:
                 if not self.ws.connected:
                     raise ConnectionClosed(self.ws.close_reason, self.ws.close_message)
-                if not self._stopping and now_s - last_audio_s > self.settings.stream_idle_timeout_s:
-                    logger.info("stream session: no audio for %.0f s; ending it", self.settings.stream_idle_timeout_s)
-                    self._stop(relay, ack=False)
-                if not self._stopping and now_s - started_s > self.settings.stream_max_session_s:
-                    logger.info("stream session reached the maximum length of %.0f s",
-                                self.settings.stream_max_session_s)
-                    self._stop(relay, ack=False)
-                continue
-            if isinstance(frame, bytes):
+            elif isinstance(frame, bytes):
                 if not self._stopping:
                     self._relay_audio(relay, framer, frame)
-                    last_audio_s = now_s
-                continue
-            if len(frame) > self.settings.stream_max_frame_bytes:
-                raise v.ProtocolError(v.FRAME_TOO_LARGE, "a text message larger than the frame limit")
-            command = self.adapter.parse_control(frame)
-            if isinstance(command, v.StopCommand):
-                self._stop(relay, ack=command.ack)
-            elif isinstance(command, v.FlushCommand):
-                relay.send(sm.FLUSH)
-            elif isinstance(command, v.KeepAliveCommand):
-                last_audio_s = now_s  # the client says it is there: silence is not idleness
+                    last_audio_s = last_alive_s = now_s
+            else:
+                if len(frame) > self.settings.stream_max_frame_bytes:
+                    raise v.ProtocolError(v.FRAME_TOO_LARGE, "a text message larger than the frame limit")
+                command = self.adapter.parse_control(frame)
+                if isinstance(command, v.StopCommand):
+                    self._stop(relay, ack=command.ack)
+                elif isinstance(command, v.FlushCommand):
+                    relay.send(sm.FLUSH)
+                elif isinstance(command, v.KeepAliveCommand):
+                    last_alive_s = now_s  # the client says it is there: silence is not idleness
+            # Checked after every frame too: a client that sends text without pause must not
+            # keep the loop from ever reaching its timers.
+            if not self._stopping:
+                self._check_timers(relay, now_s - started_s, now_s - last_audio_s, now_s - last_alive_s)
+
+    def _check_timers(self, relay: RelayClient, session_s: float, no_audio_s: float, silent_s: float) -> None:
+        """End a session that is over its length, that KeepAlives held open without audio too
+        long (an error), or whose client went silent (the normal end)."""
+        settings = self.settings
+        if session_s > settings.stream_max_session_s:
+            logger.info("stream session reached the maximum length of %.0f s", settings.stream_max_session_s)
+            self._stop(relay, ack=False)
+        elif silent_s < no_audio_s and no_audio_s > settings.stream_keepalive_max_s:
+            self._end_by_server(relay, v.IDLE, f"no audio for {settings.stream_keepalive_max_s:.0f} s: KeepAlive holds"
+                                               " a session open at most that long (stream_keepalive_max_s); the "
+                                               f"session was ended and its sentences are saved in job "
+                                               f"{relay.session_id}")
+        elif silent_s > min(settings.stream_idle_timeout_s, settings.stream_keepalive_max_s):
+            # The original's free_resource_timeout: how a session whose client never closes ends.
+            logger.info("stream session: no audio for %.0f s; ending it", silent_s)
+            self._stop(relay, ack=False)
+
+    def _end_by_server(self, relay: RelayClient, kind: str, message: str) -> None:
+        """End a session for a reason of the server's, keeping its sentences, and say why at the end."""
+        logger.info("stream session %s: %s", relay.session_id, message)
+        self._server_end = (kind, message)
+        self._stop(relay, ack=False)
 
     def _stop(self, relay: RelayClient, *, ack: bool) -> None:
         self._stop_ack = self._stop_ack or ack
@@ -469,8 +477,8 @@ class StreamSession:
                 stream_jobs.fail(self.deps, session_id, outcome.error_message)
             logger.warning("stream session %s ended with an error: %s", session_id, outcome.error_message)
             frames = self.adapter.on_error(outcome.error_kind, outcome.error_message)
-        elif self._limited:  # ended well, but not by the client: say why
-            frames = self.adapter.on_error(v.LIMITED, self._limited)
+        elif self._server_end:  # ended well, but not by the client: say why
+            frames = self.adapter.on_error(*self._server_end)
         else:
             frames = self.adapter.on_end(self._stop_ack, self._relayed_bytes / (2 * self._sample_rate_hz),
                                          self._finals_total)

@@ -20,7 +20,8 @@ WAIT_STEP_S = 0.01
 class GatedSocket:
     def __init__(self, sock: Any, read_ahead_bytes: int = READ_AHEAD_BYTES) -> None:
         self._sock = sock
-        self._read_ahead_bytes = read_ahead_bytes
+        #: The bound; the session lowers it until it has started (api.streaming.before_start).
+        self.read_ahead_bytes = read_ahead_bytes
         self._buffer: list[Any] | None = None
         self._ws: Any = None
         self._closed = False
@@ -36,8 +37,13 @@ class GatedSocket:
             return 0
         return sum(len(frame) for frame in list(buffer))
 
+    def _session_open(self) -> bool:
+        """A websocket the session closed takes no more frames: its reader must not wait (and
+        hold its unread frames) for ever, but read on, find the socket closed and end."""
+        return self._ws is None or bool(self._ws.connected)
+
     def recv(self, size: int, *flags: int) -> bytes:
-        while not self._closed and self._held_bytes() > self._read_ahead_bytes:
+        while not self._closed and self._session_open() and self._held_bytes() > self.read_ahead_bytes:
             # simple-websocket calls recv only once the socket is readable: the client is
             # sending, so it is alive, even though its pong sits unread behind its audio.
             if self._ws is not None:

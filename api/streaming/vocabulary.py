@@ -58,10 +58,17 @@ class FlushCommand:
 
 @dataclass
 class KeepAliveCommand:
-    """The client is still there; nothing else."""
+    """The client is still there (an explicit KeepAlive): silence is not the end of the
+    session, up to `stream_keepalive_max_s` without audio."""
 
 
-Command = StartCommand | StopCommand | FlushCommand | KeepAliveCommand
+@dataclass
+class IgnoredCommand:
+    """A text frame the protocol has no use for; it says nothing, not even that the client
+    is there (it resets no timer)."""
+
+
+Command = StartCommand | StopCommand | FlushCommand | KeepAliveCommand | IgnoredCommand
 
 
 class ProtocolError(Exception):
@@ -124,6 +131,8 @@ CANCELED = "canceled"
 UNAUTHORIZED = "unauthorized"
 #: A per-key limit refused the session (HTTP would answer 429).
 LIMITED = "limited"
+#: KeepAlives held the session open without audio for `stream_keepalive_max_s`: it was ended.
+IDLE = "idle"
 
 
 class WireProtocol(Protocol):

@@ -91,6 +91,15 @@ class JobRepository:
                 .where(Job.api_key_id == owner_id, Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))
             ) or 0)
 
+    def count_live_sessions(self, owner_id: str) -> int:
+        """A key's live sessions: its stream jobs still running (a dropped one that its worker
+        holds for a resume included: it still holds a slot)."""
+        with self._session_factory() as session:
+            return int(session.scalar(
+                select(func.count()).select_from(Job)
+                .where(Job.api_key_id == owner_id, Job.mode == STREAM_MODE, Job.status == JobStatus.RUNNING)
+            ) or 0)
+
     def count_queued_by_queue(self) -> dict[str, int]:
         """Jobs waiting for a worker, per queue: the backlog /metrics reports (one query on
         the indexed status column, cheap at scrape time)."""

@@ -53,9 +53,11 @@ def _ssl_context(url: str) -> ssl.SSLContext | None:
     return context
 
 
-def open_ws(url: str, subprotocols: list[str] | None = None) -> ClientConnection:
+def open_ws(url: str, subprotocols: list[str] | None = None, source_ip: str | None = None) -> ClientConnection:
+    """`source_ip`: connect from this loopback address (the server caps sockets per address)."""
+    extra = {"source_address": (source_ip, 0)} if source_ip else {}
     return connect(url, ssl=_ssl_context(url), subprotocols=subprotocols, open_timeout=10,  # type: ignore[arg-type]
-                   max_size=None, ping_interval=None)
+                   max_size=None, ping_interval=None, **extra)
 
 
 def _collect(ws: ClientConnection, log: SessionLog, until=None) -> None:  # type: ignore[no-untyped-def]

@@ -65,7 +65,7 @@ class FunAsrProtocol:
         frame = v.json_object(text)
         if frame.get("is_speaking") is False:
             return v.StopCommand(ack=bool(frame.get("is_end")))
-        return v.KeepAliveCommand()
+        return v.IgnoredCommand()  # no keepalive in this protocol: only audio keeps it going
 
     # --- server frames -------------------------------------------------------------------
     def on_started(self, job_id: str, resumed_bytes: int | None = None) -> list[str]:

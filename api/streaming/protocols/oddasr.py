@@ -25,6 +25,7 @@ STATUS_CODES: dict[str, int] = {
     v.UNAUTHORIZED: 10020005,
     v.LIMITED: 10020006,
     v.CANCELED: 10020007,
+    v.IDLE: 10020008,
     v.BUSY: 20020001,
     v.WORKER_LOST: 20020002,
     v.DISABLED: 20020003,
@@ -74,7 +75,7 @@ class OddAsrProtocol:
             return v.StopCommand()
         if frame.get("name") == "StartTranscription":
             raise v.ProtocolError(v.BAD_REQUEST, "the session has already started")
-        return v.KeepAliveCommand()
+        return v.IgnoredCommand()  # no keepalive in this protocol: only audio keeps it going
 
     # --- server frames -------------------------------------------------------------------
     def on_started(self, job_id: str, resumed_bytes: int | None = None) -> list[str]:
