@@ -67,7 +67,9 @@ def test_oddasr_frames_never_overlap_header_and_payload_keys() -> None:
     assert json.loads(frames[-1])["header"]["status"] == 20020001
 
 
-@pytest.mark.parametrize("first", ["[]", "{}", json.dumps({"name": "StartTranscription", "sample_rate": 4000})])
+@pytest.mark.parametrize("first", ["[]", "{}", json.dumps({"name": "StartTranscription", "sample_rate": 4000}),
+                                   json.dumps({"name": "StartTranscription", "hotwords": 42}),
+                                   json.dumps({"name": "StartTranscription", "hotwords": [{"w": 1}]})])
 def test_oddasr_bad_starts_are_bad_requests(first: str) -> None:
     with pytest.raises(v.ProtocolError) as raised:
         OddAsrProtocol().parse_start(first)

@@ -61,10 +61,14 @@ class OddAsrProtocol:
         if not isinstance(sample_rate_hz, int) or not 8000 <= sample_rate_hz <= 48000:
             raise v.ProtocolError(v.BAD_REQUEST, "sample_rate must be a whole number of Hz between 8000 and 48000")
         hotwords = frame.get("hotwords") or ""
+        if isinstance(hotwords, str):
+            hotwords = hotwords.split()
+        elif not isinstance(hotwords, list) or not all(isinstance(word, str | int | float) for word in hotwords):
+            raise v.ProtocolError(v.BAD_REQUEST, "hotwords must be words joined by spaces, or a list of words")
         return v.StartCommand(
             task_id=str(frame.get("task_id") or ""), message_id=self._message_id, token=str(frame.get("token") or ""),
             sample_rate_hz=sample_rate_hz, language=frame.get("language") or None,
-            hotwords=hotwords.split() if isinstance(hotwords, str) else [str(w) for w in hotwords],
+            hotwords=[str(word) for word in hotwords],
             callback_url=v.callback_url_of(frame), reprocess=v.reprocess_of(frame),
             last_final_index=v.last_final_index_of(frame, "last_final_index"),
         )
