@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import os
-import select
 import socket
 import subprocess
 import time
@@ -22,6 +21,7 @@ from shared.cli import commands
 from shared.config import Settings
 from shared.db.api_keys import ApiKeyRepository
 from shared.db.session import make_engine, make_session_factory
+from tests.support.raw_http import connect, handshake_status, read_answer, send_chunked
 from tests.support.servers import free_port
 from tests.support.stack import Stack, running_stack
 from tests.support.ws_clients import open_ws
@@ -31,7 +31,6 @@ pytestmark = pytest.mark.integration
 HASH_SECRET = "test-abuse-http-hash-secret"
 PUBLIC_NAME = "asr.example.com"
 HOSTILE_NAME = "rebind.attacker.example"
-CHUNK_BYTES = 64 * 1024
 #: What a client may have pushed into the socket buffers before the server's 413 reaches it.
 SENT_PAST_LIMIT_BYTES = 32 * 1024 * 1024
 
@@ -60,69 +59,6 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterat
                          admin_key=keys.create("admin", is_admin=True)[1], user_key=keys.create("user")[1])
 
 
-def _connect(port: int) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", port), timeout=30)
-
-
-def _read_answer(sock: socket.socket) -> tuple[int, bytes]:
-    """Status and whatever of the answer arrived (a reset after it may cut the rest)."""
-    data = b""
-    try:
-        while b"\r\n\r\n" not in data or len(data) < data.find(b"\r\n\r\n") + 4 + 512:
-            piece = sock.recv(65536)
-            if not piece:
-                break
-            data += piece
-    except (ConnectionResetError, TimeoutError):
-        pass
-    status = int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/1.1 ") else 0
-    return status, data
-
-
-def send_chunked(port: int, method: str, path: str, total_bytes: int, headers: str = "") -> tuple[int, bytes, int]:
-    """Send a chunked body of up to `total_bytes`, stopping as soon as the server answers or
-    closes. Returns (status, answer, body bytes sent); status 0: the connection was reset."""
-    sock = _connect(port)
-    sent_bytes = 0
-    try:
-        sock.sendall((f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nTransfer-Encoding: chunked\r\n"
-                      f"{headers}\r\n").encode())
-        chunk = f"{CHUNK_BYTES:x}\r\n".encode() + b"a" * CHUNK_BYTES + b"\r\n"
-        while sent_bytes < total_bytes:
-            if select.select([sock], [], [], 0)[0]:
-                break  # the server answered (or closed) before the end of the body
-            try:
-                sock.sendall(chunk)
-            except (BrokenPipeError, ConnectionResetError):
-                break
-            sent_bytes += CHUNK_BYTES
-        else:
-            sock.sendall(b"0\r\n\r\n")
-        status, answer = _read_answer(sock)
-        return status, answer, sent_bytes
-    finally:
-        sock.close()
-
-
-def handshake_status(port: int, host: str, origin: str | None = None, path: str = "/") -> int:
-    """The status a websocket handshake gets (101: opened)."""
-    sock = _connect(port)
-    try:
-        key = base64.b64encode(os.urandom(16)).decode()
-        sock.sendall((f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                      f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-                      + (f"Origin: {origin}\r\n" if origin else "") + "\r\n").encode())
-        line = b""
-        while b"\r\n" not in line:
-            piece = sock.recv(1024)
-            if not piece:
-                break
-            line += piece
-        return int(line.split(b" ", 2)[1])
-    finally:
-        sock.close()
-
-
 # --- item 2: every body has a limit, chunked or not ------------------------------------------
 
 
@@ -139,11 +75,11 @@ def test_a_chunked_hotword_set_over_its_limit_is_cut_off_with_413(deployment: De
 
 def test_a_declared_body_over_a_routes_limit_is_refused_before_it_is_read(deployment: Deployment) -> None:
     port = deployment.stack.settings.port
-    sock = _connect(port)
+    sock = connect(port)
     try:
         sock.sendall((f"PUT /v1/hotwords/big HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: text/plain\r\n"
                       f"Content-Length: {300 * 1024}\r\n\r\n").encode())
-        status, answer = _read_answer(sock)
+        status, answer = read_answer(sock)
     finally:
         sock.close()
     assert status == 413 and b"limit of 262144 bytes" in answer, answer
