@@ -16,6 +16,8 @@ in front of every route of every port, websocket handshakes included, and refuse
 - `Origin`, which browsers send and the CLI and FunASR's clients do not: its host must be the
   request's own Host (the page came from this server), a loopback address, or one of the names
   above. An IP address alone is not enough here: a page served from any address would pass.
+  `null` (a page opened from a file, or a sandboxed frame of any site) passes only where
+  `allowed_hosts` lists `null`.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from shared.config import Settings
 logger = logging.getLogger(__name__)
 
 ANY_HOST = "*"
+#: The Origin of a page opened from a file or sandboxed; an allowed_hosts entry of its own.
+NULL_ORIGIN = "null"
 #: Bind addresses that mean "every interface": no name of their own.
 WILDCARD_ADDRESSES = frozenset({"", "0.0.0.0", "::"})
 #: Refused names are logged and echoed up to this length.
@@ -87,7 +91,9 @@ class HostPolicy:
     def allows_origin(self, origin: str, host: str) -> bool:
         if self.any_host:
             return True
-        name = (urlsplit(origin.strip()).hostname or "").rstrip(".")  # "null" (a sandboxed page) has none
+        if origin.strip().lower() == NULL_ORIGIN:
+            return NULL_ORIGIN in self.names
+        name = (urlsplit(origin.strip()).hostname or "").rstrip(".")
         if not name:
             return False
         address = _ip_address(name)
@@ -107,6 +113,9 @@ class HostGuard:
     def __init__(self, app: Any, settings: Settings) -> None:
         self.app = app
         self.policy = HostPolicy.from_settings(settings)
+        if not self.policy.any_host:
+            logger.info("answering to IP addresses and the host names %s (allowed_hosts adds more)",
+                        ", ".join(sorted(self.policy.names | {f"*{suffix}" for suffix in self.policy.suffixes})))
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         host_header = environ.get("HTTP_HOST", "")

@@ -49,7 +49,8 @@ class Settings(BaseSettings):
     #: name and the bound `host` / `ws_host` (comma-separated in the environment; `.example.com`
     #: also allows its subdomains; `*` turns the check off). A request whose Host header names
     #: another host, or a browser's request whose Origin does, is refused with 403: a page
-    #: whose DNS name rebinds to 127.0.0.1 cannot drive a local install.
+    #: whose DNS name rebinds to 127.0.0.1 cannot drive a local install. `null` lets pages
+    #: opened from a file (Origin: null) open websockets.
     allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     flower_port: int = 5555
     flower_basic_auth: str = ""

@@ -120,6 +120,7 @@ def test_host_policy_rules() -> None:
     assert policy.allows_origin(f"https://{PUBLIC_NAME}", "127.0.0.1")
     for refused in (f"http://{HOSTILE_NAME}", "http://203.0.113.9", "null", ""):
         assert not policy.allows_origin(refused, "127.0.0.1"), refused
+    assert HostPolicy.from_settings(Settings(allowed_hosts="null")).allows_origin("null", "127.0.0.1")
     anything = HostPolicy.from_settings(Settings(allowed_hosts="*"))
     assert anything.allows_host(HOSTILE_NAME) and anything.allows_origin("null", "x")
 
