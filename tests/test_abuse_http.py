@@ -21,7 +21,7 @@ from shared.cli import commands
 from shared.config import Settings
 from shared.db.api_keys import ApiKeyRepository
 from shared.db.session import make_engine, make_session_factory
-from tests.support.raw_http import connect, handshake_status, read_answer, send_chunked
+from tests.support.raw_http import CHUNK_BYTES, connect, handshake_status, read_answer, send_chunked
 from tests.support.servers import free_port
 from tests.support.stack import Stack, running_stack
 from tests.support.ws_clients import open_ws
@@ -228,3 +228,32 @@ def test_flower_has_no_secret_on_its_command_line(tmp_path: Path, redis_server) 
     finally:
         os.killpg(process.pid, 15)
         process.wait(timeout=30)
+
+
+def test_a_body_sent_to_a_route_that_takes_none_is_not_drained(deployment: Deployment) -> None:
+    """A route that reads no body (here /healthz) answers and the connection ends: the unread
+    body is not read and thrown away for as long as the client sends. (This held before issue
+    17: gunicorn 27 closes such a connection itself; the test keeps it so.)"""
+    port = deployment.stack.settings.port
+    sock = connect(port, timeout_s=20)
+    chunk = f"{CHUNK_BYTES:x}\r\n".encode() + b"a" * CHUNK_BYTES + b"\r\n"
+    sent_after_answer_bytes = 0
+    try:
+        sock.sendall(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+                     + chunk)
+        answer = b""
+        try:
+            while not answer.endswith(b"}") and (piece := sock.recv(4096)):
+                answer += piece
+        except ConnectionResetError:
+            pass  # closed right after the answer, which a reset may cut
+        assert answer.startswith(b"HTTP/1.1 200") or not answer, answer
+        try:
+            while sent_after_answer_bytes < 512 * 1024 * 1024:  # the client keeps sending
+                sock.sendall(chunk)
+                sent_after_answer_bytes += CHUNK_BYTES
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+    finally:
+        sock.close()
+    assert sent_after_answer_bytes < SENT_PAST_LIMIT_BYTES, "the API kept reading a body no route asked for"
