@@ -9,15 +9,17 @@ import redis
 from flask import Flask
 
 from api.auth import register_auth
+from api.body_limits import LimitedBodyRequest
 from api.deps import EXTENSION_KEY, ApiDeps
 from api.errors import register_error_handlers
+from api.host_guard import HostGuard
 from api.key_limits import KeyLimiter
 from api.request_metrics import register_request_metrics
 from api.routes import docs, health, hotwords, jobs, keys, legacy, openai, queues, speakers, webhooks
 from api.streaming.routes import register_streaming
 from api.upload_guard import UploadGuard
-from api.uploads import MULTIPART_OVERHEAD_BYTES, SpoolToDiskRequest
 from api.web import routes as web
+from api.websocket_ports import WebsocketPortGuard
 from shared.auth.api_key_tokens import resolve_hash_key
 from shared.auth.exposure import api_exposure_problem
 from shared.celery_factory import make_celery
@@ -48,12 +50,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     if problem := api_exposure_problem(settings):  # also when gunicorn is started by hand
         raise RuntimeError(problem)
     app = Flask("oddasr")
-    app.request_class = SpoolToDiskRequest
+    app.request_class = LimitedBodyRequest
     upload_tmp_dir = Path(settings.data_dir) / "uploads"
     upload_tmp_dir.mkdir(parents=True, exist_ok=True)
     app.config.update(
-        # Werkzeug stops reading a body past this while it streams, and answers 413.
-        MAX_CONTENT_LENGTH=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
+        # Werkzeug stops reading a body past this while it streams, chunked or not, and answers
+        # 413; upload routes raise it for themselves (api.body_limits).
+        MAX_CONTENT_LENGTH=settings.max_request_body_bytes,
         MAX_FORM_MEMORY_SIZE=1024 * 1024,
         ODDASR_MAX_UPLOAD_BYTES=settings.max_upload_bytes,
         ODDASR_UPLOAD_TMP_DIR=str(upload_tmp_dir),
@@ -85,5 +88,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.register_blueprint(blueprint)
     register_streaming(app, settings)
     app.wsgi_app = UploadGuard(app.wsgi_app, settings)  # type: ignore[method-assign]
+    app.wsgi_app = WebsocketPortGuard(app.wsgi_app, settings)  # type: ignore[method-assign]
+    app.wsgi_app = HostGuard(app.wsgi_app, settings)  # type: ignore[method-assign]  # before any other answer
     register_request_metrics(app)  # last: it times everything above, the upload guard included
     return app

@@ -95,6 +95,21 @@ def current_principal() -> Principal:
     return principal
 
 
+def optional_principal() -> Principal | None:
+    """The caller of a public path where it presented a valid key (or auth is off), else None:
+    a public path answers a missing or wrong key too, only with less (see /readyz)."""
+    principal = g.get("principal")
+    if principal is not None:
+        return principal
+    token = _presented_key()
+    if token is None:
+        return None
+    try:
+        return authenticate_token(token)
+    except UnauthorizedError:
+        return None
+
+
 def require_admin() -> Principal:
     principal = current_principal()
     if not principal.is_admin:

@@ -13,6 +13,7 @@ from flask import Flask, has_request_context, jsonify, request
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from api.body_limits import too_large_message
 from api.openai_errors import is_openai_path, openai_error_body
 from shared.errors import OddAsrError
 
@@ -50,8 +51,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(_exc: RequestEntityTooLarge):  # type: ignore[no-untyped-def]
-        limit = app.config["ODDASR_MAX_UPLOAD_BYTES"]
-        return error_response(f"the upload is larger than the limit of {limit} bytes", 413)
+        return error_response(too_large_message(), 413)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]

@@ -140,7 +140,7 @@ def _has_body(environ: dict[str, Any]) -> bool:
     return (_content_length(environ) or 0) > 0
 
 
-def _force_close(start_response: Any) -> None:
+def force_close(start_response: Any) -> None:
     """Ask gunicorn to close this connection after the answer instead of draining the body."""
     response = getattr(start_response, "__self__", None)
     if response is not None and hasattr(response, "force_close"):
@@ -158,7 +158,7 @@ class UploadGuard:
             return self.app(environ, start_response)
         client = environ.get("REMOTE_ADDR", "")
         if not self.uploads.acquire(client):
-            _force_close(start_response)
+            force_close(start_response)
             body = json.dumps({"error": f"too many uploads at once from {client} (the limit is "
                                         f"{self.uploads.limit}); wait for one to finish"}).encode()
             start_response("429 Too Many Requests", [("Content-Type", "application/json"),
@@ -178,7 +178,7 @@ class UploadGuard:
 
         def guarded_start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             if status[:1] == "4" and not guarded.finished:
-                _force_close(start_response)
+                force_close(start_response)
             return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
 
         try:

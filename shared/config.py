@@ -45,6 +45,13 @@ class Settings(BaseSettings):
     #: Concurrent connections (greenlets) per API process: uploads, waits and websockets.
     api_max_connections: int = 2000
     api_processes: int = 1
+    #: Host names the API answers to, besides the loopback names, IP addresses, this machine's
+    #: name and the bound `host` / `ws_host` (comma-separated in the environment; `.example.com`
+    #: also allows its subdomains; `*` turns the check off). A request whose Host header names
+    #: another host, or a browser's request whose Origin does, is refused with 403: a page
+    #: whose DNS name rebinds to 127.0.0.1 cannot drive a local install. `null` lets pages
+    #: opened from a file (Origin: null) open websockets.
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     flower_port: int = 5555
     flower_basic_auth: str = ""
     enable_flower: bool = True
@@ -85,6 +92,9 @@ class Settings(BaseSettings):
 
     # --- limits --------------------------------------------------------------------------
     max_upload_bytes: int = 1024 * 1024 * 1024
+    #: The request body of every route that takes no audio upload (JSON, hotword sets): read
+    #: at most this far, chunked or not; past it, 413. Upload routes take `max_upload_bytes`.
+    max_request_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     #: A request body must keep arriving: no read may wait longer than this ...
     upload_idle_timeout_s: float = 30.0
     #: ... and after the grace period it must average at least this rate, so a client that
@@ -320,7 +330,8 @@ class Settings(BaseSettings):
         # override one key of a mounted config.json.
         return (env_settings, init_settings)
 
-    @field_validator("webhook_secrets", "webhook_allowed_networks", "webhook_retry_schedule_s", mode="before")
+    @field_validator("webhook_secrets", "webhook_allowed_networks", "webhook_retry_schedule_s", "allowed_hosts",
+                     mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         """Lists arrive from the environment as comma-separated text (or a JSON list)."""
@@ -330,6 +341,17 @@ class Settings(BaseSettings):
                 return json.loads(text)
             return [item.strip() for item in text.split(",") if item.strip()]
         return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, value: list[str]) -> list[str]:
+        """Names compare case-insensitively, without a port (the Host header's port is ignored)."""
+        names = [name.strip().lower() for name in value if name.strip()]
+        for name in names:
+            if "/" in name or (":" in name and not _is_ip_literal(name)):
+                raise ValueError(f"allowed_hosts: {name!r} is not a host name: give names like asr.example.com,"
+                                 " .example.com or *, without a scheme or port")
+        return names
 
     @field_validator("webhook_secrets")
     @classmethod
@@ -492,6 +514,14 @@ _LEGACY_KEYS: dict[str, str] = {
 #: The original's external Redis (`redis_cfg`), used only when `redis_enabled` is true;
 #: otherwise `oddasr run` starts its own redis-server, as the original ran without one.
 _REDIS_CFG_PREFIX = "redis_cfg."
+
+
+def _is_ip_literal(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -28,7 +28,12 @@ answers carry `Retry-After`.
 **Live transcription** is a websocket, not an HTTP operation, so it is not listed below:
 `{STREAM_PATH}` on this port, and any path on the OddASR (8101) and FunASR (10095) websocket
 ports, speaking OddASR's, FunASR's or the native protocol. A key goes in a header, in the
-`api_key` query parameter, or in OddASR's `token` field.
+`api_key` query parameter, or in OddASR's `token` field. Those two ports answer plain HTTP only
+at `/healthz` and `/readyz` (404 elsewhere).
+
+**Host and Origin**: a request whose `Host` names a host this server does not answer to
+(`allowed_hosts`; IP addresses and loopback names always pass), or a browser's request or
+websocket whose `Origin` is another site, is refused with 403 on every route and port.
 """
 
 

@@ -48,8 +48,8 @@ def hotword_paths() -> dict[str, Schema]:
                 "putHotwordSet", TAG, "Create or replace a set (each replace is a new version)",
                 {"200": ok_json("Replaced: the new version.", "HotwordSet"),
                  "201": ok_json("Created.", "HotwordSet"),
-                 "400": error("A reserved or malformed name, an empty or malformed list, too many entries, or a"
-                              " body over the limit."),
+                 "400": error("A reserved or malformed name, an empty or malformed list, or too many entries."),
+                 "413": error("The body is over 256 KiB, chunked or not (read no further)."),
                  "408": error("The body arrived too slowly, or stalled.")},
                 description="JSON (`{\"words\": [{\"word\": \"Alibaba\", \"weight\": 20}, \"OddASR\"]}`) or the"
                             " original's hotword file as text: `word weight` a line, the weight optional.",

@@ -72,7 +72,8 @@ def admin_paths() -> dict[str, Schema]:
                 "createKey", "admin", "Create an API key; the answer holds the key, once",
                 {"201": ok_json("The new key.", "ApiKeyCreated"),
                  "400": error("Not a JSON object, or a field that is not valid."), "403": forbidden,
-                 "408": error("The body arrived too slowly, or stalled.")},
+                 "408": error("The body arrived too slowly, or stalled."),
+                 "413": error("The body is over max_request_body_bytes, chunked or not.")},
                 request_body={"required": True, "content": json_body(ref("NewApiKey"))}),
         },
         "/v1/keys/{key_id}": {
@@ -114,7 +115,10 @@ def service_paths() -> dict[str, Schema]:
             "readyz", "service", "Readiness: dependencies answer and each queue has a loaded worker",
             {"200": ok_json("Ready.", "Readiness"),
              "503": {"description": "Not ready; the body says what is missing.",
-                     "content": json_body(ref("Readiness"))}}, public=True)},
+                     "content": json_body(ref("Readiness"))}},
+            description="Public. Without an admin key (with auth required), a failed check reads `failed` and"
+                        " `queues` counts workers instead of naming them: exception text and host names go to"
+                        " admin keys only.", public=True)},
         "/openapi.json": {"get": operation(
             "openapi", "service", "This document",
             {"200": {"description": "OpenAPI 3.1.", "content": json_body({"type": "object"})}}, public=True)},

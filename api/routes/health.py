@@ -1,4 +1,9 @@
-"""Liveness and readiness for orchestrators and operators."""
+"""Liveness and readiness for orchestrators and operators.
+
+`/readyz` is public, so its public answer says what is ready and what is not, never why in
+detail: exception text (database URLs, S3 endpoints, Redis addresses) and worker host names go
+to admin keys only (and to everyone with `auth_mode=off`, where every caller is admin).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import logging
 from flask import Blueprint, jsonify
 from sqlalchemy import text
 
+from api.auth import optional_principal
 from api.deps import deps
 from shared.config import QUEUE_CPU, QUEUE_GPU, QUEUE_SENTENCE, Settings
 from shared.stream_slots import summarize_slots
@@ -16,7 +22,9 @@ logger = logging.getLogger(__name__)
 
 blueprint = Blueprint("health", __name__)
 
-
+#: What a public /readyz says of a failed check (the reason goes to the log and to admin keys).
+FAILED_CHECK = "failed"
+DETAILS_NOTE = "errors and worker names are shown to admin keys"
 
 @blueprint.get("/healthz")
 def healthz():  # type: ignore[no-untyped-def]
@@ -52,15 +60,17 @@ def _required_queues(settings: Settings) -> dict[str, tuple[str, ...]]:
     return required
 
 
-def _waiting_for(settings: Settings, presence: dict[str, dict[str, list[str]]]) -> dict[str, str]:
-    """Each required queue no loaded worker serves yet, with the reason in words."""
+def _waiting_for(settings: Settings, presence: dict[str, dict[str, list[str]]], *,
+                 with_names: bool) -> dict[str, str]:
+    """Each required queue no loaded worker serves yet, with the reason in words (naming the
+    loading workers `with_names`)."""
     waiting: dict[str, str] = {}
     for queue, servers in _required_queues(settings).items():
         if any(presence.get(q, {}).get("workers") for q in servers):
             continue
         loading = sorted({w for q in servers for w in presence.get(q, {}).get("loading", [])})
         if loading:
-            waiting[queue] = f"worker(s) still loading their models: {', '.join(loading)}"
+            waiting[queue] = "worker(s) still loading their models" + (f": {', '.join(loading)}" if with_names else "")
         else:
             waiting[queue] = "no worker serves this queue"
     return waiting
@@ -71,6 +81,8 @@ def readyz():  # type: ignore[no-untyped-def]
     """Ready: the dependencies answer and a worker of each configured queue has its models
     loaded, so a job submitted now can start. Otherwise 503, saying what is missing."""
     d = deps()
+    principal = optional_principal()
+    detailed = principal is not None and principal.is_admin
 
     def database() -> None:
         with d.jobs._session_factory() as session:  # noqa: SLF001 - a health probe, read-only
@@ -86,7 +98,7 @@ def readyz():  # type: ignore[no-untyped-def]
         ok, detail = _check("workers", lambda: presence.update(_presence_by_queue()))
         if not ok:
             checks["workers"] = (ok, detail)
-    waiting_for = _waiting_for(d.settings, presence)
+    waiting_for = _waiting_for(d.settings, presence, with_names=detailed)
     streams: dict[str, int] = {}
     if checks["redis"][0] and not d.settings.disable_stream:
         ok, detail = _check("stream workers", lambda: streams.update(vars(summarize_slots(d.redis))))
@@ -99,14 +111,18 @@ def readyz():  # type: ignore[no-untyped-def]
     file_queue = d.settings.file_queue
     body = {
         "ready": ready,
-        "checks": {name: detail for name, (_ok, detail) in checks.items()},
+        "checks": {name: detail if ok or detailed else FAILED_CHECK for name, (ok, detail) in checks.items()},
         "waiting_for": waiting_for,
-        "queues": presence,
+        # Without an admin key: how many workers, not which.
+        "queues": presence if detailed else {queue: {kind: len(names) for kind, names in info.items()}
+                                             for queue, info in presence.items()},
         "file_queue": file_queue,
         "file_queue_served": bool(presence.get(file_queue, {}).get("workers")),
         "sentence_queue_served": bool(presence.get(QUEUE_SENTENCE, {}).get("workers")),
         "stream_workers": streams,
     }
+    if not detailed:
+        body["details"] = DETAILS_NOTE
     response = jsonify(body)
     response.status_code = 200 if ready else 503
     return response

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from flask import Blueprint, jsonify, request
 
 from api.auth import current_principal
+from api.body_limits import body_limit
 from api.deps import deps
 from api.hotword_sets import DEFAULT_SET, NO_SET, default_set_version, owner_of
 from shared.db.hotword_sets import entries_of
@@ -24,6 +25,7 @@ from shared.hotwords import HotwordEntry, entries_from_json, parse_hotword_lines
 blueprint = Blueprint("hotwords", __name__)
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+#: A set's body, JSON or text, chunked or not; Werkzeug stops reading past it (413).
 MAX_BODY_BYTES = 256 * 1024
 
 
@@ -82,10 +84,9 @@ def get_set(name: str):  # type: ignore[no-untyped-def]
 
 
 @blueprint.put("/v1/hotwords/<name>")
+@body_limit(MAX_BODY_BYTES)
 def put_set(name: str):  # type: ignore[no-untyped-def]
     name = _checked_name(name)
-    if (request.content_length or 0) > MAX_BODY_BYTES:
-        raise BadRequestError(f"a hotword set is at most {MAX_BODY_BYTES} bytes")
     if request.is_json:
         body = request.get_json(silent=True)
         if not isinstance(body, dict) or "words" not in body:

@@ -10,6 +10,7 @@ from urllib.parse import quote
 from flask import Blueprint, Response, jsonify, request, url_for
 
 from api.auth import current_principal
+from api.body_limits import upload_body
 from api.deps import deps
 from api.job_hotword_hits import hotword_hits_of
 from api.job_service import cancel_job, job_to_dict, load_transcript, submit_job
@@ -35,6 +36,7 @@ def max_duration_for(mode: str) -> float:
 
 
 @blueprint.post("/v1/jobs")
+@upload_body
 def create_job():  # type: ignore[no-untyped-def]
     d = deps()
     mode, options = options_from_form(request.form, d.settings)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 
 from api.auth import current_principal
+from api.body_limits import upload_body
 from api.deps import deps
 from api.errors import error_response
 from api.job_service import JOB_ID_HEADER, load_transcript, submit_job, wait_for_final
@@ -49,15 +50,18 @@ def _transcribe_sync(forced_mode: str | None):  # type: ignore[no-untyped-def]
 
 
 @blueprint.post("/v1/asr")
+@upload_body
 def asr():  # type: ignore[no-untyped-def]
     return _transcribe_sync(None)
 
 
 @blueprint.post("/v1/asr/file")
+@upload_body
 def asr_file():  # type: ignore[no-untyped-def]
     return _transcribe_sync("file")
 
 
 @blueprint.post("/v1/asr/sentence")
+@upload_body
 def asr_sentence():  # type: ignore[no-untyped-def]
     return _transcribe_sync("sentence")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from api.auth import current_principal
+from api.body_limits import upload_body
 from api.deps import deps
 from api.errors import error_response
 from api.job_service import JOB_ID_HEADER, load_transcript, submit_job, wait_for_final
@@ -36,6 +37,7 @@ def list_models():  # type: ignore[no-untyped-def]
 
 
 @blueprint.post("/v1/audio/transcriptions")
+@upload_body
 def transcriptions():  # type: ignore[no-untyped-def]
     d = deps()
     form = request.form

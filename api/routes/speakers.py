@@ -19,6 +19,7 @@ from flask import Blueprint, jsonify, request, url_for
 from kombu.exceptions import KombuError
 
 from api.auth import current_principal
+from api.body_limits import upload_body
 from api.deps import ApiDeps, deps
 from api.hotword_sets import owner_of
 from api.options import parse_bool
@@ -116,6 +117,7 @@ def _wait_for_enrollment(repository: SpeakerRepository, speaker_id: str, timeout
 
 
 @blueprint.post("/v1/speakers")
+@upload_body
 def enroll_speaker():  # type: ignore[no-untyped-def]
     d = deps()
     owner = owner_of(current_principal())

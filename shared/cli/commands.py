@@ -105,13 +105,10 @@ def default_worker_plan(settings: Settings) -> list[tuple[str, list[str], int]]:
 
 
 def flower_argv(settings: Settings) -> list[str]:
-    argv = [
-        sys.executable, "-m", "celery", "--broker", settings.effective_redis_url, "flower",
-        f"--address={settings.host}", f"--port={settings.flower_port}",
-    ]
-    if settings.flower_basic_auth:
-        argv.append(f"--basic-auth={settings.flower_basic_auth}")
-    return argv
+    """No secret on this command line (`ps` shows it to every user): shared.cli.flower_server
+    hands the broker URL and the basic auth to Flower through its environment."""
+    return [sys.executable, "-m", "shared.cli.flower_server", f"--address={settings.host}",
+            f"--port={settings.flower_port}"]
 
 
 def find_redis_server() -> str:
