@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 import redis
 from celery import Task
@@ -11,10 +12,13 @@ from sqlalchemy.exc import OperationalError
 
 from shared.config import get_settings
 from shared.db.models import JobStatus
+from shared.db.repository import JobRepository
+from shared.db.session import make_engine, make_session_factory
 from shared.db.speakers import SpeakerRepository
 from shared.db.webhooks import WebhookRepository
 from shared.errors import OddAsrError
 from shared.schemas import DELIVER_WEBHOOK_TASK_NAME, ENROLL_SPEAKER_TASK_NAME, TRANSCRIBE_TASK_NAME
+from shared.storage import make_storage
 from worker.celery_app import app
 from worker.services.reaper import send_webhook
 from worker.services.runtime import WorkerRuntime, current_runtime
@@ -50,9 +54,23 @@ def _failed(runtime: WorkerRuntime, job_id: str, reason: str) -> JobFailed:
 MAX_TASK_COUNTDOWN_S = 60.0
 
 
-def _webhook_context(runtime: WorkerRuntime) -> WebhookContext:
-    return WebhookContext(settings=runtime.settings, jobs=runtime.jobs,
-                          webhooks=WebhookRepository(runtime.jobs.session_factory), storage=runtime.storage)
+class _WebhookClients:
+    """The database and storage clients of the deliveries this process sends, made on first
+    use: a webhooks node loads no engine, and its threads share one context."""
+
+    lock = threading.Lock()
+    context: WebhookContext | None = None
+
+    @classmethod
+    def get(cls) -> WebhookContext:
+        with cls.lock:
+            if cls.context is None:
+                settings = get_settings()
+                jobs = JobRepository(make_session_factory(make_engine(settings.database_url)))
+                cls.context = WebhookContext(settings=settings, jobs=jobs,
+                                             webhooks=WebhookRepository(jobs.session_factory),
+                                             storage=make_storage(settings))
+            return cls.context
 
 
 def _send_job_webhooks(runtime: WorkerRuntime, job_id: str) -> None:
@@ -66,10 +84,10 @@ def _send_job_webhooks(runtime: WorkerRuntime, job_id: str) -> None:
 
 @app.task(name=DELIVER_WEBHOOK_TASK_NAME, ignore_result=True)
 def deliver_webhook(delivery_id: str) -> None:
-    runtime = current_runtime(get_settings())
-    outcome = attempt_delivery(_webhook_context(runtime), delivery_id)
+    ctx = _WebhookClients.get()
+    outcome = attempt_delivery(ctx, delivery_id)
     if outcome is not None and outcome.retry_in_s is not None and outcome.retry_in_s <= MAX_TASK_COUNTDOWN_S:
-        send_webhook(app, runtime.settings, delivery_id, countdown_s=outcome.retry_in_s)
+        send_webhook(app, ctx.settings, delivery_id, countdown_s=outcome.retry_in_s)
 
 
 @app.task(name=TRANSCRIBE_TASK_NAME, bind=True, max_retries=MAX_TRANSIENT_RETRIES, throws=(JobFailed,))
