@@ -127,6 +127,21 @@ def next_delay_s(settings: Settings, step: int) -> float | None:
     return max(0.0, schedule[step] * random.uniform(1 - jitter, 1 + jitter))  # jitter, not a secret
 
 
+def _read_at_most(raw: urllib3.BaseHTTPResponse, max_bytes: int) -> None:
+    """Read the answer's body up to `max_bytes`, or to its end; an answer that ends before
+    the length it announced raises (urllib3 checks it on the read that finds the end)."""
+    left = max_bytes
+    while left > 0:
+        chunk = raw.read(left, decode_content=False)
+        if not chunk:
+            return
+        left -= len(chunk)
+
+
+def _deadline_error(deadline_s: float) -> str:
+    return f"deadline: no complete answer within {deadline_s:g} s"
+
+
 def _post(settings: Settings, url: str, headers: dict[str, str], body: bytes) -> tuple[int | None, str | None, bool]:
     """(status code, error, refused by the guard) of one POST, all of it within the attempt's
     deadline: the status counts only once the answer (up to the read cap) is in."""
@@ -137,15 +152,17 @@ def _post(settings: Settings, url: str, headers: dict[str, str], body: bytes) ->
             response = session.post(url, data=body, headers=headers, allow_redirects=False, stream=True,
                                     timeout=(deadline.remaining_s(), deadline.remaining_s()))
             try:
-                response.raw.read(settings.webhook_max_response_bytes, decode_content=False)
+                _read_at_most(response.raw, settings.webhook_max_response_bytes)
             finally:
                 response.close()
+            if deadline.expired:  # the cut socket reads as an early end, not always as an error
+                return None, _deadline_error(deadline_s), False
             return response.status_code, None, False
         except AddressRefused as exc:
             return None, f"refused: {exc}"[:MAX_ERROR_CHARS], True
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             if deadline.expired:
-                return None, f"deadline: no complete answer within {deadline_s:g} s", False
+                return None, _deadline_error(deadline_s), False
             return None, f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS], False
         finally:
             session.close()
