@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 
 import redis
 from celery import Task
@@ -12,19 +11,16 @@ from sqlalchemy.exc import OperationalError
 
 from shared.config import get_settings
 from shared.db.models import JobStatus
-from shared.db.repository import JobRepository
-from shared.db.session import make_engine, make_session_factory
 from shared.db.speakers import SpeakerRepository
 from shared.db.webhooks import WebhookRepository
 from shared.errors import OddAsrError
 from shared.schemas import DELIVER_WEBHOOK_TASK_NAME, ENROLL_SPEAKER_TASK_NAME, TRANSCRIBE_TASK_NAME
-from shared.storage import make_storage
 from worker.celery_app import app
 from worker.services.reaper import send_webhook
 from worker.services.runtime import WorkerRuntime, current_runtime
 from worker.services.speakers import run_enrollment
 from worker.services.transcription import fail_job, run_transcription
-from worker.services.webhooks import WebhookContext, attempt_delivery
+from worker.services.webhooks import attempt_delivery, process_webhook_context
 
 logger = logging.getLogger(__name__)
 
@@ -54,25 +50,6 @@ def _failed(runtime: WorkerRuntime, job_id: str, reason: str) -> JobFailed:
 MAX_TASK_COUNTDOWN_S = 60.0
 
 
-class _WebhookClients:
-    """The database and storage clients of the deliveries this process sends, made on first
-    use: a webhooks node loads no engine, and its threads share one context."""
-
-    lock = threading.Lock()
-    context: WebhookContext | None = None
-
-    @classmethod
-    def get(cls) -> WebhookContext:
-        with cls.lock:
-            if cls.context is None:
-                settings = get_settings()
-                jobs = JobRepository(make_session_factory(make_engine(settings.database_url)))
-                cls.context = WebhookContext(settings=settings, jobs=jobs,
-                                             webhooks=WebhookRepository(jobs.session_factory),
-                                             storage=make_storage(settings))
-            return cls.context
-
-
 def _send_job_webhooks(runtime: WorkerRuntime, job_id: str) -> None:
     """Send the job's pending webhook events now; a failure only delays them to the sweep."""
     try:
@@ -84,7 +61,7 @@ def _send_job_webhooks(runtime: WorkerRuntime, job_id: str) -> None:
 
 @app.task(name=DELIVER_WEBHOOK_TASK_NAME, ignore_result=True)
 def deliver_webhook(delivery_id: str) -> None:
-    ctx = _WebhookClients.get()
+    ctx = process_webhook_context(get_settings())
     outcome = attempt_delivery(ctx, delivery_id)
     if outcome is not None and outcome.retry_in_s is not None and outcome.retry_in_s <= MAX_TASK_COUNTDOWN_S:
         send_webhook(app, ctx.settings, delivery_id, countdown_s=outcome.retry_in_s)

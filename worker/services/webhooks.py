@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,8 +33,9 @@ import urllib3
 from shared.config import Settings
 from shared.db.models import DeliveryState, Job, JobStatus, WebhookDelivery, utc_now
 from shared.db.repository import JobRepository
+from shared.db.session import make_engine, make_session_factory
 from shared.db.webhooks import REDACTED_PAYLOAD, STREAM_ENDED, WebhookRepository
-from shared.storage import Storage, StorageKeyNotFound
+from shared.storage import Storage, StorageKeyNotFound, make_storage
 from shared.transcript import Transcript
 from shared.webhooks.signing import webhook_headers
 from shared.webhooks.ssrf_guard import AddressRefused
@@ -56,6 +58,25 @@ class WebhookContext:
     jobs: JobRepository
     webhooks: WebhookRepository
     storage: Storage
+
+
+class _ProcessContext:
+    """This process's webhook clients, made on first use and shared by its threads."""
+
+    lock = threading.Lock()
+    context: WebhookContext | None = None
+
+
+def process_webhook_context(settings: Settings) -> WebhookContext:
+    """The clients the deliveries of this process use: a database engine and storage, never
+    an engine (a webhooks node loads no model; a model worker's child makes its own)."""
+    with _ProcessContext.lock:
+        if _ProcessContext.context is None:
+            jobs = JobRepository(make_session_factory(make_engine(settings.database_url)))
+            _ProcessContext.context = WebhookContext(settings=settings, jobs=jobs,
+                                                     webhooks=WebhookRepository(jobs.session_factory),
+                                                     storage=make_storage(settings))
+        return _ProcessContext.context
 
 
 @dataclass(frozen=True)
