@@ -18,7 +18,7 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Queue
 
-from shared.config import QUEUE_CPU, QUEUE_GPU, QUEUE_SENTENCE, Settings
+from shared.config import QUEUE_CPU, QUEUE_GPU, QUEUE_SENTENCE, QUEUE_WEBHOOKS, Settings
 
 #: A publish is tried this many times (once, then one retry after a reconnect).
 PUBLISH_ATTEMPTS = 2
@@ -54,7 +54,7 @@ def make_celery(settings: Settings, name: str = "oddasr") -> Celery:
         task_soft_time_limit=max(1, settings.job_time_limit_s - 60),
         task_serializer="json",
         accept_content=["json"],
-        task_queues=[Queue(QUEUE_CPU), Queue(QUEUE_GPU), Queue(QUEUE_SENTENCE)],
+        task_queues=[Queue(QUEUE_CPU), Queue(QUEUE_GPU), Queue(QUEUE_SENTENCE), Queue(QUEUE_WEBHOOKS)],
         task_default_queue=QUEUE_CPU,
         task_send_sent_event=True,
         worker_send_task_events=True,

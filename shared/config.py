@@ -30,6 +30,9 @@ CONFIG_FILE_ENV = f"{ENV_PREFIX}CONFIG_FILE"
 QUEUE_CPU = "cpu"
 QUEUE_GPU = "gpu"
 QUEUE_SENTENCE = "sentence"
+#: Webhook deliveries: their own queue and worker node (threads), so a slow receiver holds a
+#: cheap thread of that node, never a model worker of the cpu, gpu or sentence queues.
+QUEUE_WEBHOOKS = "webhooks"
 
 
 class Settings(BaseSettings):
@@ -277,8 +280,14 @@ class Settings(BaseSettings):
         default_factory=lambda: [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0])
     #: Each delay is multiplied by a random factor in [1 - this, 1 + this].
     webhook_retry_jitter_fraction: float = 0.1
-    #: One attempt's connect + read limit; a slow receiver counts as a failed attempt.
-    webhook_timeout_s: float = 10.0
+    #: One attempt's whole time: name lookup, connect, sending the event and reading the
+    #: answer together. A receiver that has not answered in full by then (a slow or trickling
+    #: one) is a failed attempt, retried on the schedule.
+    webhook_attempt_deadline_s: float = 10.0
+    #: Of a receiver's answer only the status counts: at most this much of its body is read.
+    webhook_max_response_bytes: int = 4096
+    #: Deliveries the webhooks worker node runs at once (threads: each mostly waits on a socket).
+    webhook_worker_concurrency: int = 50
     #: A transcript larger than this (as JSON) is sent as a link instead of inline.
     webhook_max_inline_bytes: int = 256 * 1024
     #: Prefix of the transcript link in events (e.g. https://asr.example.com); empty: a path.
@@ -302,6 +311,8 @@ class Settings(BaseSettings):
     worker_metrics_port: int = 9102
     #: The stream worker supervisor's metrics port (all its children's metrics). 0: none.
     stream_worker_metrics_port: int = 9104
+    #: The webhooks node's metrics port (its deliveries' outcomes). 0: none.
+    webhook_worker_metrics_port: int = 9105
 
     # --- word lists (the original's odd_asr_slp_cfg) -----------------------------------------
     #: One word or phrase a line; each is masked in every transcript (None: none).
@@ -382,6 +393,27 @@ class Settings(BaseSettings):
             raise ValueError("webhook_retry_schedule_s: delays cannot be negative")
         return value
 
+    @field_validator("webhook_attempt_deadline_s")
+    @classmethod
+    def _positive_deadline(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("webhook_attempt_deadline_s must be more than 0 (seconds one attempt may take)")
+        return value
+
+    @field_validator("webhook_max_response_bytes")
+    @classmethod
+    def _response_cap(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("webhook_max_response_bytes cannot be negative")
+        return value
+
+    @field_validator("webhook_worker_concurrency")
+    @classmethod
+    def _webhook_threads(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("webhook_worker_concurrency must be at least 1")
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _level_name(cls, value: object) -> object:
@@ -441,8 +473,9 @@ class Settings(BaseSettings):
 
     @property
     def webhook_queue(self) -> str:
-        """Deliveries are short: the low-latency sentence queue where a worker serves it."""
-        return QUEUE_SENTENCE if self.sentence_worker_concurrency > 0 else self.file_queue
+        """Deliveries wait on other people's servers: their own queue and node, never a queue
+        whose worker holds a model (see QUEUE_WEBHOOKS)."""
+        return QUEUE_WEBHOOKS
 
     def max_backlog_jobs_for(self, queue: str) -> int:
         """The queued-jobs limit of `queue` (its override, else the default; 0: none)."""

@@ -54,7 +54,8 @@ def test_api_image_has_no_engines() -> None:
 def test_compose_services_use_cli_subcommands_and_have_health_checks() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    for name in ("redis", "postgres", "s3", "migrate", "api", "worker-cpu", "worker-stream", "worker-gpu", "flower"):
+    for name in ("redis", "postgres", "s3", "migrate", "api", "worker-cpu", "worker-stream", "worker-webhooks",
+                 "worker-gpu", "flower"):
         assert name in services, name
     for name, service in services.items():
         if "build" in service:

@@ -109,7 +109,8 @@ def test_oddasr_runs_everything_and_ctrl_c_leaves_no_process(tmp_path: Path, spe
         assert launcher.poll() is None
         descendants = psutil.Process(launcher.pid).children(recursive=True)
         names = " ".join(" ".join(p.cmdline()) for p in descendants)
-        for expected in ("redis-server", "gunicorn", "celery", "flower", "worker.streaming.main"):
+        for expected in ("redis-server", "gunicorn", "celery", "flower", "worker.streaming.main",
+                         "--queues webhooks --concurrency 50 --pool threads"):
             assert expected in names, names
         launcher.send_signal(signal.SIGINT)
         assert launcher.wait(timeout=90) == 0, (tmp_path / "launcher.log").read_text()[-3000:]

@@ -274,7 +274,8 @@ def test_compose_prometheus_scrapes_every_service_on_its_metrics_port() -> None:
     defaults = Settings()
     assert targets == {("api", defaults.port), ("worker-cpu", defaults.worker_metrics_port),
                        ("worker-gpu", defaults.worker_metrics_port),
-                       ("worker-stream", defaults.stream_worker_metrics_port)}
+                       ("worker-stream", defaults.stream_worker_metrics_port),
+                       ("worker-webhooks", defaults.webhook_worker_metrics_port)}
     assert compose["x-oddasr-env"]["ODDASR_METRICS_HOST"] == "0.0.0.0"
 
 

@@ -13,8 +13,12 @@ import soundfile
 from flask.testing import FlaskClient
 
 from api.app import create_app
+from api.deps import EXTENSION_KEY
 from shared.config import Settings
 from shared.db.migrate import upgrade_to_head
+from shared.db.models import JobStatus, utc_now
+from shared.db.repository import JobRepository
+from shared.db.session import make_engine, make_session_factory
 from tests.support.errors import error_message
 
 #: Never resolves (RFC 6761), so even a delivery attempted by mistake would go nowhere.
@@ -77,5 +81,14 @@ def test_delivery_log_and_redeliver(client: FlaskClient) -> None:
     [delivery] = client.get(f"/v1/jobs/{job_id}/webhooks").get_json()["deliveries"]
     assert delivery["event_type"] == "job.canceled" and delivery["state"] == "pending"
     assert delivery["id"].startswith("msg_") and delivery["attempts"] == [] and delivery["next_attempt_at"]
+    # DELETE deleted the job's data, and its stored events with it: nothing to send again.
     response = client.post(f"/v1/jobs/{job_id}/webhooks/redeliver")
-    assert response.status_code == 202 and response.get_json()["id"] == delivery["id"]
+    assert response.status_code == 410 and "was deleted" in response.get_json()["error"]
+    # A job that ended by itself sends its last event again, same id.
+    failed_id = post(client, callback_url=CALLBACK).get_json()["id"]
+    database_url = client.application.extensions[EXTENSION_KEY].settings.database_url
+    jobs = JobRepository(make_session_factory(make_engine(database_url)))
+    assert jobs.transition(failed_id, JobStatus.FAILED, error="bad audio", finished_at=utc_now())
+    [failed] = client.get(f"/v1/jobs/{failed_id}/webhooks").get_json()["deliveries"]
+    response = client.post(f"/v1/jobs/{failed_id}/webhooks/redeliver")
+    assert response.status_code == 202 and response.get_json()["id"] == failed["id"]

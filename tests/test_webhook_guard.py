@@ -185,7 +185,7 @@ def test_redirects_to_private_addresses_are_not_followed() -> None:
     with running_receiver() as receiver:
         receiver.script["/hook"] = [302]
         receiver.redirects["/hook"] = "http://169.254.169.254/latest/meta-data/"
-        settings = Settings(webhook_allowed_networks=["127.0.0.0/8"], webhook_timeout_s=5)
+        settings = Settings(webhook_allowed_networks=["127.0.0.0/8"], webhook_attempt_deadline_s=5)
         status_code, error, refused = _post(settings, f"{receiver.url}/hook", {}, b"{}")
     assert (status_code, error, refused) == (302, None, False)
     assert len(receiver.requests) == 1

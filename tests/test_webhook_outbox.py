@@ -121,7 +121,7 @@ def test_reconciler_resends_due_deliveries(repos: tuple[JobRepository, WebhookRe
     ctx = ReconcileContext(settings=Settings(webhook_sweep_after_s=0.0), jobs=jobs, app=app,  # type: ignore[arg-type]
                            redis=None)  # type: ignore[arg-type]
     assert resend_due_webhooks(ctx) == [delivery.id]
-    assert sent == [("oddasr.deliver_webhook", [delivery.id], "sentence")]
+    assert sent == [("oddasr.deliver_webhook", [delivery.id], "webhooks")]  # never a model worker's queue
 
 
 def test_payload_inlines_small_transcripts_links_large_ones_and_carries_stream_sentences(

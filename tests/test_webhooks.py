@@ -17,7 +17,6 @@ import pytest
 import requests
 from standardwebhooks import Webhook
 
-from shared.config import QUEUE_SENTENCE
 from tests.support.speech import REFERENCE_SENTENCES, synthesize
 from tests.support.stack import Stack, running_stack, wait_for_job
 from tests.support.webhook_receiver import Received, Receiver, running_receiver
@@ -29,8 +28,8 @@ SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 OLD_SECRET = "whsec_b2xkLXNlY3JldC1zdGlsbC12YWxpZA=="
 #: Three retries after the first attempt: four attempts in about two seconds.
 SCHEDULE_S = [0.3, 0.5, 1.0]
-#: A killed sender's claim lapses after 2 x this + the margin (9 s), then the sweep resends.
-WEBHOOK_TIMEOUT_S = 2.0
+#: A killed sender's claim lapses after this + the margin (7 s), then the sweep resends.
+WEBHOOK_DEADLINE_S = 2.0
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +42,7 @@ def receiver() -> Iterator[Receiver]:
 def stack(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
     with running_stack(tmp_path_factory.mktemp("webhooks"), redis_server.url, file_concurrency=1,
                        webhook_secrets=[SECRET, OLD_SECRET], webhook_allowed_networks=["127.0.0.0/8"],
-                       webhook_retry_schedule_s=SCHEDULE_S, webhook_timeout_s=WEBHOOK_TIMEOUT_S,
+                       webhook_retry_schedule_s=SCHEDULE_S, webhook_attempt_deadline_s=WEBHOOK_DEADLINE_S,
                        webhook_sweep_after_s=0.5, reaper_interval_s=1.0, stream_idle_timeout_s=1.5) as running:
         running.start_stream_workers(1)
         running.wait_stream_slots(1)
@@ -173,15 +172,15 @@ def test_refused_callback_urls_are_400_before_anything_is_stored(stack: Stack, c
 
 def test_sender_killed_mid_send_the_event_still_arrives_with_its_id(
         stack: Stack, receiver: Receiver, clip: Path) -> None:
-    """The outbox: SIGKILL the worker holding a delivery while the receiver is still
+    """The outbox: SIGKILL the webhooks node holding a delivery while the receiver is still
     answering; the event stays pending in the database and, once the dead sender's claim
     lapses, another worker's sweep sends it again with the same webhook-id."""
     receiver.delays_s["/slow"] = [3.0]
     created = submit(stack, clip, callback_url=f"{receiver.url}/slow").json()
     [first] = wait_received(receiver, "/slow", 1)  # the attempt is in flight now
-    stack.stop("worker-sentence", sig=signal.SIGKILL)
-    stack.start_worker("sentence", [QUEUE_SENTENCE], 1)
-    stack.wait_ready((QUEUE_SENTENCE,))
+    stack.stop("worker-webhooks", sig=signal.SIGKILL)
+    stack.start_webhook_worker()
+    stack.wait_webhook_worker()
     second = wait_received(receiver, "/slow", 2, timeout_s=90)[1]
     assert second.headers["webhook-id"] == first.headers["webhook-id"]
     assert verified(second)["data"]["job_id"] == created["id"]

@@ -10,6 +10,10 @@ until one of its processes has loaded its engine (a counter in memory shared acr
 fork), and only then as serving its queues: routing and /readyz count only workers that can
 start a job.
 
+A node that serves only the webhooks queue (`oddasr webhook-worker`: a threads pool) loads
+no engine and is ready at once; it sends deliveries and nothing else (the model workers run
+the reconciler).
+
 Metrics: the main process makes the node's metrics directory in `celeryd_init` (before the
 pool forks; the task modules import prometheus_client only on first use, see
 worker.services.metrics) and serves the whole node's metrics, its children's included, on
@@ -30,7 +34,7 @@ import redis
 from celery.signals import celeryd_init, worker_init, worker_process_init, worker_ready, worker_shutdown
 
 from shared.celery_factory import make_celery
-from shared.config import get_settings
+from shared.config import QUEUE_WEBHOOKS, get_settings
 from shared.db.repository import JobRepository
 from shared.db.session import make_engine, make_session_factory
 from shared.logs import configure_logging
@@ -95,16 +99,18 @@ class _Heartbeat:
         self.jobs: JobRepository | None = None
         self.storage: Storage | None = None
         self.client = redis.Redis.from_url(_settings.effective_redis_url, socket_connect_timeout=3, socket_timeout=5)
+        #: False on a node that serves only webhooks: no engine to wait for, no reconciling.
+        self.runs_jobs = True
 
     def run(self) -> None:
         next_reap_s = time.monotonic() + _settings.reaper_interval_s
         while not self.stop.is_set():
-            loaded = models_ready()
+            loaded = models_ready() or not self.runs_jobs
             try:
                 record_heartbeat(self.client, self.node, self.queues, loaded=loaded, processes=self.processes)
             except redis.RedisError:
                 logger.warning("could not record the worker heartbeat; Redis unreachable")
-            if loaded and time.monotonic() >= next_reap_s:
+            if loaded and self.runs_jobs and time.monotonic() >= next_reap_s:
                 next_reap_s = time.monotonic() + _settings.reaper_interval_s
                 self._reap()
             interval_s = WORKER_HEARTBEAT_INTERVAL_S if loaded else LOADING_POLL_INTERVAL_S
@@ -157,6 +163,7 @@ def _start_heartbeat(sender: object = None, **_kwargs: object) -> None:
     consumer_queues = getattr(getattr(sender, "task_consumer", None), "queues", [])
     _heartbeat.node = str(getattr(sender, "hostname", "worker"))
     _heartbeat.queues = [queue.name for queue in consumer_queues]
+    _heartbeat.runs_jobs = any(queue != QUEUE_WEBHOOKS for queue in _heartbeat.queues)
     _heartbeat.processes = _pool_processes(sender)
     threading.Thread(target=_heartbeat.run, name="oddasr-heartbeat", daemon=True).start()
 

@@ -20,7 +20,7 @@ from worker.services.reaper import send_webhook
 from worker.services.runtime import WorkerRuntime, current_runtime
 from worker.services.speakers import run_enrollment
 from worker.services.transcription import fail_job, run_transcription
-from worker.services.webhooks import WebhookContext, attempt_delivery
+from worker.services.webhooks import attempt_delivery, process_webhook_context
 
 logger = logging.getLogger(__name__)
 
@@ -50,11 +50,6 @@ def _failed(runtime: WorkerRuntime, job_id: str, reason: str) -> JobFailed:
 MAX_TASK_COUNTDOWN_S = 60.0
 
 
-def _webhook_context(runtime: WorkerRuntime) -> WebhookContext:
-    return WebhookContext(settings=runtime.settings, jobs=runtime.jobs,
-                          webhooks=WebhookRepository(runtime.jobs.session_factory), storage=runtime.storage)
-
-
 def _send_job_webhooks(runtime: WorkerRuntime, job_id: str) -> None:
     """Send the job's pending webhook events now; a failure only delays them to the sweep."""
     try:
@@ -66,10 +61,10 @@ def _send_job_webhooks(runtime: WorkerRuntime, job_id: str) -> None:
 
 @app.task(name=DELIVER_WEBHOOK_TASK_NAME, ignore_result=True)
 def deliver_webhook(delivery_id: str) -> None:
-    runtime = current_runtime(get_settings())
-    outcome = attempt_delivery(_webhook_context(runtime), delivery_id)
+    ctx = process_webhook_context(get_settings())
+    outcome = attempt_delivery(ctx, delivery_id)
     if outcome is not None and outcome.retry_in_s is not None and outcome.retry_in_s <= MAX_TASK_COUNTDOWN_S:
-        send_webhook(app, runtime.settings, delivery_id, countdown_s=outcome.retry_in_s)
+        send_webhook(app, ctx.settings, delivery_id, countdown_s=outcome.retry_in_s)
 
 
 @app.task(name=TRANSCRIBE_TASK_NAME, bind=True, max_retries=MAX_TRANSIENT_RETRIES, throws=(JobFailed,))

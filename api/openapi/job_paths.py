@@ -107,7 +107,8 @@ def job_paths() -> dict[str, Schema]:
                 "redeliverWebhook", TAG, "Send the job's last event again, with its original webhook-id",
                 {"202": ok_json("The delivery, pending again.", "WebhookDelivery"),
                  "404": error("No such job, or the job has no webhook event."),
-                 "409": error("An attempt of that delivery is in flight; try again in a few seconds.")},
+                 "409": error("An attempt of that delivery is in flight; try again in a few seconds."),
+                 "410": error("The job was deleted, or its data expired: its events went with it.")},
                 parameters=job_id),
         },
     }

@@ -10,8 +10,8 @@ from api.auth import current_principal
 from api.deps import deps
 from api.job_service import send_pending_webhooks
 from shared.db.models import WebhookDelivery
-from shared.db.webhooks import WebhookRepository
-from shared.errors import ConflictError, NotFoundError
+from shared.db.webhooks import REDACTED_PAYLOAD, WebhookRepository
+from shared.errors import ConflictError, GoneError, NotFoundError
 
 blueprint = Blueprint("webhooks", __name__)
 
@@ -46,11 +46,17 @@ def list_deliveries(job_id: str):  # type: ignore[no-untyped-def]
 @blueprint.post("/v1/jobs/<job_id>/webhooks/redeliver")
 def redeliver(job_id: str):  # type: ignore[no-untyped-def]
     """Send the job's last event again, with its original `webhook-id`, from the first attempt
-    of the retry schedule (receivers that de-duplicate on the id see it once)."""
+    of the retry schedule (receivers that de-duplicate on the id see it once). A deleted or
+    expired job's events are gone with its data: 410."""
     d = deps()
-    d.jobs.get(job_id, current_principal().owner_filter)
+    job = d.jobs.get(job_id, current_principal().owner_filter)
     webhooks = WebhookRepository(d.jobs.session_factory)
     deliveries = webhooks.for_job(job_id)
+    if job.data_expired_at is not None:
+        raise GoneError(f"the data of job {job_id} expired with the retention ({d.settings.retention_days:g} days);"
+                        " its webhook events are no longer kept and cannot be sent again")
+    if any(delivery.payload == REDACTED_PAYLOAD for delivery in deliveries):
+        raise GoneError(f"job {job_id} was deleted; its webhook events are no longer kept and cannot be sent again")
     if not deliveries:
         raise NotFoundError(f"job {job_id} has no webhook event (no callback_url, or not finished yet)")
     last = deliveries[-1]

@@ -7,7 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from shared.config import QUEUE_SENTENCE, Settings
+from shared.config import QUEUE_SENTENCE, QUEUE_WEBHOOKS, Settings
 
 API_ROLES = ("all", "http", "websocket")
 
@@ -79,6 +79,14 @@ def worker_argv(settings: Settings, queues: list[str], concurrency: int, pool: s
     if metrics_port is not None:
         argv += ["--metrics-port", str(metrics_port)]
     return argv
+
+
+def webhook_worker_argv(settings: Settings, metrics_port: int | None = None) -> list[str]:
+    """The node that sends webhooks: a threads pool (each delivery mostly waits on a socket,
+    so a thread is enough), no engine, the webhooks queue only. Its metrics port is
+    `webhook_worker_metrics_port` unless `metrics_port` says otherwise."""
+    port = settings.webhook_worker_metrics_port if metrics_port is None else metrics_port
+    return worker_argv(settings, [QUEUE_WEBHOOKS], settings.webhook_worker_concurrency, "threads", "webhooks", port)
 
 
 def worker_metrics_port(settings: Settings, node_index: int) -> int:

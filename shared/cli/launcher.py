@@ -165,6 +165,7 @@ class Launcher:
             metrics_port = commands.worker_metrics_port(self.settings, index)
             self.spawn(f"worker-{name}", commands.worker_argv(self.settings, queues, concurrency, pool, name,
                                                               metrics_port))
+        self.spawn("worker-webhooks", commands.webhook_worker_argv(self.settings))
         if self.settings.stream_workers > 0 and not self.settings.disable_stream:
             self.spawn("stream-worker", commands.stream_worker_argv(self.settings, self.settings.stream_workers))
         for role in commands.api_roles(self.settings):

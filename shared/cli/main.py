@@ -37,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--pool", choices=["prefork", "solo"], help="solo for GPU workers (default by config)")
     worker.add_argument("--name", default="worker", help="node name prefix")
     worker.add_argument("--metrics-port", type=int, help="this node's metrics port (default: worker_metrics_port)")
+    webhooks = sub.add_parser("webhook-worker", help="start the node that sends webhooks (threads, no models)")
+    webhooks.add_argument("--metrics-port", type=int, help="this node's metrics port (default: worker_metrics_port)")
     stream = sub.add_parser("stream-worker", help="start the stream worker processes (one live session each)")
     stream.add_argument("--processes", type=int, help="processes (default: stream_workers)")
     sub.add_parser("flower", help="start the Flower dashboard")
@@ -115,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         pool = args.pool or commands.default_worker_pool(settings)
         return _exec(commands.worker_argv(settings, queues, concurrency, pool, args.name, args.metrics_port),
                      settings)
+    if command == "webhook-worker":
+        return _exec(commands.webhook_worker_argv(settings, args.metrics_port), settings)
     if command == "flower":
         return _exec(commands.flower_argv(settings), settings)
     if command == "migrate":

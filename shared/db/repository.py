@@ -16,7 +16,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db.models import TERMINAL_STATUSES, Job, JobStatus, StreamSegment, utc_now
-from shared.db.webhooks import record_final_event
+from shared.db.webhooks import record_final_event, redact_payloads
 from shared.errors import InvalidTransitionError, NotFoundError
 
 logger = logging.getLogger(__name__)
@@ -172,13 +172,15 @@ class JobRepository:
 
     def clear_stored_keys(self, job_id: str) -> None:
         """Forget the storage keys after the objects were deleted (not a status change), and a
-        live session's sentences with them: they are its transcript too."""
+        live session's sentences and the stored webhook bodies with them: they are its
+        transcript too."""
         with self._session_factory.begin() as session:
             session.execute(
                 update(Job).where(Job.id == job_id).values(audio_key=None, transcript_key=None, hotword_hits=None,
                                                           updated_at=utc_now())
             )
             session.execute(delete(StreamSegment).where(StreamSegment.job_id == job_id))
+            redact_payloads(session, job_id)
 
     def claim_stale_running(self, stale_before: datetime, limit: int = 100) -> list[tuple[str, str]]:
         """Running jobs untouched since `stale_before` (their worker died with its machine),

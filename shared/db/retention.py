@@ -13,6 +13,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db.models import TERMINAL_STATUSES, Job, StreamSegment, utc_now
+from shared.db.webhooks import redact_payloads
 
 _FINAL = [status.value for status in TERMINAL_STATUSES]
 
@@ -46,9 +47,11 @@ class RetentionRepository:
             session.execute(update(Job).where(Job.id == job_id).values(audio_key=None, updated_at=utc_now()))
 
     def mark_expired(self, job_id: str) -> None:
-        """The job's objects are gone: forget their keys and a live session's sentences."""
+        """The job's objects are gone: forget their keys, a live session's sentences and the
+        stored webhook bodies (they carry the transcript)."""
         now = utc_now()
         with self._session_factory.begin() as session:
             session.execute(update(Job).where(Job.id == job_id).values(
                 audio_key=None, transcript_key=None, hotword_hits=None, data_expired_at=now, updated_at=now))
             session.execute(delete(StreamSegment).where(StreamSegment.job_id == job_id))
+            redact_payloads(session, job_id)

@@ -5,6 +5,10 @@ exists exactly when the final status does. An attempt first claims its delivery 
 conditional update that only one sender wins, holding it until `locked_until`), then writes
 its outcome with the claim's token; a sender that died mid-send lets its claim expire and
 the reconciler's sweep sends the same event again, with the same `webhook-id`.
+
+A stored body carries the transcript, so it goes with the job's data: `redact_payloads` runs
+in the transaction that forgets a job's stored keys (DELETE, retention) and leaves
+`REDACTED_PAYLOAD` in its place, which no first attempt overwrites.
 """
 
 from __future__ import annotations
@@ -27,6 +31,10 @@ EVENT_TYPES: dict[JobStatus, str] = {
     JobStatus.CANCELED: "job.canceled",
 }
 STREAM_ENDED = "stream.ended"
+#: The body of a delivery whose job's data was deleted: empty, yet not NULL (NULL means "not
+#: built yet", and `fix_payload` fills only that), so a body built before the deletion is
+#: never stored after it.
+REDACTED_PAYLOAD = ""
 
 
 def new_webhook_id() -> str:
@@ -47,6 +55,13 @@ def record_final_event(session: Session, job_id: str, target: JobStatus, stream_
         state=DeliveryState.PENDING, attempts=[], schedule_step=0, next_attempt_at=now, created_at=now,
         updated_at=now,
     ))
+
+
+def redact_payloads(session: Session, job_id: str) -> None:
+    """Drop the stored bodies of the job's events (they carry its transcript), in the
+    caller's transaction: the one that forgets the job's stored data."""
+    session.execute(update(WebhookDelivery).where(WebhookDelivery.job_id == job_id)
+                    .values(payload=REDACTED_PAYLOAD, updated_at=utc_now()))
 
 
 @dataclass(frozen=True)
@@ -111,12 +126,13 @@ class WebhookRepository:
         return Claim(delivery=delivery, token=token)
 
     def fix_payload(self, delivery_id: str, payload: str) -> str:
-        """Store the body on first use; returns the stored body (the first one wins)."""
+        """Store the body on first use; returns the stored body (the first one wins, and a
+        redacted one stays redacted)."""
         with self._session_factory.begin() as session:
             session.execute(update(WebhookDelivery).where(WebhookDelivery.id == delivery_id,
                                                          WebhookDelivery.payload.is_(None)).values(payload=payload))
             stored = session.scalar(select(WebhookDelivery.payload).where(WebhookDelivery.id == delivery_id))
-        return stored or payload
+        return payload if stored is None else stored
 
     def finish_attempt(self, claim: Claim, attempt: dict[str, Any], state: DeliveryState,
                        next_attempt_at: datetime | None) -> bool:

@@ -18,7 +18,7 @@ from pathlib import Path
 import requests
 
 from shared.cli import commands
-from shared.config import QUEUE_SENTENCE, Settings
+from shared.config import QUEUE_SENTENCE, QUEUE_WEBHOOKS, Settings
 from shared.db.migrate import upgrade_to_head
 from tests.support.servers import free_port
 
@@ -46,6 +46,31 @@ class Stack:
                      metrics_port: int | None = None) -> None:
         self.spawn(f"worker-{name}", commands.worker_argv(self.settings, queues, concurrency, pool, name,
                                                           metrics_port))
+
+    def start_webhook_worker(self) -> None:
+        """The node that sends webhooks (threads, no engine), as `oddasr run` starts it."""
+        self.spawn("worker-webhooks", commands.webhook_worker_argv(self.settings))
+
+    def wait_webhook_worker(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Wait until a node serves the webhooks queue (its heartbeat in Redis: /readyz does
+        not wait for one, since jobs finish without it)."""
+        import redis
+
+        from shared.worker_presence import live_workers
+
+        client = redis.Redis.from_url(self.settings.effective_redis_url)
+        try:
+            deadline_s = time.monotonic() + timeout_s
+            while not live_workers(client, QUEUE_WEBHOOKS):
+                process = self.processes.get("worker-webhooks")
+                if process is not None and process.poll() is not None:
+                    raise RuntimeError(f"worker-webhooks exited with {process.returncode}:\n"
+                                       f"{self.log_tail('worker-webhooks')}")
+                if time.monotonic() > deadline_s:
+                    raise TimeoutError(f"no webhooks worker after {timeout_s} s:\n{self.log_tail('worker-webhooks')}")
+                time.sleep(0.2)
+        finally:
+            client.close()
 
     def start_api(self, name: str, **overrides: object) -> tuple[str, Settings]:
         """Another API process on this stack, with its own ports and `overrides` (auth, limits);
@@ -170,6 +195,7 @@ def stack_settings(tmp: Path, redis_url: str, **overrides: object) -> Settings:
         # No metrics ports unless a test asks (fixed default ports would collide between stacks).
         "worker_metrics_port": 0,
         "stream_worker_metrics_port": 0,
+        "webhook_worker_metrics_port": 0,
     }
     values.update(overrides)
     return Settings(**values)
@@ -197,8 +223,13 @@ def running_stack(
         if sentence_concurrency:
             stack.start_worker("sentence", [QUEUE_SENTENCE], sentence_concurrency,
                                metrics_port=commands.worker_metrics_port(settings, 1))
+        # Without a signing secret no job can have a callback_url: no webhooks node to wait for.
+        if settings.webhook_secrets:
+            stack.start_webhook_worker()
         queues = (settings.file_queue, QUEUE_SENTENCE) if sentence_concurrency else (settings.file_queue,)
         stack.wait_ready(queues)
+        if settings.webhook_secrets:
+            stack.wait_webhook_worker()
         yield stack
     finally:
         stack.stop_all()
