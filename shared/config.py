@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+from shared import settings_check
 
 logger = logging.getLogger(__name__)
 
@@ -422,6 +424,21 @@ class Settings(BaseSettings):
             return logging.getLevelName(int(value))
         return value
 
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if problem := settings_check.log_level_problem(value):
+            raise ValueError(problem)
+        return value.strip().upper()
+
+    @field_validator("*")
+    @classmethod
+    def _number_in_range(cls, value: object, info: ValidationInfo) -> object:
+        """Every number is a count, size, duration or port: none negative, some not 0."""
+        if problem := settings_check.number_problem(str(info.field_name), value):
+            raise ValueError(problem)
+        return value
+
     @model_validator(mode="after")
     def _fill_derived(self) -> Settings:
         if not self.database_url:
@@ -579,6 +596,12 @@ def _redis_url_from(section: dict[str, Any]) -> str:
 
 def values_from_config_file(path: Path) -> dict[str, Any]:
     """Map a config file (original OddASR format or our own keys) to Settings fields."""
+    return _read_config_file(path)[0]
+
+
+def _read_config_file(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """The Settings values of a config file, and for each field the key it came from as the
+    user wrote it (`config.json: asr_file_cfg.max_instance`), for error messages."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
@@ -587,6 +610,7 @@ def values_from_config_file(path: Path) -> dict[str, Any]:
         raise ValueError(f"config file {path} must hold a JSON object")
     own_fields = set(Settings.model_fields)
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     ignored: list[str] = []
     flat = _flatten(data)
     # Top-level (older) keys first, so the original's current odd_asr_cfg nesting wins.
@@ -603,11 +627,12 @@ def values_from_config_file(path: Path) -> dict[str, Any]:
         if dotted in _WORD_LIST_KEYS and value:
             value = path.parent / str(value)  # an absolute path stays as it is
         values[target] = value
+        sources[target] = f"{path.name}: {dotted}"
     redis_section = data.get("redis_cfg")
     if isinstance(redis_section, dict) and _redis_url_from(redis_section) and "redis_url" not in values:
         values["redis_url"] = _redis_url_from(redis_section)
     values["ignored_config_keys"] = [key for key in flat if key in ignored]
-    return values
+    return values, sources
 
 
 def unused_config_keys_message(settings: Settings) -> str | None:
@@ -640,10 +665,22 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     """Read the settings once; pass the result around instead of calling this again."""
     path = config_file or os.environ.get(CONFIG_FILE_ENV) or None
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    problems: list[str] = []
     if path:
-        values = values_from_config_file(Path(path))
+        values, sources = _read_config_file(Path(path))
+        known = [*Settings.model_fields, *_LEGACY_KEYS]
+        problems += settings_check.misspelled_config_keys(values["ignored_config_keys"], known, Path(path).name)
+    problems += settings_check.misspelled_environment(os.environ, ENV_PREFIX, Settings.model_fields)
     values.update(overrides)
-    return Settings(**values)
+    try:
+        settings = Settings(**values)
+    except ValidationError as exc:
+        problems.append(settings_check.explain(exc, file_sources=sources, overrides=overrides, environ=os.environ,
+                                               prefix=ENV_PREFIX))
+    if problems:
+        raise settings_check.SettingsError("\n".join(problems))
+    return settings
 
 
 @lru_cache(maxsize=1)

@@ -205,3 +205,54 @@ def test_the_unused_keys_are_logged_once_after_logging_is_configured(tmp_path: P
     lines = [line for line in result.stderr.splitlines() if "config keys not used" in line]
     assert len(lines) == 1, result.stderr
     assert "Debug" in lines[0] and "odd_asr_cfg.asr_stream_cfg.save_audio" in lines[0]
+
+
+# --- bad settings fail when read, one line each, named as written ----------------------------
+
+
+def _load_error(tmp_path: Path, config: dict[str, object] | None = None) -> str:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config or {}))
+    with pytest.raises(ValueError) as caught:
+        load_settings(path)
+    return str(caught.value)
+
+
+def test_a_bad_value_names_the_key_as_written_the_value_and_what_is_allowed(tmp_path: Path) -> None:
+    message = _load_error(tmp_path, {"asr_file_cfg": {"max_instance": -2}, "port": 70000})
+    lines = message.splitlines()
+    assert "config.json: asr_file_cfg.max_instance = -2: must be 1 or more" in lines, message
+    assert "config.json: port = 70000: must be a port number from 1 to 65535 (0: off)" in lines, message
+    assert "Traceback" not in message and "pydantic" not in message and len(lines) == 2, message
+
+
+def test_a_bad_environment_variable_is_named_as_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ODDASR_LOG_LEVEL", "verbose")
+    message = _load_error(tmp_path)
+    assert message.startswith("ODDASR_LOG_LEVEL = 'verbose': must be one of DEBUG, INFO"), message
+
+
+def test_misspelled_keys_and_variables_get_a_did_you_mean(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ODDASR_WHISPER_BEAM_SIZ", "3")
+    message = _load_error(tmp_path, {"whisper_modle": "base"})
+    assert "config.json: unknown key 'whisper_modle': did you mean 'whisper_model'?" in message, message
+    assert "unknown variable ODDASR_WHISPER_BEAM_SIZ: did you mean ODDASR_WHISPER_BEAM_SIZE?" in message, message
+
+
+def test_numeric_log_levels_of_the_original_still_load(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"log_level": 10}))
+    assert load_settings(path).log_level == "DEBUG"
+
+
+def test_oddasr_refuses_a_whisper_model_it_cannot_load_before_starting_anything(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from shared.cli.main import main
+
+    monkeypatch.setenv("ODDASR_DATA_DIR", str(tmp_path / "data"))
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"whisper_model": "large-v3"}))
+    assert main(["-c", str(config)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("oddasr: whisper_model = 'large-v3': is not available here"), err
+    assert not (tmp_path / "data" / "redis").exists()  # nothing was started

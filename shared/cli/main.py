@@ -17,6 +17,7 @@ from shared.cli import commands, keys
 from shared.config import CONFIG_FILE_ENV, Settings, load_settings, unused_config_keys_message
 from shared.logs import configure_logging
 from shared.render import RENDERERS
+from shared.settings_check import whisper_model_problem
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +82,14 @@ def _exec(argv: list[str], settings: Settings) -> int:
     return 0  # not reached
 
 
+def _model_problem(settings: Settings) -> str | None:
+    """A Whisper model this machine cannot load, said before any process starts to load it."""
+    if settings.engine != "whisper":
+        return None
+    problem = whisper_model_problem(settings.whisper_model)
+    return None if problem is None else f"whisper_model = {settings.whisper_model!r}: {problem}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.config:
@@ -88,15 +97,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args.config)
     except ValueError as exc:
-        sys.stderr.write(f"oddasr: {exc}\n")
+        sys.stderr.writelines(f"oddasr: {line}\n" for line in str(exc).splitlines())
         return 2
     configure_logging(settings.log_level)
     if unused := unused_config_keys_message(settings):
         logger.warning("%s", unused)
     command = args.command or "run"
-    problems = {"run": [api_exposure_problem(settings)] + ([flower_exposure_problem(settings)]
-                                                             if settings.enable_flower else []),
-                "api": [api_exposure_problem(settings)], "flower": [flower_exposure_problem(settings)]}
+    problems = {"run": [api_exposure_problem(settings), _model_problem(settings)]
+                + ([flower_exposure_problem(settings)] if settings.enable_flower else []),
+                "api": [api_exposure_problem(settings)], "flower": [flower_exposure_problem(settings)],
+                "worker": [_model_problem(settings)], "stream-worker": [_model_problem(settings)]}
     for problem in problems.get(command, []):
         if problem:
             sys.stderr.write(f"oddasr: {problem}\n")
