@@ -192,6 +192,29 @@ def test_funasr_offline_mode_gets_one_result_after_the_end(stack: Stack, pcm: by
     wait_for_idle_slots(stack)
 
 
+@pytest.mark.parametrize("sample_rate_hz", [48000, 8000])
+def test_the_backlog_allowed_is_seconds_of_the_sessions_own_audio(stack: Stack, pcm: bytes,
+                                                                   sample_rate_hz: int) -> None:
+    """stream_max_backlog_s counts the session's own audio: at 48 kHz a second is 96,000 bytes,
+    at 8 kHz 16,000 (it was 32,000 bytes whatever the rate: a 48 kHz session's backlog was a
+    third of the setting, an 8 kHz one's double)."""
+    import soxr
+
+    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+    resampled = soxr.resample(samples, 16000, sample_rate_hz)
+    audio = (resampled * 32767).clip(-32768, 32767).astype("<i2").tobytes()
+    bytes_per_s = 2 * sample_rate_hz
+    before = stack.log_tail("api", 2000).count("reading the client paused")
+    log = funasr_session(funasr_url(stack), audio, mode="offline", realtime_factor=20.0,
+                         frame_bytes=bytes_per_s // 10, config={"audio_fs": sample_rate_hz})
+    assert len(log.of_mode("offline")) == 1
+    paused = re.findall(r"holds [\d.]+ s \((\d+) bytes\) of unprocessed audio", stack.log_tail("api", 2000))
+    assert len(paused) > before, "the flow control never engaged"
+    held_bytes = int(paused[-1])
+    assert BACKLOG_S * bytes_per_s <= held_bytes <= (BACKLOG_S + 0.5) * bytes_per_s, (held_bytes, bytes_per_s)
+    wait_for_idle_slots(stack)
+
+
 def test_funasr_older_client_gets_its_finals_within_two_seconds(stack: Stack, pcm: bytes) -> None:
     """Clients up to early 2026 send `is_speaking: false` without `is_end` and close ~2 s later."""
     log = funasr_session(funasr_url(stack), pcm, mode="2pass", is_end=False, realtime_factor=3.0,

@@ -60,7 +60,9 @@ class RelayClient:
     """One session's link to its worker: publishes input frames, collects output frames."""
 
     def __init__(self, client: redis.Redis, session_id: str, claim: Claim, *, heartbeat_interval_s: float,
-                 worker_timeout_s: float, max_backlog_bytes: int, epoch: int = 0) -> None:
+                 worker_timeout_s: float, audio_bytes_per_s: int, max_backlog_s: float, epoch: int = 0) -> None:
+        """`audio_bytes_per_s`: the session's own PCM rate (2 bytes x its sample rate, 8-48 kHz),
+        so the backlog allowed is `max_backlog_s` of its audio whatever the rate."""
         self._redis = client
         #: This connection of the session (0: the first; a resumed one gets a fresh number).
         self.epoch = epoch
@@ -70,7 +72,8 @@ class RelayClient:
         self._out_channel = redis_keys.stream_session_out_channel(session_id)
         self._heartbeat_interval_s = heartbeat_interval_s
         self._worker_timeout_s = worker_timeout_s
-        self._max_backlog_bytes = max_backlog_bytes
+        self._audio_bytes_per_s = audio_bytes_per_s
+        self._max_backlog_bytes = int(max_backlog_s * audio_bytes_per_s)
         self._pubsub = client.pubsub(ignore_subscribe_messages=True)
         self._send_lock = threading.Lock()
         self._seq = 0
@@ -158,8 +161,9 @@ class RelayClient:
         with self._credit:
             if self._sent_bytes - self._processed_bytes > self._max_backlog_bytes and not self.throttled:
                 self.throttled = True
-                logger.info("session %s: the worker holds %.1f s of unprocessed audio; reading the client paused",
-                            self.session_id, (self._sent_bytes - self._processed_bytes) / 32000)
+                held_bytes = self._sent_bytes - self._processed_bytes
+                logger.info("session %s: the worker holds %.1f s (%d bytes) of unprocessed audio; reading the client"
+                            " paused", self.session_id, held_bytes / self._audio_bytes_per_s, held_bytes)
             while self._sent_bytes - self._processed_bytes > self._max_backlog_bytes:
                 remaining_s = deadline_s - time.monotonic()
                 if remaining_s <= 0 or self._closed.is_set():

@@ -187,7 +187,8 @@ class StreamSession:
         relay = RelayClient(self.deps.redis, session_id, claim,
                             heartbeat_interval_s=self.settings.stream_heartbeat_interval_s,
                             worker_timeout_s=self.settings.stream_worker_timeout_s,
-                            max_backlog_bytes=int(self.settings.stream_max_backlog_s * 32000))
+                            audio_bytes_per_s=2 * self._sample_rate_hz,
+                            max_backlog_s=self.settings.stream_max_backlog_s)
         try:
             self._relay_session(relay, session_id, start, early_audio)
         finally:
@@ -313,8 +314,8 @@ class StreamSession:
         relay = RelayClient(self.deps.redis, session_id, claim,
                             heartbeat_interval_s=self.settings.stream_heartbeat_interval_s,
                             worker_timeout_s=self.settings.stream_worker_timeout_s,
-                            max_backlog_bytes=int(self.settings.stream_max_backlog_s * 32000),
-                            epoch=secrets.randbelow(2**31 - 1) + 1)
+                            audio_bytes_per_s=2 * self._sample_rate_hz,
+                            max_backlog_s=self.settings.stream_max_backlog_s, epoch=secrets.randbelow(2**31 - 1) + 1)
         try:
             try:
                 self._relayed_bytes = self._charged_bytes = relay.attach(after_index)
