@@ -513,6 +513,41 @@ def test_a_live_session_ends_when_its_key_has_used_up_the_days_audio(
     wait_for_idle_slots(stack)
 
 
+def test_a_client_that_reconnects_cannot_outrun_the_days_audio(
+        stack: Stack, pcm: bytes, keyed_api: tuple[str, ApiKeyRepository]) -> None:
+    """Each connection is charged when it ends, but checks the allowance only every 10 s of its
+    own audio: a client reconnecting every few seconds never reached a check. A resume checks."""
+    import redis as redis_client
+
+    from api.key_limits import KeyLimiter
+    from api.principal import Principal
+
+    url, keys = keyed_api
+    key, token = keys.create("reconnecter", limits=KeyLimits(audio_seconds_per_day=3))
+    ws = open_ws(f"{url}?api_key={token}")
+    ws.send(json.dumps({"type": "Start", "language": "en"}))
+    begin = json.loads(ws.recv(timeout=30))
+    assert begin["type"] == "Begin", begin
+    _send_paced(ws, pcm[:5 * 32000], speed=8.0)  # 5 s: past the day's 3, short of a 10 s charge
+    ws.socket.shutdown(socket.SHUT_RDWR)  # dropped: charged as it ends, then held for a resume
+    ws.socket.close()
+    limiter = KeyLimiter(stack.settings.effective_redis_url,
+                         redis_client.Redis.from_url(stack.settings.effective_redis_url), lambda _key: 0)
+    spender = Principal(key_id=key.id, name="reconnecter", is_admin=False, audio_seconds_per_day=3)
+    deadline_s = time.monotonic() + 30
+    while limiter.has_audio_left(spender):  # the dropped connection's charge has landed
+        assert time.monotonic() < deadline_s, "the dropped connection was never charged"
+        time.sleep(0.1)
+    with open_ws(f"{url}?api_key={token}") as again:
+        again.send(json.dumps({"type": "Start", "session": begin["session_id"]}))
+        messages = _messages_until(again, {"Error", "Summary"})
+    error = next((m for m in messages if m["type"] == "Error"), None)
+    assert error is not None and error["kind"] == "limited", messages
+    assert "audio seconds for today" in error["message"] and begin["job_id"] in error["message"]
+    assert final_job(stack, begin["job_id"])["status"] == "succeeded"
+    wait_for_idle_slots(stack)
+
+
 def test_another_keys_client_cannot_resume_a_session(
         stack: Stack, pcm: bytes, keyed_api: tuple[str, ApiKeyRepository]) -> None:
     url, keys = keyed_api

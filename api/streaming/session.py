@@ -234,8 +234,15 @@ class StreamSession:
         self._send(self.adapter.on_started(session_id))
         self._serve(relay, session_id, early_audio, start.stop_at_once)
 
+    def _allowance_spent_message(self, session_id: str) -> str | None:
+        """Why the session must end now, when its key has no audio left today; else None."""
+        if self._principal is None or self.deps.limiter.has_audio_left(self._principal):
+            return None
+        return (f"key {self._principal.key_id} has used its {self._principal.audio_seconds_per_day} audio seconds "
+                f"for today; the session was ended and its sentences are saved in job {session_id}")
+
     def _serve(self, relay: RelayClient, session_id: str, early_audio: list[bytes],
-               stop_at_once: v.StopCommand | None = None) -> None:
+               stop_at_once: v.StopCommand | None = None, end_at_once: str | None = None) -> None:
         """Move audio in and results out until the session ends or its client goes."""
         self._before_start.relax()
         forwarder = threading.Thread(target=self._forward_results, args=(relay,), daemon=True)
@@ -246,6 +253,8 @@ class StreamSession:
                 self._relay_audio(relay, framer, frame)
             if stop_at_once is not None:
                 self._stop(relay, ack=stop_at_once.ack)
+            if end_at_once is not None:
+                self._end_by_server(relay, v.LIMITED, end_at_once)
             self._client_loop(relay, framer)
         except ConnectionClosed as exc:
             self._client_gone(relay, session_id, getattr(exc, "reason", None))
@@ -328,7 +337,9 @@ class StreamSession:
             logger.info("stream session %s resumed at %d bytes, after final %d", session_id, self._relayed_bytes,
                         after_index)
             self._send(self.adapter.on_started(session_id, resumed_bytes=self._relayed_bytes))
-            self._serve(relay, session_id, [])
+            # A client that reconnects every few seconds never reaches the allowance check its
+            # connections make as their audio adds up: the key's day is checked at each resume.
+            self._serve(relay, session_id, [], end_at_once=self._allowance_spent_message(session_id))
         finally:
             relay.close()
             self._charge_audio()
@@ -348,11 +359,8 @@ class StreamSession:
         self._relayed_bytes += len(pcm)
         if self._relayed_bytes - self._charged_bytes >= LIVE_CHARGE_INTERVAL_S * 2 * self._sample_rate_hz:
             self._charge_audio()
-            if self._principal and not self._stopping and not self.deps.limiter.has_audio_left(self._principal):
-                self._end_by_server(relay, v.LIMITED,
-                                    f"key {self._principal.key_id} has used its {self._principal.audio_seconds_per_day}"
-                                    f" audio seconds for today; the session was ended and its sentences are saved in"
-                                    f" job {relay.session_id}")
+            if not self._stopping and (spent := self._allowance_spent_message(relay.session_id)):
+                self._end_by_server(relay, v.LIMITED, spent)
 
     def _charge_audio(self) -> None:
         """Charge the key for the audio relayed since the last charge."""
