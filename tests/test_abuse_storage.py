@@ -9,31 +9,40 @@ job the old API would have admitted (a row and a task, as the API writes them).
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import redis
 import requests
 from limits import RateLimitItemPerDay
 from limits.storage import RedisStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
+from sqlalchemy import update
 
 from shared import redis_keys
 from shared.audio import decode_16k_mono, probe
 from shared.celery_factory import make_celery
-from shared.config import QUEUE_SENTENCE
+from shared.config import QUEUE_SENTENCE, Settings
 from shared.db.api_keys import ApiKeyRepository, KeyLimits
-from shared.db.models import Job, JobStatus
+from shared.db.migrate import upgrade_to_head
+from shared.db.models import Job, JobStatus, Speaker, SpeakerStatus, utc_now
 from shared.db.repository import JobRepository
 from shared.db.session import make_engine, make_session_factory
-from shared.errors import AudioTooLongError
+from shared.db.speakers import SpeakerRepository
+from shared.errors import AudioTooLongError, ServiceUnavailableError
+from shared.reprocess import reprocess_job_id, stage_of
 from shared.schemas import TRANSCRIBE_TASK_NAME, JobOptions
 from shared.storage import Storage, make_storage
 from tests.support.lying_audio import lying_webm
 from tests.support.stack import Stack, running_stack
+from worker.services.reaper import ReconcileContext, reconcile
+from worker.services.reprocess import queue_reprocess
 
 HASH_SECRET = "abuse-storage-hash-secret"
 DAILY_AUDIO_S = 10_000
@@ -161,3 +170,152 @@ def test_the_worker_stops_a_job_at_its_modes_limit_and_charges_what_it_decoded(d
     assert 60.0 < job["audio_duration_s"] < 62.5, job
     used_s = deployment.audio_used_s(key_id)
     assert used_s == int(job["audio_duration_s"]) + 1, used_s
+
+
+# --- item 9: caps on what a key may hold ----------------------------------------------------------------
+
+
+def test_a_key_holds_at_most_its_cap_of_hotword_sets(deployment: Deployment) -> None:
+    _key_id, key = deployment.key("set-hoarder")
+    for name in ("one", "two"):
+        assert deployment.call("PUT", f"/v1/hotwords/{name}", key, data="Alibaba 20").status_code == 201
+    refused = deployment.call("PUT", "/v1/hotwords/three", key, data="Alibaba 20")
+    assert refused.status_code == 409, refused.text
+    assert "max_hotword_sets_per_key = 2" in refused.json()["error"]
+    assert deployment.call("PUT", "/v1/hotwords/two", key, data="OddASR 5").status_code == 200, "replacing is fine"
+    assert deployment.call("DELETE", "/v1/hotwords/one", key).ok
+    assert deployment.call("PUT", "/v1/hotwords/three", key, data="Alibaba 20").status_code == 201
+    _other_id, other = deployment.key("another-tenant")
+    assert deployment.call("PUT", "/v1/hotwords/one", other, data="Alibaba 20").status_code == 201, "per key"
+
+
+@pytest.fixture(scope="module")
+def voice_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """6 s of a tone: a valid enrollment part for the API (the worker's verdict is not the point)."""
+    import numpy as np
+    import soundfile
+
+    path = tmp_path_factory.mktemp("voice") / "voice.wav"
+    t = np.arange(16000 * 6) / 16000
+    soundfile.write(path, (0.2 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16000)
+    return path
+
+
+def test_a_key_holds_at_most_its_cap_of_speakers(deployment: Deployment, voice_clip: Path) -> None:
+    _key_id, key = deployment.key("speaker-hoarder")
+
+    def enroll(name: str) -> requests.Response:
+        files = [("audio", (voice_clip.name, voice_clip.read_bytes(), "audio/wav"))]
+        return deployment.call("POST", "/v1/speakers", key, data={"name": name, "wait": "false"}, files=files)
+
+    first, second = enroll("alice"), enroll("bob")
+    assert first.status_code in (201, 202, 422) and second.status_code in (201, 202, 422), second.text
+    refused = enroll("carol")
+    assert refused.status_code == 409, refused.text
+    assert "max_speakers_per_key = 2" in refused.json()["error"]
+    assert deployment.call("DELETE", f"/v1/speakers/{first.json()['id']}", key).ok
+    assert enroll("carol").status_code in (201, 202, 422)
+
+
+# --- item 9: the reconciler's sweeps --------------------------------------------------------------------
+
+#: A database of its own on the session's redis-server, so other modules' queues stay apart.
+SWEEP_REDIS_DB = 11
+
+
+@pytest.fixture
+def context(tmp_path: Path, redis_server) -> Iterator[ReconcileContext]:  # type: ignore[no-untyped-def]
+    url = redis_server.url.rsplit("/", 1)[0] + f"/{SWEEP_REDIS_DB}"
+    settings = Settings(data_dir=tmp_path, redis_url=url, speaker_audio_orphaned_after_s=3600.0,
+                        queue_max_backlog_jobs=2)
+    upgrade_to_head(settings.database_url)
+    engine = make_engine(settings.database_url)
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield ReconcileContext(settings=settings, jobs=JobRepository(make_session_factory(engine)),
+                           app=make_celery(settings), redis=client, storage=make_storage(settings))
+    client.flushdb()
+    engine.dispose()
+
+
+def _age(ctx: ReconcileContext, key: str, seconds: float) -> None:
+    """Make a stored object look `seconds` old (local storage: its file's mtime)."""
+    path = Path(ctx.settings.storage_local_dir or "") / key
+    then_s = time.time() - seconds
+    os.utime(path, (then_s, then_s))
+
+
+def test_retention_deletes_enrollment_audio_that_no_enrollment_holds(context: ReconcileContext) -> None:
+    assert context.storage is not None
+    speakers = SpeakerRepository(context.jobs.session_factory)
+    orphan = "speakers/0123456789abcdef0123456789abcdef/0"  # a failed enrollment whose delete failed
+    context.storage.put_bytes(orphan, b"RIFF-orphan")
+    _age(context, orphan, 7200)
+    young = "speakers/fedcba9876543210fedcba9876543210/0"  # stored a moment before its row
+    context.storage.put_bytes(young, b"RIFF-young")
+    working = speakers.create("k1", "alice", ["speakers/aaaa/0"], 6.0)  # enrolling: its audio is in use
+    context.storage.put_bytes("speakers/aaaa/0", b"RIFF-working")
+    lost = speakers.create("k1", "bob", ["speakers/bbbb/0"], 6.0, speaker_id="bbbb")
+    context.storage.put_bytes("speakers/bbbb/0", b"RIFF-lost")
+    engine = make_engine(context.settings.database_url)
+    with engine.begin() as connection:  # bob's task was lost two hours ago
+        connection.execute(update(Speaker).where(Speaker.id == lost.id).values(
+            created_at=utc_now() - timedelta(hours=2)))
+    engine.dispose()
+    _age(context, "speakers/bbbb/0", 7200)
+
+    reconcile(context)
+
+    assert not context.storage.exists(orphan)
+    assert context.storage.exists(young) and context.storage.exists("speakers/aaaa/0")
+    assert speakers.find(working.id).status == SpeakerStatus.ENROLLING  # type: ignore[union-attr]
+    assert not context.storage.exists("speakers/bbbb/0")
+    bob = speakers.find("bbbb")
+    assert bob is not None and bob.status == SpeakerStatus.FAILED and "enroll the speaker again" in (bob.error or "")
+
+
+def _ended_session(ctx: ReconcileContext, key_id: str, audio_s: float) -> str:
+    job_id = uuid.uuid4().hex
+    ctx.jobs.create(Job(id=job_id, status=JobStatus.SUCCEEDED, mode="stream", queue="stream",
+                        options={"language": "en", "reprocess": "offline"}, audio_key=f"audio/{job_id}",
+                        audio_filename="standup", audio_duration_s=audio_s, progress=1.0, attempts=1,
+                        api_key_id=key_id))
+    assert ctx.storage is not None
+    ctx.storage.put_bytes(f"audio/{job_id}", b"RIFF-the-recording")
+    return job_id
+
+
+def _counter_used_s(ctx: ReconcileContext, key_id: str, limit_s: int) -> int:
+    storage = RedisStorage(ctx.settings.effective_redis_url, key_prefix=redis_keys.RATE_LIMIT_PREFIX)
+    return limit_s - SlidingWindowCounterRateLimiter(storage).get_window_stats(
+        RateLimitItemPerDay(limit_s), key_id).remaining
+
+
+def test_a_reprocessing_job_is_charged_and_refused_past_the_keys_daily_audio(context: ReconcileContext) -> None:
+    keys = ApiKeyRepository(context.jobs.session_factory, b"secret")
+    key_id = keys.create("live", limits=KeyLimits(audio_seconds_per_day=50))[0].id
+    assert context.storage is not None
+    first = _ended_session(context, key_id, 40.0)
+    child = queue_reprocess(context.jobs, context.storage, context.settings, None, context.redis, first, "offline")
+    assert child is not None and context.jobs.get(child).status == JobStatus.QUEUED
+    assert _counter_used_s(context, key_id, 50) == 40
+    second = _ended_session(context, key_id, 40.0)
+    refused = queue_reprocess(context.jobs, context.storage, context.settings, None, context.redis, second,
+                              "offline")
+    job = context.jobs.get(refused or "")
+    assert job.status == JobStatus.FAILED and "audio seconds per day" in (job.error or ""), job.error
+    assert _counter_used_s(context, key_id, 50) == 40, "a refused job pays nothing"
+    assert not context.storage.exists(f"audio/{refused}"), "nor is its audio copied"
+    assert stage_of("succeeded", job.status) == "reprocess_failed"
+
+
+def test_a_reprocessing_job_waits_while_the_file_queue_is_full(context: ReconcileContext) -> None:
+    assert context.storage is not None
+    for _ in range(2):  # the backlog limit of this context
+        job_id = uuid.uuid4().hex
+        context.jobs.create(Job(id=job_id, status=JobStatus.QUEUED, mode="file", queue=context.settings.file_queue,
+                                options={}, audio_key=f"audio/{job_id}", progress=0.0, attempts=0))
+    session = _ended_session(context, "", 10.0)
+    with pytest.raises(ServiceUnavailableError, match="queue is full"):
+        queue_reprocess(context.jobs, context.storage, context.settings, None, context.redis, session, "offline")
+    assert context.jobs.find(reprocess_job_id(session)) is None, "nothing made: the sweep asks again later"

@@ -304,7 +304,7 @@ class SessionRunner:
         sweep queues the reprocessing later (it works from the stored recording too)."""
         try:
             queue_reprocess(self.runtime.jobs, self.runtime.storage, self.settings, self.celery,
-                            self.request.job_id, self.request.reprocess)
+                            self.runtime.redis, self.request.job_id, self.request.reprocess)
         except Exception:
             logger.exception("session %s: could not queue its reprocessing; the reconciler will",
                              self.request.session_id)
