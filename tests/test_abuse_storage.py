@@ -9,7 +9,11 @@ job the old API would have admitted (a row and a task, as the API writes them).
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,9 +21,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 import redis
 import requests
+import soundfile
 from limits import RateLimitItemPerDay
 from limits.storage import RedisStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
@@ -41,6 +47,7 @@ from shared.schemas import TRANSCRIBE_TASK_NAME, JobOptions
 from shared.storage import Storage, make_storage
 from tests.support.lying_audio import lying_webm
 from tests.support.stack import Stack, running_stack
+from tests.support.ws_clients import open_ws
 from worker.services.reaper import ReconcileContext, reconcile
 from worker.services.reprocess import queue_reprocess
 
@@ -192,9 +199,6 @@ def test_a_key_holds_at_most_its_cap_of_hotword_sets(deployment: Deployment) -> 
 @pytest.fixture(scope="module")
 def voice_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """6 s of a tone: a valid enrollment part for the API (the worker's verdict is not the point)."""
-    import numpy as np
-    import soundfile
-
     path = tmp_path_factory.mktemp("voice") / "voice.wav"
     t = np.arange(16000 * 6) / 16000
     soundfile.write(path, (0.2 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16000)
@@ -319,3 +323,94 @@ def test_a_reprocessing_job_waits_while_the_file_queue_is_full(context: Reconcil
     with pytest.raises(ServiceUnavailableError, match="queue is full"):
         queue_reprocess(context.jobs, context.storage, context.settings, None, context.redis, session, "offline")
     assert context.jobs.find(reprocess_job_id(session)) is None, "nothing made: the sweep asks again later"
+
+
+# --- item 8: the only copy of a recording is never discarded ---------------------------------------------
+
+RECORDING_S = 2.0
+
+
+@pytest.fixture(scope="module")
+def live_stack(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
+    with running_stack(tmp_path_factory.mktemp("abuse-live"), redis_server.url, file_concurrency=1,
+                       sentence_concurrency=0, stream_idle_timeout_s=5.0, stream_slot_wait_s=5.0,
+                       stream_recording_retry_interval_s=1.0, stream_recording_store_attempts=4) as stack:
+        stack.start_stream_workers(1)
+        stack.wait_stream_slots(1)
+        yield stack
+
+
+@contextlib.contextmanager
+def audio_storage_broken(stack: Stack) -> Iterator[None]:
+    """Storage refuses every recording: `audio/` is a file, so nothing can be written under it
+    (transcripts still can: a partial outage, the hardest case)."""
+    audio_dir = Path(stack.settings.storage_local_dir or "") / "audio"
+    shutil.rmtree(audio_dir, ignore_errors=True)
+    audio_dir.write_bytes(b"not a directory")
+    try:
+        yield
+    finally:
+        audio_dir.unlink()
+
+
+def live_session(stack: Stack) -> str:
+    """A short native-protocol session, to its Summary; its job id."""
+    t = np.arange(int(16000 * RECORDING_S)) / 16000
+    pcm = (0.2 * np.sin(2 * np.pi * 220 * t) * 32767).astype("<i2").tobytes()
+    with open_ws(f"ws://127.0.0.1:{stack.settings.port}/v1/stream") as ws:
+        ws.send(json.dumps({"type": "Start", "sample_rate": 16000, "language": "en"}))
+        begin = json.loads(ws.recv(timeout=30))
+        for offset in range(0, len(pcm), 6400):
+            ws.send(pcm[offset:offset + 6400])
+        ws.send(json.dumps({"type": "Close"}))
+        deadline_s = time.monotonic() + 60
+        while json.loads(ws.recv(timeout=max(0.1, deadline_s - time.monotonic())))["type"] not in ("Summary", "Error"):
+            pass
+    return str(begin["job_id"])
+
+
+def parked_recording(stack: Stack, job_id: str) -> Path:
+    return Path(stack.settings.data_dir) / "stream-recordings" / "unstored" / f"{job_id}.wav"
+
+
+def job_of(stack: Stack, job_id: str) -> dict:
+    return requests.get(stack.url(f"/v1/jobs/{job_id}"), timeout=10).json()
+
+
+def wait_until(condition, what: str, timeout_s: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+    deadline_s = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline_s:
+            raise TimeoutError(what)
+        time.sleep(0.2)
+
+
+def served_recording_s(stack: Stack, job_id: str) -> float | None:
+    answer = requests.get(stack.url(f"/v1/jobs/{job_id}/audio"), timeout=10)
+    return soundfile.info(io.BytesIO(answer.content)).duration if answer.status_code == 200 else None
+
+
+def test_a_recording_storage_refused_is_kept_and_stored_when_storage_returns(live_stack: Stack) -> None:
+    with audio_storage_broken(live_stack):
+        job_id = live_session(live_stack)
+        assert parked_recording(live_stack, job_id).is_file(), "the only copy of the recording was deleted"
+        assert job_of(live_stack, job_id)["status"] == "running", "the job waits for its recording"
+    wait_until(lambda: job_of(live_stack, job_id)["status"] == "succeeded", "the recording was never stored")
+    assert abs((served_recording_s(live_stack, job_id) or 0.0) - RECORDING_S) < 0.1
+    assert not parked_recording(live_stack, job_id).exists()
+
+
+def test_a_recording_never_stored_fails_its_job_after_the_retries_and_is_served_once_stored(
+        live_stack: Stack) -> None:
+    with audio_storage_broken(live_stack):
+        job_id = live_session(live_stack)
+        wait_until(lambda: job_of(live_stack, job_id)["status"] == "failed", "the job never failed")
+        job = job_of(live_stack, job_id)
+        assert "could not be stored (4 attempts" in job["error"], job["error"]
+        assert abs(job["audio_duration_s"] - RECORDING_S) < 0.1
+        assert parked_recording(live_stack, job_id).is_file(), "a failed job still keeps its recording"
+        assert served_recording_s(live_stack, job_id) is None
+    wait_until(lambda: served_recording_s(live_stack, job_id) is not None, "the recording was never served")
+    assert abs((served_recording_s(live_stack, job_id) or 0.0) - RECORDING_S) < 0.1
+    assert job_of(live_stack, job_id)["status"] == "failed"
+    assert not parked_recording(live_stack, job_id).exists()

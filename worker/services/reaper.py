@@ -169,6 +169,17 @@ def expire_orphaned_speaker_audio(ctx: ReconcileContext) -> list[str]:
     return sweep_speaker_audio(ctx.settings, SpeakerRepository(ctx.jobs.session_factory), ctx.storage)
 
 
+def store_parked_recordings(ctx: ReconcileContext) -> list[str]:
+    """Live sessions' recordings that storage could not take at their end, parked on this
+    machine's data directory (when this worker shares it with the stream workers)."""
+    if ctx.storage is None:
+        return []
+    from worker.services.session_end import EndContext, retry_unstored  # it sends webhooks through this module
+
+    return retry_unstored(EndContext(settings=ctx.settings, jobs=ctx.jobs, storage=ctx.storage, redis=ctx.redis,
+                                     celery=ctx.app))
+
+
 def fail_silent_streams(ctx: ReconcileContext) -> list[str]:
     """Live sessions whose worker stopped touching their job (it and the API both died: had
     either lived, it would have ended the job). They fail, keeping their stored sentences."""
@@ -204,6 +215,7 @@ def queue_owed_reprocessing(ctx: ReconcileContext) -> list[str]:
 SWEEPS: dict[str, Sweep] = {
     "running jobs without a sign of life": requeue_stale_running,
     "queued jobs no worker started": requeue_stalled_queued,
+    "recordings parked when storage failed": store_parked_recordings,
     "live sessions nobody holds": fail_silent_streams,
     "ended sessions owed their reprocessing": queue_owed_reprocessing,
     "webhook deliveries due": resend_due_webhooks,
