@@ -44,10 +44,12 @@ _HEADER_SNIFF_BYTES = 16
 #: STREAMINFO says "total samples unknown" (streaming encoders write it so) as 2**63-1 frames.
 #: Such files are measured from their packets instead, never reported with that number.
 _MAX_PLAUSIBLE_DURATION_S = 366 * 24 * 3600.0
-#: The packet count (Opus: 20 ms each, so ~3 min of audio) after which the packet measure
-#: lets other greenlets of the API process run: measuring a 4 h file takes about 1.5 s of CPU,
-#: which must not stall every other request of a gevent process.
-_PACKETS_PER_YIELD = 10_000
+#: The packet count (Opus: 20 ms each, so ~100 s of audio; ~12 ms of CPU) after which the
+#: packet measure lets the rest of the API process run: measuring a 4 h file takes about 2 s of
+#: CPU, which must not stall every other request of a gevent process. The pause is not 0:
+#: gevent's sleep(0) runs other ready greenlets but polls no socket and fires no timer.
+_PACKETS_PER_YIELD = 5_000
+_YIELD_S = 0.001
 
 #: (offset, magic bytes, format name): files that claim to be audio by their first bytes.
 _AUDIO_MAGIC: tuple[tuple[int, bytes, str], ...] = (
@@ -193,7 +195,7 @@ def _packet_duration_s(path: Path, max_duration_s: float | None = None) -> float
         last_end_ticks = 0
         for index, packet in enumerate(container.demux(stream), start=1):
             if index % _PACKETS_PER_YIELD == 0:
-                time.sleep(0)  # under gevent (the API), a yield to the other greenlets
+                time.sleep(_YIELD_S)  # under gevent (the API), the other requests' turn
             if packet.duration:
                 total_ticks += packet.duration
                 if packet.pts is not None:
