@@ -414,3 +414,26 @@ def test_a_recording_never_stored_fails_its_job_after_the_retries_and_is_served_
     assert abs((served_recording_s(live_stack, job_id) or 0.0) - RECORDING_S) < 0.1
     assert job_of(live_stack, job_id)["status"] == "failed"
     assert not parked_recording(live_stack, job_id).exists()
+
+
+def test_an_enrollment_that_fails_after_storing_its_parts_leaves_no_audio(tmp_path: Path, redis_server,  # type: ignore[no-untyped-def]
+                                                                        voice_clip: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database refuses the speaker's row after both parts were stored: 503, and the parts
+    are deleted at once (the old route caught only queue errors and left them for ever)."""
+    from sqlalchemy.exc import OperationalError
+
+    from api.app import create_app
+
+    def database_down(*_args: object, **_kwargs: object) -> None:
+        raise OperationalError("INSERT INTO speakers", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(SpeakerRepository, "create", database_down)
+    settings = Settings(data_dir=tmp_path / "data", redis_url=redis_server.url)
+    upgrade_to_head(settings.database_url)
+    parts = [(voice_clip.open("rb"), "a.wav"), (voice_clip.open("rb"), "b.wav")]
+    with create_app(settings).test_client() as client:
+        answer = client.post("/v1/speakers", data={"name": "alice", "audio": parts})
+    assert answer.status_code == 503, answer.get_json()
+    assert "try again" in answer.get_json()["error"]
+    assert list(make_storage(settings).list_keys("speakers")) == []
