@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import shutil
 import time
@@ -152,31 +153,46 @@ def test_a_lying_webm_file_job_is_admitted_and_charged_at_its_real_length(deploy
     assert deployment.call("DELETE", f"/v1/jobs/{answer.json()['id']}", key).ok
 
 
-def test_the_worker_stops_a_job_at_its_modes_limit_and_charges_what_it_decoded(deployment: Deployment,
-                                                                               lying_file: Path) -> None:
-    """The job the old probe admitted (1 s, sentence, charged 1 s): the sentence worker decodes
-    at most the sentence limit, fails it saying why, records and charges the decoded length."""
-    key_id, key = deployment.key("liar-admitted", audio_seconds_per_day=DAILY_AUDIO_S)
+def admitted_on_its_headers_word(deployment: Deployment, path: Path, key_id: str) -> str:
+    """The sentence job the old probe admitted for `path`: a row claiming CLAIMED_S, charged
+    1 s, its task sent to the sentence worker as the API sends it. Its job id."""
     job_id = uuid.uuid4().hex
-    with lying_file.open("rb") as audio:
+    with path.open("rb") as audio:
         deployment.storage.put_file(f"audio/{job_id}", audio)
     deployment.jobs.create(Job(
         id=job_id, status=JobStatus.QUEUED, mode="sentence", queue=QUEUE_SENTENCE,
-        options=JobOptions().model_dump(), audio_key=f"audio/{job_id}", audio_filename="lying.webm",
-        audio_size_bytes=lying_file.stat().st_size, audio_duration_s=CLAIMED_S, progress=0.0, attempts=0,
+        options=JobOptions().model_dump(), audio_key=f"audio/{job_id}", audio_filename=path.name,
+        audio_size_bytes=path.stat().st_size, audio_duration_s=CLAIMED_S, progress=0.0, attempts=0,
         api_key_id=key_id))
-    charged_at_admission_s = 1
     SlidingWindowCounterRateLimiter(RedisStorage(deployment.stack.settings.effective_redis_url,
                                                  key_prefix=redis_keys.RATE_LIMIT_PREFIX)).hit(
-        RateLimitItemPerDay(DAILY_AUDIO_S), key_id, cost=charged_at_admission_s)
+        RateLimitItemPerDay(DAILY_AUDIO_S), key_id, cost=1)
     make_celery(deployment.stack.settings).send_task(TRANSCRIBE_TASK_NAME, args=[job_id], queue=QUEUE_SENTENCE,
                                                      task_id=job_id)
-    job = deployment.wait_final(job_id, key)
+    return job_id
+
+
+def test_the_worker_stops_a_job_at_its_modes_limit_and_charges_what_it_decoded(deployment: Deployment,
+                                                                               lying_file: Path) -> None:
+    """The sentence worker decodes at most the sentence limit, fails the job saying why, and
+    records (and charges) the decoded length, not the 1 s the file claimed."""
+    key_id, key = deployment.key("liar-admitted", audio_seconds_per_day=DAILY_AUDIO_S)
+    job = deployment.wait_final(admitted_on_its_headers_word(deployment, lying_file, key_id), key)
     assert job["status"] == "failed", job
     assert "60 s" in job["error"] and "sentence" in job["error"] and "said 1.0 s" in job["error"], job["error"]
     assert 60.0 < job["audio_duration_s"] < 62.5, job
-    used_s = deployment.audio_used_s(key_id)
-    assert used_s == int(job["audio_duration_s"]) + 1, used_s
+    assert deployment.audio_used_s(key_id) == math.ceil(job["audio_duration_s"])
+
+
+def test_a_job_that_decodes_longer_than_admitted_is_charged_the_difference(deployment: Deployment,
+                                                                           tmp_path: Path) -> None:
+    """Within the limit the job succeeds; its length and its charge are what was decoded."""
+    key_id, key = deployment.key("liar-short", audio_seconds_per_day=DAILY_AUDIO_S)
+    path = lying_webm(tmp_path / "twelve.webm", real_s=12.0, claimed_s=CLAIMED_S)
+    job = deployment.wait_final(admitted_on_its_headers_word(deployment, path, key_id), key)
+    assert job["status"] == "succeeded", job
+    assert abs(job["audio_duration_s"] - 12.0) < 0.2, job
+    assert deployment.audio_used_s(key_id) == math.ceil(job["audio_duration_s"]), "1 s at admission + the rest"
 
 
 # --- item 9: caps on what a key may hold ----------------------------------------------------------------
