@@ -14,6 +14,7 @@ WebM file but that no decoder can read are a broken upload (422), anything else 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import numpy as np
 import soundfile
 import soxr
 
-from shared.errors import UnprocessableAudioError, UnsupportedMediaError
+from shared.errors import AudioTooLongError, UnprocessableAudioError, UnsupportedMediaError
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,12 @@ _HEADER_SNIFF_BYTES = 16
 #: STREAMINFO says "total samples unknown" (streaming encoders write it so) as 2**63-1 frames.
 #: Such files are measured from their packets instead, never reported with that number.
 _MAX_PLAUSIBLE_DURATION_S = 366 * 24 * 3600.0
+#: The packet count (Opus: 20 ms each, so ~100 s of audio; ~12 ms of CPU) after which the
+#: packet measure lets the rest of the API process run: measuring a 4 h file takes about 2 s of
+#: CPU, which must not stall every other request of a gevent process. The pause is not 0:
+#: gevent's sleep(0) runs other ready greenlets but polls no socket and fires no timer.
+_PACKETS_PER_YIELD = 5_000
+_YIELD_S = 0.001
 
 #: (offset, magic bytes, format name): files that claim to be audio by their first bytes.
 _AUDIO_MAGIC: tuple[tuple[int, bytes, str], ...] = (
@@ -117,10 +124,14 @@ def _refuse_too_short(duration_s: float) -> None:
 
 
 def _refuse_too_long(duration_s: float, max_duration_s: float | None) -> None:
-    """The service's duration limit, with DURATION_LIMIT_TOLERANCE_S for codec padding."""
+    """The service's duration limit, with DURATION_LIMIT_TOLERANCE_S for codec padding.
+
+    `duration_s` is as far as the audio was measured or decoded when it passed the limit; the
+    error carries it, so the worker can record (and charge) what it actually decoded."""
     if max_duration_s is not None and duration_s > max_duration_s + DURATION_LIMIT_TOLERANCE_S:
-        raise UnprocessableAudioError(
-            f"the audio lasts more than {max_duration_s:.0f} s, the limit of this service: split it and send the parts"
+        raise AudioTooLongError(
+            f"the audio lasts more than {max_duration_s:.0f} s, the limit of this service: split it and send the parts",
+            measured_s=duration_s, limit_s=max_duration_s,
         )
 
 
@@ -166,10 +177,12 @@ def _header_duration_s(container: av.container.InputContainer, stream: av.audio.
 def _packet_duration_s(path: Path, max_duration_s: float | None = None) -> float:
     """Sum of packet durations (demux only, no decoding: milliseconds for minutes of audio).
 
-    Browser recorders (MediaRecorder) write WebM, and streaming encoders FLAC, without a
-    duration; this is the last resort. It stops (422) as soon as the sum passes
-    `max_duration_s`, so a huge file is not read to its end. A fresh container is opened
-    rather than seeking back, which some demuxers cannot do.
+    The length FFmpeg's decoder will produce, whatever the container's header claims: a
+    Matroska/WebM Segment Duration (or an MP4 header) is written by whoever made the file, and
+    one that says 1 s over 100 s of Opus would otherwise be admitted, and charged, as 1 s.
+    Browser recorders (MediaRecorder) and streaming encoders write no duration at all. It stops
+    (422) as soon as the sum passes `max_duration_s`, so a huge file is not read to its end. A
+    fresh container is opened rather than seeking back, which some demuxers cannot do.
     """
     with av.open(str(path), mode="r") as container:
         stream = container.streams.audio[0]
@@ -180,7 +193,9 @@ def _packet_duration_s(path: Path, max_duration_s: float | None = None) -> float
             limit_ticks = (max_duration_s + DURATION_LIMIT_TOLERANCE_S) / stream.time_base
         total_ticks = 0
         last_end_ticks = 0
-        for packet in container.demux(stream):
+        for index, packet in enumerate(container.demux(stream), start=1):
+            if index % _PACKETS_PER_YIELD == 0:
+                time.sleep(_YIELD_S)  # under gevent (the API), the other requests' turn
             if packet.duration:
                 total_ticks += packet.duration
                 if packet.pts is not None:
@@ -213,14 +228,17 @@ def _probe_av(path: Path, max_duration_s: float | None = None) -> AudioInfo:
             stream = container.streams.audio[0]
             if not _first_frame_decodes(container, stream):
                 raise _unreadable(path, "no audio frame could be decoded")
-            duration_s = _header_duration_s(container, stream)
+            header_duration_s = _header_duration_s(container, stream)
             context = stream.codec_context
             sample_rate_hz = int(stream.rate or context.sample_rate or 0)
             channels = int(context.channels or context.layout.nb_channels or 0)
             format_name = container.format.name if container.format else "unknown"
             codec = context.name or "unknown"
-        if duration_s <= 0:
-            duration_s = _packet_duration_s(path, max_duration_s)
+        # Measured, not believed: the header only stands in where the packets carry no durations.
+        duration_s = _packet_duration_s(path, max_duration_s) or header_duration_s
+        if duration_s > header_duration_s + DURATION_LIMIT_TOLERANCE_S and header_duration_s > 0:
+            logger.info("%s states %.1f s but its packets last %.1f s; measured wins", path.name,
+                        header_duration_s, duration_s)
     except (UnsupportedMediaError, UnprocessableAudioError):
         raise
     except (av.error.FFmpegError, OSError, ValueError, IndexError) as exc:
@@ -242,8 +260,10 @@ def probe(path: Path, max_duration_s: float | None = None) -> AudioInfo:
 
     Raises UnsupportedMediaError (415) for bytes that are not audio we know, and
     UnprocessableAudioError (422) for audio that is empty, truncated, corrupt or too short.
-    A file whose header does not state its length is measured from its packets, stopping
-    with a 422 once it passes `max_duration_s` (the caller still checks a stated length).
+    Files FFmpeg reads (WebM, MP4/M4A, ...) are measured from their packets, never from the
+    length their header states, stopping with a 422 once they pass `max_duration_s` (the
+    caller still checks the result). libsndfile's formats state their length in a way its
+    decoder honours; whatever a file claims, the worker stops decoding at the limit.
     """
     _refuse_empty(path)
     info = _probe_soundfile(path) or _probe_av(path, max_duration_s)
@@ -284,9 +304,13 @@ def _decode_soundfile(path: Path, max_duration_s: float | None) -> np.ndarray | 
         try:
             # Not handle.blocks(): it sizes its output from the header's frame count, and for a
             # truncated MP3 it pads the missing part with uninitialised memory (NaNs).
+            read_frames = 0
             while (block := handle.read(_SOUNDFILE_BLOCK_FRAMES, dtype="float32", always_2d=True)).shape[0]:
                 mono = _downmix(block)
                 pieces.append(resampler.resample_chunk(mono) if resampler else mono)
+                read_frames += block.shape[0]
+                # A header may understate the length: the limit holds for what is decoded.
+                _refuse_too_long(read_frames / source_rate_hz, max_duration_s)
         except (soundfile.LibsndfileError, RuntimeError) as exc:
             decoded_s = sum(p.size for p in pieces) / TARGET_SAMPLE_RATE_HZ
             raise UnprocessableAudioError(
@@ -344,9 +368,9 @@ def _decode_av(path: Path, max_duration_s: float | None) -> np.ndarray:
 def decode_16k_mono(path: Path, max_duration_s: float | None = None) -> np.ndarray:
     """The whole file as float32 samples in [-1, 1], 16 kHz, mono: what every engine takes.
 
-    Raises the same 415/422 errors as probe(), and 422 when the audio lasts longer than
-    `max_duration_s` (checked from the header where there is one, else while decoding, so
-    a too-long file is never decoded to the end).
+    Raises the same 415/422 errors as probe(), and AudioTooLongError (422) when the audio
+    lasts longer than `max_duration_s`: checked from the header where there is one and again
+    while decoding, so a too-long file is never decoded to the end whatever its header says.
     """
     _refuse_empty(path)
     audio = _decode_soundfile(path, max_duration_s)

@@ -76,6 +76,12 @@ class Settings(BaseSettings):
     default_requests_per_minute: int = 0
     default_max_jobs_in_flight: int = 0
     default_audio_seconds_per_day: int = 0
+    #: Enrolled speakers (voiceprints) one key may hold; past it POST /v1/speakers answers 409
+    #: (delete one first). 0: no limit.
+    max_speakers_per_key: int = Field(default=200, ge=0)
+    #: Hotword sets one key may hold; past it a PUT of a new set name answers 409 (replacing an
+    #: existing set is always allowed). 0: no limit.
+    max_hotword_sets_per_key: int = Field(default=100, ge=0)
     #: The key the command-line clients (`oddasr transcribe`, `oddasr stream`) send.
     api_key: str = ""
 
@@ -178,6 +184,11 @@ class Settings(BaseSettings):
     speaker_match_threshold: float = 0.92
     #: How long `POST /v1/speakers` waits for the worker's embedding before it answers 202.
     speaker_enroll_wait_s: float = 30.0
+    #: Enrollment audio under `speakers/` that no enrolling speaker holds is deleted by the
+    #: retention sweep once it is this old (a failed or crashed enrollment left it), and an
+    #: enrollment still `enrolling` after this long fails. Keep it far above the time a worker
+    #: takes to embed one (seconds) plus the queue's wait.
+    speaker_audio_orphaned_after_s: float = Field(default=24 * 3600.0, gt=0)
 
     # --- FunASR engine (engine = "funasr"): hub ids or local model directories ----------
     funasr_asr_model: str = ""
@@ -259,6 +270,11 @@ class Settings(BaseSettings):
     #: A client whose connection drops (no close frame) may reconnect this long after and go
     #: on with the same session; its worker holds the session meanwhile. 0: no resuming.
     stream_resume_window_s: float = 30.0
+    #: A session's recording that could not be stored at its end stays on the stream worker's
+    #: disk and its job stays running; storing is tried again this often ...
+    stream_recording_retry_interval_s: float = Field(default=30.0, gt=0)
+    #: ... this many times in all (the first try at the end included), before the job fails.
+    stream_recording_store_attempts: int = Field(default=10, ge=1)
 
     # --- retention -------------------------------------------------------------------------
     #: Days a finished job keeps its audio and transcript; then they are deleted and the job
@@ -493,6 +509,11 @@ class Settings(BaseSettings):
         """Deliveries wait on other people's servers: their own queue and node, never a queue
         whose worker holds a model (see QUEUE_WEBHOOKS)."""
         return QUEUE_WEBHOOKS
+
+    def max_duration_s_for(self, mode: str) -> float:
+        """The audio length a job of `mode` may have: the API refuses longer uploads, and the
+        worker stops decoding there whatever the file claimed."""
+        return self.max_sentence_duration_s if mode == "sentence" else self.max_audio_duration_s
 
     def max_backlog_jobs_for(self, queue: str) -> int:
         """The queued-jobs limit of `queue` (its override, else the default; 0: none)."""

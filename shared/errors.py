@@ -74,6 +74,18 @@ class UnprocessableAudioError(OddAsrError):
     http_status = 422
 
 
+class AudioTooLongError(UnprocessableAudioError):
+    """The audio passed a duration limit; decoding (or measuring) stopped there.
+
+    `measured_s`: how far it got when it stopped (what a worker decoded, and charges), not the
+    file's whole length, which nobody needs to learn."""
+
+    def __init__(self, message: str, *, measured_s: float, limit_s: float) -> None:
+        super().__init__(message)
+        self.measured_s = measured_s
+        self.limit_s = limit_s
+
+
 class NotSupportedError(OddAsrError):
     """A valid option that the configured engine cannot honour (it is never silently ignored)."""
 

@@ -36,6 +36,9 @@
   that does not say which finals it has was last sent.
 - ``oddasr:limits/...``  the per-key rate-limit counters (requests per minute, audio seconds
   per day), written by the `limits` library's sliding-window scripts under this prefix.
+- ``oddasr:job:{job_id}:audio-charge-corrected``  string, the seconds a worker charged a
+  job's key beyond its admission charge (its decoded audio was longer than measured), set
+  once (SET NX, two days): a redelivered job never pays the difference twice.
 - ``oddasr:key:{key_id}:in-flight-lock``  a short lock (redis-py's `Lock`) an API process
   holds while it counts a key's jobs in flight and inserts a new one, so two processes
   cannot both admit the last free place.
@@ -93,6 +96,10 @@ def stream_session_out_channel(session_id: str) -> str:
 
 #: Prefix of the `limits` library's counters (it appends its own key layout).
 RATE_LIMIT_PREFIX = f"{PREFIX}:limits"
+
+
+def audio_charge_corrected_key(job_id: str) -> str:
+    return f"{PREFIX}:job:{job_id}:audio-charge-corrected"
 
 
 def in_flight_lock_key(key_id: str) -> str:

@@ -11,6 +11,7 @@ import pwd
 import socket
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,6 +101,19 @@ def test_bytes_exists_overwrite_and_delete(storage: Storage) -> None:
     storage.delete("transcripts/a.json")
     storage.delete("transcripts/a.json")  # deletes are retried: the second one is fine
     assert not storage.exists("transcripts/a.json")
+
+
+def test_list_keys_finds_every_object_under_a_folder_only(storage: Storage) -> None:
+    """Retention's sweep of `speakers/` finds orphans by listing; a folder is a whole segment."""
+    prefix = f"list-{uuid.uuid4().hex}"
+    keys = {f"{prefix}/a/0", f"{prefix}/a/1", f"{prefix}/b/0"}
+    for key in keys:
+        storage.put_bytes(key, b"x")
+    storage.put_bytes(f"{prefix}-sibling/0", b"x")
+    found = list(storage.list_keys(prefix))
+    assert {obj.key for obj in found} == keys
+    assert all(abs(obj.modified_at_s - time.time()) < 600 for obj in found)
+    assert list(storage.list_keys(f"{prefix}/missing")) == []
 
 
 def test_missing_key_is_not_found(storage: Storage, tmp_path: Path) -> None:

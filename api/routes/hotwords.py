@@ -96,7 +96,9 @@ def put_set(name: str):  # type: ignore[no-untyped-def]
         entries = parse_hotword_lines(request.get_data(as_text=True))
     if not entries:
         raise BadRequestError("the set holds no hotwords")
-    row, created = deps().hotword_sets.put(owner_of(current_principal()), name, entries)
+    d = deps()
+    row, created = d.hotword_sets.put(owner_of(current_principal()), name, entries,
+                                      max_sets=d.settings.max_hotword_sets_per_key)
     response = jsonify(set_to_dict(row, with_words=True))
     response.status_code = 201 if created else 200
     return response

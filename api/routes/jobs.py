@@ -31,8 +31,7 @@ AUDIO_CHUNK_BYTES = 256 * 1024
 
 
 def max_duration_for(mode: str) -> float:
-    settings = deps().settings
-    return settings.max_sentence_duration_s if mode == "sentence" else settings.max_audio_duration_s
+    return deps().settings.max_duration_s_for(mode)
 
 
 @blueprint.post("/v1/jobs")

@@ -28,7 +28,14 @@ from api.uploads import ReceivedAudio, check_audio_part
 from shared.db.models import Speaker, SpeakerStatus
 from shared.db.speakers import SpeakerRepository
 from shared.engines_catalog import capabilities_for, diarize_unavailable_reason
-from shared.errors import BadRequestError, NotSupportedError, ServiceUnavailableError, UnprocessableAudioError
+from shared.errors import (
+    BadRequestError,
+    ConflictError,
+    NotSupportedError,
+    OddAsrError,
+    ServiceUnavailableError,
+    UnprocessableAudioError,
+)
 from shared.schemas import ENROLL_SPEAKER_TASK_NAME
 
 logger = logging.getLogger(__name__)
@@ -116,6 +123,58 @@ def _wait_for_enrollment(repository: SpeakerRepository, speaker_id: str, timeout
         time.sleep(POLL_INTERVAL_S)
 
 
+def _check_speaker_cap(d: ApiDeps, repository: SpeakerRepository, owner: str) -> None:
+    """Refuse (409) before anything is stored once the key holds its limit of speakers."""
+    cap = d.settings.max_speakers_per_key
+    if cap and (held := repository.count(owner)) >= cap:
+        raise ConflictError(f"this key already holds {held} enrolled speakers, its limit (max_speakers_per_key ="
+                            f" {cap}): delete one (DELETE /v1/speakers/{{id}}) before enrolling another")
+
+
+def _store_and_queue(d: ApiDeps, repository: SpeakerRepository, owner: str, name: str, speaker_id: str,
+                     parts: list[ReceivedAudio]) -> str:
+    """Store the parts, record the speaker, send its task; the queue it went to.
+
+    Whatever fails on the way (storage, database, queue) deletes the parts already stored and
+    fails the row if there is one: a failed enrollment leaves no audio behind (what a crash
+    leaves, retention's sweep of `speakers/` deletes)."""
+    keys: list[str] = []
+    created = False
+    try:
+        for index, audio in enumerate(parts):
+            key = f"speakers/{speaker_id}/{index}"
+            audio.file.stream.seek(0)
+            d.storage.put_file(key, audio.file.stream)
+            keys.append(key)
+        repository.create(owner, name, keys, sum(a.info.duration_s for a in parts), speaker_id=speaker_id)
+        created = True
+        queue = choose_queue(d.settings, "file", d.redis)
+        d.celery.send_task(ENROLL_SPEAKER_TASK_NAME, args=[speaker_id], queue=queue, task_id=f"speaker-{speaker_id}")
+        return queue
+    except Exception as exc:
+        logger.error("could not enroll speaker %s: %s", speaker_id, exc)
+        _undo_enrollment(d, repository, speaker_id, keys, created)
+        if isinstance(exc, OddAsrError):
+            raise
+        if isinstance(exc, (KombuError, OSError, redis.RedisError)):
+            raise ServiceUnavailableError("the job queue is unavailable; try again shortly") from exc
+        raise ServiceUnavailableError("the speaker database is unavailable; try again shortly") from exc
+
+
+def _undo_enrollment(d: ApiDeps, repository: SpeakerRepository, speaker_id: str, keys: list[str],
+                     created: bool) -> None:
+    if created:
+        try:
+            repository.mark_failed(speaker_id, "the enrollment could not be queued")
+        except Exception:  # the database is what failed: the stale-enrollment sweep fails it later
+            logger.warning("could not mark speaker %s failed", speaker_id, exc_info=True)
+    for key in keys:
+        try:
+            d.storage.delete(key)
+        except Exception:  # storage is what failed: retention's sweep of speakers/ deletes it later
+            logger.warning("could not delete enrollment audio %s", key, exc_info=True)
+
+
 @blueprint.post("/v1/speakers")
 @upload_body
 def enroll_speaker():  # type: ignore[no-untyped-def]
@@ -124,26 +183,12 @@ def enroll_speaker():  # type: ignore[no-untyped-def]
     name = checked_name(request.form.get("name"))
     wait = parse_bool("wait", request.form.get("wait"), default=True)
     _check_engine_can_embed(d)
+    repository = speakers()
+    _check_speaker_cap(d, repository, owner)
     parts = _received_parts(d)
     speaker_id = uuid.uuid4().hex
-    keys = []
-    repository = speakers()
-    try:
-        for index, audio in enumerate(parts):
-            key = f"speakers/{speaker_id}/{index}"
-            audio.file.stream.seek(0)
-            d.storage.put_file(key, audio.file.stream)
-            keys.append(key)
-        repository.create(owner, name, keys, sum(a.info.duration_s for a in parts), speaker_id=speaker_id)
-        queue = choose_queue(d.settings, "file", d.redis)
-        d.celery.send_task(ENROLL_SPEAKER_TASK_NAME, args=[speaker_id], queue=queue, task_id=f"speaker-{speaker_id}")
-    except (KombuError, OSError, redis.RedisError) as exc:
-        logger.error("could not queue the enrollment of speaker %s: %s", speaker_id, exc)
-        repository.mark_failed(speaker_id, "the job queue (Redis) was unreachable")
-        for key in keys:
-            d.storage.delete(key)
-        raise ServiceUnavailableError("the job queue is unavailable; try again shortly") from exc
-    logger.info("speaker %s enrolling on %s (%d part(s), key %s)", speaker_id, queue, len(keys), owner or "-")
+    queue = _store_and_queue(d, repository, owner, name, speaker_id, parts)
+    logger.info("speaker %s enrolling on %s (%d part(s), key %s)", speaker_id, queue, len(parts), owner or "-")
     row = _wait_for_enrollment(repository, speaker_id, d.settings.speaker_enroll_wait_s if wait else 0.0)
     if row is None:
         row = repository.get(owner, speaker_id)  # deleted while it enrolled: 404

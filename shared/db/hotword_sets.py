@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db.models import HotwordSet, utc_now
-from shared.errors import NotFoundError
+from shared.errors import ConflictError, NotFoundError
 from shared.hotwords import HotwordEntry
 
 
@@ -38,8 +38,13 @@ class HotwordSetRepository:
             raise NotFoundError(f"hotword set {name[:64]!r} not found")
         return row
 
-    def put(self, owner: str, name: str, entries: list[HotwordEntry]) -> tuple[HotwordSet, bool]:
-        """Create the set (version 1) or replace its words (version + 1); (row, created)."""
+    def put(self, owner: str, name: str, entries: list[HotwordEntry],
+            max_sets: int = 0) -> tuple[HotwordSet, bool]:
+        """Create the set (version 1) or replace its words (version + 1); (row, created).
+
+        A new set past `max_sets` of the key (0: no limit) is refused with 409; replacing one is
+        always allowed. Counted in the creating transaction, so concurrent creates may pass the
+        cap by the few that race, never by more."""
         for _attempt in range(3):
             try:
                 with self._session_factory.begin() as session:
@@ -49,6 +54,7 @@ class HotwordSetRepository:
                                 updated_at=utc_now()))
                     created = result.rowcount != 1
                     if created:
+                        _refuse_past_cap(session, owner, max_sets)
                         now = utc_now()
                         session.add(HotwordSet(owner_key_id=owner, name=name, version=1,
                                                entries=_entries_json(entries), created_at=now, updated_at=now))
@@ -65,3 +71,12 @@ class HotwordSetRepository:
             if row is None:
                 raise NotFoundError(f"hotword set {name[:64]!r} not found")
             session.delete(row)
+
+
+def _refuse_past_cap(session: Session, owner: str, max_sets: int) -> None:
+    if not max_sets:
+        return
+    held = int(session.scalar(select(func.count()).where(HotwordSet.owner_key_id == owner)) or 0)
+    if held >= max_sets:
+        raise ConflictError(f"this key already holds {held} hotword sets, its limit (max_hotword_sets_per_key ="
+                            f" {max_sets}): delete one (DELETE /v1/hotwords/{{name}}) or replace an existing set")

@@ -182,6 +182,15 @@ class JobRepository:
             session.execute(delete(StreamSegment).where(StreamSegment.job_id == job_id))
             redact_payloads(session, job_id)
 
+    def attach_recording(self, job_id: str, audio_key: str, size_bytes: int) -> bool:
+        """A live session's recording stored after its job ended (storage was away at its end):
+        recorded on the job so it is served, unless the job was canceled or its data expired."""
+        with self._session_factory.begin() as session:
+            result = session.execute(
+                update(Job).where(Job.id == job_id, Job.status != JobStatus.CANCELED, Job.data_expired_at.is_(None))
+                .values(audio_key=audio_key, audio_size_bytes=size_bytes, updated_at=utc_now()))
+            return result.rowcount == 1
+
     def claim_stale_running(self, stale_before: datetime, limit: int = 100) -> list[tuple[str, str]]:
         """Running jobs untouched since `stale_before` (their worker died with its machine),
         each claimed by one caller only. Returns (job id, queue) pairs the caller must send to

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db.models import Speaker, SpeakerStatus, utc_now
@@ -47,6 +48,27 @@ class SpeakerRepository:
         if row is None or row.owner_key_id != owner:
             raise NotFoundError(f"speaker {speaker_id[:32]!r} not found")
         return row
+
+    def count(self, owner: str) -> int:
+        """The key's speakers, whatever their status (an enrolling one holds audio too)."""
+        with self._session_factory() as session:
+            return int(session.scalar(select(func.count()).where(Speaker.owner_key_id == owner)) or 0)
+
+    def enrolling_ids(self, speaker_ids: list[str]) -> set[str]:
+        """Those of `speaker_ids` still enrolling: their audio is in use."""
+        if not speaker_ids:
+            return set()
+        with self._session_factory() as session:
+            return set(session.scalars(select(Speaker.id).where(
+                Speaker.id.in_(speaker_ids), Speaker.status == SpeakerStatus.ENROLLING)).all())
+
+    def stale_enrolling(self, created_before: datetime, limit: int = 100) -> list[tuple[str, list[str]]]:
+        """(speaker id, audio keys) of enrollments started before `created_before` and still
+        enrolling: their task was lost (a worker died with it, Redis lost the message)."""
+        with self._session_factory() as session:
+            rows = session.execute(select(Speaker.id, Speaker.audio_keys).where(
+                Speaker.status == SpeakerStatus.ENROLLING, Speaker.created_at < created_before).limit(limit)).all()
+        return [(speaker_id, list(keys or [])) for speaker_id, keys in rows]
 
     def list(self, owner: str) -> list[Speaker]:
         with self._session_factory() as session:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from shared.config import Settings
 from shared.errors import StorageError
-from shared.storage.base import Storage, StorageKeyNotFound, validate_key
+from shared.storage.base import Storage, StorageKeyNotFound, StoredObject, validate_key
 
 
 def make_storage(settings: Settings) -> Storage:
@@ -32,4 +32,4 @@ def make_storage(settings: Settings) -> Storage:
     return LocalStorage(settings.storage_local_dir)
 
 
-__all__ = ["Storage", "StorageError", "StorageKeyNotFound", "make_storage", "validate_key"]
+__all__ = ["Storage", "StorageError", "StorageKeyNotFound", "StoredObject", "make_storage", "validate_key"]

@@ -9,6 +9,8 @@ or an attack, and it is cheaper to refuse it here than to reason about it in eac
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
@@ -20,6 +22,14 @@ MAX_KEY_BYTES = 1024
 # One or more `/`-separated segments of [A-Za-z0-9._-]; no empty segment, so no leading or
 # trailing `/` and no `//`.
 _KEY_RE = re.compile(r"[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*")
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """One object found by `Storage.list_keys`: its key and when it was last written."""
+
+    key: str
+    modified_at_s: float
 
 
 class StorageKeyNotFound(NotFoundError):
@@ -90,6 +100,11 @@ class Storage(Protocol):
 
     def exists(self, key: str) -> bool:
         """Whether `key` holds an object now."""
+        ...
+
+    def list_keys(self, prefix: str) -> Iterator[StoredObject]:
+        """Every object whose key starts with `prefix/` (a folder, validated like a key), in
+        pages: sweeps find what no database row points to any more (orphans)."""
         ...
 
     def ping(self) -> None:

@@ -12,11 +12,12 @@ import io
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from shared.errors import StorageError
-from shared.storage.base import StorageKeyNotFound, validate_key
+from shared.storage.base import StorageKeyNotFound, StoredObject, validate_key
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +133,19 @@ class LocalStorage:
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    def list_keys(self, prefix: str) -> Iterator[StoredObject]:
+        folder = self._path(prefix)
+        try:
+            for directory, _dirs, files in os.walk(folder):
+                for name in files:
+                    if name.startswith(_TEMP_PREFIX):
+                        continue  # a write in progress, not an object
+                    path = Path(directory) / name
+                    with contextlib.suppress(FileNotFoundError):  # deleted while we walk
+                        yield StoredObject(path.relative_to(self.root).as_posix(), path.stat().st_mtime)
+        except OSError as exc:
+            raise StorageError(f"cannot list {prefix}/ in local storage: {exc}") from exc
 
     def ping(self) -> None:
         """Create and remove a probe file: the only honest test of a writable volume.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, NoReturn
 
@@ -19,7 +20,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.errors import StorageError
-from shared.storage.base import StorageKeyNotFound, validate_key
+from shared.storage.base import StorageKeyNotFound, StoredObject, validate_key
 
 logger = logging.getLogger(__name__)
 
@@ -198,6 +199,16 @@ class S3Storage:
                 return False
             self._raise(key, "head", exc)
         return True
+
+    def list_keys(self, prefix: str) -> Iterator[StoredObject]:
+        validate_key(prefix)
+        try:
+            for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
+                                                                               Prefix=f"{prefix}/"):
+                for item in page.get("Contents", []):
+                    yield StoredObject(str(item["Key"]), item["LastModified"].timestamp())
+        except (BotoCoreError, ClientError) as exc:
+            self._raise(prefix, "list", exc)
 
     def ping(self) -> None:
         try:

@@ -32,11 +32,13 @@ from shared.config import Settings
 from shared.db.models import utc_now
 from shared.db.repository import JobRepository
 from shared.db.retention import RetentionRepository
+from shared.db.speakers import SpeakerRepository
 from shared.db.webhooks import WebhookRepository
 from shared.schemas import DELIVER_WEBHOOK_TASK_NAME, TRANSCRIBE_TASK_NAME
 from shared.storage import Storage
 from worker.services.reprocess import queue_reprocess
 from worker.services.retention import expire_old_data
+from worker.services.speaker_retention import sweep_speaker_audio
 
 logger = logging.getLogger(__name__)
 
@@ -161,6 +163,23 @@ def expire_retained_data(ctx: ReconcileContext) -> list[str]:
     return expire_old_data(ctx.settings, RetentionRepository(ctx.jobs.session_factory), ctx.storage)
 
 
+def expire_orphaned_speaker_audio(ctx: ReconcileContext) -> list[str]:
+    if ctx.storage is None:
+        return []
+    return sweep_speaker_audio(ctx.settings, SpeakerRepository(ctx.jobs.session_factory), ctx.storage)
+
+
+def store_parked_recordings(ctx: ReconcileContext) -> list[str]:
+    """Live sessions' recordings that storage could not take at their end, parked on this
+    machine's data directory (when this worker shares it with the stream workers)."""
+    if ctx.storage is None:
+        return []
+    from worker.services.session_end import EndContext, retry_unstored  # it sends webhooks through this module
+
+    return retry_unstored(EndContext(settings=ctx.settings, jobs=ctx.jobs, storage=ctx.storage, redis=ctx.redis,
+                                     celery=ctx.app))
+
+
 def fail_silent_streams(ctx: ReconcileContext) -> list[str]:
     """Live sessions whose worker stopped touching their job (it and the API both died: had
     either lived, it would have ended the job). They fail, keeping their stored sentences."""
@@ -182,7 +201,7 @@ def queue_owed_reprocessing(ctx: ReconcileContext) -> list[str]:
     queued = []
     for session_id, mode in owed:
         try:
-            child = queue_reprocess(ctx.jobs, ctx.storage, ctx.settings, ctx.app, session_id, mode)
+            child = queue_reprocess(ctx.jobs, ctx.storage, ctx.settings, ctx.app, ctx.redis, session_id, mode)
         except Exception:  # one unreadable recording must not hold up the sessions after it
             logger.warning("could not queue the reprocessing of session %s", session_id, exc_info=True)
             continue
@@ -196,10 +215,12 @@ def queue_owed_reprocessing(ctx: ReconcileContext) -> list[str]:
 SWEEPS: dict[str, Sweep] = {
     "running jobs without a sign of life": requeue_stale_running,
     "queued jobs no worker started": requeue_stalled_queued,
+    "recordings parked when storage failed": store_parked_recordings,
     "live sessions nobody holds": fail_silent_streams,
     "ended sessions owed their reprocessing": queue_owed_reprocessing,
     "webhook deliveries due": resend_due_webhooks,
     "finished jobs past their retention": expire_retained_data,
+    "enrollment audio no enrollment holds": expire_orphaned_speaker_audio,
 }
 
 

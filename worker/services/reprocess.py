@@ -5,6 +5,11 @@ context; speaker labels with `diarize`), so the session ends up with two transcr
 live one, and a better one a little later. Its id derives from the session's
 (`shared.reprocess.reprocess_job_id`); it belongs to the same key and reports to the same
 webhook, so the client hears of each stage.
+
+It is a second job over the same audio, so it goes through what every job does: the file
+queue's backlog admission (a full queue: not now; the reconciler's sweep asks again later) and
+the key's daily audio allowance (charged the recording's length; no room: the job is recorded
+as failed, saying so, and the session's reprocess stage reads `reprocess_failed`).
 """
 
 from __future__ import annotations
@@ -13,12 +18,15 @@ import logging
 import tempfile
 from pathlib import Path
 
+import redis
 from celery import Celery
 from sqlalchemy.exc import IntegrityError
 
 from shared import reprocess
+from shared.admission import check_backlog
+from shared.audio_allowance import AudioAllowance, charged_s, daily_limit_s
 from shared.config import Settings
-from shared.db.models import Job, JobStatus
+from shared.db.models import Job, JobStatus, utc_now
 from shared.db.repository import JobRepository
 from shared.schemas import TRANSCRIBE_TASK_NAME, JobOptions
 from shared.storage import Storage
@@ -26,13 +34,28 @@ from shared.storage import Storage
 logger = logging.getLogger(__name__)
 
 
+def _charge_refusal(jobs: JobRepository, settings: Settings, session: Job) -> str | None:
+    """Charge the key for the recording; the reason it cannot pay, or None once charged."""
+    limit_s = daily_limit_s(jobs.session_factory, settings, session.api_key_id)
+    if not session.api_key_id or not limit_s:
+        return None
+    cost_s = charged_s(session.audio_duration_s)
+    allowance = AudioAllowance(settings.effective_redis_url)
+    if cost_s <= limit_s and allowance.charge(session.api_key_id, limit_s, cost_s):
+        return None
+    return (f"not reprocessed: the recording ({cost_s} s) does not fit in what is left of key"
+            f" {session.api_key_id}'s {limit_s} audio seconds per day")
+
+
 def queue_reprocess(jobs: JobRepository, storage: Storage, settings: Settings, celery: Celery | None,
-                    session_job_id: str, mode: str) -> str | None:
+                    client: redis.Redis, session_job_id: str, mode: str) -> str | None:
     """Create and send the file job; returns its id (None when the session asked for none).
 
     The file job gets its own copy of the session's stored recording, so deleting either job
     never takes the other's audio; working from storage, not from the worker's memory, lets
-    the reconciler do this again for a session whose worker died before it could."""
+    the reconciler do this again for a session whose worker died before it could. Raises
+    ServiceUnavailableError (nothing made) while the file queue is full: the sweep retries.
+    `client`: the broker's Redis, for the backlog's measurements and the key's counters."""
     if mode == reprocess.NONE:
         return None
     job_id = reprocess.reprocess_job_id(session_job_id)
@@ -42,6 +65,11 @@ def queue_reprocess(jobs: JobRepository, storage: Storage, settings: Settings, c
     if session.audio_key is None:
         logger.warning("session %s: its recording is gone; nothing to reprocess", session_job_id)
         return None
+    queue = settings.file_queue
+    check_backlog(settings, jobs.session_factory, client, queue)
+    refusal = _charge_refusal(jobs, settings, session)
+    if refusal is not None:
+        return _record_refused(jobs, session, job_id, mode, queue, refusal)
     audio_key = f"audio/{job_id}"
     with tempfile.TemporaryDirectory(prefix="oddasr-reprocess-") as scratch:
         local = Path(scratch) / "recording.wav"
@@ -50,7 +78,6 @@ def queue_reprocess(jobs: JobRepository, storage: Storage, settings: Settings, c
             size_bytes = storage.put_file(audio_key, recording)
     options = JobOptions(language=session.options.get("language"), hotwords=session.options.get("hotwords") or [],
                          diarize=mode == reprocess.DIARIZE)
-    queue = settings.file_queue
     try:
         jobs.create(Job(
             id=job_id, status=JobStatus.QUEUED, mode="file", queue=queue,
@@ -64,4 +91,20 @@ def queue_reprocess(jobs: JobRepository, storage: Storage, settings: Settings, c
     if celery is not None:  # else the reconciler sends it, as any job whose message was lost
         celery.send_task(TRANSCRIBE_TASK_NAME, args=[job_id], queue=queue, task_id=job_id)
     logger.info("session %s: its recording is queued as file job %s (%s)", session_job_id, job_id, mode)
+    return job_id
+
+
+def _record_refused(jobs: JobRepository, session: Job, job_id: str, mode: str, queue: str, reason: str) -> str:
+    """The reprocessing job as failed, with the reason: the client sees it (and its webhook)."""
+    try:
+        jobs.create(Job(
+            id=job_id, status=JobStatus.QUEUED, mode="file", queue=queue,
+            options={"source_job_id": session.id, "reprocess": mode}, audio_key=None,
+            audio_filename=f"{session.audio_filename} (reprocessed)"[:255], audio_size_bytes=0,
+            audio_duration_s=session.audio_duration_s, progress=0.0, attempts=0,
+            callback_url=session.callback_url, api_key_id=session.api_key_id))
+    except IntegrityError:
+        return job_id
+    jobs.transition(job_id, JobStatus.FAILED, error=reason, finished_at=utc_now())
+    logger.warning("session %s: %s", session.id, reason)
     return job_id

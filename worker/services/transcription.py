@@ -17,14 +17,15 @@ import redis
 
 from shared import redis_keys
 from shared.audio import decode_16k_mono
-from shared.db.models import TERMINAL_STATUSES, JobStatus, utc_now
-from shared.errors import OddAsrError
+from shared.db.models import TERMINAL_STATUSES, Job, JobStatus, utc_now
+from shared.errors import AudioTooLongError, OddAsrError
 from shared.hotwords import hotword_hits
 from shared.queue_stats import record_completion_quietly
 from shared.schemas import JobEvent, JobOptions
 from shared.storage import StorageKeyNotFound
 from shared.transcript import Transcript
 from worker.engines.base import TranscriptionOptions
+from worker.services.audio_charges import charge_decoded_audio
 from worker.services.metrics import record_job_finished, record_job_started
 from worker.services.runtime import WorkerRuntime
 from worker.services.speakers import name_speakers
@@ -92,8 +93,8 @@ def publish_final(runtime: WorkerRuntime, job_id: str, status: JobStatus) -> Non
         logger.warning("could not publish the final status of job %s", job_id, exc_info=True)
 
 
-def fail_job(runtime: WorkerRuntime, job_id: str, reason: str) -> None:
-    if runtime.jobs.transition(job_id, JobStatus.FAILED, error=reason, finished_at=utc_now()):
+def fail_job(runtime: WorkerRuntime, job_id: str, reason: str, **fields: object) -> None:
+    if runtime.jobs.transition(job_id, JobStatus.FAILED, error=reason, finished_at=utc_now(), **fields):
         publish_final(runtime, job_id, JobStatus.FAILED)
         _count_failure(runtime, job_id)
 
@@ -135,6 +136,7 @@ def run_transcription(runtime: WorkerRuntime, job_id: str) -> JobStatus | None:
             options = JobOptions(**job.options)
             transcript = _transcribe(runtime, job_id, job.audio_key or "", job.mode, options,
                                      owner=job.api_key_id or "")
+            charge_decoded_audio(runtime, job, transcript.duration_s)
             if options.mask_sensitive_words:
                 transcript = runtime.sensitive_words.mask_transcript(transcript)
     except JobCanceled:
@@ -146,6 +148,9 @@ def run_transcription(runtime: WorkerRuntime, job_id: str) -> JobStatus | None:
             record_job_finished(job.queue, job.mode, JobStatus.CANCELED.value)
             return JobStatus.CANCELED
         fail_job(runtime, job_id, "the uploaded audio is missing from storage")
+        return JobStatus.FAILED
+    except AudioTooLongError as exc:
+        _fail_too_long(runtime, job, exc)
         return JobStatus.FAILED
     except OddAsrError as exc:
         if exc.transient:
@@ -175,6 +180,22 @@ def run_transcription(runtime: WorkerRuntime, job_id: str) -> JobStatus | None:
     return status
 
 
+def _fail_too_long(runtime: WorkerRuntime, job: Job, exc: AudioTooLongError) -> None:
+    """Decoding stopped at the mode's limit: the job fails saying so, and records (and its key
+    pays for) the audio decoded up to there, not the length its file claimed."""
+    limit_s = exc.limit_s
+    claimed = f", although its file said {job.audio_duration_s:.1f} s" if job.audio_duration_s else ""
+    reason = (f"the audio lasts more than {limit_s:.0f} s, the limit of {job.mode} jobs{claimed}: decoding"
+              f" stopped at {exc.measured_s:.1f} s")
+    if job.mode == "sentence":
+        reason += "; send it as a file job (mode=file), or split it"
+    else:
+        reason += "; split it and send the parts"
+    logger.warning("job %s: %s", job.id, reason)
+    charge_decoded_audio(runtime, job, exc.measured_s)
+    fail_job(runtime, job.id, reason, audio_duration_s=exc.measured_s)
+
+
 def _transcribe(
     runtime: WorkerRuntime, job_id: str, audio_key: str, mode: str, options: JobOptions, owner: str = ""
 ) -> Transcript:
@@ -182,7 +203,8 @@ def _transcribe(
     with tempfile.TemporaryDirectory(prefix="oddasr-job-") as tmp:
         path = Path(tmp) / "audio"
         runtime.storage.download_to(audio_key, path)
-        audio = decode_16k_mono(path, max_duration_s=runtime.settings.max_audio_duration_s)
+        # The mode's limit, not the service's: a sentence job never decodes more than a sentence.
+        audio = decode_16k_mono(path, max_duration_s=runtime.settings.max_duration_s_for(mode))
     last_write_s = 0.0
 
     def report(fraction: float) -> None:

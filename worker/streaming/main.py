@@ -92,7 +92,23 @@ class StreamProcess:
     def _running_lags(self) -> list[float]:
         return [slot.lag_s() for slot in self.slots if slot.busy]
 
+    def _store_parked_recordings(self) -> None:
+        """Recordings storage could not take at their session's end wait on this disk: store
+        them as storage comes back, and keep their jobs alive meanwhile (often enough that the
+        sweep of silent sessions never takes them for dead)."""
+        from worker.services.session_end import EndContext, retry_unstored
+
+        context = EndContext(settings=self.settings, jobs=self.runtime.jobs, storage=self.runtime.storage,
+                             redis=self.runtime.redis, celery=self.celery)
+        period_s = min(self.settings.stream_recording_retry_interval_s, self.settings.stale_job_after_s / 4)
+        while not self.stopping.wait(period_s):
+            try:
+                retry_unstored(context)
+            except Exception:  # the next round tries again; this thread must outlive any outage
+                logger.warning("could not retry the parked recordings", exc_info=True)
+
     def serve(self) -> None:
+        threading.Thread(target=self._store_parked_recordings, name="parked-recordings", daemon=True).start()
         threads = [threading.Thread(target=slot.serve, name=f"stream-slot-{index}", daemon=True)
                    for index, slot in enumerate(self.slots)]
         for thread in threads:

@@ -1,4 +1,5 @@
-"""A live session's audio, written to a local WAV file as it arrives and stored at the end.
+"""A live session's audio, written to a local WAV file as it arrives and stored at the end
+(by worker.services.session_end, which parks it here on the disk when storage fails).
 
 On disk, not in memory: a three-hour session is 345 MB of PCM, and the worker's memory must
 stay flat however long a session runs.
@@ -12,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from shared.storage import Storage
 from worker.engines.base import SAMPLE_RATE_HZ
 
 
@@ -24,6 +24,7 @@ class SessionRecorder:
         self._file = soundfile.SoundFile(self.path, mode="w", samplerate=SAMPLE_RATE_HZ, channels=1,
                                          subtype="PCM_16", format="WAV")
         self._samples = 0
+        self._kept = False
 
     @property
     def duration_s(self) -> float:
@@ -34,14 +35,17 @@ class SessionRecorder:
             self._file.write(np.clip(samples, -1.0, 1.0))
             self._samples += samples.size
 
-    def store(self, storage: Storage, key: str) -> int:
-        """Close the file and put it into storage; returns its size in bytes."""
-        self._file.close()
-        with self.path.open("rb") as handle:
-            storage.put_file(key, handle)
-        return self.path.stat().st_size
-
-    def discard(self) -> None:
+    def close(self) -> None:
+        """The recording is complete: its WAV header is written, the file can be stored."""
         with contextlib.suppress(Exception):
             self._file.close()
-        self.path.unlink(missing_ok=True)
+
+    def keep(self) -> None:
+        """Never delete this file: it is the only copy of a recording nothing could store."""
+        self._kept = True
+
+    def discard(self) -> None:
+        """Delete the local file once it is stored (or parked elsewhere); a kept one stays."""
+        self.close()
+        if not self._kept:
+            self.path.unlink(missing_ok=True)

@@ -19,19 +19,15 @@ from celery import Celery
 
 from shared import redis_keys
 from shared import stream_messages as sm
-from shared.db.models import JobStatus, utc_now
-from shared.db.repository import STREAM_MODE
-from shared.db.webhooks import WebhookRepository
-from shared.hotwords import hotword_hits
+from shared.db.models import JobStatus
 from shared.schemas import JobEvent
 from shared.transcript import Segment, Transcript
 from worker.engines.base import SAMPLE_RATE_HZ, StreamEvent, StreamingEngine, StreamOptions
 from worker.engines.live_engines import LiveEngines
-from worker.services.metrics import record_first_partial, record_job_finished
-from worker.services.reaper import send_webhook
-from worker.services.reprocess import queue_reprocess
+from worker.services.metrics import record_first_partial
 from worker.services.runtime import WorkerRuntime
-from worker.services.transcription import JobLease, publish_final, transcript_key_for
+from worker.services.session_end import EndContext, SessionEnding, park, reprocess_quietly, store_session_end
+from worker.services.transcription import JobLease
 from worker.streaming.capacity import LagGauge
 from worker.streaming.recorder import SessionRecorder
 
@@ -286,71 +282,46 @@ class SessionRunner:
             self._publish(sm.FINAL, text=event.text, index=event.index, start_ms=event.start_ms, end_ms=event.end_ms)
 
     # --- the end -------------------------------------------------------------------------
-    def _send_webhooks(self) -> None:
-        """Queue the session's `stream.ended` event at once; the outbox row was written with
-        the final status, so a failure here only leaves it to the reconciler's sweep."""
-        if self.celery is None:
-            return
-        try:
-            for delivery_id in WebhookRepository(self.runtime.jobs.session_factory).pending_for_job(
-                    self.request.job_id):
-                send_webhook(self.celery, self.settings, delivery_id)
-        except Exception:  # side effects never fail the session
-            logger.warning("session %s: could not queue its webhook; the sweep will", self.request.session_id,
-                           exc_info=True)
-
-    def _reprocess(self) -> None:
-        """The session's job is stored; a failure here leaves it so, and the reconciler's
-        sweep queues the reprocessing later (it works from the stored recording too)."""
-        try:
-            queue_reprocess(self.runtime.jobs, self.runtime.storage, self.settings, self.celery,
-                            self.request.job_id, self.request.reprocess)
-        except Exception:
-            logger.exception("session %s: could not queue its reprocessing; the reconciler will",
-                             self.request.session_id)
+    def _end_context(self) -> EndContext:
+        return EndContext(settings=self.settings, jobs=self.runtime.jobs, storage=self.runtime.storage,
+                          redis=self.runtime.redis, celery=self.celery)
 
     def _finalise(self, recorder: SessionRecorder, reason: str, error: str, started_s: float) -> None:
         """Store the audio and the transcript, end the job, then tell the API: a client that
-        sees the end can read the finished job at once."""
+        sees the end can read the finished job at once. A recording that cannot be stored is
+        parked on this disk and stored later (worker.services.session_end), never deleted."""
         request = self.request
         duration_s = recorder.duration_s
+        recorder.close()
+        transcript = Transcript.from_segments(
+            [Segment(start_s=e.start_ms / 1000, end_s=e.end_ms / 1000, text=e.text) for e in self._finals],
+            language=request.language, duration_s=duration_s, engine=self.engine.name,
+            model=self.engine.model_name)
+        ending = SessionEnding(
+            job_id=request.job_id, session_id=request.session_id,
+            status=(JobStatus.FAILED if error else JobStatus.SUCCEEDED).value, error=error,
+            transcript_json=transcript.model_dump_json(), duration_s=duration_s,
+            processing_s=time.monotonic() - started_s, reprocess=request.reprocess,
+            hotwords=list(request.hotwords))
+        context = self._end_context()
+        reprocess_now = False
         try:
-            size_bytes = recorder.store(self.runtime.storage, f"audio/{request.job_id}")
-            transcript = Transcript.from_segments(
-                [Segment(start_s=e.start_ms / 1000, end_s=e.end_ms / 1000, text=e.text) for e in self._finals],
-                language=request.language, duration_s=duration_s, engine=self.engine.name,
-                model=self.engine.model_name)
-            key = transcript_key_for(request.job_id)
-            self.runtime.storage.put_bytes(key, transcript.model_dump_json().encode("utf-8"))
-            common = {"transcript_key": key, "finished_at": utc_now(), "audio_duration_s": duration_s,
-                      "processing_s": time.monotonic() - started_s, "audio_size_bytes": size_bytes,
-                      "hotword_hits": hotword_hits(transcript, request.hotwords)}
-            if error:
-                status = JobStatus.FAILED
-                changed = self.runtime.jobs.transition(request.job_id, status, error=error, **common)
-            else:
-                status = JobStatus.SUCCEEDED
-                changed = self.runtime.jobs.transition(request.job_id, status, progress=1.0, **common)
-            if not changed and self.runtime.jobs.get(request.job_id).status == JobStatus.CANCELED:
-                # Canceled while it ran: the API deleted what was stored then; this is newer.
-                for stored in (f"audio/{request.job_id}", key):
-                    self.runtime.storage.delete(stored)
-                self.runtime.jobs.clear_stored_keys(request.job_id)
-            if changed:
-                publish_final(self.runtime, request.job_id, status)
-                record_job_finished(STREAM_MODE, STREAM_MODE, status.value, audio_s=duration_s)
-                self._send_webhooks()
-            reprocess_now = changed and status == JobStatus.SUCCEEDED
+            reprocess_now = store_session_end(context, ending, recorder.path)
         except Exception:
             logger.exception("session %s: could not store its job", request.session_id)
-            reprocess_now = False
+            try:
+                park(self.settings, ending, recorder.path)
+            except Exception:  # the disk itself failed: the file stays where it is, and says so
+                logger.exception("session %s: could not park its recording %s either", request.session_id,
+                                 recorder.path)
+                recorder.keep()
         with contextlib.suppress(redis.RedisError):
             if error:
                 self._publish(sm.ERROR, reason=reason, message=error)
             else:
                 self._publish(sm.ENDED, reason=reason, finals=len(self._finals))
         if reprocess_now:  # after the client has its end: copying the recording takes a while
-            self._reprocess()
+            reprocess_quietly(context, ending)
         recorder.discard()
         logger.info("session %s ended (%s): %d sentences, %.1f s of audio", request.session_id, reason,
                     len(self._finals), duration_s)
