@@ -134,12 +134,16 @@ def test_oddasr_test_client_gets_partials_finals_end_and_a_job(stack: Stack, two
 
 
 def test_oddasr_web_page_stop_message_ends_the_session_at_once(stack: Stack, two_sentences: Path) -> None:
+    """The web page's stop message ends the session, not the idle timeout after it (which logs
+    why it ended a session: counted here, not timed, so a busy machine cannot fail it)."""
+    api_log = stack.log_dir / "api.log"
+    idle_ends_before = api_log.read_text(errors="replace").count("no audio for")
     log = oddasr_session(oddasr_url(stack, "/any/path"), two_sentences, chunk_bytes=32000, interval_s=0.1,
                          stop_message={"service_type": "ASR", "msg_type": "STOP_SESSION_REQ"})
     assert log.close_code == 1000
     assert log.named("SentenceEnd")[-1]["payload"]["result"] == "END"
-    closed_s = log.messages[-1].at_s - log.audio_end_s
-    assert closed_s < 2.0 + 1.5, f"took {closed_s:.1f} s after the stop message: it waited for the idle timeout"
+    assert api_log.read_text(errors="replace").count("no audio for") == idle_ends_before, \
+        "the session waited for the idle timeout: the stop message was not taken"
     wait_for_idle_slots(stack)
 
 
