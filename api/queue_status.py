@@ -66,16 +66,17 @@ def job_estimate(deps: ApiDeps, job: Job) -> dict[str, object]:
         return dict(NO_ESTIMATE)  # a live session ends when its client stops: nothing to estimate
     backlogs = QueueBacklogRepository(deps.jobs.session_factory)
     view = read_worker_view(deps.redis, job.queue)
-    rtf = view.measurements.real_time_factor
+    rtf, overhead_s = view.measurements.real_time_factor, view.measurements.job_overhead_s
     if job.status == JobStatus.RUNNING:
-        estimate = queue_eta.estimate_running(running_job(job.audio_duration_s, job.progress, job.started_at), rtf)
+        estimate = queue_eta.estimate_running(running_job(job.audio_duration_s, job.progress, job.started_at), rtf,
+                                              overhead_s)
         return {"queue_position": None, "estimated_start_s": None, "estimated_finish_s": _round_s(estimate.finish_s)}
     ahead = backlogs.ahead_of(job)
     estimate = queue_eta.UNKNOWN
     if rtf is not None and view.processes > 0:
         estimate = queue_eta.estimate_queued(processes=view.processes, running=backlogs.running(job.queue),
                                              ahead_jobs=ahead.jobs, ahead_audio_s=ahead.audio_s,
-                                             own_audio_s=job.audio_duration_s, rtf=rtf)
+                                             own_audio_s=job.audio_duration_s, rtf=rtf, overhead_s=overhead_s)
     return {"queue_position": ahead.jobs, "estimated_start_s": _round_s(estimate.start_s),
             "estimated_finish_s": _round_s(estimate.finish_s)}
 
@@ -97,7 +98,8 @@ def summarize_queue(deps: ApiDeps, queue: str) -> QueueSummary:
     running = backlogs.running(queue)
     view = read_worker_view(deps.redis, queue)
     wait_s = queue_eta.backlog_wait_s(processes=view.processes, running=running, queued_jobs=queued.jobs,
-                                      queued_audio_s=queued.audio_s, rtf=view.measurements.real_time_factor)
+                                      queued_audio_s=queued.audio_s, rtf=view.measurements.real_time_factor,
+                                      overhead_s=view.measurements.job_overhead_s)
     return QueueSummary(queue, queued, len(running), view, wait_s)
 
 
@@ -111,6 +113,7 @@ def summary_to_dict(summary: QueueSummary, max_jobs: int, max_work_s: float) -> 
         "workers": len(summary.view.workers),
         "processes": summary.view.processes,
         "real_time_factor": None if rtf is None else round(rtf, 4),
+        "job_overhead_s": None if rtf is None else round(measured.job_overhead_s, 2),
         "samples": measured.samples,
         "drain_jobs_per_s": None if measured.drain_jobs_per_s is None else round(measured.drain_jobs_per_s, 4),
         "drain_audio_s_per_s": None if measured.drain_audio_s_per_s is None else round(measured.drain_audio_s_per_s, 3),

@@ -35,11 +35,11 @@ class Estimate:
 UNKNOWN = Estimate(None, None)
 
 
-def remaining_s(job: RunningJob, rtf: float) -> float:
-    """Expected seconds left of a running job: its expected total (RTF x audio) less the time
-    it has run. Past that total, its own progress extrapolates the rest (a job slower than
-    the queue's average is not about to finish just because the average says so)."""
-    expected_s = rtf * max(job.audio_s, 0.0)
+def remaining_s(job: RunningJob, rtf: float, overhead_s: float = 0.0) -> float:
+    """Expected seconds left of a running job: its expected total (overhead + RTF x audio)
+    less the time it has run. Past that total, its own progress extrapolates the rest (a job
+    slower than the queue's average is not about to finish just because the average says so)."""
+    expected_s = overhead_s + rtf * max(job.audio_s, 0.0)
     left_s = expected_s - job.elapsed_s
     if left_s > 0:
         return left_s
@@ -77,7 +77,7 @@ def start_delay_s(free_in_s: Sequence[float], ahead_jobs: int, mean_job_s: float
 
 
 def estimate_queued(*, processes: int, running: Sequence[RunningJob], ahead_jobs: int, ahead_audio_s: float,
-                    own_audio_s: float | None, rtf: float | None) -> Estimate:
+                    own_audio_s: float | None, rtf: float | None, overhead_s: float = 0.0) -> Estimate:
     """Start and finish of a queued job. The jobs ahead are taken at their mean length (the
     database gives their count and total audio, which an index answers without reading
     each one). More running jobs than live processes means processes presence does not see
@@ -85,21 +85,21 @@ def estimate_queued(*, processes: int, running: Sequence[RunningJob], ahead_jobs
     if rtf is None or processes <= 0:
         return UNKNOWN
     slots = max(processes, len(running))
-    free_in_s = [remaining_s(job, rtf) for job in running] + [0.0] * (slots - len(running))
-    mean_job_s = rtf * ahead_audio_s / ahead_jobs if ahead_jobs > 0 else 0.0
+    free_in_s = [remaining_s(job, rtf, overhead_s) for job in running] + [0.0] * (slots - len(running))
+    mean_job_s = overhead_s + rtf * ahead_audio_s / ahead_jobs if ahead_jobs > 0 else 0.0
     start_s = start_delay_s(free_in_s, ahead_jobs, mean_job_s)
-    return Estimate(start_s, start_s + rtf * max(own_audio_s or 0.0, 0.0))
+    return Estimate(start_s, start_s + overhead_s + rtf * max(own_audio_s or 0.0, 0.0))
 
 
-def estimate_running(job: RunningJob, rtf: float | None) -> Estimate:
+def estimate_running(job: RunningJob, rtf: float | None, overhead_s: float = 0.0) -> Estimate:
     """A running job started already (start 0); its finish is its expected remaining time."""
     if rtf is None:
         return UNKNOWN
-    return Estimate(0.0, remaining_s(job, rtf))
+    return Estimate(0.0, remaining_s(job, rtf, overhead_s))
 
 
 def backlog_wait_s(*, processes: int, running: Sequence[RunningJob], queued_jobs: int, queued_audio_s: float,
-                   rtf: float | None) -> float | None:
+                   rtf: float | None, overhead_s: float = 0.0) -> float | None:
     """How long a job submitted now would wait before it starts: the queued job behind all."""
     return estimate_queued(processes=processes, running=running, ahead_jobs=queued_jobs,
-                           ahead_audio_s=queued_audio_s, own_audio_s=0.0, rtf=rtf).start_s
+                           ahead_audio_s=queued_audio_s, own_audio_s=0.0, rtf=rtf, overhead_s=overhead_s).start_s

@@ -58,12 +58,22 @@ class QueueMeasurements:
     """Figures derived from a queue's window; None where the window cannot tell yet."""
 
     samples: int
-    #: Processing seconds per audio second, as a ratio of sums (long jobs weigh more).
+    #: Processing seconds per audio second: the slope of processing time over audio length
+    #: (or, where the window's lengths are too alike to fit a line, a ratio of sums).
     real_time_factor: float | None
     #: Jobs finished per second over the window (needs two completions: one has no span).
     drain_jobs_per_s: float | None
     #: Audio seconds finished per second over the window.
     drain_audio_s_per_s: float | None
+    #: Seconds every job costs whatever its length (loading the audio, VAD, the first window):
+    #: a ratio alone, measured on short jobs, put a 60 s job at 38 s that took 10.
+    job_overhead_s: float = 0.0
+
+    def job_seconds(self, audio_s: float) -> float | None:
+        """Expected processing seconds of a job of `audio_s`; None before any measurement."""
+        if self.real_time_factor is None:
+            return None
+        return self.job_overhead_s + self.real_time_factor * max(audio_s, 0.0)
 
     @property
     def measured(self) -> bool:
@@ -74,6 +84,29 @@ NO_MEASUREMENTS = QueueMeasurements(samples=0, real_time_factor=None, drain_jobs
 
 #: A span shorter than this (jobs finished in the same instant) gives no rate.
 _MIN_SPAN_S = 1e-3
+#: A line is fitted only to a window whose longest job is this many times its shortest, with
+#: this many jobs: alike lengths tell the slope from the intercept too poorly.
+_FIT_MIN_LENGTH_RATIO = 2.0
+_FIT_MIN_SAMPLES = 3
+
+
+def fit_job_cost(completions: Sequence[Completion]) -> tuple[float, float]:
+    """(overhead_s, rtf) with processing ~ overhead + rtf x audio, least squares over the
+    window; the ratio of sums (overhead 0) where a line cannot be told or would be absurd (a
+    negative overhead or slope)."""
+    audio_total_s = sum(c.audio_s for c in completions)
+    ratio = sum(c.processing_s for c in completions) / audio_total_s
+    lengths_s = [c.audio_s for c in completions]
+    if len(completions) < _FIT_MIN_SAMPLES or max(lengths_s) < _FIT_MIN_LENGTH_RATIO * min(lengths_s):
+        return 0.0, ratio
+    mean_audio_s = audio_total_s / len(completions)
+    mean_processing_s = sum(c.processing_s for c in completions) / len(completions)
+    spread = sum((c.audio_s - mean_audio_s) ** 2 for c in completions)
+    slope = sum((c.audio_s - mean_audio_s) * (c.processing_s - mean_processing_s) for c in completions) / spread
+    overhead_s = mean_processing_s - slope * mean_audio_s
+    if slope <= 0 or overhead_s < 0:
+        return 0.0, ratio
+    return overhead_s, slope
 
 
 def measure(completions: Sequence[Completion]) -> QueueMeasurements:
@@ -87,14 +120,14 @@ def measure(completions: Sequence[Completion]) -> QueueMeasurements:
     usable = [c for c in completions if c.audio_s > 0 and c.processing_s >= 0]
     if not usable:
         return NO_MEASUREMENTS
-    audio_s = sum(c.audio_s for c in usable)
-    rtf = sum(c.processing_s for c in usable) / audio_s
+    overhead_s, rtf = fit_job_cost(usable)
     ordered = sorted(usable, key=lambda c: c.finished_at_s)
     span_s = ordered[-1].finished_at_s - ordered[0].finished_at_s
     if len(ordered) < 2 or span_s < _MIN_SPAN_S:
-        return QueueMeasurements(len(usable), rtf, None, None)
+        return QueueMeasurements(len(usable), rtf, None, None, overhead_s)
     later = ordered[1:]
-    return QueueMeasurements(len(usable), rtf, len(later) / span_s, sum(c.audio_s for c in later) / span_s)
+    return QueueMeasurements(len(usable), rtf, len(later) / span_s, sum(c.audio_s for c in later) / span_s,
+                             overhead_s)
 
 
 # --- Redis: one write per finished job, one read per question ---------------------------

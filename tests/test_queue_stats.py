@@ -27,13 +27,38 @@ from shared.worker_presence import forget_worker, live_processes, live_workers, 
 
 
 def test_measure_takes_the_ratio_of_sums_and_the_rate_over_the_span() -> None:
-    window = [Completion(10.0, 2.0, 100.0), Completion(30.0, 3.0, 104.0), Completion(20.0, 1.0, 102.0)]
+    """Lengths too alike to fit a line (15-20 s): the ratio of sums, no overhead."""
+    window = [Completion(15.0, 2.0, 100.0), Completion(20.0, 3.0, 104.0), Completion(17.0, 1.0, 102.0)]
     figures = measure(window)
     assert figures.samples == 3
-    assert figures.real_time_factor == pytest.approx(6.0 / 60.0)
+    assert figures.real_time_factor == pytest.approx(6.0 / 52.0) and figures.job_overhead_s == 0.0
     # Three finishes bound two intervals over 4 s; the audio after the oldest finish counts.
     assert figures.drain_jobs_per_s == pytest.approx(2 / 4.0)
-    assert figures.drain_audio_s_per_s == pytest.approx(50.0 / 4.0)
+    assert figures.drain_audio_s_per_s == pytest.approx(37.0 / 4.0)
+
+
+def test_a_mixed_window_is_fitted_with_a_per_job_overhead() -> None:
+    """Processing = 1.5 s + 0.1 x audio. A ratio of sums (0.161) says a 60 s job takes 9.7 s
+    and a 3 s one 0.5 s; the line says 7.5 s and 1.8 s, what they take."""
+    window = [Completion(audio_s, 1.5 + 0.1 * audio_s, 100.0 + index)
+              for index, audio_s in enumerate([3.0, 60.0, 5.0, 30.0])]
+    figures = measure(window)
+    assert figures.job_overhead_s == pytest.approx(1.5) and figures.real_time_factor == pytest.approx(0.1)
+    assert figures.job_seconds(60.0) == pytest.approx(7.5) and figures.job_seconds(3.0) == pytest.approx(1.8)
+    queued = estimate_queued(processes=1, running=[], ahead_jobs=2, ahead_audio_s=63.0, own_audio_s=60.0,
+                             rtf=figures.real_time_factor, overhead_s=figures.job_overhead_s)
+    # Two jobs ahead of 31.5 s mean: 2 x (1.5 + 3.15) s; then its own 7.5 s.
+    assert queued.start_s == pytest.approx(9.3) and queued.finish_s == pytest.approx(16.8)
+    started = estimate_running(RunningJob(audio_s=5.0, elapsed_s=0.0, progress=0.0), figures.real_time_factor,
+                               figures.job_overhead_s)
+    assert started.finish_s == pytest.approx(2.0)  # not 0.1 s: the overhead is still ahead of it
+
+
+def test_a_line_that_would_be_absurd_falls_back_to_the_ratio() -> None:
+    """Short jobs slower than long ones (a cold start in the window): a negative slope is noise."""
+    window = [Completion(3.0, 9.0, 100.0), Completion(60.0, 6.0, 101.0), Completion(30.0, 3.0, 102.0)]
+    figures = measure(window)
+    assert figures.job_overhead_s == 0.0 and figures.real_time_factor == pytest.approx(18.0 / 93.0)
 
 
 def test_measure_says_unknown_rather_than_inventing() -> None:

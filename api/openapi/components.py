@@ -259,6 +259,8 @@ SCHEMAS: dict[str, Schema] = {
             "workers": {"type": "integer", "minimum": 0, "description": "Worker nodes alive on the queue."},
             "processes": {"type": "integer", "minimum": 0, "description": "Their processes: jobs run at once."},
             "real_time_factor": nullable("number", minimum=0, description="Processing s per audio s, measured."),
+            "job_overhead_s": nullable("number", minimum=0,
+                                       description="Seconds each job costs whatever its length, measured."),
             "samples": {"type": "integer", "minimum": 0, "description": "Finished jobs the figures come from."},
             "drain_jobs_per_s": nullable("number", minimum=0),
             "drain_audio_s_per_s": nullable("number", minimum=0),
