@@ -46,7 +46,8 @@ def _span_of(start_s: float, end_s: float, spans: Sequence[Span]) -> int | None:
 
 def _pieces(segment: Segment, spans: Sequence[Span]) -> list[tuple[int | None, Segment]]:
     """`segment` cut where its words move to another span (a pause lies between them); each
-    piece with its span's index. Without words, the whole segment and its best span."""
+    piece with its span's index, timed by its words (an engine's segment times are coarser).
+    Without words, the whole segment and its best span."""
     if not segment.words:
         return [(_span_of(segment.start_s, segment.end_s, spans), segment)]
     runs: list[tuple[int | None, list[Word]]] = []
@@ -57,7 +58,8 @@ def _pieces(segment: Segment, spans: Sequence[Span]) -> list[tuple[int | None, S
         else:
             runs.append((index, [word]))
     if len(runs) == 1:
-        return [(runs[0][0], segment)]
+        words = runs[0][1]
+        return [(runs[0][0], segment.model_copy(update={"start_s": words[0].start_s, "end_s": words[-1].end_s}))]
     return [
         (index, segment.model_copy(update={
             "start_s": words[0].start_s, "end_s": words[-1].end_s, "words": words,
@@ -88,7 +90,20 @@ def fit_to_speech(segments: Sequence[Segment], spans: Sequence[Span]) -> list[Se
         if end_s - start_s < MIN_SEGMENT_S:
             end_s = start_s + MIN_SEGMENT_S
         fitted.append(piece.model_copy(update={"start_s": round(start_s, 3), "end_s": round(end_s, 3)}))
-    return without_overlaps(fitted)
+    return [_words_inside(segment) for segment in without_overlaps(fitted)]
+
+
+def _words_inside(segment: Segment) -> Segment:
+    """The segment's words clamped into it: the alignment stretches a first word over the
+    silence before it, which the segment's start, from the speech, no longer does."""
+    if not segment.words:
+        return segment
+    words = []
+    for word in segment.words:
+        start_s = min(max(word.start_s, segment.start_s), segment.end_s)
+        end_s = min(max(word.end_s, start_s), segment.end_s)
+        words.append(word.model_copy(update={"start_s": round(start_s, 3), "end_s": round(end_s, 3)}))
+    return segment.model_copy(update={"words": words})
 
 
 def without_overlaps(segments: Sequence[Segment]) -> list[Segment]:

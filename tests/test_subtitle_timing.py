@@ -1,0 +1,194 @@
+"""Subtitle and segment times follow the speech by default (issue 23, item 1).
+
+A generated dialogue with known speech times goes through a real stack (gunicorn API, Celery
+worker, Redis, the real Whisper tiny.en and fsmn-vad weights; FunASR's real pipeline with tiny
+random models) as WAV and as MP3, and every output that carries times is read back: srt, vtt,
+the job's json segments, OpenAI's verbose_json (from the transcript endpoint and from
+/v1/audio/transcriptions), and spk (one line per segment). Each sentence's first cue starts
+within 0.2 s of its onset (median 0.1 s at most), later cues of a sentence start inside it, no
+two cues overlap and none covers more than 0.2 s of a pause of 0.5 s or more.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+import srt
+import webvtt
+
+from shared.render import render
+from shared.segment_timing import fit_to_speech, without_overlaps
+from shared.transcript import Segment, Transcript, Word
+from tests.support.stack import Stack, running_stack, wait_for_job
+from tests.support.timed_dialogue import TOLERANCE_S, TimedDialogue, as_mp3, make_timed_dialogue, score_cues
+
+Cues = list[tuple[float, float]]
+
+
+# --- the pure rules ---------------------------------------------------------------------------
+def _segment(start_s: float, end_s: float, text: str = "x", words: list[Word] | None = None) -> Segment:
+    return Segment(start_s=start_s, end_s=end_s, text=text, words=words or [])
+
+
+def test_an_overlap_is_cut_at_the_next_segments_start() -> None:
+    fixed = without_overlaps([_segment(47.07, 52.07, "eleven"), _segment(51.5, 55.0, "twelve")])
+    assert [(s.start_s, s.end_s) for s in fixed] == [(47.07, 51.5), (51.5, 55.0)]
+
+
+def test_a_segment_starting_with_the_previous_one_moves_after_it() -> None:
+    fixed = without_overlaps([_segment(1.0, 3.0, "a"), _segment(1.0, 2.0, "b")])
+    assert fixed[0].end_s <= fixed[1].start_s < fixed[1].end_s
+
+
+def test_a_segment_is_cut_where_its_words_cross_a_pause() -> None:
+    words = [Word(word="Good", start_s=0.9, end_s=1.3), Word(word="morning.", start_s=1.3, end_s=2.2),
+             Word(word="How", start_s=2.4, end_s=3.1), Word(word="are", start_s=3.1, end_s=3.3),
+             Word(word="you?", start_s=3.3, end_s=3.7)]
+    spans = [(1.02, 1.95), (2.9, 3.75)]
+    fitted = fit_to_speech([_segment(0.0, 5.0, "Good morning. How are you?", words)], spans)
+    assert [(s.start_s, s.end_s, s.text) for s in fitted] == [(1.02, 1.95, "Good morning."),
+                                                              (2.9, 3.75, "How are you?")]
+
+
+def test_segments_without_words_snap_to_their_span_and_keep_their_text() -> None:
+    fitted = fit_to_speech([_segment(25.83, 29.83, "one"), _segment(29.83, 34.83, "two")],
+                           [(26.32, 29.29), (30.36, 34.68)])
+    assert [(s.start_s, s.end_s, s.text) for s in fitted] == [(26.32, 29.29, "one"), (30.36, 34.68, "two")]
+
+
+def test_two_segments_in_one_span_share_it_in_order() -> None:
+    words_a = [Word(word="Yes.", start_s=1.0, end_s=1.4)]
+    words_b = [Word(word="Sure", start_s=1.5, end_s=1.9), Word(word="thing.", start_s=1.9, end_s=2.6)]
+    fitted = fit_to_speech([_segment(0.5, 1.5, "Yes.", words_a), _segment(1.5, 3.0, "Sure thing.", words_b)],
+                           [(1.1, 2.4)])
+    assert [(s.start_s, s.end_s) for s in fitted] == [(1.1, 1.4), (1.5, 2.4)]
+
+
+def test_renderers_never_write_overlapping_cues_from_an_old_transcript() -> None:
+    stored = Transcript(text="a b", segments=[_segment(47.07, 52.07, "a"), _segment(51.5, 55.0, "b")])
+    cues = list(srt.parse(render(stored, "srt")[0]))
+    assert cues[0].end <= cues[1].start
+    segments = json.loads(render(stored, "verbose_json")[0])["segments"]
+    assert segments[0]["end"] <= segments[1]["start"]
+
+
+# --- through a real stack ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def dialogue(speech_dir: Path) -> TimedDialogue:
+    return make_timed_dialogue(speech_dir)
+
+
+@pytest.fixture(scope="module")
+def whisper_stack(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
+    with running_stack(tmp_path_factory.mktemp("subtitles"), redis_server.url, file_concurrency=1,
+                       sentence_concurrency=0) as stack:
+        yield stack
+
+
+def _finished_job(stack: Stack, path: Path, **fields: str) -> dict:
+    with path.open("rb") as audio:
+        response = requests.post(stack.url("/v1/jobs"), files={"audio": (path.name, audio)}, data=fields, timeout=60)
+    assert response.status_code == 202, response.text
+    job = wait_for_job(stack, response.json()["id"], timeout_s=300)
+    assert job["status"] == "succeeded", job
+    return job
+
+
+def _vtt_seconds(timestamp: str) -> float:
+    hours, minutes, seconds = timestamp.split(":")
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def cues_by_format(stack: Stack, job: dict) -> dict[str, Cues]:
+    """Every timed output of a finished job as `(start_s, end_s)` cues, by format name."""
+    base = stack.url(f"/v1/jobs/{job['id']}/transcript")
+
+    def fetch(fmt: str) -> str:
+        response = requests.get(base, params={"format": fmt}, timeout=30)
+        assert response.status_code == 200, response.text
+        return response.text
+
+    subrip = [(c.start.total_seconds(), c.end.total_seconds()) for c in srt.parse(fetch("srt"))]
+    vtt = [(_vtt_seconds(c.start), _vtt_seconds(c.end)) for c in webvtt.from_buffer(io.StringIO(fetch("vtt"))).captions]
+    stored = [(s["start_s"], s["end_s"]) for s in json.loads(fetch("json"))["segments"]]
+    verbose = [(s["start"], s["end"]) for s in json.loads(fetch("verbose_json"))["segments"]]
+    result = [(s["start"], s["end"]) for s in job["result"]["segments"]]
+    if not job["options"].get("word_timestamps"):
+        assert not any(s["words"] for s in json.loads(fetch("json"))["segments"]), "words only when asked for"
+    spk_lines = fetch("spk").splitlines()
+    assert len(spk_lines) == len(stored), "spk writes one line per segment"
+    return {"srt": subrip, "vtt": vtt, "json": stored, "verbose_json": verbose, "job result": result}
+
+
+def assert_cues_follow_speech(cues: Cues, dialogue: TimedDialogue, label: str, *, all_sentences: bool = True) -> None:
+    timing = score_cues(cues, dialogue)
+    report = f"{label}: {timing} cues={cues}"
+    assert not all_sentences or not timing.missing_sentences, report
+    assert timing.max_abs_error_s <= TOLERANCE_S, report
+    assert timing.median_abs_error_s <= 0.1, report
+    assert not timing.misplaced_cues, report
+    assert timing.overlaps == 0, report
+    assert not timing.through_pauses, report
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("container", ["wav", "mp3"])
+def test_whisper_cues_follow_the_speech_in_every_format(whisper_stack: Stack, dialogue: TimedDialogue,
+                                                        speech_dir: Path, container: str) -> None:
+    path = dialogue.path if container == "wav" else as_mp3(dialogue, speech_dir)
+    job = _finished_job(whisper_stack, path)
+    for fmt, cues in cues_by_format(whisper_stack, job).items():
+        assert_cues_follow_speech(cues, dialogue, f"{container} {fmt}")
+
+
+@pytest.mark.integration
+def test_word_timestamps_keep_their_words_inside_the_fitted_segments(whisper_stack: Stack,
+                                                                     dialogue: TimedDialogue) -> None:
+    job = _finished_job(whisper_stack, dialogue.path, word_timestamps="true")
+    transcript = Transcript.model_validate_json(
+        requests.get(whisper_stack.url(f"/v1/jobs/{job['id']}/transcript"), params={"format": "json"}, timeout=30).text)
+    for segment in transcript.segments:
+        assert segment.words
+        assert all(segment.start_s <= w.start_s <= w.end_s <= segment.end_s for w in segment.words), segment
+    for fmt, cues in cues_by_format(whisper_stack, job).items():
+        assert_cues_follow_speech(cues, dialogue, f"word_timestamps {fmt}")
+
+
+@pytest.mark.integration
+def test_openai_verbose_json_follows_the_speech(whisper_stack: Stack, dialogue: TimedDialogue) -> None:
+    with dialogue.path.open("rb") as audio:
+        response = requests.post(whisper_stack.url("/v1/audio/transcriptions"), files={"file": audio},
+                                 data={"model": "whisper-1", "response_format": "verbose_json"}, timeout=300)
+    assert response.status_code == 200, response.text
+    cues = [(s["start"], s["end"]) for s in response.json()["segments"]]
+    assert_cues_follow_speech(cues, dialogue, "openai verbose_json")
+
+
+@pytest.fixture(scope="module")
+def funasr_stack(tmp_path_factory: pytest.TempPathFactory, own_redis,  # type: ignore[no-untyped-def]
+                 tiny_funasr_models: dict[str, Path]) -> Iterator[Stack]:
+    # Its own redis: the Whisper stack of this module listens on the same queue names.
+    with running_stack(tmp_path_factory.mktemp("subtitles-funasr"), own_redis.url, file_concurrency=1,
+                       sentence_concurrency=0, engine="funasr", funasr_asr_model=str(tiny_funasr_models["asr"]),
+                       funasr_punc_model=str(tiny_funasr_models["punc"]), cpu_threads=2) as stack:
+        yield stack
+
+
+@pytest.mark.integration
+def test_funasr_cues_follow_the_speech(funasr_stack: Stack, dialogue: TimedDialogue) -> None:
+    """The tiny random models' text is noise; their times and the service's fitting are real.
+
+    The tiny model gives one unit of text per span of FunASR's own VAD, which joins sentences
+    across pauses shorter than its 0.8 s: such a unit lands in one sentence (a unit is never
+    split), so a sentence may have no cue here; a real model times each character or word.
+    """
+    job = _finished_job(funasr_stack, dialogue.path)
+    assert job["engine"] == "funasr"
+    for fmt, cues in cues_by_format(funasr_stack, job).items():
+        assert len(cues) >= len(dialogue.sentences) - 3, cues
+        assert_cues_follow_speech(cues, dialogue, f"funasr {fmt}", all_sentences=False)
