@@ -11,7 +11,6 @@ two cues overlap and none covers more than 0.2 s of a pause of 0.5 s or more.
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,13 +18,19 @@ from pathlib import Path
 import pytest
 import requests
 import srt
-import webvtt
 
 from shared.render import render
 from shared.segment_timing import fit_to_speech, without_overlaps
 from shared.transcript import Segment, Transcript, Word
 from tests.support.stack import Stack, running_stack, wait_for_job
-from tests.support.timed_dialogue import TOLERANCE_S, TimedDialogue, as_mp3, make_timed_dialogue, score_cues
+from tests.support.timed_dialogue import (
+    TOLERANCE_S,
+    TimedDialogue,
+    as_mp3,
+    make_timed_dialogue,
+    read_outputs,
+    score_cues,
+)
 
 Cues = list[tuple[float, float]]
 
@@ -99,30 +104,12 @@ def _finished_job(stack: Stack, path: Path, **fields: str) -> dict:
     return job
 
 
-def _vtt_seconds(timestamp: str) -> float:
-    hours, minutes, seconds = timestamp.split(":")
-    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
-
-
 def cues_by_format(stack: Stack, job: dict) -> dict[str, Cues]:
-    """Every timed output of a finished job as `(start_s, end_s)` cues, by format name."""
-    base = stack.url(f"/v1/jobs/{job['id']}/transcript")
-
-    def fetch(fmt: str) -> str:
-        response = requests.get(base, params={"format": fmt}, timeout=30)
-        assert response.status_code == 200, response.text
-        return response.text
-
-    subrip = [(c.start.total_seconds(), c.end.total_seconds()) for c in srt.parse(fetch("srt"))]
-    vtt = [(_vtt_seconds(c.start), _vtt_seconds(c.end)) for c in webvtt.from_buffer(io.StringIO(fetch("vtt"))).captions]
-    stored = [(s["start_s"], s["end_s"]) for s in json.loads(fetch("json"))["segments"]]
-    verbose = [(s["start"], s["end"]) for s in json.loads(fetch("verbose_json"))["segments"]]
-    result = [(s["start"], s["end"]) for s in job["result"]["segments"]]
+    outputs = read_outputs(stack.url(f"/v1/jobs/{job['id']}/transcript"), job)
+    assert outputs.spk_lines == len(outputs.cues["json"]), "spk writes one line per segment"
     if not job["options"].get("word_timestamps"):
-        assert not any(s["words"] for s in json.loads(fetch("json"))["segments"]), "words only when asked for"
-    spk_lines = fetch("spk").splitlines()
-    assert len(spk_lines) == len(stored), "spk writes one line per segment"
-    return {"srt": subrip, "vtt": vtt, "json": stored, "verbose_json": verbose, "job result": result}
+        assert outputs.words == 0, "words only when asked for"
+    return outputs.cues
 
 
 def assert_cues_follow_speech(cues: Cues, dialogue: TimedDialogue, label: str, *, all_sentences: bool = True) -> None:

@@ -197,3 +197,63 @@ def score_cues(cues: list[tuple[float, float]], dialogue: TimedDialogue) -> CueT
     through = [cue for cue in cues if any(_overlap_s(cue, pause) > TOLERANCE_S for pause in dialogue.pauses)]
     return CueTiming(start_errors_s=errors, missing_sentences=missing, misplaced_cues=misplaced,
                      overlaps=overlaps, through_pauses=through)
+
+
+@dataclass(frozen=True)
+class JobOutputs:
+    """A finished job's timed outputs as `(start_s, end_s)` cues by format, and what spk and
+    json hold besides."""
+
+    cues: dict[str, list[tuple[float, float]]]
+    spk_lines: int
+    words: int
+
+
+def _vtt_seconds(timestamp: str) -> float:
+    hours, minutes, seconds = timestamp.split(":")
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def read_outputs(transcript_url: str, job: dict) -> JobOutputs:
+    """Every timed output of a finished job: srt, vtt, json, verbose_json and the job's own
+    segments, read with the parsers players and clients use."""
+    import io
+    import json
+
+    import requests
+    import srt
+    import webvtt
+
+    def fetch(fmt: str) -> str:
+        response = requests.get(transcript_url, params={"format": fmt}, timeout=30)
+        response.raise_for_status()
+        return response.text
+
+    stored = json.loads(fetch("json"))["segments"]
+    cues = {
+        "srt": [(c.start.total_seconds(), c.end.total_seconds()) for c in srt.parse(fetch("srt"))],
+        "vtt": [(_vtt_seconds(c.start), _vtt_seconds(c.end))
+                for c in webvtt.from_buffer(io.StringIO(fetch("vtt"))).captions],
+        "json": [(s["start_s"], s["end_s"]) for s in stored],
+        "verbose_json": [(s["start"], s["end"]) for s in json.loads(fetch("verbose_json"))["segments"]],
+        "job result": [(s["start"], s["end"]) for s in job["result"]["segments"]],
+    }
+    return JobOutputs(cues=cues, spk_lines=len(fetch("spk").splitlines()),
+                      words=sum(len(s["words"]) for s in stored))
+
+
+def with_noise(dialogue: TimedDialogue, directory: Path, snr_db: float = 20.0) -> Path:
+    """The dialogue with steady white noise `snr_db` under its speech (fixed seed): a room."""
+    import soundfile
+
+    target = directory / f"{dialogue.path.stem}-snr{snr_db:g}.wav"
+    key = hashlib.sha256(dialogue.path.read_bytes() + repr(snr_db).encode()).hexdigest()
+
+    def build(out: Path) -> None:
+        samples, rate = soundfile.read(str(dialogue.path), dtype="float32")
+        speech = np.concatenate([samples[int(a * rate):int(b * rate)] for a, b in dialogue.sentences])
+        noise_rms = float(np.sqrt(np.mean(speech ** 2))) / 10 ** (snr_db / 20)
+        noise = np.random.default_rng(23).normal(0.0, noise_rms, samples.size).astype(np.float32)
+        soundfile.write(str(out), np.clip(samples + noise, -1, 1), rate, subtype="PCM_16")
+
+    return _cached(target, key, build)

@@ -1,0 +1,109 @@
+"""How well subtitle cues fit the speech, per engine, input and output format (issue 23, item 1).
+
+A generated dialogue (tests/support/timed_dialogue.py: 15 sentences by three espeak-ng voices,
+57.5 s, pauses of 0.6-1.2 s, speech times known to the sample) goes through a real stack as
+WAV, as a 44.1 kHz MP3 and as WAV with white noise 20 dB under the speech; each finished job's
+srt, vtt, json, verbose_json and job-result segments are read back with the parsers clients
+use. Per row: cues; each sentence's first cue's start minus its true onset (median and max of
+the absolute error, and the signed median: negative is early); later cues starting outside
+their sentence; overlapping cue pairs; cues covering more than 0.2 s of a pause of 0.5 s or
+more; sentences with no cue; and the job's processing time. Goal: max error <= 0.2 s,
+median <= 0.1 s, zero overlaps, zero cues through pauses, in every format.
+
+    PYTHONPATH=$PWD .venv/bin/python bench/subtitle_timing.py [--engines whisper,funasr] [--model tiny.en]
+
+FunASR runs FunASR's real pipeline with tiny random models (their text is noise; their token
+times and the service's fitting are what is measured); Whisper runs the real weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import run_redis  # noqa: E402
+from tests.support.stack import Stack, running_stack, wait_for_job  # noqa: E402
+from tests.support.timed_dialogue import (  # noqa: E402
+    TimedDialogue,
+    as_mp3,
+    make_timed_dialogue,
+    read_outputs,
+    score_cues,
+    with_noise,
+)
+
+SPEECH_DIR = Path(os.environ.get("ODDASR_TEST_SPEECH_CACHE", Path.home() / ".cache" / "oddasr-test-speech"))
+MODEL_CACHE = Path(os.environ.get("ODDASR_TEST_MODEL_CACHE", Path.home() / ".cache" / "oddasr-test-models"))
+HEADER = (f"{'engine':<22} {'input':<10} {'format':<13} {'cues':>4} {'med|err| s':>10} {'max|err| s':>10} "
+          f"{'med err s':>9} {'misplaced':>9} {'overlaps':>8} {'thru pause':>10} {'missing':>7} {'job s':>6}")
+
+
+def run_job(stack: Stack, path: Path) -> dict:
+    with path.open("rb") as audio:
+        response = requests.post(stack.url("/v1/jobs"), files={"audio": (path.name, audio)}, timeout=60)
+    response.raise_for_status()
+    job = wait_for_job(stack, response.json()["id"], timeout_s=600)
+    if job["status"] != "succeeded":
+        raise RuntimeError(f"job failed: {job}")
+    return job
+
+
+def report(stack: Stack, label: str, inputs: dict[str, Path], dialogue: TimedDialogue) -> list[tuple[float, int]]:
+    """Print one row per input and format; returns (max error, overlaps + through pauses) per row."""
+    results = []
+    for name, path in inputs.items():
+        job = run_job(stack, path)
+        outputs = read_outputs(stack.url(f"/v1/jobs/{job['id']}/transcript"), job)
+        for fmt, cues in outputs.cues.items():
+            timing = score_cues(cues, dialogue)
+            signed = statistics.median(timing.start_errors_s) if timing.start_errors_s else float("nan")
+            print(f"{label:<22} {name:<10} {fmt:<13} {len(cues):>4} {timing.median_abs_error_s:>10.3f} "
+                  f"{timing.max_abs_error_s:>10.3f} {signed:>+9.3f} {len(timing.misplaced_cues):>9} "
+                  f"{timing.overlaps:>8} {len(timing.through_pauses):>10} {len(timing.missing_sentences):>7} "
+                  f"{job['processing_s']:>6.2f}", flush=True)
+            results.append((timing.max_abs_error_s, timing.overlaps + len(timing.through_pauses)))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--engines", default="whisper,funasr")
+    parser.add_argument("--model", default="tiny.en", help="Whisper model (the service's default is base)")
+    args = parser.parse_args()
+    dialogue = make_timed_dialogue(SPEECH_DIR)
+    inputs = {"wav": dialogue.path, "mp3": as_mp3(dialogue, SPEECH_DIR), "wav+noise": with_noise(dialogue, SPEECH_DIR)}
+    print(f"dialogue: {len(dialogue.sentences)} sentences, {dialogue.duration_s:.1f} s, "
+          f"{len(dialogue.pauses)} pauses >= 0.5 s; goal: max|err| <= 0.2 s, median <= 0.1 s, 0 overlaps, "
+          f"0 cues through pauses")
+    print(HEADER)
+    tmp = Path(tempfile.mkdtemp(prefix="oddasr-subtitle-timing-"))
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    for engine in engines:
+        redis_server = run_redis(tmp / f"redis-{engine}")
+        try:
+            overrides: dict[str, object] = {"whisper_model": args.model}
+            label = f"whisper {args.model}"
+            if engine == "funasr":
+                from tests.support.tiny_funasr import build_tiny_models
+
+                models = build_tiny_models(MODEL_CACHE / "funasr-tiny")
+                overrides = {"engine": "funasr", "funasr_asr_model": str(models["asr"]),
+                             "funasr_punc_model": str(models["punc"]), "cpu_threads": 2}
+                label = "funasr (tiny random)"
+            with running_stack(tmp / f"stack-{engine}", redis_server.url, file_concurrency=1, sentence_concurrency=0,
+                               **overrides) as stack:
+                report(stack, label, inputs, dialogue)
+        finally:
+            redis_server.close()
+
+
+if __name__ == "__main__":
+    main()
