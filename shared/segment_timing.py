@@ -60,13 +60,31 @@ def _pieces(segment: Segment, spans: Sequence[Span]) -> list[tuple[int | None, S
     if len(runs) == 1:
         words = runs[0][1]
         return [(runs[0][0], segment.model_copy(update={"start_s": words[0].start_s, "end_s": words[-1].end_s}))]
+    texts = _split_text(segment.text, [words for _, words in runs])
     return [
         (index, segment.model_copy(update={
-            "start_s": words[0].start_s, "end_s": words[-1].end_s, "words": words,
-            "text": join_texts(w.word for w in words),
+            "start_s": words[0].start_s, "end_s": words[-1].end_s, "words": words, "text": text,
         }))
-        for index, words in runs
+        for (index, words), text in zip(runs, texts, strict=True)
     ]
+
+
+def _split_text(text: str, runs: list[list[Word]]) -> list[str]:
+    """`text` cut where each run's first word begins in it, so spacing and punctuation stay
+    the engine's own; the runs' words joined instead where a word is not found in order."""
+    starts = []
+    position = 0
+    for run_index, words in enumerate(runs):
+        for word_index, word in enumerate(words):
+            found = text.find(word.word, position)
+            if found < 0:
+                return [join_texts(w.word for w in run) for run in runs]
+            if word_index == 0 and run_index > 0:
+                starts.append(found)
+            position = found + len(word.word)
+    bounds = [0, *starts, len(text)]
+    pieces = [text[start:end].strip() for start, end in zip(bounds, bounds[1:], strict=False)]
+    return pieces if all(pieces) else [join_texts(w.word for w in run) for run in runs]
 
 
 def fit_to_speech(segments: Sequence[Segment], spans: Sequence[Span]) -> list[Segment]:

@@ -31,6 +31,7 @@ from tests.support.timed_dialogue import (
     read_outputs,
     score_cues,
 )
+from worker.engines.funasr_timestamps import segments_from_result
 
 Cues = list[tuple[float, float]]
 
@@ -58,6 +59,22 @@ def test_a_segment_is_cut_where_its_words_cross_a_pause() -> None:
     fitted = fit_to_speech([_segment(0.0, 5.0, "Good morning. How are you?", words)], spans)
     assert [(s.start_s, s.end_s, s.text) for s in fitted] == [(1.02, 1.95, "Good morning."),
                                                               (2.9, 3.75, "How are you?")]
+
+
+def test_a_cut_keeps_the_engines_own_text_between_the_pieces() -> None:
+    words = [Word(word="iPhone", start_s=0.5, end_s=0.9), Word(word="很", start_s=0.9, end_s=1.1),
+             Word(word="好。", start_s=1.1, end_s=1.3), Word(word="我们", start_s=2.5, end_s=2.9),
+             Word(word="走吧", start_s=2.9, end_s=3.3)]
+    fitted = fit_to_speech([_segment(0.0, 4.0, "iPhone很好。我们走吧", words)], [(0.5, 1.3), (2.5, 3.3)])
+    assert [s.text for s in fitted] == ["iPhone很好。", "我们走吧"]
+
+
+def test_funasr_token_times_go_back_onto_its_punctuated_text() -> None:
+    result = {"text": "你好，世界。It's fine, ok", "timestamp": [[100, 300], [300, 500], [500, 700], [700, 900],
+                                                                     [1500, 1800], [1800, 2000], [2000, 2200]]}
+    segments = segments_from_result(result, diarize=False)
+    assert [(s.text, s.start_s, s.end_s) for s in segments] == [("你好，世界。", 0.1, 0.9), ("It's fine, ok", 1.5, 2.2)]
+    assert segments_from_result({"text": "a b", "timestamp": [[0, 500]]}, diarize=False)[0].text == "a b"
 
 
 def test_segments_without_words_snap_to_their_span_and_keep_their_text() -> None:
