@@ -12,6 +12,10 @@ median <= 0.1 s, zero overlaps, zero cues through pauses, in every format.
 
     PYTHONPATH=$PWD .venv/bin/python bench/subtitle_timing.py [--engines whisper,funasr] [--model tiny.en]
 
+`--cost` measures instead what the fitting costs Whisper, in-process: decoding the dialogue's
+VAD chunks with word times off and on (the fitting needs them; interleaved runs, medians), and
+the extra VAD pass that finds the speech spans.
+
 FunASR runs FunASR's real pipeline with tiny random models (their text is noise; their token
 times and the service's fitting are what is measured); Whisper runs the real weights.
 """
@@ -23,6 +27,7 @@ import os
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import requests
@@ -73,12 +78,56 @@ def report(stack: Stack, label: str, inputs: dict[str, Path], dialogue: TimedDia
     return results
 
 
+def measure_cost(model: str, runs: int, dialogue: TimedDialogue) -> None:
+    """Whisper decode time with word times off / on, and the speech-span pass, medians of `runs`."""
+    import soundfile
+
+    from shared.config import Settings
+    from worker.engines.fsmn_vad import merge_into_chunks
+    from worker.engines.speech_spans import speech_spans_s
+    from worker.engines.whisper_engine import VAD_PAD_MS, WhisperEngine
+
+    settings = Settings(whisper_model=model, cpu_threads=2, model_cache_dir=MODEL_CACHE,
+                        data_dir=Path(tempfile.mkdtemp(prefix="oddasr-subtitle-cost-")))
+    engine = WhisperEngine(settings)
+    audio, _rate = soundfile.read(str(dialogue.path), dtype="float32")
+    chunks = merge_into_chunks(engine._vad.segments_ms(audio), max_chunk_s=settings.vad_max_chunk_s,  # noqa: SLF001
+                               pad_ms=VAD_PAD_MS, audio_ms=audio.size // 16)
+
+    def decode(words: bool) -> None:
+        for start_ms, end_ms in chunks:
+            segments, _info = engine._model.transcribe(  # noqa: SLF001
+                audio[start_ms * 16:end_ms * 16], language="en", beam_size=settings.whisper_beam_size,
+                vad_filter=False, condition_on_previous_text=False, word_timestamps=words)
+            list(segments)
+
+    seconds: dict[str, list[float]] = {"words off": [], "words on": [], "speech spans": []}
+    for _ in range(runs):
+        for words in (False, True):
+            started_s = time.perf_counter()
+            decode(words)
+            seconds["words on" if words else "words off"].append(time.perf_counter() - started_s)
+        started_s = time.perf_counter()
+        speech_spans_s(engine._vad, audio)  # noqa: SLF001
+        seconds["speech spans"].append(time.perf_counter() - started_s)
+    medians = {name: statistics.median(values) for name, values in seconds.items()}
+    print(f"whisper {model}, beam {settings.whisper_beam_size}, {dialogue.duration_s:.1f} s of audio, "
+          f"medians of {runs}: decode with word times off {medians['words off']:.2f} s, on "
+          f"{medians['words on']:.2f} s ({medians['words on'] / medians['words off'] - 1:+.0%}); "
+          f"speech spans {medians['speech spans']:.2f} s (RTF {medians['speech spans'] / dialogue.duration_s:.4f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--engines", default="whisper,funasr")
     parser.add_argument("--model", default="tiny.en", help="Whisper model (the service's default is base)")
+    parser.add_argument("--cost", action="store_true", help="measure the cost of word times instead")
+    parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     dialogue = make_timed_dialogue(SPEECH_DIR)
+    if args.cost:
+        measure_cost(args.model, args.runs, dialogue)
+        return
     inputs = {"wav": dialogue.path, "mp3": as_mp3(dialogue, SPEECH_DIR), "wav+noise": with_noise(dialogue, SPEECH_DIR)}
     print(f"dialogue: {len(dialogue.sentences)} sentences, {dialogue.duration_s:.1f} s, "
           f"{len(dialogue.pauses)} pauses >= 0.5 s; goal: max|err| <= 0.2 s, median <= 0.1 s, 0 overlaps, "
