@@ -82,10 +82,7 @@ class FunAsrEngine:
         self._device = settings.device
         self._language = settings.funasr_language
         self._batch_size_s = settings.funasr_batch_size_s
-        #: The same fsmn-vad weights in numpy, for the speech spans that time the segments.
-        vad_path = Path(kwargs["vad_model"])  # a hub id lands in FunASR's cache: use the shipped weights
-        self._speech_vad = FsmnVadLite(vad_path if vad_path.is_dir() else resolve_vad_model_dir(settings.vad_model_dir),
-                                       max_end_silence_ms=settings.vad_max_end_silence_ms)
+        self._speech_vad = _speech_vad(Path(kwargs["vad_model"]), settings)
 
     def transcribe(
         self, audio: np.ndarray, options: TranscriptionOptions, progress: ProgressCallback | None = None
@@ -157,3 +154,16 @@ class FunAsrEngine:
         except Exception as exc:  # a model failure is a failed job with its reason, never a dead worker
             raise EngineError(f"the speaker model (cam++) failed: {type(exc).__name__}: {exc}") from exc
         return vector / (np.linalg.norm(vector) or 1.0)
+
+
+def _speech_vad(vad_path: Path, settings: Settings) -> FsmnVadLite:
+    """The pipeline's fsmn-vad weights in numpy, for the speech spans that time the segments;
+    the shipped weights where they cannot load that way (a hub id, which lands in FunASR's
+    cache, or a directory without `model.pt`)."""
+    if vad_path.is_dir():
+        try:
+            return FsmnVadLite(vad_path, max_end_silence_ms=settings.vad_max_end_silence_ms)
+        except EngineError as exc:
+            logger.info("timing segments with the shipped fsmn-vad weights: %s", exc)
+    return FsmnVadLite(resolve_vad_model_dir(settings.vad_model_dir),
+                       max_end_silence_ms=settings.vad_max_end_silence_ms)
