@@ -2,7 +2,7 @@
 
 A generated dialogue (tests/support/timed_dialogue.py: 15 sentences by three espeak-ng voices,
 57.5 s, pauses of 0.6-1.2 s, speech times known to the sample) goes through a real stack as
-WAV, as a 44.1 kHz MP3 and as WAV with white noise 20 dB under the speech; each finished job's
+WAV, as a 44.1 kHz MP3 and as WAV with white noise 20 dB and 10 dB under the speech; each finished job's
 srt, vtt, json, verbose_json and job-result segments are read back with the parsers clients
 use. Per row: cues; each sentence's first cue's start minus its true onset (median and max of
 the absolute error, and the signed median: negative is early); later cues starting outside
@@ -11,6 +11,10 @@ more; sentences with no cue; and the job's processing time. Goal: max error <= 0
 median <= 0.1 s, zero overlaps, zero cues through pauses, in every format.
 
     PYTHONPATH=$PWD .venv/bin/python bench/subtitle_timing.py [--engines whisper,funasr] [--model tiny.en]
+
+`--human` times Whisper's cues (in-process) on the two human recordings the moonshine_voice
+package ships, whose true onsets nobody marked: each onset that an independent energy detector
+(bench/speech_onsets.py, 0.5 s pauses) finds is matched with the nearest cue start.
 
 `--cost` measures instead what the fitting costs Whisper, in-process: decoding the dialogue's
 VAD chunks with word times off and on (the fitting needs them; interleaved runs, medians), and
@@ -117,18 +121,49 @@ def measure_cost(model: str, runs: int, dialogue: TimedDialogue) -> None:
           f"speech spans {medians['speech spans']:.2f} s (RTF {medians['speech spans'] / dialogue.duration_s:.4f})")
 
 
+def measure_human(model: str) -> None:
+    """Cue starts vs bench/speech_onsets.py's onsets on the moonshine_voice recordings."""
+    from bench.speech_onsets import speech_segments
+    from bench.streaming import MOONSHINE_CLIPS, moonshine_assets
+    from shared.audio import decode_16k_mono
+    from shared.config import Settings
+    from worker.engines.base import TranscriptionOptions
+    from worker.engines.whisper_engine import WhisperEngine
+
+    assets = moonshine_assets()
+    if assets is None:
+        print("moonshine_voice's recordings are not installed: nothing to measure")
+        return
+    engine = WhisperEngine(Settings(whisper_model=model, cpu_threads=2, model_cache_dir=MODEL_CACHE,
+                                    data_dir=Path(tempfile.mkdtemp(prefix="oddasr-subtitle-human-"))))
+    for name, _text in MOONSHINE_CLIPS:
+        audio = decode_16k_mono(assets / name)
+        onsets_s = [segment.onset_s for segment in speech_segments(audio, min_pause_s=0.5)]
+        starts_s = [segment.start_s for segment in engine.transcribe(audio, TranscriptionOptions()).segments]
+        errors_s = [min((start - onset for start in starts_s), key=abs) for onset in onsets_s]
+        print(f"{name} ({audio.size / 16000:.1f} s, whisper {model}): {len(starts_s)} cues, {len(onsets_s)} energy "
+              f"onsets; nearest cue start - onset: median |err| {statistics.median(map(abs, errors_s)):.3f} s, "
+              f"max {max(map(abs, errors_s)):.3f} s; each: {' '.join(f'{e:+.2f}' for e in errors_s)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--engines", default="whisper,funasr")
     parser.add_argument("--model", default="tiny.en", help="Whisper model (the service's default is base)")
     parser.add_argument("--cost", action="store_true", help="measure the cost of word times instead")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--human", action="store_true", help="cue starts on two human recordings instead")
     args = parser.parse_args()
     dialogue = make_timed_dialogue(SPEECH_DIR)
     if args.cost:
         measure_cost(args.model, args.runs, dialogue)
         return
-    inputs = {"wav": dialogue.path, "mp3": as_mp3(dialogue, SPEECH_DIR), "wav+noise": with_noise(dialogue, SPEECH_DIR)}
+    if args.human:
+        measure_human(args.model)
+        return
+    inputs = {"wav": dialogue.path, "mp3": as_mp3(dialogue, SPEECH_DIR),
+              "noise 20dB": with_noise(dialogue, SPEECH_DIR, 20.0),
+              "noise 10dB": with_noise(dialogue, SPEECH_DIR, 10.0)}
     print(f"dialogue: {len(dialogue.sentences)} sentences, {dialogue.duration_s:.1f} s, "
           f"{len(dialogue.pauses)} pauses >= 0.5 s; goal: max|err| <= 0.2 s, median <= 0.1 s, 0 overlaps, "
           f"0 cues through pauses")

@@ -15,6 +15,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
 import srt
@@ -32,6 +33,7 @@ from tests.support.timed_dialogue import (
     score_cues,
 )
 from worker.engines.funasr_timestamps import segments_from_result
+from worker.engines.speech_spans import tighten_span
 
 Cues = list[tuple[float, float]]
 
@@ -89,6 +91,19 @@ def test_two_segments_in_one_span_share_it_in_order() -> None:
     fitted = fit_to_speech([_segment(0.5, 1.5, "Yes.", words_a), _segment(1.5, 3.0, "Sure thing.", words_b)],
                            [(1.1, 2.4)])
     assert [(s.start_s, s.end_s) for s in fitted] == [(1.1, 1.4), (1.5, 2.4)]
+
+
+def test_a_vad_span_is_tightened_to_the_sound_and_cut_at_a_silent_pause() -> None:
+    """fsmn-vad pads its spans; inside the padding the frame energies say where sound is. A
+    two-frame click before the speech starts nothing; 0.6 s of silence inside cuts the span;
+    a start moves by at most 0.45 s (beyond the VAD's padding the VAD knows better)."""
+    levels_db = np.full(400, -80.0)
+    levels_db[25:27] = -40.0  # a click at 0.25 s
+    levels_db[60:150] = -20.0  # speech 0.60-1.50 s
+    levels_db[210:330] = -22.0  # speech 2.10-3.30 s, after 0.6 s of silence
+    assert tighten_span(levels_db, -80.0, 300, 3500) == [(0.6, 1.5), (2.1, 3.3)]
+    assert tighten_span(levels_db, -80.0, 200, 1600) == [(0.6, 1.5)]
+    assert tighten_span(levels_db, -80.0, 0, 1600) == [(0.45, 1.5)]
 
 
 def test_renderers_never_write_overlapping_cues_from_an_old_transcript() -> None:
