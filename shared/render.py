@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from html import escape
 
 from shared.errors import BadRequestError
+from shared.segment_timing import without_overlaps
 from shared.transcript import Segment, Transcript, join_texts
 
 logger = logging.getLogger(__name__)
@@ -79,15 +80,17 @@ def _cues(transcript: Transcript) -> list[Cue]:
     """The segments that have text, timed in whole ms, each lasting at least MIN_CUE_MS.
 
     Rounding to ms first and then enforcing end > start guarantees the printed times are
-    ordered, which float comparisons before rounding would not.
+    ordered, which float comparisons before rounding would not. Cues never overlap (a player
+    shows two at once, stacked): engines fit segments to the speech, and transcripts stored
+    before they did are put in order here.
     """
-    cues = []
-    for segment in transcript.segments:
+    cues: list[Cue] = []
+    for segment in without_overlaps(transcript.segments):
         text = _one_line(segment.text)
         if not text:
             logger.debug("skipping a segment without text at %.3f s", segment.start_s)
             continue
-        start_ms = max(0, round(segment.start_s * 1000))
+        start_ms = max(0, round(segment.start_s * 1000), cues[-1].end_ms if cues else 0)
         end_ms = max(round(segment.end_s * 1000), start_ms + MIN_CUE_MS)
         cues.append(Cue(start_ms=start_ms, end_ms=end_ms, text=text, speaker_label=_speaker_label(segment)))
     return cues
@@ -224,7 +227,7 @@ def render_verbose_json(transcript: Transcript) -> str:
                 "compression_ratio": 0.0,
                 "no_speech_prob": 0.0,
             }
-            for index, s in enumerate(transcript.segments)
+            for index, s in enumerate(without_overlaps(transcript.segments))
         ],
     }
     words = [

@@ -136,14 +136,17 @@ class FsmnVadLite:
         self.runtime = runtime
         self.max_end_silence_ms = max_end_silence_ms
 
-    def open_stream(self) -> FsmnVadStream:
-        return FsmnVadStream(self)
+    def open_stream(self, max_end_silence_ms: int | None = None) -> FsmnVadStream:
+        """`max_end_silence_ms`: the pause that ends a span in this stream; None: the VAD's own."""
+        return FsmnVadStream(self, max_end_silence_ms)
 
-    def segments_ms(self, audio: np.ndarray) -> list[tuple[int, int]]:
-        """Speech spans `(start_ms, end_ms)` of a whole recording of float32 16 kHz samples."""
+    def segments_ms(self, audio: np.ndarray, max_end_silence_ms: int | None = None) -> list[tuple[int, int]]:
+        """Speech spans `(start_ms, end_ms)` of a whole recording of float32 16 kHz samples;
+        `max_end_silence_ms` overrides the pause that ends a span (subtitles cut at shorter
+        pauses than the decoder's chunks need)."""
         if audio.size < SAMPLE_RATE_HZ // 10:
             return []
-        stream = self.open_stream()
+        stream = self.open_stream(max_end_silence_ms)
         piece = FILE_PIECE_MS * SAMPLE_RATE_HZ // 1000
         events: list[tuple[int, int]] = []
         for offset in range(0, audio.size, piece):
@@ -174,8 +177,9 @@ class FsmnVadStream:
     call with `is_final=True` the stream starts over at time 0.
     """
 
-    def __init__(self, vad: FsmnVadLite) -> None:
+    def __init__(self, vad: FsmnVadLite, max_end_silence_ms: int | None = None) -> None:
         self._vad = vad
+        self._max_end_silence_ms = vad.max_end_silence_ms if max_end_silence_ms is None else max_end_silence_ms
         self._reset()
 
     def _reset(self) -> None:
@@ -203,7 +207,7 @@ class FsmnVadStream:
             first_frame = self._machine.frm_cnt
             waveform = self._frames_waveform(first_frame, scores.shape[1])
             result = self._machine(scores, waveform, is_final=is_final,
-                                   max_end_sil=self._vad.max_end_silence_ms, online=True)
+                                   max_end_sil=self._max_end_silence_ms, online=True)
             events = [(int(start), int(end)) for start, end in (result[0] if result else [])]
         if is_final:
             self._reset()

@@ -18,10 +18,14 @@ import numpy as np
 
 from shared.config import Settings
 from shared.errors import EngineError, NotSupportedError
-from shared.transcript import Segment, Transcript, join_texts
+from shared.segment_timing import fit_to_speech
+from shared.transcript import Transcript, join_texts
 from worker.engines.base import SAMPLE_RATE_HZ, ProgressCallback, TranscriptionOptions
 from worker.engines.fsmn_vad import current_log_levels, restore_process_settings
+from worker.engines.fsmn_vad_lite import FsmnVadLite
+from worker.engines.funasr_timestamps import segments_from_result
 from worker.engines.model_files import resolve_vad_model_dir
+from worker.engines.speech_spans import speech_spans_s
 from worker.engines.voiceprints import CAMPPLUS_MODEL
 
 logger = logging.getLogger(__name__)
@@ -78,6 +82,7 @@ class FunAsrEngine:
         self._device = settings.device
         self._language = settings.funasr_language
         self._batch_size_s = settings.funasr_batch_size_s
+        self._speech_vad = _speech_vad(Path(kwargs["vad_model"]), settings)
 
     def transcribe(
         self, audio: np.ndarray, options: TranscriptionOptions, progress: ProgressCallback | None = None
@@ -100,7 +105,11 @@ class FunAsrEngine:
             results = self._model.generate(input=audio, **generate_kwargs) if audio.size else []
         except Exception as exc:  # a model failure is a failed job with its reason, never a dead worker
             raise EngineError(f"FunASR failed: {type(exc).__name__}: {exc}") from exc
-        segments = _segments(results[0] if results else {}, diarize=options.diarize)
+        # Segments cut at sentence ends and pauses, timed by the speech (one cue for the whole
+        # file without a speaker model, before).
+        segments = segments_from_result(results[0] if results else {}, diarize=options.diarize)
+        segments = fit_to_speech(segments, speech_spans_s(self._speech_vad, audio) if segments else [])
+        segments = [s.model_copy(update={"words": []}) for s in segments]
         if progress is not None:
             progress(1.0)
         return Transcript(text=join_texts(s.text for s in segments), segments=segments, language=self._language,
@@ -147,18 +156,14 @@ class FunAsrEngine:
         return vector / (np.linalg.norm(vector) or 1.0)
 
 
-def _segments(result: dict[str, Any], *, diarize: bool) -> list[Segment]:
-    """Sentence segments from `sentence_info` (punctuation model present), else one segment."""
-    sentences = result.get("sentence_info") or []
-    segments = []
-    for sentence in sentences:
-        text = str(sentence.get("text", "")).strip()
-        if not text:
-            continue
-        speaker = sentence.get("spk") if diarize else None
-        segments.append(Segment(start_s=sentence["start"] / 1000, end_s=sentence["end"] / 1000, text=text,
-                                speaker=int(speaker) if speaker is not None else None))
-    if segments or not str(result.get("text", "")).strip():
-        return segments
-    stamps = result.get("timestamp") or [[0, 0]]
-    return [Segment(start_s=stamps[0][0] / 1000, end_s=stamps[-1][1] / 1000, text=str(result["text"]).strip())]
+def _speech_vad(vad_path: Path, settings: Settings) -> FsmnVadLite:
+    """The pipeline's fsmn-vad weights in numpy, for the speech spans that time the segments;
+    the shipped weights where they cannot load that way (a hub id, which lands in FunASR's
+    cache, or a directory without `model.pt`)."""
+    if vad_path.is_dir():
+        try:
+            return FsmnVadLite(vad_path, max_end_silence_ms=settings.vad_max_end_silence_ms)
+        except EngineError as exc:
+            logger.info("timing segments with the shipped fsmn-vad weights: %s", exc)
+    return FsmnVadLite(resolve_vad_model_dir(settings.vad_model_dir),
+                       max_end_silence_ms=settings.vad_max_end_silence_ms)

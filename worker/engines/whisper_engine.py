@@ -15,12 +15,14 @@ import numpy as np
 
 from shared.config import Settings
 from shared.errors import EngineError, NotSupportedError
+from shared.segment_timing import fit_to_speech
 from shared.transcript import Segment, Transcript, Word
 from worker.engines.base import SAMPLE_RATE_HZ, ProgressCallback, StreamOptions, TranscriptionOptions
 from worker.engines.diarization import Embedder, diarize_windows, label_segments
 from worker.engines.fsmn_vad import merge_into_chunks
 from worker.engines.fsmn_vad_lite import FsmnVadLite
 from worker.engines.model_files import resolve_vad_model_dir, resolve_whisper_model
+from worker.engines.speech_spans import speech_spans_s
 from worker.engines.voiceprints import RESEMBLYZER_MODEL
 from worker.engines.whisper_stream import WhisperStreamSession
 
@@ -79,6 +81,11 @@ class WhisperEngine:
             segments, language = self._decode_batched(audio, chunks, language, options, progress)
         else:
             segments, language = self._decode_sequential(audio, chunks, language, options, progress)
+        # Whisper's own segment times are timestamp tokens, which drift into round 4-5 s steps
+        # back to back across pauses: segments follow the words and the speech instead.
+        segments = fit_to_speech(segments, speech_spans_s(self._vad, audio))
+        if not options.word_timestamps:
+            segments = [s.model_copy(update={"words": []}) for s in segments]
         if options.diarize and speech_ms:
             windows = diarize_windows(audio, speech_ms, self._speaker_embedder(), options.min_speakers,
                                       options.max_speakers)
@@ -140,7 +147,8 @@ class WhisperEngine:
             raw_segments, info = self._batched.transcribe(
                 audio, language=language, beam_size=self._beam_size, batch_size=self._batch_size,
                 clip_timestamps=[{"start": start / 1000, "end": end / 1000} for start, end in chunks],
-                word_timestamps=options.word_timestamps, hotwords=" ".join(options.hotwords) or None,
+                # Word times always: segments are cut and timed by them (fit_to_speech).
+                word_timestamps=True, hotwords=" ".join(options.hotwords) or None,
                 condition_on_previous_text=False,
             )
             segments = []
@@ -162,7 +170,7 @@ class WhisperEngine:
         try:
             raw_segments, info = self._model.transcribe(
                 piece, language=language, beam_size=self._beam_size, vad_filter=False,
-                condition_on_previous_text=False, word_timestamps=options.word_timestamps,
+                condition_on_previous_text=False, word_timestamps=True,  # see _decode_batched
                 hotwords=" ".join(options.hotwords) or None,
             )
             segments = [s for s in (_to_segment(raw, offset_s) for raw in raw_segments) if s is not None]
