@@ -133,6 +133,10 @@ class Settings(BaseSettings):
     sentence_worker_concurrency: int = 1
     worker_max_tasks_per_child: int = 0
     preload_model: bool = True
+    #: Load the speaker embedder (Whisper workers' diarization) in the background once the
+    #: worker is ready, so the first diarized job does not wait for it (5-30 s), at about
+    #: 380 MB more per worker process; off, it loads on the first diarize job (its status says so).
+    preload_speaker_model: bool = False
     #: A running job whose row was not touched for this long lost its worker (its lease is
     #: renewed every quarter of this, and progress is written per decoded chunk); workers send
     #: such jobs to the queue again. Short, so a worker killed whole (main process included)

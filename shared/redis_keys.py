@@ -98,6 +98,11 @@ def stream_session_out_channel(session_id: str) -> str:
 RATE_LIMIT_PREFIX = f"{PREFIX}:limits"
 
 
+def job_waiting_key(job_id: str) -> str:
+    """What a running job is waiting for, in words (`shared/job_waiting.py`), while it waits."""
+    return f"{PREFIX}:job:{job_id}:waiting-for"
+
+
 def audio_charge_corrected_key(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}:audio-charge-corrected"
 

@@ -129,6 +129,8 @@ SCHEMAS: dict[str, Schema] = {
             "links": {"type": "object", "required": ["self", "transcript", "webhooks"], "properties": {
                 "self": {"type": "string"}, "transcript": {"type": "string"}, "webhooks": {"type": "string"}}},
             "result": ref("TranscriptResult"),
+            "waiting_for": nullable("string", description="While running: what the job waits for, in words (the"
+                                                          " first diarize job of a worker loads the speaker model)."),
             "stage": {"type": "string", "enum": list(REPROCESS_STAGES),
                       "description": "Only for a live session that asked for reprocessing: where it stands."},
             "reprocessed": ref("Reprocessing"),

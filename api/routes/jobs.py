@@ -21,6 +21,7 @@ from api.uploads import receive_audio
 from shared.db.models import JobStatus
 from shared.db.repository import STREAM_MODE
 from shared.errors import BadRequestError, ConflictError, ForbiddenError, GoneError
+from shared.job_waiting import read_job_waiting_for
 from shared.render import render
 
 blueprint = Blueprint("jobs", __name__)
@@ -59,6 +60,8 @@ def get_job(job_id: str):  # type: ignore[no-untyped-def]
         transcript = stream_jobs.stored_sentences(d, job)  # a live session's sentences, whatever its status
     body = job_to_dict(job, transcript, hotword_hits_of(d, job, transcript) if transcript is not None else None)
     body.update(job_estimate(d, job))  # queue position and ETA while queued or running
+    # What a running job waits for, in words (the first diarize job loading the speaker model).
+    body["waiting_for"] = read_job_waiting_for(d.redis, job.id) if job.status == JobStatus.RUNNING else None
     if (reprocessing := stream_jobs.reprocess_view(d, job, owner)) is not None:
         body["stage"] = reprocessing.pop("stage")
         body["reprocessed"] = reprocessing

@@ -95,6 +95,17 @@ class WhisperEngine:
         return Transcript.from_segments(segments, language=language, duration_s=audio_ms / 1000,
                                         engine=self.name, model=self.model_name)
 
+    @property
+    def speaker_model_ready(self) -> bool:
+        """False while a diarize job would first have to load the speaker model."""
+        return self.speaker_model is None or self._embedder is not None
+
+    def start_loading_speaker_model(self) -> None:
+        """Load the speaker embedder in a background thread (`preload_speaker_model`): the
+        worker takes jobs meanwhile, and a diarize job that comes first waits on the lock."""
+        if self.speaker_model is not None:
+            threading.Thread(target=self._speaker_embedder, name="speaker-model-preload", daemon=True).start()
+
     def _speaker_embedder(self) -> Embedder:
         """Resemblyzer, loaded on first use: it brings torch, which only diarize jobs need."""
         with self._embedder_lock:

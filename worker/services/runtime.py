@@ -60,6 +60,8 @@ def build_runtime(settings: Settings) -> WorkerRuntime:
     except redis.RedisError:
         logger.warning("could not record the model load in Redis", exc_info=True)
     logger.info("worker %s loaded engine %s (%s) in %.2f s", identity, engine.name, engine.model_name, load_s)
+    if settings.preload_speaker_model and hasattr(engine, "start_loading_speaker_model"):
+        engine.start_loading_speaker_model()
     # Read before any job: a configured list that cannot be read stops the worker, loudly.
     sensitive_words = SensitiveWords.from_file(settings.sensitive_words_path, settings.sensitive_words_mask)
     session_factory = make_session_factory(make_engine(settings.database_url))

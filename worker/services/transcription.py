@@ -7,6 +7,7 @@ the final status is a conditional update that only one attempt can win.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import threading
@@ -20,6 +21,7 @@ from shared.audio import decode_16k_mono
 from shared.db.models import TERMINAL_STATUSES, Job, JobStatus, utc_now
 from shared.errors import AudioTooLongError, OddAsrError
 from shared.hotwords import hotword_hits
+from shared.job_waiting import LOADING_SPEAKER_MODEL, job_waiting_for
 from shared.queue_stats import record_completion_quietly
 from shared.schemas import JobEvent, JobOptions
 from shared.storage import StorageKeyNotFound
@@ -216,7 +218,10 @@ def _transcribe(
         if not runtime.jobs.set_progress(job_id, min(fraction, 0.99)):
             raise JobCanceled(job_id)
 
-    transcript = runtime.engine.transcribe(audio, _engine_options(mode, options), progress=report)
+    waits_for_speaker_model = options.diarize and not getattr(runtime.engine, "speaker_model_ready", True)
+    with (job_waiting_for(runtime.redis, job_id, LOADING_SPEAKER_MODEL) if waits_for_speaker_model
+          else contextlib.nullcontext()):
+        transcript = runtime.engine.transcribe(audio, _engine_options(mode, options), progress=report)
     if options.identify_speakers and options.diarize:
         transcript = name_speakers(runtime, owner, audio, transcript)
     return transcript
