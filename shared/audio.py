@@ -24,6 +24,7 @@ import soundfile
 import soxr
 
 from shared.errors import AudioTooLongError, UnprocessableAudioError, UnsupportedMediaError
+from shared.wav_truncation import truncation_message
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +143,20 @@ def _length_known(frames: int, sample_rate_hz: float) -> bool:
     return frames / sample_rate_hz <= _MAX_PLAUSIBLE_DURATION_S
 
 
+def _bytes_per_sample(subtype: str) -> int:
+    """PCM_16 -> 2, FLOAT -> 4, ...; 2 where the subtype does not say (only the message's seconds use it)."""
+    sizes = {"PCM_U8": 1, "PCM_S8": 1, "ULAW": 1, "ALAW": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4,
+             "DOUBLE": 8}
+    return sizes.get(subtype, 2)
+
+
+def _refuse_truncated_wav(path: Path, format_name: str, sample_rate_hz: float, channels: int, subtype: str) -> None:
+    """A WAV that holds less than its header announces (libsndfile reads it without a word)."""
+    if format_name == "WAV" and (cut := truncation_message(path, sample_rate_hz * channels
+                                                           * _bytes_per_sample(subtype))):
+        raise UnprocessableAudioError(cut)
+
+
 def _probe_soundfile(path: Path) -> AudioInfo | None:
     """Header-only probe with libsndfile; None when libsndfile does not know the format, or
     the header does not know the length (FFmpeg then measures it)."""
@@ -156,6 +171,7 @@ def _probe_soundfile(path: Path) -> AudioInfo | None:
         raise UnprocessableAudioError(
             f"the {info.format} file holds no audio samples (only a header): record or export it again"
         )
+    _refuse_truncated_wav(path, str(info.format), info.samplerate, info.channels, str(info.subtype))
     return AudioInfo(
         duration_s=info.frames / info.samplerate,
         sample_rate_hz=int(info.samplerate),
@@ -295,6 +311,7 @@ def _decode_soundfile(path: Path, max_duration_s: float | None) -> np.ndarray | 
             return None
         if handle.frames > 0:
             _refuse_too_long(handle.frames / source_rate_hz, max_duration_s)
+        _refuse_truncated_wav(path, str(handle.format), source_rate_hz, handle.channels, str(handle.subtype))
         resampler = (
             soxr.ResampleStream(source_rate_hz, TARGET_SAMPLE_RATE_HZ, 1, dtype="float32", quality="HQ")
             if source_rate_hz != TARGET_SAMPLE_RATE_HZ

@@ -93,10 +93,13 @@ def test_bytes_that_are_not_audio_are_415(client: FlaskClient, settings: Setting
     assert stored_objects(settings) == []
 
 
-def test_truncated_wav_is_refused_with_a_reason(client: FlaskClient) -> None:
+def test_truncated_wav_is_refused_with_a_reason(client: FlaskClient, settings: Settings) -> None:
     response = post(client, wav_bytes(1.0)[:60])
     assert response.status_code in (415, 422)
     assert response.get_json()["error"]
+    # Cut after its header (a recording or upload cut off): libsndfile read it without a word.
+    assert_error(post(client, wav_bytes(12.0)[:30_000]), 422, "truncated", "12.0 s", "0.9 s")
+    assert stored_objects(settings) == []
 
 
 def test_upload_over_the_size_limit_is_413(client: FlaskClient, settings: Settings) -> None:

@@ -28,6 +28,7 @@ import soxr
 
 from shared.audio import TARGET_SAMPLE_RATE_HZ, AudioInfo, decode_16k_mono, pcm16le_to_float32, probe
 from shared.errors import OddAsrError, UnprocessableAudioError, UnsupportedMediaError
+from shared.wav_truncation import wav_truncation
 
 DURATION_S = 3.0
 TOLERANCE_S = 0.1
@@ -204,6 +205,24 @@ def test_truncated_wav_header_is_422(tmp_path: Path, cut_bytes: int) -> None:
     path = tmp_path / "cut.wav"
     path.write_bytes(wav_bytes(chirp(16000, 1), 16000)[:cut_bytes])
     assert_refused(path, UnprocessableAudioError)
+
+
+def test_a_wav_cut_after_its_header_says_how_much_is_missing(tmp_path: Path) -> None:
+    """libsndfile reads what is there without a word: a recording cut off (its first 30 KB of
+    12 s) was transcribed as if whole, though truncated files are documented as 422."""
+    path = tmp_path / "cut.wav"
+    path.write_bytes(wav_bytes(chirp(16000, 1, 12.0), 16000)[:30_000])
+    assert_refused(path, UnprocessableAudioError, "truncated: its header announces 12.0 s of audio but it holds 0.9 s")
+
+
+def test_a_wav_whose_header_does_not_know_its_length_is_read(tmp_path: Path) -> None:
+    """Streaming recorders write 0xFFFFFFFF (or 0) while the length is unknown: not a truncation."""
+    data = bytearray(wav_bytes(chirp(16000, 1, 2.0), 16000))
+    data_chunk = data.index(b"data")
+    data[data_chunk + 4:data_chunk + 8] = b"\xff\xff\xff\xff"
+    path = tmp_path / "streamed.wav"
+    path.write_bytes(bytes(data))
+    assert wav_truncation(path) is None
 
 
 @pytest.mark.parametrize(
