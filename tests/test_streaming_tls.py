@@ -68,3 +68,35 @@ def test_https_api_serves_the_api_the_page_and_its_websocket_over_tls(stack: Sta
         ws.send(json.dumps({"type": "Close"}))
         while json.loads(ws.recv(timeout=30))["type"] != "Summary":
             pass
+
+
+def _cli(settings_env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    import os
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ODDASR_", "REQUESTS_CA", "SSL_CERT"))}
+    return subprocess.run([sys.executable, "-m", "shared.cli.main", *args], env={**env, **settings_env},
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_the_cli_talks_to_an_https_api_trusting_its_self_signed_certificate(
+        stack: Stack, certificate, speech_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    """`oddasr transcribe`, `stream` and `health` find this config's https API and trust its
+    self-signed certificate (ssl_cert_path); another server needs --ca-cert."""
+    cert, key = certificate
+    url, settings = stack.start_api("api-https-cli", https_api=True)
+    config = {"ODDASR_HOST": "127.0.0.1", "ODDASR_PORT": str(settings.port), "ODDASR_HTTPS_API": "true",
+              "ODDASR_ENABLE_HTTPS": "true", "ODDASR_SSL_CERT_PATH": str(cert), "ODDASR_SSL_KEY_PATH": str(key),
+              "ODDASR_DATA_DIR": str(stack.settings.data_dir)}
+    clip = synthesize(REFERENCE_SENTENCES[1], speech_dir / "tls-cli.wav")
+    done = _cli(config, "transcribe", str(clip))
+    assert done.returncode == 0 and done.stdout.strip(), done.stderr[-2000:]
+    streamed = _cli(config, "stream", str(clip), "--speed", "4", "--language", "en")
+    assert streamed.returncode == 0 and "1 sentence" in streamed.stderr, streamed.stderr[-2000:]
+    assert _cli(config, "health").returncode == 0
+    # Another server (here: the same one by another name) is checked against the system's store...
+    refused = _cli(config, "transcribe", str(clip), "--server", url.replace("127.0.0.1", "localhost"))
+    assert refused.returncode == 1 and "certificate" in refused.stderr.lower(), refused.stderr[-2000:]
+    # ... unless told which CA signed it.
+    told = _cli(config, "transcribe", str(clip), "--server", url, "--ca-cert", str(cert))
+    assert told.returncode == 0, told.stderr[-2000:]

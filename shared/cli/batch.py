@@ -26,6 +26,7 @@ from shared.cli.client import (
     auth_headers,
     no_server_message,
     submit,
+    untrusted_certificate_message,
     wait,
 )
 
@@ -122,6 +123,9 @@ def run_batch(paths: list[Path], server: str, fmt: str, fields: dict[str, str], 
             response = http.get(f"{server}/v1/jobs/{job_id}/transcript", params={"format": fmt}, timeout=60)
             if response.status_code != 200:
                 raise ClientError(f"cannot fetch the transcript: {_error_text(response)}")
+        except requests.exceptions.SSLError as exc:  # a ConnectionError too, but the server did answer
+            unreachable.set()
+            raise ClientError(untrusted_certificate_message(server, exc)) from None
         except requests.ConnectionError:
             unreachable.set()
             raise ClientError(no_server_message(server)) from None

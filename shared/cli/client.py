@@ -104,6 +104,13 @@ def wait(http: requests.Session, server: str, job_id: str, label: str, timeout_s
             time.sleep(POLL_INTERVAL_S)
 
 
+def untrusted_certificate_message(server: str, exc: Exception) -> str:
+    """What to do when the TLS handshake fails, instead of "no server answers"."""
+    reason = getattr(getattr(exc, "args", [None])[0], "reason", None) or exc
+    return (f"{server} answered with a certificate this machine does not trust ({reason}): pass the CA that "
+            "signed it with --ca-cert (a self-signed certificate is its own CA)")
+
+
 def no_server_message(server: str) -> str:
     """What to do when nothing answers, instead of urllib3's "Max retries exceeded"."""
     return (f"no OddASR server answers at {server}: start one with `oddasr` (or `oddasr -c config.json`) "
@@ -137,6 +144,10 @@ def transcribe_files(
                 target = output_dir / f"{path.stem}.{FORMAT_EXTENSIONS.get(fmt, fmt)}"
                 target.write_text(text, encoding="utf-8")
                 sys.stderr.write(f"{path} -> {target}\n")
+        except requests.exceptions.SSLError as exc:  # a ConnectionError too, but the server did answer
+            failures += 1
+            sys.stderr.write(f"error: {untrusted_certificate_message(server, exc)}\n")
+            break
         except requests.ConnectionError:
             failures += 1
             sys.stderr.write(f"error: {no_server_message(server)}\n")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from shared.auth.exposure import api_exposure_problem, flower_exposure_problem
 from shared.cli import commands, keys
+from shared.cli.tls import ca_for, trust
 from shared.config import CONFIG_FILE_ENV, Settings, load_settings, unused_config_keys_message
 from shared.logs import configure_logging
 from shared.render import RENDERERS
@@ -56,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     transcribe.add_argument("--format", default="txt", choices=list(RENDERERS),
                             help=f"the transcript's format: {', '.join(RENDERERS)} (txt)")
     transcribe.add_argument("--server", default=None, help="server URL (default: this config's host and port)")
+    transcribe.add_argument("--ca-cert", help="the CA that signed an https server's certificate (default: the "
+                                              "system's; this config's own API: ssl_cert_path)")
     transcribe.add_argument("--output-dir", type=Path, help="save transcripts here instead of printing them")
     transcribe.add_argument("--mode", default="file", choices=["file", "sentence"])
     transcribe.add_argument("--language")
@@ -67,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     stream_source.add_argument("file", type=Path, nargs="?", help="a recording in any format the server takes")
     stream_source.add_argument("--mic", action="store_true", help="the default microphone, until Ctrl-C")
     stream.add_argument("--server", default=None, help="server URL (default: this config's host and port)")
+    stream.add_argument("--ca-cert", help="the CA that signed a wss server's certificate (default: the system's; "
+                                          "this config's own API: ssl_cert_path)")
+    health = sub.add_parser("health", help="exit 0 when this config's API answers ready (container health checks)")
+    health.add_argument("--server", default=None, help="server URL (default: this config's host and port)")
+    health.add_argument("--ca-cert", help="the CA to check the certificate against (loopback: not checked)")
+    health.add_argument("--live", action="store_true", help="only that the API answers (/healthz), not /readyz")
     stream.add_argument("--language")
     stream.add_argument("--hotwords", help="space-separated")
     stream.add_argument("--speed", type=float, default=1.0, help="times real time (default 1.0)")
@@ -149,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.hotwords:
             fields["hotwords"] = args.hotwords
         server = args.server or settings.api_base_url
+        trust(ca_for(settings, server, args.ca_cert))
         from shared.cli.batch import is_batch, run_batch
 
         if is_batch(args.files) or args.resume:
@@ -166,9 +176,14 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write("oddasr: --speed must be more than 0\n")
             return 2
         server = args.server or settings.api_base_url
+        trust(ca_for(settings, server, args.ca_cert))
         return run_stream(None if args.mic else args.file, server, language=args.language,
                           hotwords=(args.hotwords or "").split(),
                           api_key=args.api_key or settings.api_key, speed=args.speed)
+    if command == "health":
+        from shared.cli.health import check_ready
+
+        return check_ready(args.server or settings.api_base_url, args.ca_cert or "", live_only=args.live)
     return 2
 
 
