@@ -59,3 +59,16 @@ def test_several_ranges_at_once_are_answered_whole(client: FlaskClient, stored: 
     path, audio = stored
     whole = client.get(path, headers={"Range": "bytes=0-9,20-29"})
     assert whole.status_code == 200 and whole.data == audio
+
+
+def test_audio_the_row_names_but_storage_lacks_is_gone_not_missing(client: FlaskClient, stored: tuple[str, bytes],
+                                                                 tmp_path: Path) -> None:
+    """A live session whose stream worker was killed before storing its recording has an
+    audio key and no object: the job exists, its audio is gone (410), not "no such job" (404)."""
+    path, _ = stored
+    objects = [p for p in (tmp_path / "data" / "storage").rglob("*") if p.is_file() and "audio" in p.parts]
+    assert objects, "the upload's stored audio"
+    for stored_object in objects:
+        stored_object.unlink()
+    gone = client.get(path)
+    assert gone.status_code == 410 and "never stored" in gone.get_json()["error"], gone.get_data(as_text=True)

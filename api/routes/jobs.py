@@ -23,6 +23,7 @@ from shared.db.repository import STREAM_MODE
 from shared.errors import BadRequestError, ConflictError, ForbiddenError, GoneError
 from shared.job_waiting import read_job_waiting_for
 from shared.render import render
+from shared.storage import StorageKeyNotFound
 
 blueprint = Blueprint("jobs", __name__)
 
@@ -89,7 +90,14 @@ def get_audio(job_id: str) -> Response:
                         f" retention time)")
     if job.mode == STREAM_MODE and job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
         raise ConflictError(f"job {job.id} is a live session still running; its recording is stored when it ends")
-    size_bytes = d.storage.size_bytes(job.audio_key)
+    try:
+        size_bytes = d.storage.size_bytes(job.audio_key)
+    except StorageKeyNotFound:
+        # The row names audio that never reached storage: a live session whose stream worker was
+        # killed before it stored the recording (a parked one is attached once stored).
+        raise GoneError(f"the audio of job {job.id} was never stored"
+                        + (": its stream worker was lost before the session ended" if job.mode == STREAM_MODE
+                           else "")) from None
     headers = {"Accept-Ranges": "bytes", "Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"}
     # Players and browsers seek with Range; several ranges at once are answered whole (RFC 9110
     # lets a server ignore Range), which werkzeug's range_for_length signals with None.
