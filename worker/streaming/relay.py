@@ -71,6 +71,11 @@ class WorkerRelay:
         self.lag = LagGauge()
         self._stop_heartbeat = threading.Event()
 
+    @property
+    def detached(self) -> bool:
+        """No client is connected: the session is held for one to reconnect."""
+        return self._detached_since_s is not None
+
     # --- open and close ------------------------------------------------------------------
     def open(self) -> None:
         """Listen to the session's input and its job's events, tell the API `ready`, and beat."""
