@@ -1,5 +1,6 @@
-"""A live session at 8 kHz, without the service: the worker's relay loop (`SessionRunner._loop`)
-fed FunASR-sized frames by a stand-in for Redis, its engine session a recorder of what it gets.
+"""A live session at 8 kHz, without the service: the worker's session loop (`SessionRunner._loop`)
+fed FunASR-sized frames through its relay by a stand-in for Redis, its engine stream a recorder
+of what it gets.
 
 The resampler (soxr's stream) holds back its last 12-115 ms until it is told the input ended;
 the session must get them before it closes its sentence, or every 8 kHz stream loses its end.
@@ -85,8 +86,14 @@ class _PubSub:
     def __init__(self, frames: list[bytes]) -> None:
         self._messages = [{"type": "message", "channel": b"in", "data": frame} for frame in frames]
 
+    def subscribe(self, *channels: str) -> None:
+        pass
+
     def get_message(self, timeout: float = 0.0) -> dict | None:  # type: ignore[type-arg]
         return self._messages.pop(0) if self._messages else None
+
+    def close(self) -> None:
+        pass
 
 
 def _run(pcm_parts: list[bytes], sample_rate_hz: int = 8000) -> tuple[_Session, _Recorder]:
@@ -105,14 +112,20 @@ def _run(pcm_parts: list[bytes], sample_rate_hz: int = 8000) -> tuple[_Session, 
         for offset in range(0, len(pcm), FRAME_BYTES):
             frames.append(sm.encode_frame(header(sm.AUDIO), pcm[offset:offset + FRAME_BYTES]))
     frames.append(sm.encode_frame(header(sm.STOP)))
-    runtime = SimpleNamespace(settings=SimpleNamespace(), redis=SimpleNamespace(publish=lambda *a: None),
+    pubsub = _PubSub(frames)
+    runtime = SimpleNamespace(settings=SimpleNamespace(stream_heartbeat_interval_s=3600.0),
+                              redis=SimpleNamespace(publish=lambda *a: None, pubsub=lambda **_: pubsub),
                               sensitive_words=SimpleNamespace(mask_text=lambda text: text),
                               jobs=SimpleNamespace(add_stream_segment=lambda *a: None))
     request = sm.SessionRequest(session_id="s", job_id="j", fence=FENCE, expires_at_s=0.0,
                                 sample_rate_hz=sample_rate_hz)
     runner = SessionRunner(runtime, SimpleNamespace(name="fake"), request, threading.Event())  # type: ignore[arg-type]
     session, recorder = _Session(), _Recorder()
-    assert runner._loop(_PubSub(frames), session, recorder, 0.0) == "stopped"
+    runner.relay.open()
+    try:
+        assert runner._loop(session, recorder, 0.0) == "stopped"  # type: ignore[arg-type]
+    finally:
+        runner.relay.close()
     return session, recorder
 
 

@@ -45,15 +45,6 @@ def fail(deps: ApiDeps, job_id: str, reason: str) -> None:
         logger.warning("could not mark stream job %s failed", job_id, exc_info=True)
 
 
-def why_not_continue(deps: ApiDeps, task_id: str, owner_id: str | None = None) -> tuple[str, str]:
-    """The answer to a client that asks to continue session `task_id` (resuming comes later).
-    Another key's session is "unknown", in the same words as a missing one."""
-    job = deps.jobs.find(task_id, owner_id) if len(task_id) <= 64 else None
-    if job is None or job.mode != STREAM_MODE:
-        return v.UNKNOWN_TASK, f"unknown task_id {task_id[:64]!r}: leave task_id empty to start a new session"
-    return v.BAD_REQUEST, f"session {task_id} has ended and cannot be continued; start a new session"
-
-
 def stored_sentences(deps: ApiDeps, job: Job) -> Transcript | None:
     """A session's transcript from the sentences stored as they were produced: what a
     session that failed (its worker killed) still has to show."""

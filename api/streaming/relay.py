@@ -1,14 +1,18 @@
 """The API's half of the relay: claim a stream worker, hand it the session, move frames.
 
-Knows slots, channels, sequence numbers, heartbeats and flow control; knows nothing of wire
-protocols or models. Runs inside a gevent greenlet per websocket, so its waits are cheap.
+Knows slots, channels, sequence numbers, heartbeats, flow control and what a reconnecting
+client needs (the session's worker, the last final its connection was sent); knows nothing
+of wire protocols or models. Runs inside a gevent greenlet per websocket, so its waits are
+cheap. Its mirror is worker.streaming.relay.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import queue
+import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -17,7 +21,8 @@ import redis
 
 from shared import redis_keys
 from shared import stream_messages as sm
-from shared.stream_slots import Claim, claim_slot
+from shared.config import Settings
+from shared.stream_slots import Claim, claim_slot, slot_of_session
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +51,24 @@ class WorkerEvent:
     received_at_s: float
 
 
+@dataclass
+class ResumePoint:
+    """Where a session whose client reconnects goes on: the worker's claim that holds it, and
+    the last final sentence its previous connection was sent (-1: none)."""
+
+    claim: Claim
+    last_final_sent: int
+
+
+def find_session(client: redis.Redis, session_id: str) -> ResumePoint | None:
+    """The session's worker and resume point; None when no worker holds it any more."""
+    claim = slot_of_session(client, session_id)
+    if claim is None:
+        return None
+    stored = client.get(redis_keys.stream_resume_key(session_id))
+    return ResumePoint(claim, int(json.loads(stored)["last_final_sent"]) if stored else -1)
+
+
 def wait_for_slot(client: redis.Redis, session_id: str, wait_s: float) -> Claim | None:
     """Claim a free stream worker, asking again for up to `wait_s`; None when none came free."""
     deadline_s = time.monotonic() + wait_s
@@ -54,6 +77,16 @@ def wait_for_slot(client: redis.Redis, session_id: str, wait_s: float) -> Claim 
         if claim is not None or time.monotonic() >= deadline_s:
             return claim
         time.sleep(CLAIM_RETRY_INTERVAL_S)
+
+
+def open_relay(client: redis.Redis, session_id: str, claim: Claim, settings: Settings, sample_rate_hz: int, *,
+               resuming: bool = False) -> RelayClient:
+    """The relay of one connection to the session's worker; a resuming connection gets a
+    fresh epoch, so the worker tells its frames from the old connection's."""
+    return RelayClient(client, session_id, claim, heartbeat_interval_s=settings.stream_heartbeat_interval_s,
+                       worker_timeout_s=settings.stream_worker_timeout_s, audio_bytes_per_s=2 * sample_rate_hz,
+                       max_backlog_s=settings.stream_max_backlog_s,
+                       epoch=secrets.randbelow(2**31 - 1) + 1 if resuming else 0)
 
 
 class RelayClient:
@@ -88,6 +121,8 @@ class RelayClient:
         self.events: queue.Queue[WorkerEvent | RelayError] = queue.Queue()
         self._closed = threading.Event()
         self._threads: list[threading.Thread] = []
+        #: The index of the last final sentence this connection's client was sent (-1: none yet).
+        self.last_final_sent = -1
 
     # --- start ---------------------------------------------------------------------------
     def start(self, request: sm.SessionRequest) -> None:
@@ -118,6 +153,7 @@ class RelayClient:
             raise RelayError("worker_unready", "the session's worker did not answer; it may have ended")
         received_bytes = reply.received_bytes or 0
         self._sent_bytes = self._processed_bytes = received_bytes
+        self.last_final_sent = after_index
         self._begin_reading(reply)
         return received_bytes
 
@@ -154,6 +190,21 @@ class RelayClient:
             self._redis.publish(self._in_channel, sm.encode_frame(header, payload))
             self._last_sent_s = time.monotonic()
             self._sent_bytes += len(payload)
+
+    def final_delivered(self, index: int) -> None:
+        """The client was sent final `index`: a reconnect goes on after it."""
+        self.last_final_sent = max(self.last_final_sent, index)
+
+    def leave(self, *, hold_s: float) -> None:
+        """The client left before the end. `hold_s` > 0: the worker holds the session that
+        long for a reconnect (DETACH), and the resume key remembers the last final this
+        connection was sent; 0: the worker ends the session (STOP)."""
+        if hold_s > 0:
+            self._redis.set(redis_keys.stream_resume_key(self.session_id),
+                            json.dumps({"last_final_sent": self.last_final_sent}), ex=int(hold_s) + 10)
+            self.send(sm.DETACH)
+        else:
+            self.send(sm.STOP)
 
     def wait_for_credit(self, timeout_s: float) -> bool:
         """Block while the worker holds more unprocessed audio than the backlog allows."""

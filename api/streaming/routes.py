@@ -19,7 +19,7 @@ from simple_websocket import ConnectionClosed
 
 from api.deps import deps
 from api.streaming.client_sockets import SocketCap
-from api.streaming.session import StreamSession
+from api.streaming.session import LiveConnection
 from api.streaming.socket_gate import GatedSocket
 from shared.config import Settings
 
@@ -40,10 +40,10 @@ def stream(ws) -> None:  # type: ignore[no-untyped-def]
         gate = None
     # The caller, when the upgrade carried a key (or auth is off); else the start message's.
     principal = g.get("principal")
-    session = StreamSession(ws, deps(), request.environ.get(PROTOCOL_ENVIRON_KEY, "native"), principal,
-                            resume_session_id=request.args.get("session", "")[:64], gate=gate)
+    connection = LiveConnection(ws, deps(), request.environ.get(PROTOCOL_ENVIRON_KEY, "native"), principal,
+                                resume_session_id=request.args.get("session", "")[:64], gate=gate)
     try:
-        session.run()
+        connection.run()
     except ConnectionClosed:
         raise  # flask-sock's own end of a session
     except Exception:

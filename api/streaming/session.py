@@ -1,50 +1,40 @@
-"""One websocket session, from its first frame to its close.
+"""One websocket connection of a live session: the frame pump.
 
-Glue between three parts that know nothing of each other: the client's wire protocol (an
-adapter), the relay to the pinned worker, and the job that records the session. Runs in one
-gevent greenlet for the client's frames plus one that forwards the worker's results.
+Moves the client's audio and commands (through its wire protocol's adapter) to the session's
+worker, and the worker's results back, until the session ends or the client goes. What is
+decided before the first frame (key, limits, options, a worker, the job) is admission's; the
+link to the worker and what a reconnecting client needs are the relay's; the audio's charge
+is billing's. Runs in one gevent greenlet for the client's frames plus one that forwards the
+worker's results. A session may outlive a connection: a dropped client reconnects to it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import queue
-import secrets
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 
 import redis
 from simple_websocket import ConnectionClosed
-from sqlalchemy.exc import SQLAlchemyError
 
-from api.auth import MISSING_KEY_MESSAGE, authenticate_token
 from api.deps import ApiDeps
-from api.options import check_hotwords, check_language, check_supported, parse_callback_url, parse_language
 from api.principal import Principal
 from api.streaming import jobs as stream_jobs
 from api.streaming import vocabulary as v
+from api.streaming.admission import LiveAdmission, Refused
 from api.streaming.before_start import BeforeStart
+from api.streaming.billing import LiveAudioMeter
 from api.streaming.framing import AudioFramer
 from api.streaming.protocols import detect
-from api.streaming.relay import RelayClient, RelayError, WorkerEvent, wait_for_slot
+from api.streaming.relay import RelayClient, RelayError, WorkerEvent, open_relay
 from api.streaming.socket_gate import GatedSocket
-from shared import redis_keys, reprocess
 from shared import stream_messages as sm
-from shared.db.repository import STREAM_MODE
-from shared.engines_catalog import live_language_refusal
-from shared.errors import BadRequestError, NotSupportedError, OddAsrError, UnauthorizedError
-from shared.schemas import JobOptions
-from shared.stream_slots import release_slot, slot_of_session
 
 logger = logging.getLogger(__name__)
 
-#: A live session is charged against its key's daily audio as it goes, every this much audio,
-#: and ended (its sentences kept) once the allowance is used up.
-LIVE_CHARGE_INTERVAL_S = 10.0
 #: How often the client loop wakes to check its timers.
 RECEIVE_POLL_S = 0.25
 #: After the end of a session, how long the worker has to send its last results.
@@ -61,18 +51,16 @@ class _Outcome:
     error_message: str = ""
 
 
-class StreamSession:
+class LiveConnection:
     def __init__(self, ws, deps: ApiDeps, default_protocol: str,  # type: ignore[no-untyped-def]
                  principal: Principal | None = None, resume_session_id: str = "",
                  gate: GatedSocket | None = None) -> None:
+        """`principal`: the caller, when the upgrade request carried a key; `resume_session_id`:
+        the `session` query parameter, the session a reconnecting client goes on with."""
         self.ws = ws
-        self.principal = principal
         #: Until the session starts, a socket may make the API hold very little.
         self._before_start = BeforeStart(ws, gate, deps.settings, authenticated=principal is not None)
-        #: The `session` query parameter: the session a reconnecting client goes on with.
-        self.resume_session_id = resume_session_id
-        #: The index of the last final sentence sent to this client (-1: none yet).
-        self._last_final_sent = -1
+        self._admission = LiveAdmission(deps, principal, resume_session_id)
         #: The worker said the session ended (or the relay to it failed): nothing to tell it.
         self._worker_ended = False
         #: Sending to the client failed: it is gone.
@@ -88,17 +76,13 @@ class StreamSession:
         self._outcome = _Outcome()
         self._stop_ack = False
         self._stopping = False
-        #: 16-bit PCM sent to the worker, at the client's sample rate: the session's audio.
-        self._relayed_bytes = 0
-        #: Of it, what the key has been charged for (daily audio), and who that key is.
-        self._charged_bytes = 0
-        self._principal: Principal | None = None
+        #: The audio relayed, and charged to the caller's key; set once the session is admitted.
+        self._meter: LiveAudioMeter | None = None
         #: Why the server ended a session that ended well (kind, message): the key's daily
         #: audio used up, or KeepAlives without audio for too long.
         self._server_end: tuple[str, str] | None = None
         #: How many finals the whole session made (the worker says so at the end).
         self._finals_total: int | None = None
-        self._sample_rate_hz = 16000
 
     # --- sending -------------------------------------------------------------------------
     def _send(self, frames: list[str]) -> None:
@@ -119,110 +103,30 @@ class StreamSession:
         self._before_start.tighten()
         try:
             first_text, early_audio = self._before_start.first_frames()
-        except v.ProtocolError as exc:
-            self._refuse(exc.kind, exc.message)
-            return
-        self.adapter = detect(first_text, self.default_protocol)
-        try:
+            self.adapter = detect(first_text, self.default_protocol)
             start = self.adapter.parse_start(first_text)
-        except v.ProtocolError as exc:
+            admitted = self._admission.admit(start, self.adapter.name)
+        except (v.ProtocolError, Refused) as exc:
             self._refuse(exc.kind, exc.message)
             return
-        if self.settings.disable_stream:
-            self._refuse(v.DISABLED, "live streaming is turned off on this server (disable_stream)")
-            return
-        self._sample_rate_hz = start.sample_rate_hz
+        relay = open_relay(self.deps.redis, admitted.session_id, admitted.claim, self.settings,
+                           admitted.sample_rate_hz, resuming=admitted.request is None)
+        meter = self._meter = LiveAudioMeter(self.deps.limiter, admitted.principal, admitted.sample_rate_hz)
         try:
-            principal = self._authenticate(start, resuming=bool(start.task_id or self.resume_session_id))
-        except OddAsrError as exc:
-            self._refuse(v.UNAUTHORIZED if exc.http_status == 401 else v.LIMITED, exc.message)
-            return
-        except SQLAlchemyError:  # the key table is unreachable: say so in the client's protocol
-            logger.warning("stream session: the key database is unavailable", exc_info=True)
-            self._refuse(v.UNAVAILABLE, "the job database is unavailable; try again shortly")
-            return
-        self._principal = principal
-        resume_id = start.task_id or self.resume_session_id
-        if resume_id:
-            self._resume(start, principal, resume_id)
-            return
-        try:  # the same checks as every HTTP endpoint, before a worker is held
-            start.language = parse_language(start.language)
-            check_language(start.language, self.settings)
-            start.hotwords = check_hotwords(start.hotwords)
-            if refusal := live_language_refusal(self.settings.stream_engine, start.language):
-                raise BadRequestError(refusal)
-            if start.callback_url:
-                start.callback_url = parse_callback_url({"callback_url": start.callback_url}, self.settings)
-            if start.reprocess == reprocess.DIARIZE:
-                check_supported(JobOptions(diarize=True), self.settings)
-        except (BadRequestError, NotSupportedError) as exc:
-            self._refuse(v.BAD_REQUEST, exc.message)
-            return
-        session_id = uuid.uuid4().hex
-        try:
-            claim = wait_for_slot(self.deps.redis, session_id, self.settings.stream_slot_wait_s)
-        except redis.RedisError as exc:
-            self._refuse(v.UNAVAILABLE, f"the stream relay (Redis) is unavailable: {exc}")
-            return
-        if claim is None:
-            self._refuse(v.BUSY, f"every stream worker is busy (waited {self.settings.stream_slot_wait_s:.0f} s); "
-                                 "try again in a few seconds")
-            return
-        try:
-            with self.deps.limiter.in_flight_place(principal, live_session=True):
-                stream_jobs.create(self.deps, session_id, start, self.adapter.name, claim.worker_id,
-                                   principal.key_id)
-        except OddAsrError as exc:
-            with contextlib.suppress(redis.RedisError):
-                release_slot(self.deps.redis, claim.worker_id, claim.fence)
-            self._refuse(v.LIMITED if exc.http_status == 429 else v.UNAVAILABLE, exc.message)
-            return
-        except Exception:
-            logger.exception("could not record stream session %s", session_id)
-            with contextlib.suppress(redis.RedisError):
-                release_slot(self.deps.redis, claim.worker_id, claim.fence)
-            self._refuse(v.UNAVAILABLE, "the job database is unavailable; try again shortly")
-            return
-        relay = RelayClient(self.deps.redis, session_id, claim,
-                            heartbeat_interval_s=self.settings.stream_heartbeat_interval_s,
-                            worker_timeout_s=self.settings.stream_worker_timeout_s,
-                            audio_bytes_per_s=2 * self._sample_rate_hz,
-                            max_backlog_s=self.settings.stream_max_backlog_s)
-        try:
-            self._relay_session(relay, session_id, start, early_audio)
+            if admitted.request is not None:
+                self._start(relay, admitted.request, early_audio, start.stop_at_once)
+            else:
+                self._resume(relay, admitted.session_id, admitted.resume_after_index)
         finally:
             relay.close()
-            self._charge_audio()
+            meter.charge()
 
-    def _authenticate(self, start: v.StartCommand, *, resuming: bool) -> Principal:
-        """The caller: known from the upgrade request, or named by the start message's
-        `token` (OddASR's clients carry their key there); its limits apply as to any job."""
-        principal = self.principal
-        if principal is None:
-            if not start.token:
-                raise UnauthorizedError(MISSING_KEY_MESSAGE + "; a websocket may also send it as the 'api_key'"
-                                        " query parameter, the OddASR start message's 'token' or the FunASR"
-                                        " config frame's 'api_key'")
-            principal = authenticate_token(start.token)
-            self.deps.limiter.check_request_rate(principal)
-        if not resuming:  # a resumed session is already in flight, and charged when it ends
-            self.deps.limiter.check_in_flight(principal)
-            self.deps.limiter.check_live_sessions(principal)
-            self.deps.limiter.check_audio_left(principal)
-        return principal
-
-    def _relay_session(self, relay: RelayClient, session_id: str, start: v.StartCommand,
-                       early_audio: list[bytes]) -> None:
+    def _start(self, relay: RelayClient, request: sm.SessionRequest, early_audio: list[bytes],
+               stop_at_once: v.StopCommand | None) -> None:
+        """Hand the worker its session, then relay from the first frame (and any audio sent
+        before the start message)."""
         assert self.adapter is not None
-        request = sm.SessionRequest(
-            session_id=session_id, job_id=session_id, fence=relay.claim.fence,
-            expires_at_s=time.time() + 3.0, sample_rate_hz=start.sample_rate_hz, language=start.language,
-            hotwords=start.hotwords, want_partials=start.want_partials, protocol=self.adapter.name,
-            max_session_s=self.settings.stream_max_session_s, reprocess=start.reprocess, mode=start.mode,
-            chunk_size=start.chunk_size, encoder_chunk_look_back=start.encoder_chunk_look_back,
-            decoder_chunk_look_back=start.decoder_chunk_look_back,
-        )
+        session_id = request.session_id
         try:
             relay.start(request)
         except (RelayError, redis.RedisError) as exc:
@@ -232,14 +136,25 @@ class StreamSession:
             return
         logger.info("stream session %s (%s) pinned to %s", session_id, self.adapter.name, relay.claim.worker_id)
         self._send(self.adapter.on_started(session_id))
-        self._serve(relay, session_id, early_audio, start.stop_at_once)
+        self._serve(relay, session_id, early_audio, stop_at_once)
 
-    def _allowance_spent_message(self, session_id: str) -> str | None:
-        """Why the session must end now, when its key has no audio left today; else None."""
-        if self._principal is None or self.deps.limiter.has_audio_left(self._principal):
-            return None
-        return (f"key {self._principal.key_id} has used its {self._principal.audio_seconds_per_day} audio seconds "
-                f"for today; the session was ended and its sentences are saved in job {session_id}")
+    def _resume(self, relay: RelayClient, session_id: str, after_index: int) -> None:
+        """A client reconnecting to its session: take the session over from the worker that
+        holds it, tell the client how much audio the server has, send it the finals it
+        missed (after `after_index`), and go on as before."""
+        assert self.adapter is not None and self._meter is not None
+        try:
+            resumed_bytes = relay.attach(after_index)
+        except (RelayError, redis.RedisError) as exc:
+            self._refuse(v.WORKER_LOST, f"session {session_id} could not be resumed: "
+                                        f"{exc.message if isinstance(exc, RelayError) else exc}")
+            return
+        self._meter.resumed_at(resumed_bytes)  # the earlier connections paid for theirs
+        logger.info("stream session %s resumed at %d bytes, after final %d", session_id, resumed_bytes, after_index)
+        self._send(self.adapter.on_started(session_id, resumed_bytes=resumed_bytes))
+        # A client that reconnects every few seconds never reaches the allowance check its
+        # connections make as their audio adds up: the key's day is checked at each resume.
+        self._serve(relay, session_id, [], end_at_once=self._meter.spent_message(session_id))
 
     def _serve(self, relay: RelayClient, session_id: str, early_audio: list[bytes],
                stop_at_once: v.StopCommand | None = None, end_at_once: str | None = None) -> None:
@@ -281,11 +196,7 @@ class StreamSession:
         resumable = self.settings.stream_resume_window_s > 0 and close_code not in (1000, 1001) \
             and not self._stopping
         try:
-            if resumable:
-                self.deps.redis.set(redis_keys.stream_resume_key(session_id),
-                                    json.dumps({"last_final_sent": self._last_final_sent}),
-                                    ex=int(self.settings.stream_resume_window_s) + 10)
-            relay.send(sm.DETACH if resumable else sm.STOP)
+            relay.leave(hold_s=self.settings.stream_resume_window_s if resumable else 0)
         except redis.RedisError:
             logger.warning("stream session %s: could not tell the worker its client left", session_id)
             return
@@ -293,58 +204,8 @@ class StreamSession:
                     f"dropped; its worker holds the session {self.settings.stream_resume_window_s:.0f} s for a "
                     "reconnect" if resumable else "went away; its worker finishes the job")
 
-    def _resume(self, start: v.StartCommand, principal: Principal, session_id: str) -> None:
-        """A client reconnecting to its session: find the worker that holds it, take the
-        session over, tell the client how much audio the server has, send it the finals it
-        missed, and go on as before."""
-        assert self.adapter is not None
-        try:
-            job = self.deps.jobs.find(session_id, principal.owner_filter) if len(session_id) <= 64 else None
-            if job is None or job.mode != STREAM_MODE or job.status != "running":
-                self._refuse(*stream_jobs.why_not_continue(self.deps, session_id, principal.owner_filter))
-                return
-        except SQLAlchemyError:
-            logger.warning("stream session %s: the job database is unavailable", session_id, exc_info=True)
-            self._refuse(v.UNAVAILABLE, "the job database is unavailable; try again shortly")
-            return
-        try:
-            claim = slot_of_session(self.deps.redis, session_id)
-            stored = self.deps.redis.get(redis_keys.stream_resume_key(session_id))
-        except redis.RedisError as exc:
-            self._refuse(v.UNAVAILABLE, f"the stream relay (Redis) is unavailable: {exc}")
-            return
-        if claim is None:
-            self._refuse(v.BAD_REQUEST, f"session {session_id} has ended and cannot be continued; start a new one")
-            return
-        after_index = start.last_final_index
-        if after_index is None:  # the client does not say: what its last connection was sent
-            after_index = int(json.loads(stored)["last_final_sent"]) if stored else -1
-        self._sample_rate_hz = int(job.options.get("sample_rate_hz") or start.sample_rate_hz)
-        relay = RelayClient(self.deps.redis, session_id, claim,
-                            heartbeat_interval_s=self.settings.stream_heartbeat_interval_s,
-                            worker_timeout_s=self.settings.stream_worker_timeout_s,
-                            audio_bytes_per_s=2 * self._sample_rate_hz,
-                            max_backlog_s=self.settings.stream_max_backlog_s, epoch=secrets.randbelow(2**31 - 1) + 1)
-        try:
-            try:
-                self._relayed_bytes = self._charged_bytes = relay.attach(after_index)
-            except (RelayError, redis.RedisError) as exc:
-                self._refuse(v.WORKER_LOST, f"session {session_id} could not be resumed: "
-                                            f"{exc.message if isinstance(exc, RelayError) else exc}")
-                return
-            self._last_final_sent = after_index
-            self._charged_bytes = self._relayed_bytes  # the earlier connections paid for theirs
-            logger.info("stream session %s resumed at %d bytes, after final %d", session_id, self._relayed_bytes,
-                        after_index)
-            self._send(self.adapter.on_started(session_id, resumed_bytes=self._relayed_bytes))
-            # A client that reconnects every few seconds never reaches the allowance check its
-            # connections make as their audio adds up: the key's day is checked at each resume.
-            self._serve(relay, session_id, [], end_at_once=self._allowance_spent_message(session_id))
-        finally:
-            relay.close()
-            self._charge_audio()
-
     def _relay_audio(self, relay: RelayClient, framer: AudioFramer, frame: bytes) -> None:
+        assert self._meter is not None
         if len(frame) > self.settings.stream_max_frame_bytes:
             raise v.ProtocolError(v.FRAME_TOO_LARGE, f"an audio frame of {len(frame)} bytes is larger than the "
                                                      f"limit of {self.settings.stream_max_frame_bytes} bytes")
@@ -356,19 +217,10 @@ class StreamSession:
             if self._done.is_set():
                 return
         relay.send(sm.AUDIO, pcm, received_at_s=received_at_s)
-        self._relayed_bytes += len(pcm)
-        if self._relayed_bytes - self._charged_bytes >= LIVE_CHARGE_INTERVAL_S * 2 * self._sample_rate_hz:
-            self._charge_audio()
-            if not self._stopping and (spent := self._allowance_spent_message(relay.session_id)):
+        if self._meter.relayed(len(pcm)):
+            self._meter.charge()
+            if not self._stopping and (spent := self._meter.spent_message(relay.session_id)):
                 self._end_by_server(relay, v.LIMITED, spent)
-
-    def _charge_audio(self) -> None:
-        """Charge the key for the audio relayed since the last charge."""
-        if self._principal is None or self._relayed_bytes <= self._charged_bytes:
-            return
-        seconds = (self._relayed_bytes - self._charged_bytes) / (2 * self._sample_rate_hz)
-        self._charged_bytes = self._relayed_bytes
-        self.deps.limiter.record_audio(self._principal, seconds)
 
     def _client_loop(self, relay: RelayClient, framer: AudioFramer) -> None:
         """Only audio keeps a session going: a KeepAlive bridges silence up to
@@ -446,14 +298,14 @@ class StreamSession:
                     self._outcome = _Outcome(error_kind=_RELAY_ERROR_KINDS.get(event.code, v.INTERNAL),
                                              error_message=event.message)
                     return
-                if self._handle_worker_event(event):
+                if self._handle_worker_event(relay, event):
                     return
         except (ConnectionClosed, OSError):
             self._lost_client = True  # the client loop ends the session or leaves it for a resume
         finally:
             self._done.set()
 
-    def _handle_worker_event(self, event: WorkerEvent) -> bool:
+    def _handle_worker_event(self, relay: RelayClient, event: WorkerEvent) -> bool:
         """Send one worker frame on to the client; True when the session is over."""
         assert self.adapter is not None
         header = event.header
@@ -463,7 +315,7 @@ class StreamSession:
         elif header.kind == sm.FINAL:
             self._send(self.adapter.on_final(header.index or 0, header.text or "", header.start_ms or 0,
                                              header.end_ms or 0))
-            self._last_final_sent = max(self._last_final_sent, header.index or 0)
+            relay.final_delivered(header.index or 0)
         elif header.kind == sm.ENDED:
             self._worker_ended = True
             self._finals_total = header.finals
@@ -478,7 +330,7 @@ class StreamSession:
 
     def _finish(self, session_id: str) -> None:
         """Say how the session ended, in the client's protocol, and close with 1000."""
-        assert self.adapter is not None
+        assert self.adapter is not None and self._meter is not None
         self._done.wait(timeout=END_TIMEOUT_S)
         outcome = self._outcome
         if outcome.error_kind:
@@ -489,8 +341,7 @@ class StreamSession:
         elif self._server_end:  # ended well, but not by the client: say why
             frames = self.adapter.on_error(*self._server_end)
         else:
-            frames = self.adapter.on_end(self._stop_ack, self._relayed_bytes / (2 * self._sample_rate_hz),
-                                         self._finals_total)
+            frames = self.adapter.on_end(self._stop_ack, self._meter.relayed_s, self._finals_total)
         with contextlib.suppress(ConnectionClosed, OSError):
             self._send(frames)
             self.ws.close(1000)
