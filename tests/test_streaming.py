@@ -575,6 +575,32 @@ def test_another_keys_client_cannot_resume_a_session(
     wait_for_idle_slots(stack)
 
 
+def test_live_sessions_take_a_named_hotword_set_in_all_three_protocols(stack: Stack, pcm: bytes) -> None:
+    """Like a file job: `hotword_set` names the key's set, whose words (heaviest first) join the
+    start message's own; the job records the set and its version. An unknown set is refused in
+    each protocol's words before a worker is held."""
+    words = {"words": [{"word": "Brannigan", "weight": 30}, {"word": "Aoife", "weight": 20}]}
+    assert requests.put(stack.url("/v1/hotwords/live-names"), json=words, timeout=10).status_code in (200, 201)
+    with open_ws(native_url(stack)) as ws:
+        ws.send(json.dumps({"type": "Start", "language": "en", "hotword_set": "live-names", "hotwords": ["OddASR"]}))
+        begin = json.loads(ws.recv(timeout=30))
+        assert begin["type"] == "Begin", begin
+        _send_paced(ws, pcm[:32000], speed=8.0)
+        ws.send(json.dumps({"type": "Close"}))
+        _messages_until(ws, {"Summary"})
+    options = final_job(stack, begin["job_id"])["options"]
+    assert options["hotwords"] == ["Brannigan", "Aoife", "OddASR"], options
+    assert options["hotword_set"] == "live-names" and options["hotword_set_version"] == "1", options
+    unknown = {"hotword_set": "no-such-set"}
+    reply, _ = _first_reply(native_url(stack), json.dumps({"type": "Start", **unknown}))
+    assert reply["kind"] == "bad_request" and "unknown hotword set 'no-such-set'" in reply["message"], reply
+    reply, _ = _first_reply(oddasr_url(stack), json.dumps({"name": "StartTranscription", **unknown}))
+    assert reply["header"]["status"] == 10020001 and "no-such-set" in reply["header"]["status_text"], reply
+    reply, _ = _first_reply(funasr_url(stack), json.dumps({"mode": "offline", **unknown}))
+    assert reply.get("error_kind") == "bad_request" and "no-such-set" in reply["error"], reply
+    wait_for_idle_slots(stack)
+
+
 def test_native_protocol_refuses_bad_messages_in_its_own_words(stack: Stack) -> None:
     reply, code = _first_reply(native_url(stack), json.dumps({"type": "Start", "sample_rate": 1}))
     assert reply == {"type": "Error", "kind": "bad_request", "message": reply["message"]} and code == 1000

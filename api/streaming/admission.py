@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from api.auth import MISSING_KEY_MESSAGE, authenticate_token
 from api.deps import ApiDeps
+from api.hotword_sets import resolve_hotwords
 from api.options import check_hotwords, check_language, check_supported, parse_callback_url, parse_language
 from api.principal import Principal
 from api.streaming import jobs as stream_jobs
@@ -79,7 +80,7 @@ class LiveAdmission:
         principal = self._authenticate(start, resuming=bool(resume_id))
         if resume_id:
             return self._readmit(start, principal, resume_id)
-        self._validate(start)
+        self._validate(start, principal)
         session_id = uuid.uuid4().hex
         claim = self._claim_worker(session_id)
         self._record(session_id, start, protocol, claim, principal)
@@ -112,12 +113,16 @@ class LiveAdmission:
             self.deps.limiter.check_audio_left(principal)
         return principal
 
-    def _validate(self, start: v.StartCommand) -> None:
+    def _validate(self, start: v.StartCommand, principal: Principal) -> None:
         """The same checks as every HTTP endpoint, before a worker is held."""
         try:
             start.language = parse_language(start.language)
             check_language(start.language, self.settings)
             start.hotwords = check_hotwords(start.hotwords)
+            if start.hotword_set:  # named only: the server's default set never applies to live sessions
+                merged = resolve_hotwords(self.deps, principal, start.hotword_set, JobOptions(hotwords=start.hotwords))
+                start.hotwords = merged.hotwords
+                start.hotword_set, start.hotword_set_version = merged.hotword_set, merged.hotword_set_version
             if refusal := live_language_refusal(self.settings.stream_engine, start.language):
                 raise BadRequestError(refusal)
             if start.callback_url:

@@ -29,7 +29,9 @@ def create(deps: ApiDeps, job_id: str, start: v.StartCommand, protocol: str, wor
     job = Job(
         id=job_id, status=JobStatus.RUNNING, mode=STREAM_MODE, queue=STREAM_QUEUE,
         options={"language": start.language, "hotwords": start.hotwords, "protocol": protocol,
-                 "sample_rate_hz": start.sample_rate_hz, "output_format": "txt", "reprocess": start.reprocess},
+                 "sample_rate_hz": start.sample_rate_hz, "output_format": "txt", "reprocess": start.reprocess,
+                 **({"hotword_set": start.hotword_set, "hotword_set_version": start.hotword_set_version}
+                    if start.hotword_set else {})},
         audio_key=audio_key_for(job_id), audio_filename=(start.name or "live session")[:255], audio_size_bytes=0,
         audio_duration_s=0.0, progress=0.0, attempts=0, worker=worker_id, engine=None, created_at=now,
         started_at=now, callback_url=start.callback_url, api_key_id=owner_id,

@@ -25,6 +25,10 @@ class StartCommand:
     sample_rate_hz: int = 16000
     language: str | None = None
     hotwords: list[str] = field(default_factory=list)
+    #: A named hotword set of the key's (`hotword_set`), merged with `hotwords` as file jobs do;
+    #: admission resolves it and records the set's name and version on the job.
+    hotword_set: str | None = None
+    hotword_set_version: str | None = None
     #: The client shows text while the person speaks (FunASR online/2pass, OddASR).
     want_partials: bool = True
     name: str = ""
@@ -107,6 +111,16 @@ def last_final_index_of(frame: dict[str, Any], name: str) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < -1:
         raise ProtocolError(BAD_REQUEST, f"{name} must be the index of the last final sentence received, or -1")
     return value
+
+
+def hotword_set_of(frame: dict[str, Any]) -> str | None:
+    """The hotword set a start message names (`hotword_set`), unresolved; a non-string is refused."""
+    raw = frame.get("hotword_set")
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, str):
+        raise ProtocolError(BAD_REQUEST, "hotword_set must be the name of a hotword set (GET /v1/hotwords)")
+    return raw
 
 
 def callback_url_of(frame: dict[str, Any]) -> str | None:

@@ -54,6 +54,7 @@ class FunAsrProtocol:
             language=frame.get("language") or None,
             stop_at_once=v.StopCommand(ack=bool(frame.get("is_end"))) if frame.get("is_speaking") is False else None,
             callback_url=v.callback_url_of(frame), reprocess=v.reprocess_of(frame), mode=mode,
+            hotword_set=v.hotword_set_of(frame),
             # FunASR's clients have no key field; a client that can add one to its config frame
             # does (its Python client cannot add a header, nor a query to the URL it builds).
             token=str(frame.get("api_key") or ""),

@@ -66,6 +66,7 @@ class NativeProtocol:
             token=str(frame.get("token") or ""), sample_rate_hz=sample_rate_hz, language=language,
             hotwords=hotwords, want_partials=partials, name=str(frame.get("name") or "")[:255],
             callback_url=v.callback_url_of(frame), reprocess=v.reprocess_of(frame),
+            hotword_set=v.hotword_set_of(frame),
             task_id=str(frame.get("session") or "")[:64], last_final_index=v.last_final_index_of(frame, "last_final"),
         )
         self._reprocess = start.reprocess

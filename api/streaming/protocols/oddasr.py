@@ -70,6 +70,7 @@ class OddAsrProtocol:
             sample_rate_hz=sample_rate_hz, language=frame.get("language") or None,
             hotwords=[str(word) for word in hotwords],
             callback_url=v.callback_url_of(frame), reprocess=v.reprocess_of(frame),
+            hotword_set=v.hotword_set_of(frame),
             last_final_index=v.last_final_index_of(frame, "last_final_index"),
         )
 
