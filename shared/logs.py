@@ -10,17 +10,22 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(processName)s[%(process)d] %(name)s: %
 
 
 class CurrentStderrHandler(logging.StreamHandler):
-    """Writes to whatever `sys.stderr` is at each record, not the one it was made with: a
-    handler bound to a stream that was since replaced and closed (a test's capture, a
-    redirected stream) fails every record with "I/O operation on closed file"."""
+    """Writes to the stderr it was made with, or, once that stream is closed, to whatever
+    `sys.stderr` is then. Bound for good, a handler whose stream was replaced and closed (a
+    test's capture) failed every later record; following `sys.stderr` always would write into
+    Celery's logging proxy, which drops a worker's own records."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+        self._made_with: TextIO = sys.stderr
 
     @property  # type: ignore[override]
     def stream(self) -> TextIO:
-        return sys.stderr
+        return sys.stderr if getattr(self._made_with, "closed", False) else self._made_with
 
     @stream.setter
-    def stream(self, _value: object) -> None:
-        pass
+    def stream(self, value: TextIO) -> None:
+        self._made_with = value
 
 
 def configure_logging(level: str = "INFO") -> None:
