@@ -157,7 +157,7 @@ class FunAsrEngine:
         return vector / (np.linalg.norm(vector) or 1.0)
 
 
-def _speech_vad(vad_path: Path, settings: Settings) -> FsmnVadLite:
+def _speech_vad(vad_path: Path, settings: FunAsrSettings) -> FsmnVadLite:
     """The pipeline's fsmn-vad weights in numpy, for the speech spans that time the segments;
     the shipped weights where they cannot load that way (a hub id, which lands in FunASR's
     cache, or a directory without `model.pt`)."""
