@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.config import Settings
+from shared.config import FunAsrSettings
 from shared.errors import EngineError, NotSupportedError
 from shared.segment_timing import fit_to_speech
 from shared.transcript import Transcript, join_texts
@@ -31,7 +31,7 @@ from worker.engines.voiceprints import CAMPPLUS_MODEL
 logger = logging.getLogger(__name__)
 
 
-def resolve_funasr_model(name: str, settings: Settings) -> str:
+def resolve_funasr_model(name: str, settings: FunAsrSettings) -> str:
     """A local directory for `name`: as given, or downloaded before into funasr_model_dir."""
     if Path(name).is_dir():
         return name
@@ -50,7 +50,8 @@ def resolve_funasr_model(name: str, settings: Settings) -> str:
 class FunAsrEngine:
     name = "funasr"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: FunAsrSettings) -> None:
+        """`settings`: the FunASR section (`Settings.funasr`), all this engine reads."""
         if not settings.funasr_asr_model:
             raise EngineError("the funasr engine needs ODDASR_FUNASR_ASR_MODEL (a hub id or a model directory)")
         saved_levels = current_log_levels()
@@ -156,7 +157,7 @@ class FunAsrEngine:
         return vector / (np.linalg.norm(vector) or 1.0)
 
 
-def _speech_vad(vad_path: Path, settings: Settings) -> FsmnVadLite:
+def _speech_vad(vad_path: Path, settings: FunAsrSettings) -> FsmnVadLite:
     """The pipeline's fsmn-vad weights in numpy, for the speech spans that time the segments;
     the shipped weights where they cannot load that way (a hub id, which lands in FunASR's
     cache, or a directory without `model.pt`)."""

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from shared.config import Settings
+from shared.config import FunAsrSettings
 from shared.errors import EngineError
 from worker.engines.base import SAMPLE_RATE_HZ, StreamEvent, StreamOptions
 from worker.engines.fsmn_vad import current_log_levels, restore_process_settings
@@ -172,7 +172,8 @@ class FunAsrStreamEngine:
 
     name = "funasr"
 
-    def __init__(self, settings: Settings, offline: SentenceDecoder) -> None:
+    def __init__(self, settings: FunAsrSettings, offline: SentenceDecoder) -> None:
+        """`settings`: the FunASR section (`Settings.funasr`), all this engine reads."""
         if not settings.funasr_stream_asr_model:
             raise EngineError("live sessions on the funasr engine need ODDASR_FUNASR_STREAM_ASR_MODEL "
                               "(a streaming Paraformer: a hub id such as paraformer-zh-streaming, or a directory)")

@@ -14,11 +14,11 @@ def load_engine(settings: Settings) -> Engine:
     if settings.engine == "whisper":
         from worker.engines.whisper_engine import WhisperEngine
 
-        return WhisperEngine(settings)
+        return WhisperEngine(settings.whisper)
     if settings.engine == "funasr":
         from worker.engines.funasr_engine import FunAsrEngine
 
-        return FunAsrEngine(settings)
+        return FunAsrEngine(settings.funasr)
     raise NotSupportedError(f"unknown engine {settings.engine!r}: use whisper or funasr")
 
 
@@ -32,7 +32,7 @@ def load_streaming_engine(settings: Settings, engine: Engine) -> StreamingEngine
         from worker.engines.funasr_stream import FunAsrStreamEngine
 
         assert isinstance(engine, FunAsrEngine)
-        return FunAsrStreamEngine(settings, offline=engine)
+        return FunAsrStreamEngine(settings.funasr, offline=engine)
     if hasattr(engine, "open_stream"):
         return engine  # type: ignore[return-value]
     raise NotSupportedError(f"the {engine.name} engine cannot serve live sessions")

@@ -13,7 +13,7 @@ import threading
 
 import numpy as np
 
-from shared.config import Settings
+from shared.config import WhisperSettings
 from shared.errors import EngineError, NotSupportedError
 from shared.segment_timing import fit_to_speech
 from shared.transcript import Segment, Transcript, Word
@@ -37,7 +37,8 @@ VAD_PAD_MS = 200
 class WhisperEngine:
     name = "whisper"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: WhisperSettings) -> None:
+        """`settings`: the Whisper section (`Settings.whisper`), all this engine reads."""
         from faster_whisper import BatchedInferencePipeline, WhisperModel
 
         assert settings.model_cache_dir is not None
