@@ -22,7 +22,7 @@ from urllib.parse import quote
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
-from shared import settings_check
+from shared import engines_catalog, settings_check
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +163,8 @@ class Settings(BaseSettings):
     queue_full_retry_after_s: float = Field(default=60.0, gt=0)
 
     # --- engine --------------------------------------------------------------------------
-    engine: Literal["whisper", "funasr"] = "whisper"
+    #: The file engine: one of the engine catalog's (shared/engines_catalog) that serve files.
+    engine: Literal[engines_catalog.FILE_ENGINE_NAMES] = engines_catalog.DEFAULT_FILE_ENGINE  # type: ignore[valid-type]
     device: str = "cpu"
     #: "base" (multilingual, default), "tiny.en", or a directory with a CTranslate2 model.
     whisper_model: str = "base"
@@ -225,7 +226,7 @@ class Settings(BaseSettings):
     #: `en` or unset, no hotwords: Moonshine cannot bias towards them), the configured Whisper
     #: model for other languages and hotword sessions; with `engine=funasr`, FunASR's streaming
     #: model. `moonshine`, `whisper` or `funasr`: that engine for every session.
-    stream_engine: Literal["auto", "moonshine", "whisper", "funasr"] = "auto"
+    stream_engine: Literal[engines_catalog.STREAM_ENGINE_CHOICES] = engines_catalog.LIVE_AUTO  # type: ignore[valid-type]
     #: The original's `disable_stream`: no stream workers, websockets answer "disabled".
     disable_stream: bool = False
     #: FunASR runtime clients' port (plain, or TLS with enable_https); 0 turns it off.
@@ -469,12 +470,8 @@ class Settings(BaseSettings):
             self.model_cache_dir = self.data_dir / "models"
         if self.metrics_dir is None:
             self.metrics_dir = self.data_dir / "metrics"
-        if self.stream_engine == "funasr" and self.engine != "funasr":
-            raise ValueError("stream_engine=funasr borrows the FunASR file engine's offline model: set engine=funasr, "
-                             "or stream_engine=auto")
-        if self.stream_engine == "whisper" and self.engine != "whisper":
-            raise ValueError("stream_engine=whisper streams with the Whisper file engine's model: set engine=whisper, "
-                             "or stream_engine=auto")
+        if problem := engines_catalog.stream_engine_problem(self.engine, self.stream_engine):
+            raise ValueError(problem)
         if self.stream_sessions_per_worker < 1:
             raise ValueError("stream_sessions_per_worker must be at least 1")
         tls_users = ([] if self.disable_stream or not self.enable_https else ["enable_https puts TLS on the"
