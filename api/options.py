@@ -6,9 +6,8 @@ import re
 from collections.abc import Mapping
 
 from shared.config import Settings
-from shared.engines_catalog import capabilities_for, diarize_unavailable_reason, itn_refusal
+from shared.engines_catalog import file_engine
 from shared.errors import BadRequestError, NotSupportedError
-from shared.languages import supported_languages
 from shared.render import RENDERERS
 from shared.schemas import JobOptions
 from shared.webhooks.callback_url import CallbackUrlError, check_callback_url
@@ -103,14 +102,12 @@ def parse_language(raw: str | None) -> str | None:
 
 def check_supported(options: JobOptions, settings: Settings) -> None:
     """Refuse options the configured engine cannot honour, naming the engine."""
-    engine = settings.engine
-    capabilities = capabilities_for(engine, speaker_model=settings.funasr_spk_model,
-                                    enable_diarization=settings.enable_diarization)
-    if options.diarize and not capabilities.diarize:
-        raise NotSupportedError(diarize_unavailable_reason(engine))
-    if options.word_timestamps and not capabilities.word_timestamps:
-        raise NotSupportedError(f"word timestamps are not supported by the {engine} engine")
-    if refusal := itn_refusal(engine, settings.funasr_asr_model, options.use_itn):
+    engine = file_engine(settings)
+    if options.diarize and not engine.supports_diarization(settings):
+        raise NotSupportedError(engine.diarize_unavailable_reason())
+    if options.word_timestamps and not engine.word_timestamps:
+        raise NotSupportedError(f"word timestamps are not supported by the {engine.name} engine")
+    if refusal := engine.itn_refusal(settings, options.use_itn):
         raise NotSupportedError(refusal)
     check_language(options.language, settings)
 
@@ -120,11 +117,11 @@ def check_language(language: str | None, settings: Settings) -> None:
     stored or queued (otherwise the job would only fail in the worker), naming the valid codes."""
     if language is None:
         return
-    valid = supported_languages(settings.engine, settings.whisper_model, settings.funasr_language)
+    engine = file_engine(settings)
+    valid = engine.languages(settings)
     if language not in valid:
-        model = f" (model {settings.whisper_model})" if settings.engine == "whisper" else ""
         raise BadRequestError(
-            f"language {language!r} is not supported by the {settings.engine} engine{model}:"
+            f"language {language!r} is not supported by {engine.describe(settings)}:"
             f" use one of {', '.join(valid)}, or auto"
         )
 

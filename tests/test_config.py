@@ -250,6 +250,7 @@ def test_oddasr_refuses_a_whisper_model_it_cannot_load_before_starting_anything(
     from shared.cli.main import main
 
     monkeypatch.setenv("ODDASR_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("ODDASR_CONFIG_FILE", "")  # main() exports -c here; restored after the test
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"whisper_model": "large-v3"}))
     assert main(["-c", str(config)]) == 2

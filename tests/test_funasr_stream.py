@@ -26,7 +26,7 @@ from shared.stream_messages import SessionRequest
 from tests.support.speech import REFERENCE_SENTENCES, make_long_recording
 from tests.support.stream_feed import feed as feed_frames
 from worker.engines.base import SAMPLE_RATE_HZ, StreamEvent, StreamOptions
-from worker.engines.funasr_engine import FunAsrEngine
+from worker.engines.funasr_engine import FunAsrEngine, funasr_models
 from worker.engines.funasr_stream import (
     DEFAULT_CHUNK_SIZE,
     FunAsrStreamEngine,
@@ -34,7 +34,6 @@ from worker.engines.funasr_stream import (
     join_stream_text,
 )
 from worker.engines.registry import load_engine, load_streaming_engine
-from worker.model_admin import funasr_models
 
 FRAME = 960  # 60 ms, what FunASR's clients send
 

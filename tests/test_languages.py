@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from faster_whisper.tokenizer import _LANGUAGE_CODES
 
-from shared.languages import WHISPER_LANGUAGES
+from shared.engines_catalog.whisper import WHISPER_LANGUAGES
 
 
 def test_the_whisper_language_list_matches_faster_whisper() -> None:

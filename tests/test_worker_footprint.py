@@ -18,7 +18,7 @@ import pytest
 from api.options import check_supported
 from shared.audio import decode_16k_mono
 from shared.config import Settings
-from shared.engines_catalog import capabilities_for
+from shared.engines_catalog import FUNASR, WHISPER
 from shared.errors import NotSupportedError
 from shared.schemas import JobOptions
 from tests.support.speech import REFERENCE_SENTENCES, make_long_recording
@@ -86,11 +86,11 @@ def test_the_speaker_embedder_loads_on_the_first_diarize_job(tmp_path: Path, two
 
 
 def test_the_api_refuses_diarize_where_workers_cannot_label_speakers(tmp_path: Path) -> None:
-    assert capabilities_for("whisper").diarize
-    assert not capabilities_for("whisper", enable_diarization=False).diarize
-    assert capabilities_for("whisper", enable_diarization=False).word_timestamps
-    assert not capabilities_for("funasr").diarize
-    assert capabilities_for("funasr", speaker_model="cam++").diarize
+    assert WHISPER.supports_diarization(Settings(data_dir=tmp_path))
+    assert not WHISPER.supports_diarization(Settings(data_dir=tmp_path, enable_diarization=False))
+    assert WHISPER.word_timestamps
+    assert not FUNASR.supports_diarization(Settings(data_dir=tmp_path, engine="funasr"))
+    assert FUNASR.supports_diarization(Settings(data_dir=tmp_path, engine="funasr", funasr_spk_model="cam++"))
     check_supported(JobOptions(diarize=True), Settings(data_dir=tmp_path))
     with pytest.raises(NotSupportedError, match="ODDASR_ENABLE_DIARIZATION") as refused:
         check_supported(JobOptions(diarize=True), Settings(data_dir=tmp_path, enable_diarization=False))

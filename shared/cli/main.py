@@ -16,9 +16,9 @@ from shared.auth.exposure import api_exposure_problem, flower_exposure_problem
 from shared.cli import commands, keys
 from shared.cli.tls import ca_for, trust
 from shared.config import CONFIG_FILE_ENV, Settings, load_settings, unused_config_keys_message
+from shared.engines_catalog import file_engine
 from shared.logs import configure_logging
 from shared.render import RENDERERS
-from shared.settings_check import whisper_model_problem
 
 logger = logging.getLogger(__name__)
 
@@ -92,11 +92,8 @@ def _exec(argv: list[str], settings: Settings) -> int:
 
 
 def _model_problem(settings: Settings) -> str | None:
-    """A Whisper model this machine cannot load, said before any process starts to load it."""
-    if settings.engine != "whisper":
-        return None
-    problem = whisper_model_problem(settings.whisper_model)
-    return None if problem is None else f"whisper_model = {settings.whisper_model!r}: {problem}"
+    """A model this machine cannot load, said before any process starts to load it."""
+    return file_engine(settings).settings_problem(settings)
 
 
 def main(argv: list[str] | None = None) -> int:

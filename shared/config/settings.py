@@ -21,7 +21,7 @@ from typing import Literal, TypeVar
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from shared import settings_check
+from shared import engines_catalog, settings_check
 from shared.config.funasr import FunAsrSettings
 from shared.config.keys import KeySettings
 from shared.config.limits import RequestLimitSettings
@@ -48,12 +48,13 @@ class Settings(ServerSettings, KeySettings, StorageSettings, RequestLimitSetting
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", case_sensitive=False)
 
     # --- engines (checked together below) ---------------------------------------------------
-    engine: Literal["whisper", "funasr"] = "whisper"
+    #: The file engine: one of the engine catalog's (shared/engines_catalog) that serve files.
+    engine: Literal[engines_catalog.FILE_ENGINE_NAMES] = engines_catalog.DEFAULT_FILE_ENGINE  # type: ignore[valid-type]
     #: Which engine serves live sessions. `auto`: Moonshine tiny for English sessions (language
     #: `en` or unset, no hotwords: Moonshine cannot bias towards them), the configured Whisper
     #: model for other languages and hotword sessions; with `engine=funasr`, FunASR's streaming
     #: model. `moonshine`, `whisper` or `funasr`: that engine for every session.
-    stream_engine: Literal["auto", "moonshine", "whisper", "funasr"] = "auto"
+    stream_engine: Literal[engines_catalog.STREAM_ENGINE_CHOICES] = engines_catalog.LIVE_AUTO  # type: ignore[valid-type]
 
     # --- logging ---------------------------------------------------------------------------
     log_level: str = "INFO"
@@ -106,12 +107,8 @@ class Settings(ServerSettings, KeySettings, StorageSettings, RequestLimitSetting
             self.model_cache_dir = self.data_dir / "models"
         if self.metrics_dir is None:
             self.metrics_dir = self.data_dir / "metrics"
-        if self.stream_engine == "funasr" and self.engine != "funasr":
-            raise ValueError("stream_engine=funasr borrows the FunASR file engine's offline model: set engine=funasr, "
-                             "or stream_engine=auto")
-        if self.stream_engine == "whisper" and self.engine != "whisper":
-            raise ValueError("stream_engine=whisper streams with the Whisper file engine's model: set engine=whisper, "
-                             "or stream_engine=auto")
+        if problem := engines_catalog.stream_engine_problem(self.engine, self.stream_engine):
+            raise ValueError(problem)
         if self.stream_sessions_per_worker < 1:
             raise ValueError("stream_sessions_per_worker must be at least 1")
         tls_users = ([] if self.disable_stream or not self.enable_https else ["enable_https puts TLS on the"

@@ -1,7 +1,8 @@
 """The engine contract: one options object in, a typed Transcript out.
 
-Every engine (Whisper now, FunASR next) implements `Engine`, so services never know which
-library runs underneath, and a worker picks its engine by configuration alone.
+Every file engine (Whisper, FunASR) implements `Engine`, so services never know which library
+runs underneath, and a worker picks its engine by configuration alone (registry.py, from the
+engine catalog in shared/engines_catalog).
 """
 
 from __future__ import annotations

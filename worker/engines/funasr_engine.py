@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from shared.config import FunAsrSettings
+from shared.config import FunAsrSettings, Settings
+from shared.engines_catalog.funasr import FUNASR
 from shared.errors import EngineError, NotSupportedError
 from shared.segment_timing import fit_to_speech
 from shared.transcript import Transcript, join_texts
@@ -24,7 +25,7 @@ from worker.engines.base import SAMPLE_RATE_HZ, ProgressCallback, TranscriptionO
 from worker.engines.fsmn_vad import current_log_levels, restore_process_settings
 from worker.engines.fsmn_vad_lite import FsmnVadLite
 from worker.engines.funasr_timestamps import segments_from_result
-from worker.engines.model_files import resolve_vad_model_dir
+from worker.engines.model_files import ModelFile, resolve_vad_model_dir, vad_model_file
 from worker.engines.speech_spans import speech_spans_s
 from worker.engines.voiceprints import CAMPPLUS_MODEL
 
@@ -47,8 +48,24 @@ def resolve_funasr_model(name: str, settings: FunAsrSettings) -> str:
     )
 
 
+def funasr_models(settings: Settings) -> dict[str, str]:
+    """Every FunASR model the configuration names, by role; `stream` is what stream workers
+    decode live text with (e.g. paraformer-zh-streaming)."""
+    return {role: name for role, name in (("asr", settings.funasr_asr_model), ("vad", settings.funasr_vad_model),
+                                          ("punc", settings.funasr_punc_model), ("spk", settings.funasr_spk_model),
+                                          ("stream", settings.funasr_stream_asr_model))
+            if name}
+
+
+def model_files(settings: Settings) -> list[ModelFile]:
+    """What the FunASR engine loads: the VAD, then every configured FunASR model."""
+    return [vad_model_file(settings)] + [
+        ModelFile(role, name, lambda name=name: resolve_funasr_model(name, settings))  # type: ignore[misc]
+        for role, name in funasr_models(settings).items()]
+
+
 class FunAsrEngine:
-    name = "funasr"
+    name = FUNASR.name
 
     def __init__(self, settings: FunAsrSettings) -> None:
         """`settings`: the FunASR section (`Settings.funasr`), all this engine reads."""
@@ -77,7 +94,7 @@ class FunAsrEngine:
         finally:
             restore_process_settings(threads, saved_levels)
         self.model_name = Path(settings.funasr_asr_model).name or settings.funasr_asr_model
-        self.supports_diarization = bool(settings.funasr_spk_model)
+        self.supports_diarization = FUNASR.supports_diarization(settings)
         #: The model voiceprints are made with; None without a speaker model (cam++).
         self.speaker_model: str | None = CAMPPLUS_MODEL if settings.funasr_spk_model else None
         self._device = settings.device

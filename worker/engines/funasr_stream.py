@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from shared.config import FunAsrSettings
+from shared.engines_catalog.funasr import FUNASR
 from shared.errors import EngineError
 from worker.engines.base import SAMPLE_RATE_HZ, StreamEvent, StreamOptions
 from worker.engines.fsmn_vad import current_log_levels, restore_process_settings
@@ -170,7 +171,7 @@ class FunAsrStreamEngine:
     streaming model and the numpy fsmn-vad here, the offline model + punctuation borrowed from
     the file engine the worker already loaded (one copy of them per process)."""
 
-    name = "funasr"
+    name = FUNASR.name
 
     def __init__(self, settings: FunAsrSettings, offline: SentenceDecoder) -> None:
         """`settings`: the FunASR section (`Settings.funasr`), all this engine reads."""

@@ -1,7 +1,8 @@
 """Which engine serves a live session: one owner for the choice `stream_engine` configures.
 
-A stream worker process loads what its setting needs once, and each session gets its engine
-when it starts (a session never changes engine):
+A stream worker process loads what its setting needs once (worker/engines/registry.py, from
+the engine catalog's descriptors), and each session gets its engine when it starts (a session
+never changes engine):
 
 - `auto` with the Whisper file engine: English sessions (language `en` or unset) without hotwords
   go to Moonshine tiny, which answers in a third of a second; other languages, and sessions
@@ -15,8 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.config import Settings
-from shared.engines_catalog import is_english, live_language_refusal
+from shared.engines_catalog import MOONSHINE, is_english
 from shared.errors import NotSupportedError
 from worker.engines.base import StreamingEngine, StreamOptions
 
@@ -40,8 +40,8 @@ class LiveEngines:
         return "+".join(engine.model_name for engine in (self.moonshine, self.general) if engine is not None)
 
     def choose(self, options: StreamOptions) -> StreamingEngine:
-        if self.moonshine is not None and self.mode == "moonshine":
-            refusal = live_language_refusal(self.mode, options.language)
+        if self.moonshine is not None and self.mode == MOONSHINE.name:
+            refusal = MOONSHINE.live_language_refusal(options.language)
             if refusal:
                 raise NotSupportedError(refusal)
             return self.moonshine
@@ -50,7 +50,3 @@ class LiveEngines:
         if self.general is None:
             raise NotSupportedError("no live engine serves this session")
         return self.general
-
-
-def wants_moonshine(settings: Settings) -> bool:
-    return settings.stream_engine == "moonshine" or (settings.stream_engine == "auto" and settings.engine == "whisper")

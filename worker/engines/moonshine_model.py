@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from shared.engines_catalog.moonshine import MOONSHINE
 from shared.errors import EngineError
 from worker.engines.base import SAMPLE_RATE_HZ
 from worker.engines.model_files import package_dir, sha256_of
@@ -94,7 +95,7 @@ def resolve_moonshine_dir(directory: Path | None = None) -> Path:
 class MoonshineModel:
     """The encoder and decoder sessions and the vocabulary, loaded once per process."""
 
-    name = "moonshine"
+    name = MOONSHINE.name
     model_name = "moonshine-tiny-en"
 
     def __init__(self, model_dir: Path | None = None, *, cpu_threads: int = 1) -> None:

@@ -13,7 +13,8 @@ import threading
 
 import numpy as np
 
-from shared.config import WhisperSettings
+from shared.config import Settings, WhisperSettings
+from shared.engines_catalog.whisper import WHISPER
 from shared.errors import EngineError, NotSupportedError
 from shared.segment_timing import fit_to_speech
 from shared.transcript import Segment, Transcript, Word
@@ -21,7 +22,7 @@ from worker.engines.base import SAMPLE_RATE_HZ, ProgressCallback, StreamOptions,
 from worker.engines.diarization import Embedder, diarize_windows, label_segments
 from worker.engines.fsmn_vad import merge_into_chunks
 from worker.engines.fsmn_vad_lite import FsmnVadLite
-from worker.engines.model_files import resolve_vad_model_dir, resolve_whisper_model
+from worker.engines.model_files import ModelFile, resolve_vad_model_dir, resolve_whisper_model, vad_model_file
 from worker.engines.speech_spans import speech_spans_s
 from worker.engines.voiceprints import RESEMBLYZER_MODEL
 from worker.engines.whisper_stream import WhisperStreamSession
@@ -34,8 +35,15 @@ WHISPER_WINDOW_S = 30.0
 VAD_PAD_MS = 200
 
 
+def model_files(settings: Settings) -> list[ModelFile]:
+    """What the Whisper engine loads: the decoder (pinned PyPI wheels, or a directory) and the VAD."""
+    assert settings.model_cache_dir is not None
+    cache_dir, model = settings.model_cache_dir, settings.whisper_model
+    return [ModelFile(WHISPER.name, model, lambda: resolve_whisper_model(model, cache_dir)), vad_model_file(settings)]
+
+
 class WhisperEngine:
-    name = "whisper"
+    name = WHISPER.name
 
     def __init__(self, settings: WhisperSettings) -> None:
         """`settings`: the Whisper section (`Settings.whisper`), all this engine reads."""
@@ -49,7 +57,7 @@ class WhisperEngine:
                                    compute_type=settings.whisper_compute_type, cpu_threads=threads)
         self._vad = FsmnVadLite(resolve_vad_model_dir(settings.vad_model_dir),
                                 max_end_silence_ms=settings.vad_max_end_silence_ms)
-        self.supports_diarization = settings.enable_diarization
+        self.supports_diarization = WHISPER.supports_diarization(settings)
         #: The model voiceprints are made with (enrollment and identify_speakers); None: no
         #: speaker model may load on this worker.
         self.speaker_model: str | None = RESEMBLYZER_MODEL if settings.enable_diarization else None

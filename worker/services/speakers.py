@@ -17,6 +17,7 @@ import numpy as np
 from shared.audio import decode_16k_mono
 from shared.db.models import SpeakerStatus
 from shared.db.speakers import SpeakerRepository
+from shared.engines_catalog import engine_named
 from shared.errors import NotSupportedError, OddAsrError
 from shared.storage import StorageKeyNotFound
 from shared.transcript import Transcript
@@ -37,12 +38,6 @@ def speaker_model_of(engine: object) -> str | None:
     return getattr(engine, "speaker_model", None) if hasattr(engine, "embed_speaker") else None
 
 
-def _no_speaker_model(engine_name: str) -> str:
-    if engine_name == "funasr":
-        return "this worker's funasr engine has no speaker model: set ODDASR_FUNASR_SPK_MODEL (cam++)"
-    return f"this worker's {engine_name} engine may not load its speaker model: set ODDASR_ENABLE_DIARIZATION=true"
-
-
 def run_enrollment(runtime: WorkerRuntime, speaker_id: str) -> str | None:
     """Embed the speaker's parts, store the voiceprint, delete the audio; the final status,
     or None when there was nothing to do (deleted, or done by an earlier delivery).
@@ -57,7 +52,7 @@ def run_enrollment(runtime: WorkerRuntime, speaker_id: str) -> str | None:
     model = speaker_model_of(runtime.engine)
     try:
         if model is None:
-            raise NotSupportedError(_no_speaker_model(runtime.engine.name))
+            raise NotSupportedError(engine_named(runtime.engine.name).no_speaker_model_reason())
         engine: SpeakerEmbeddingEngine = runtime.engine  # type: ignore[assignment]
         embeddings = [engine.embed_speaker(clip) for clip in _clips(runtime, keys)]
         if not embeddings:
@@ -109,7 +104,7 @@ def name_speakers(runtime: WorkerRuntime, owner: str, audio: np.ndarray, transcr
     model = speaker_model_of(runtime.engine)
     if model is None:
         raise NotSupportedError("identify_speakers needs the engine's speaker model: "
-                                + _no_speaker_model(runtime.engine.name))
+                                + engine_named(runtime.engine.name).no_speaker_model_reason())
     voiceprints = SpeakerRepository(runtime.jobs.session_factory).voiceprints(owner, model)
     if not voiceprints:
         logger.info("identify_speakers: key %s has no %s voiceprints; speakers keep their numbers",

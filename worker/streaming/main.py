@@ -26,6 +26,7 @@ import redis
 from shared import redis_keys
 from shared.celery_factory import make_celery
 from shared.config import Settings, get_settings
+from shared.engines_catalog import file_engine
 from shared.logs import configure_logging
 from shared.stream_messages import SessionRequest
 from shared.stream_slots import (
@@ -69,13 +70,15 @@ class StreamProcess:
 
     @staticmethod
     def _sessions_per_process(settings: Settings) -> int:
-        """FunASR's AutoModel swaps its settings dict on every call (not thread-safe: two
-        sessions' streaming caches could cross), so its stream workers take one session each."""
-        if settings.engine == "funasr" and settings.stream_sessions_per_worker > 1:
-            logger.warning("the funasr engine serves one live session per stream worker process "
+        """An engine whose models are not thread-safe (FunASR's) takes fewer sessions per
+        process than configured: its descriptor says how many."""
+        engine = file_engine(settings)
+        limit = engine.max_live_sessions_per_process
+        if limit is not None and settings.stream_sessions_per_worker > limit:
+            logger.warning("the %s engine serves at most %d live session(s) per stream worker process "
                            "(stream_sessions_per_worker=%d is ignored): run more processes instead",
-                           settings.stream_sessions_per_worker)
-            return 1
+                           engine.name, limit, settings.stream_sessions_per_worker)
+            return limit
         return settings.stream_sessions_per_worker
 
     def _partial_share(self) -> float:
