@@ -6,9 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from api.openapi.components import API_KEY_SCHEME, BEARER_SCHEME, JOB_ID_HEADER, error, json_body, ref
-from api.openapi.forms import job_form, transcription_form
-from api.openapi.job_paths import UPLOAD_ERRORS
+from api.openapi.job_paths import UPLOAD_ERRORS, job_form
 from api.openapi.operations import ok_json, operation
+from api.openapi.request_schemas import binary, multipart_body
+from api.request_models.job_form import AUDIO_DESCRIPTION
+from api.request_models.openai_form import TranscriptionForm
 
 Schema = dict[str, Any]
 
@@ -55,7 +57,7 @@ def compat_paths() -> dict[str, Schema]:
                 "application/x-subrip": {"schema": {"type": "string"}},
                 "text/vtt": {"schema": {"type": "string"}}}},
              **SYNC_ERRORS},
-            request_body=transcription_form())}),
+            request_body=multipart_body(TranscriptionForm, {"file": binary(AUDIO_DESCRIPTION)}))}),
         "/v1/models": _openai_shaped({"get": operation("listModels", "openai", "The models this server runs",
                                                        {"200": ok_json("The model list.", "ModelList")})}),
     }
