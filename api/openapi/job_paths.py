@@ -17,6 +17,7 @@ TAG = "jobs"
 #: What every endpoint that takes audio may answer besides its success.
 UPLOAD_ERRORS: dict[str, Schema] = {
     "400": error("A missing or empty audio file, or an option that is not valid (the message names it)."),
+    "403": error("mask_sensitive_words=false from a key that is not an admin key."),
     "408": error("The upload arrived too slowly, or stalled."),
     "413": error("The upload is larger than the server's limit."),
     "415": error("The file is not audio any decoder here reads."),

@@ -59,7 +59,8 @@ class JobForm(RequestModel):
     hotword: str = Field("", max_length=MAX_HOTWORDS_CHARS, validate_default=True,
                          description="An alias of `hotwords`, used when `hotwords` is empty.")
     word_timestamps: bool = Field(False, description=_SWITCH)
-    mask_sensitive_words: bool = Field(True, description="Mask the server's sensitive words. " + _SWITCH)
+    mask_sensitive_words: bool = Field(True, description="Mask the server's sensitive words; only an"
+                                         " admin key may send false (403 otherwise). " + _SWITCH)
     use_itn: bool | None = Field(None, description="Inverse text normalization (`twenty five` -> `25`); empty: the"
                                                    " server's default. 422 where the engine cannot honour it.")
     hotword_set: str | None = Field(None, description="A hotword set of the key (GET /v1/hotwords), `default` (the"
