@@ -17,7 +17,6 @@ TAG = "jobs"
 #: What every endpoint that takes audio may answer besides its success.
 UPLOAD_ERRORS: dict[str, Schema] = {
     "400": error("A missing or empty audio file, or an option that is not valid (the message names it)."),
-    "403": error("mask_sensitive_words=false from a key that is not an admin key."),
     "408": error("The upload arrived too slowly, or stalled."),
     "413": error("The upload is larger than the server's limit."),
     "415": error("The file is not audio any decoder here reads."),
@@ -26,6 +25,9 @@ UPLOAD_ERRORS: dict[str, Schema] = {
     "503": error("The job queue or a dependency is unavailable, or the queue is full: try again after"
                  " Retry-After seconds.", retry_after=True),
 }
+
+#: The job form's own refusal (the OpenAI form has no such field).
+MASKING_REFUSAL = {"403": error("mask_sensitive_words=false from a key that is not an admin key.")}
 
 #: A transcript in each format: the media types the renderers answer with.
 TRANSCRIPT_CONTENT: Schema = {
@@ -47,7 +49,8 @@ def job_paths() -> dict[str, Schema]:
         "/v1/jobs": {
             "post": operation(
                 "createJob", TAG, "Submit audio; answers at once with the queued job",
-                {"202": ok_json("The job, queued.", "Job", {"Location": HEADERS["Location"]}), **UPLOAD_ERRORS},
+                {"202": ok_json("The job, queued.", "Job", {"Location": HEADERS["Location"]}), **UPLOAD_ERRORS,
+                 **MASKING_REFUSAL},
                 description="Poll the job at its `Location` (or pass `callback_url` for a webhook). While queued,"
                             " the job shows its `queue_position` and estimated start and finish.",
                 request_body=job_form()),
