@@ -1,4 +1,5 @@
-"""Parse and check the job options a client sends as form fields."""
+"""The checks of the job options a client sends, with the messages clients act on: the request
+models (api/request_models) run them as their fields' validators, live sessions call them directly."""
 
 from __future__ import annotations
 
@@ -124,36 +125,6 @@ def check_language(language: str | None, settings: Settings) -> None:
             f"language {language!r} is not supported by {engine.describe(settings)}:"
             f" use one of {', '.join(valid)}, or auto"
         )
-
-
-def options_from_form(form: Mapping[str, str], settings: Settings) -> tuple[str, JobOptions]:
-    """The mode and options of a /v1/jobs or /v1/asr request."""
-    mode = parse_mode(form.get("mode"))
-    output_format = parse_output_format(form.get("output_format"))
-    diarize = parse_bool("diarize", form.get("diarize"))
-    min_speakers = parse_speaker_count("min_speakers", form.get("min_speakers"))
-    max_speakers = parse_speaker_count("max_speakers", form.get("max_speakers"))
-    if (min_speakers or max_speakers) and not diarize:
-        raise BadRequestError("min_speakers and max_speakers need diarize=true")
-    if min_speakers and max_speakers and min_speakers > max_speakers:
-        raise BadRequestError("min_speakers is larger than max_speakers")
-    identify_speakers = parse_bool("identify_speakers", form.get("identify_speakers"))
-    if identify_speakers and not diarize:
-        raise BadRequestError("identify_speakers names the speakers that diarization finds: it needs diarize=true")
-    options = JobOptions(
-        language=parse_language(form.get("language")),
-        hotwords=parse_hotwords(form.get("hotwords") or form.get("hotword")),
-        diarize=diarize,
-        output_format=output_format,
-        word_timestamps=parse_bool("word_timestamps", form.get("word_timestamps")),
-        min_speakers=min_speakers,
-        max_speakers=max_speakers,
-        identify_speakers=identify_speakers,
-        mask_sensitive_words=parse_bool("mask_sensitive_words", form.get("mask_sensitive_words"), default=True),
-        use_itn=parse_optional_bool("use_itn", form.get("use_itn"), default=settings.use_itn),
-    )
-    check_supported(options, settings)
-    return mode, options
 
 
 def parse_callback_url(form: Mapping[str, str], settings: Settings) -> str | None:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from api.openapi.request_schemas import component_schemas
 from api.options import MODES
+from api.request_models.bodies import HotwordSetBody, NewApiKey
 from api.routes.keys import LIMIT_FIELDS
 from shared import reprocess
-from shared.db.api_keys import MAX_LIMIT_VALUE, MAX_NAME_CHARS
+from shared.db.api_keys import MAX_LIMIT_VALUE
 from shared.db.models import DeliveryState, JobStatus
 from shared.db.repository import STREAM_MODE
-from shared.hotwords import DEFAULT_WEIGHT, MAX_ENTRY_CHARS, MAX_WEIGHT
 from shared.render import RENDERERS
 
 Schema = dict[str, Any]
@@ -189,15 +190,6 @@ SCHEMAS: dict[str, Schema] = {
     },
     "ApiKeyList": {"type": "object", "required": ["keys"],
                    "properties": {"keys": {"type": "array", "items": ref("ApiKey")}}},
-    "NewApiKey": {
-        "type": "object", "required": ["name"],
-        "properties": {
-            "name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS},
-            "admin": {"type": "boolean", "default": False},
-            **{name: nullable("integer", minimum=0, maximum=MAX_LIMIT_VALUE,
-                              description="0: no limit; null: the server's default") for name in LIMIT_FIELDS},
-        },
-    },
     "HotwordSetSummary": {
         "type": "object", "required": ["name", "version", "count"],
         "properties": {"name": {"type": "string"}, "version": {"type": "string"},
@@ -208,12 +200,6 @@ SCHEMAS: dict[str, Schema] = {
     "HotwordSet": {
         "allOf": [ref("HotwordSetSummary"), {"type": "object", "required": ["words"], "properties": {"words": {
             "type": "array", "items": ref("Hotword")}}}],
-    },
-    "Hotword": {
-        "type": "object", "required": ["word"],
-        "properties": {"word": {"type": "string", "minLength": 1, "maxLength": MAX_ENTRY_CHARS},
-                       "weight": {"type": "integer", "minimum": 0, "maximum": MAX_WEIGHT, "default": DEFAULT_WEIGHT,
-                                  "description": "Heavier words come first."}},
     },
     "HotwordSetList": {
         "type": "object", "required": ["sets", "default"],
@@ -272,6 +258,7 @@ SCHEMAS: dict[str, Schema] = {
             "max_backlog_work_s": {"type": "number", "minimum": 0, "description": "0: no limit."},
         },
     },
+    **component_schemas(NewApiKey, HotwordSetBody),  # the request bodies, from the models the routes validate with
 }
 
 HEADERS: dict[str, Schema] = {

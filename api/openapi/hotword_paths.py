@@ -8,7 +8,6 @@ from api.hotword_sets import DEFAULT_SET, NO_SET
 from api.openapi.components import error, json_body, ref
 from api.openapi.operations import ok_json, operation
 from api.routes.hotwords import MAX_BODY_BYTES, NAME_PATTERN
-from shared.hotwords import MAX_ENTRIES
 
 Schema = dict[str, Any]
 
@@ -31,9 +30,7 @@ _NOT_FOUND = error("The key has no set of that name (or the server has no defaul
 
 def hotword_paths() -> dict[str, Schema]:
     put_body = {"required": True, "description": f"At most {MAX_BODY_BYTES} bytes.", "content": {
-        **json_body({"type": "object", "required": ["words"], "properties": {"words": {
-            "type": "array", "minItems": 1, "maxItems": MAX_ENTRIES,
-            "items": {"anyOf": [ref("Hotword"), {"type": "string", "minLength": 1}]}}}}),
+        **json_body(ref("HotwordSetBody")),
         "text/plain": {"schema": {"type": "string"},
                        "example": "Alibaba 20\nOddASR\n"},
     }}

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from api.openapi.components import HEADERS, error, ref
-from api.openapi.forms import job_form
 from api.openapi.operations import NOT_FOUND, job_id_parameter, ok_json, operation
-from api.routes.jobs import MAX_PAGE_SIZE
-from shared.db.models import JobStatus
-from shared.render import RENDERERS
+from api.openapi.request_schemas import binary, multipart_body, query_parameters
+from api.request_models.job_form import AUDIO_DESCRIPTION, JobForm
+from api.request_models.queries import JobListQuery, TranscriptQuery
 
 Schema = dict[str, Any]
 
@@ -27,6 +26,9 @@ UPLOAD_ERRORS: dict[str, Schema] = {
                  " Retry-After seconds.", retry_after=True),
 }
 
+#: The job form's own refusal (the OpenAI form has no such field).
+MASKING_REFUSAL = {"403": error("mask_sensitive_words=false from a key that is not an admin key.")}
+
 #: A transcript in each format: the media types the renderers answer with.
 TRANSCRIPT_CONTENT: Schema = {
     "text/plain": {"schema": {"type": "string"}},
@@ -36,8 +38,9 @@ TRANSCRIPT_CONTENT: Schema = {
 }
 
 
-def _query(name: str, schema: Schema, description: str) -> Schema:
-    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+def job_form(*, with_mode: bool = True) -> Schema:
+    """The form of POST /v1/jobs and of OddASR's /v1/asr (whose /file and /sentence variants fix the mode)."""
+    return multipart_body(JobForm, {"audio": binary(AUDIO_DESCRIPTION)}, without=() if with_mode else ("mode",))
 
 
 def job_paths() -> dict[str, Schema]:
@@ -46,7 +49,8 @@ def job_paths() -> dict[str, Schema]:
         "/v1/jobs": {
             "post": operation(
                 "createJob", TAG, "Submit audio; answers at once with the queued job",
-                {"202": ok_json("The job, queued.", "Job", {"Location": HEADERS["Location"]}), **UPLOAD_ERRORS},
+                {"202": ok_json("The job, queued.", "Job", {"Location": HEADERS["Location"]}), **UPLOAD_ERRORS,
+                 **MASKING_REFUSAL},
                 description="Poll the job at its `Location` (or pass `callback_url` for a webhook). While queued,"
                             " the job shows its `queue_position` and estimated start and finish.",
                 request_body=job_form()),
@@ -56,15 +60,7 @@ def job_paths() -> dict[str, Schema]:
                  "400": error("An unknown status, or limit/offset out of range."),
                  "403": error("api_key_id was given by a key that is not an admin key.")},
                 description="A key lists its own jobs; an admin key (or anyone with auth off) lists all.",
-                parameters=[
-                    _query("status", {"type": "string", "enum": [*(s.value for s in JobStatus), ""]},
-                           "Only jobs in it (empty: every status)."),
-                    _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": 20},
-                           "Page size."),
-                    _query("offset", {"type": "integer", "minimum": 0, "maximum": 10**9, "default": 0},
-                           "Jobs to skip."),
-                    _query("api_key_id", {"type": "string"}, "Admin keys only: the jobs of this key."),
-                ]),
+                parameters=query_parameters(JobListQuery)),
         },
         "/v1/jobs/{job_id}": {
             "get": operation(
@@ -83,8 +79,7 @@ def job_paths() -> dict[str, Schema]:
                  "400": error("An unknown format."), "404": NOT_FOUND,
                  "409": error("The job has not succeeded (yet, or ever: it failed)."),
                  "410": error("The job was canceled, or its data expired under the retention policy.")},
-                parameters=[*job_id, _query("format", {"type": "string", "enum": [*sorted(RENDERERS), ""]},
-                                            "Default (or empty): the job's output_format.")]),
+                parameters=[*job_id, *query_parameters(TranscriptQuery)]),
         },
         "/v1/jobs/{job_id}/audio": {
             "get": operation(

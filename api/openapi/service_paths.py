@@ -6,9 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from api.openapi.components import API_KEY_SCHEME, BEARER_SCHEME, JOB_ID_HEADER, error, json_body, ref
-from api.openapi.forms import job_form, transcription_form
-from api.openapi.job_paths import UPLOAD_ERRORS
+from api.openapi.job_paths import MASKING_REFUSAL, UPLOAD_ERRORS, job_form
 from api.openapi.operations import ok_json, operation
+from api.openapi.request_schemas import binary, multipart_body
+from api.request_models.job_form import AUDIO_DESCRIPTION
+from api.request_models.openai_form import TranscriptionForm
 
 Schema = dict[str, Any]
 
@@ -27,7 +29,7 @@ def _legacy(operation_id: str, summary: str, *, with_mode: bool) -> Schema:
     return {"post": operation(
         operation_id, "oddasr", summary,
         {"200": ok_json("The transcript, rendered in output_format, as OddASR answered it.", "Text",
-                        JOB_ID_HEADER), **SYNC_ERRORS},
+                        JOB_ID_HEADER), **SYNC_ERRORS, **MASKING_REFUSAL},
         description="Synchronous: the job is queued like any other and the answer waits for it.",
         request_body=job_form(with_mode=with_mode))}
 
@@ -55,7 +57,7 @@ def compat_paths() -> dict[str, Schema]:
                 "application/x-subrip": {"schema": {"type": "string"}},
                 "text/vtt": {"schema": {"type": "string"}}}},
              **SYNC_ERRORS},
-            request_body=transcription_form())}),
+            request_body=multipart_body(TranscriptionForm, {"file": binary(AUDIO_DESCRIPTION)}))}),
         "/v1/models": _openai_shaped({"get": operation("listModels", "openai", "The models this server runs",
                                                        {"200": ok_json("The model list.", "ModelList")})}),
     }

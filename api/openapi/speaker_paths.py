@@ -6,7 +6,9 @@ from typing import Any
 
 from api.openapi.components import error, json_body, nullable
 from api.openapi.operations import operation
-from api.routes.speakers import MAX_NAME_CHARS, MAX_PART_S, MAX_PARTS, MIN_PART_S
+from api.openapi.request_schemas import multipart_body
+from api.request_models.speaker_form import SpeakerForm
+from api.routes.speakers import MAX_PART_S, MAX_PARTS, MIN_PART_S
 
 Schema = dict[str, Any]
 
@@ -37,18 +39,10 @@ def _speaker_answer(description: str) -> Schema:
 
 
 def speaker_paths() -> dict[str, Schema]:
-    form = {"required": True, "content": {"multipart/form-data": {"schema": {
-        "type": "object", "required": ["name", "audio"],
-        "properties": {
-            "name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS,
-                     "description": "The name transcripts show for this voice (no `<`, `>` or control characters)."},
-            "audio": {"type": "array", "minItems": 1, "maxItems": MAX_PARTS,
-                      "items": {"type": "string", "format": "binary", "contentMediaType": "application/octet-stream"},
-                      "description": f"One or more parts, each {MIN_PART_S:g} to {MAX_PART_S:g} s of this voice"
-                                     " alone."},
-            "wait": {"type": "string", "enum": ["true", "false", ""],
-                     "description": "false: answer 202 at once instead of waiting for the embedding."},
-        }}}}}
+    form = multipart_body(SpeakerForm, {"audio": {
+        "type": "array", "minItems": 1, "maxItems": MAX_PARTS,
+        "items": {"type": "string", "format": "binary", "contentMediaType": "application/octet-stream"},
+        "description": f"One or more parts, each {MIN_PART_S:g} to {MAX_PART_S:g} s of this voice alone."}})
     return {
         "/v1/speakers": {
             "get": operation("listSpeakers", TAG, "The key's enrolled speakers", {"200": {

@@ -17,10 +17,11 @@ from api.auth import current_principal
 from api.body_limits import body_limit
 from api.deps import deps
 from api.hotword_sets import DEFAULT_SET, NO_SET, default_set_version, owner_of
+from api.request_models.bodies import HotwordSetBody
 from shared.db.hotword_sets import entries_of
 from shared.db.models import HotwordSet
 from shared.errors import BadRequestError, NotFoundError
-from shared.hotwords import HotwordEntry, entries_from_json, parse_hotword_lines
+from shared.hotwords import HotwordEntry, parse_hotword_lines
 
 blueprint = Blueprint("hotwords", __name__)
 
@@ -91,7 +92,7 @@ def put_set(name: str):  # type: ignore[no-untyped-def]
         body = request.get_json(silent=True)
         if not isinstance(body, dict) or "words" not in body:
             raise BadRequestError('send {"words": [{"word": "...", "weight": 20}, ...]} or the file format as text')
-        entries = entries_from_json(body["words"])
+        entries = HotwordSetBody.parse(body).entries
     else:
         entries = parse_hotword_lines(request.get_data(as_text=True))
     if not entries:

@@ -14,20 +14,21 @@ from api.body_limits import upload_body
 from api.deps import deps
 from api.job_hotword_hits import hotword_hits_of
 from api.job_service import cancel_job, job_to_dict, load_transcript, submit_job
-from api.options import options_from_form, parse_callback_url, parse_output_format
+from api.options import parse_callback_url, parse_output_format
 from api.queue_status import job_estimate
+from api.request_models.job_form import options_from_form
+from api.request_models.queries import JobListQuery, TranscriptQuery
 from api.streaming import jobs as stream_jobs
 from api.uploads import receive_audio
 from shared.db.models import JobStatus
 from shared.db.repository import STREAM_MODE
-from shared.errors import BadRequestError, ConflictError, ForbiddenError, GoneError
+from shared.errors import ConflictError, ForbiddenError, GoneError
 from shared.job_waiting import read_job_waiting_for
 from shared.render import render
 from shared.storage import StorageKeyNotFound
 
 blueprint = Blueprint("jobs", __name__)
 
-MAX_PAGE_SIZE = 100
 #: Audio goes to the client in pieces of this size, never whole in memory.
 AUDIO_CHUNK_BYTES = 256 * 1024
 
@@ -73,8 +74,8 @@ def get_job(job_id: str):  # type: ignore[no-untyped-def]
 def get_transcript(job_id: str) -> Response:
     d = deps()
     job = d.jobs.get(job_id, current_principal().owner_filter)
-    fmt = parse_output_format(request.args.get("format"), default=job.options.get("output_format", "txt"),
-                              field="format")
+    query = TranscriptQuery.parse(request.args)  # after the job: an unknown job is 404 whatever the format
+    fmt = parse_output_format(query.format, default=job.options.get("output_format", "txt"), field="format")
     body, content_type = render(load_transcript(d, job), fmt)
     return Response(body, content_type=content_type)
 
@@ -128,29 +129,13 @@ def get_audio(job_id: str) -> Response:
         "Content-Disposition": f"inline; filename*=UTF-8''{quote(filename)}"})
 
 
-def _int_arg(name: str, default: int, minimum: int, maximum: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise BadRequestError(f"'{name}' must be an integer, not {raw!r}") from exc
-    if not minimum <= value <= maximum:
-        raise BadRequestError(f"'{name}' must be between {minimum} and {maximum}")
-    return value
-
-
 @blueprint.get("/v1/jobs")
 def list_jobs():  # type: ignore[no-untyped-def]
-    status = request.args.get("status")
-    if status and status not in {s.value for s in JobStatus}:
-        raise BadRequestError(f"unknown status {status!r}: use one of {', '.join(s.value for s in JobStatus)}")
-    limit = _int_arg("limit", 20, 1, MAX_PAGE_SIZE)
-    offset = _int_arg("offset", 0, 0, 10**9)
+    query = JobListQuery.parse(request.args)
+    status, limit, offset = query.status, query.limit, query.offset
     principal = current_principal()
     owner = principal.owner_filter
-    requested_owner = request.args.get("api_key_id")
+    requested_owner = query.api_key_id
     if requested_owner:
         if not principal.is_admin:
             raise ForbiddenError("only an admin key may list another key's jobs (api_key_id)")

@@ -8,7 +8,7 @@ from flask import Blueprint, jsonify, request
 
 from api.auth import require_admin
 from api.deps import deps
-from shared.db.api_keys import KeyLimits
+from api.request_models.bodies import NewApiKey
 from shared.db.models import ApiKey
 from shared.errors import BadRequestError
 
@@ -33,15 +33,6 @@ def key_to_dict(key: ApiKey) -> dict[str, object]:
     }
 
 
-def _optional_limit(body: dict[str, object], name: str) -> int | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise BadRequestError(f"'{name}' must be a whole number, 0 or more (0: no limit), or null (the default)")
-    return value
-
-
 @blueprint.get("/v1/keys")
 def list_keys():  # type: ignore[no-untyped-def]
     require_admin()
@@ -55,14 +46,8 @@ def create_key():  # type: ignore[no-untyped-def]
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise BadRequestError('send a JSON object, e.g. {"name": "team-a"}')
-    name = body.get("name")
-    if not isinstance(name, str):
-        raise BadRequestError("'name' is required: a string of 1 to 128 characters")
-    admin = body.get("admin", False)
-    if not isinstance(admin, bool):
-        raise BadRequestError("'admin' must be true or false")
-    limits = KeyLimits(**{field: _optional_limit(body, field) for field in LIMIT_FIELDS})
-    key, token = deps().api_keys.create(name, is_admin=admin, limits=limits)
+    new_key = NewApiKey.parse(body)
+    key, token = deps().api_keys.create(new_key.name, is_admin=new_key.admin, limits=new_key.limits)
     response = jsonify({**key_to_dict(key), "key": token})
     response.status_code = 201
     return response

@@ -14,7 +14,8 @@ from api.body_limits import upload_body
 from api.deps import deps
 from api.errors import error_response
 from api.job_service import JOB_ID_HEADER, load_transcript, submit_job, wait_for_final
-from api.options import options_from_form, parse_callback_url
+from api.options import parse_callback_url
+from api.request_models.job_form import options_from_form
 from api.routes.jobs import max_duration_for
 from api.uploads import receive_audio
 from shared.db.models import JobStatus

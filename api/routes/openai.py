@@ -9,19 +9,15 @@ from api.body_limits import upload_body
 from api.deps import deps
 from api.errors import error_response
 from api.job_service import JOB_ID_HEADER, load_transcript, submit_job, wait_for_final
-from api.options import check_hotwords, check_supported, parse_callback_url, parse_language
+from api.options import check_supported, parse_callback_url
+from api.request_models.openai_form import KNOWN_MODELS, RESPONSE_FORMATS, TranscriptionForm
 from api.uploads import receive_audio
 from shared.db.models import JobStatus
-from shared.engines_catalog import OPENAI_MODEL_ALIAS, file_engine
-from shared.errors import BadRequestError
+from shared.engines_catalog import file_engine
 from shared.render import render
 from shared.schemas import JobOptions
 
 blueprint = Blueprint("openai", __name__)
-
-#: OpenAI response_format -> our renderer.
-RESPONSE_FORMATS = {"json": "openai_json", "text": "text", "srt": "srt", "vtt": "vtt",
-                    "verbose_json": "verbose_json"}
 
 
 def _known_models() -> list[str]:
@@ -40,22 +36,14 @@ def list_models():  # type: ignore[no-untyped-def]
 def transcriptions():  # type: ignore[no-untyped-def]
     d = deps()
     form = request.form
-    model = form.get("model", OPENAI_MODEL_ALIAS)
-    if model not in _known_models():
-        raise BadRequestError(f"unknown model {model!r}: GET /v1/models lists the models this server runs",
-                              param="model")
-    response_format = form.get("response_format", "json")
-    if response_format not in RESPONSE_FORMATS:
-        raise BadRequestError(
-            f"unknown response_format {response_format!r}: use one of {', '.join(RESPONSE_FORMATS)}",
-            param="response_format")
-    granularities = form.getlist("timestamp_granularities[]") + form.getlist("timestamp_granularities")
-    prompt = (form.get("prompt") or "").strip()
+    fields = {**form.to_dict(), "timestamp_granularities[]": (form.getlist("timestamp_granularities[]")
+                                                              + form.getlist("timestamp_granularities"))}
+    request_form = TranscriptionForm.parse(fields, context={KNOWN_MODELS: _known_models()})
     options = JobOptions(
-        language=parse_language(form.get("language")),
-        hotwords=check_hotwords([prompt] if prompt else [], field="prompt"),
-        output_format=RESPONSE_FORMATS[response_format],
-        word_timestamps="word" in granularities,
+        language=request_form.language,
+        hotwords=request_form.hotwords,
+        output_format=RESPONSE_FORMATS[request_form.response_format],
+        word_timestamps="word" in request_form.timestamp_granularities,
         use_itn=d.settings.use_itn,
     )
     check_supported(options, d.settings)

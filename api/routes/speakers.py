@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-import unicodedata
 import uuid
 from datetime import UTC, datetime
 
@@ -22,7 +21,7 @@ from api.auth import current_principal
 from api.body_limits import upload_body
 from api.deps import ApiDeps, deps
 from api.hotword_sets import owner_of
-from api.options import parse_bool
+from api.request_models.speaker_form import SpeakerForm
 from api.routing import choose_queue
 from api.uploads import ReceivedAudio, check_audio_part
 from shared.db.models import Speaker, SpeakerStatus
@@ -47,11 +46,8 @@ blueprint = Blueprint("speakers", __name__)
 MIN_PART_S = 5.0
 MAX_PART_S = 30.0
 MAX_PARTS = 10
-MAX_NAME_CHARS = 64
 #: How often a waiting enrollment re-reads its row.
 POLL_INTERVAL_S = 0.2
-#: Characters a name may not hold: they would break the spk, srt and vtt renderings.
-_FORBIDDEN_NAME_CHARS = set("<>")
 
 
 def speakers() -> SpeakerRepository:
@@ -70,17 +66,6 @@ def speaker_to_dict(row: Speaker) -> dict[str, object]:
             "embedding_model": row.embedding_model, "audio_duration_s": round(row.audio_duration_s or 0.0, 3),
             "created_at": _iso(row.created_at), "updated_at": _iso(row.updated_at),
             "links": {"self": f"/v1/speakers/{row.id}"}}
-
-
-def checked_name(raw: str | None) -> str:
-    name = " ".join((raw or "").split())
-    if not name:
-        raise BadRequestError("missing the speaker's 'name' (a form field beside the audio parts)")
-    if len(name) > MAX_NAME_CHARS:
-        raise BadRequestError(f"a speaker's name is at most {MAX_NAME_CHARS} characters")
-    if any(c in _FORBIDDEN_NAME_CHARS or unicodedata.category(c).startswith("C") for c in name):
-        raise BadRequestError("a speaker's name may not hold '<', '>' or control characters")
-    return name
 
 
 def _check_engine_can_embed(d: ApiDeps) -> None:
@@ -179,8 +164,8 @@ def _undo_enrollment(d: ApiDeps, repository: SpeakerRepository, speaker_id: str,
 def enroll_speaker():  # type: ignore[no-untyped-def]
     d = deps()
     owner = owner_of(current_principal())
-    name = checked_name(request.form.get("name"))
-    wait = parse_bool("wait", request.form.get("wait"), default=True)
+    form = SpeakerForm.parse(request.form.to_dict())
+    name, wait = form.name, form.wait
     _check_engine_can_embed(d)
     repository = speakers()
     _check_speaker_cap(d, repository, owner)
