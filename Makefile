@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 RUN_STAMP := $(VENV)/.run-installed
 TEST_STAMP := $(VENV)/.test-installed
 
-.PHONY: run test install install-test lint bench clean
+.PHONY: run test test-fast install install-test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); scripts/install-system-packages.sh venv && $(PYTHON) -m venv $(VENV); }
@@ -56,6 +56,12 @@ PYTEST_WORKERS ?= 2
 ## Install everything and run the whole suite (what .ci/run calls).
 test: install-test lint
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+## The unit tests alone: no server, no stack, no slow model (about a minute). Integration
+## tests are marked `integration` (a module's pytestmark, or tests/conftest.py for any test
+## that uses a server fixture); slow units are marked `slow`. `make test` runs them all.
+test-fast: $(TEST_STAMP)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not integration and not slow" -q $(PYTEST_ARGS)
 
 bench: install-test
 	$(BIN)/python bench/overhead.py

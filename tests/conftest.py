@@ -24,6 +24,50 @@ os.environ.setdefault("ODDASR_TEST_MODEL_CACHE", str(Path.home() / ".cache" / "o
 
 ServerT = TypeVar("ServerT", RedisServer, PostgresServer, S3Server)
 
+#: Fixtures that start real servers: a test that uses one, directly or through another
+#: fixture (a module's stack needs `redis_server`), is an integration test.
+SERVER_FIXTURES = frozenset({"redis_server", "own_redis", "postgres_server", "s3_server"})
+
+
+#: Units that load real models (Whisper, FunASR, Moonshine, fsmn-vad with torch, CAM++): seconds
+#: to minutes each, measured with `--durations`. `make test` runs them, `make test-fast` does not.
+SLOW_MODULES = frozenset({
+    "test_diarization", "test_engines", "test_fsmn_vad_lite", "test_funasr_engine", "test_funasr_stream",
+    "test_model_admin", "test_moonshine_engine", "test_worker_footprint",
+})
+#: Single units over about 2 s (a child process, a model, a deadline waited out), by name.
+SLOW_TESTS = frozenset({
+    "test_keys_cli_prints_the_key_alone_on_stdout_and_revokes",
+    "test_cli_refuses_to_serve_an_open_api_publicly",
+    "test_recording_never_raises_when_redis_is_away",
+    "test_the_document_is_valid_openapi_3_1",
+    "test_stream_mic_without_a_microphone_says_so_before_connecting",
+    "test_only_the_first_bytes_of_an_answer_are_read",
+    "test_the_unused_keys_are_logged_once_after_logging_is_configured",
+    "test_redis_stops_and_restarts_on_the_same_port",
+    "test_the_funasr_engine_embeds_with_its_campplus_model",
+})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that starts a server `integration`, and the slow units `slow`, so that
+    `make test-fast` (`-m "not integration and not slow"`) runs only quick tests that need no
+    process of their own. A module that starts processes some other way says so itself
+    (`pytestmark = pytest.mark.integration`)."""
+    for item in items:
+        if item.module is not None and (item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES
+                                        or getattr(item, "originalname", item.name) in SLOW_TESTS):
+            item.add_marker(pytest.mark.slow)
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        starts_a_server = (
+            SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+            or params.get("database_url") == "postgres"  # asked for with getfixturevalue
+            or item.get_closest_marker("s3") is not None
+            or item.get_closest_marker("postgres") is not None
+        )
+        if starts_a_server and item.get_closest_marker("integration") is None:
+            item.add_marker(pytest.mark.integration)
+
 
 def _started(start: Callable[[Path], ServerT], directory: Path) -> Iterator[ServerT]:
     """Start a real server for the session. Missing binaries fail the run, never skip it:

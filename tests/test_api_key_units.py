@@ -94,17 +94,28 @@ def test_an_open_api_on_a_public_address_is_refused_unless_meant(tmp_path: Path)
     assert flower_exposure_problem(Settings(**base, host="0.0.0.0", flower_basic_auth="a:b")) is None
 
 
-def test_a_limiter_whose_redis_is_down_lets_requests_through() -> None:
-    """Rate limits never take the API down with them; submission reports the outage itself."""
+def test_a_limiter_whose_redis_is_down_lets_requests_through(caplog: pytest.LogCaptureFixture) -> None:
+    """Rate limits never take the API down with them; submission reports the outage itself.
+
+    Three requests against a limit of one a minute, and 15 audio seconds against 10 a day, all
+    pass (no TooManyRequestsError), and each unchecked limit is logged, so the outage is seen."""
+    import logging
+
     import redis
 
     url = f"redis://127.0.0.1:{free_port()}/0"
     limiter = KeyLimiter(url, redis.Redis.from_url(url), lambda _key: 0)
     principal = Principal(key_id="abcd1234", name="x", is_admin=False, requests_per_minute=1,
                           audio_seconds_per_day=10)
-    for _ in range(3):
-        limiter.check_request_rate(principal)
-        limiter.charge_audio(principal, 5.0)
+    with caplog.at_level(logging.WARNING, logger="api.key_limits"):
+        for _ in range(3):
+            assert limiter.check_request_rate(principal) is None
+            assert limiter.check_audio_fits(principal, 5.0) is None
+            assert limiter.charge_audio(principal, 5.0) is None
+    unchecked = [r.getMessage() for r in caplog.records if "not checked, Redis unavailable" in r.getMessage()]
+    assert len(unchecked) == 9, caplog.text
+    assert sum("rate limit of key abcd1234" in m for m in unchecked) == 6  # requests and charges
+    assert sum("audio allowance of key abcd1234" in m for m in unchecked) == 3
 
 
 def _oddasr(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:

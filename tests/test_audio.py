@@ -14,6 +14,7 @@ contract the API relies on:
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import subprocess
 import sys
@@ -250,8 +251,10 @@ def test_cut_files_decode_what_is_there_or_say_422(
     for entry_point in (probe, decode_16k_mono):
         try:
             entry_point(path)
-        except (UnsupportedMediaError, UnprocessableAudioError) as exc:
-            assert exc.http_status in (415, 422) and exc.message
+        except UnprocessableAudioError as exc:
+            # Never 415 (UnsupportedMediaError propagates and fails the test): the format is
+            # recognised, the file is only cut, and the message says so.
+            assert re.search(r"truncated|corrupt", exc.message), exc.message
     try:
         audio = decode_16k_mono(path)
     except UnprocessableAudioError:

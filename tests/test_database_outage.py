@@ -16,6 +16,7 @@ import requests
 from tests.support.servers import PostgresServer, run_postgres
 from tests.support.speech import REFERENCE_SENTENCES, synthesize
 from tests.support.stack import Stack, running_stack, wait_for_job
+from tests.support.waiting import wait_until
 from tests.support.ws_clients import open_ws
 
 pytestmark = pytest.mark.integration
@@ -57,7 +58,7 @@ def test_database_outage_is_a_503_and_the_service_recovers(stack: Stack, own_pos
         assert header["status"] == 20020004 and "database" in header["status_text"], header
     finally:
         own_postgres.start()
-    deadline_s = time.monotonic() + 60
+    deadline_s = time.monotonic() + 120
     while requests.get(stack.url("/readyz"), timeout=30).status_code != 200:
         assert time.monotonic() < deadline_s
         time.sleep(0.5)
@@ -73,13 +74,18 @@ def test_a_job_running_when_the_database_fails_is_retried_to_success(stack: Stac
     long_clip = make_long_recording(REFERENCE_SENTENCES * 2, speech_dir / "pg-long.wav", gap_s=1.0)
     with long_clip.open("rb") as audio:
         job_id = requests.post(stack.url("/v1/jobs"), files={"audio": audio}, timeout=60).json()["id"]
-    deadline_s = time.monotonic() + 60
+    deadline_s = time.monotonic() + 120
     while requests.get(stack.url(f"/v1/jobs/{job_id}"), timeout=10).json()["status"] != "running":
         assert time.monotonic() < deadline_s
         time.sleep(0.05)
     own_postgres.stop()
-    time.sleep(3.0)  # the worker's next progress write fails: the task is retried with backoff
-    own_postgres.start()
+    try:
+        # The worker's next progress write fails: the task is retried with backoff.
+        wait_until(lambda: any(job_id in line and "retry" in line.lower()
+                               for line in stack.log_tail("worker-file", 10**6).splitlines()),
+                   "the worker to meet the outage and schedule a retry", timeout_s=120, interval_s=0.2)
+    finally:
+        own_postgres.start()
     job = wait_for_job(stack, job_id, timeout_s=180)
     assert job["status"] == "succeeded", job
     assert job["attempts"] >= 2

@@ -342,13 +342,22 @@ def test_the_readme_queries_answer_on_a_real_prometheus_scraping_every_endpoint(
             ws.send(json.dumps({"type": "Close"}))
             while json.loads(ws.recv(timeout=30))["type"] != "Summary":
                 pass
-        time.sleep(3.0)
-        for promql in readme_queries():
-            result = query(promql)
-            if promql.startswith("up{"):
-                assert result == [], f"a worker is down: {result}"
-            else:
-                assert result, f"no data for {promql!r}"
+
+        def unanswered() -> list[str]:
+            """What Prometheus cannot answer yet: it shows the work only after its next scrapes."""
+            missing = []
+            for promql in readme_queries():
+                result = query(promql)
+                if promql.startswith("up{") and result:
+                    missing.append(f"a worker is down: {result}")
+                elif not promql.startswith("up{") and not result:
+                    missing.append(f"no data for {promql!r}")
+            return missing
+
+        deadline_s = time.monotonic() + 120
+        while missing := unanswered():
+            assert time.monotonic() < deadline_s, missing
+            time.sleep(0.5)
         per_queue = {series["metric"]["queue"] for series in query(readme_queries()[0])}
         assert {QUEUE_CPU, QUEUE_SENTENCE} <= per_queue
     finally:

@@ -4,10 +4,9 @@ queue again by a live worker and finishes, once."""
 from __future__ import annotations
 
 import shutil
-import time
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,14 +16,19 @@ from shared.db.repository import JobRepository
 from shared.db.session import make_engine, make_session_factory
 from tests.support.speech import REFERENCE_SENTENCES, synthesize
 from tests.support.stack import Stack, running_stack, wait_for_job
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
+
+#: Far above a reaper round (1 s), so that a job touched at the start of a test is still fresh
+#: when a round has seen it, however busy the machine; orphans are made 60 s quiet.
+STALE_JOB_AFTER_S = 30.0
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
     with running_stack(tmp_path_factory.mktemp("reaper"), redis_server.url, file_concurrency=1,
-                       sentence_concurrency=0, stale_job_after_s=5.0, reaper_interval_s=1.0,
+                       sentence_concurrency=0, stale_job_after_s=STALE_JOB_AFTER_S, reaper_interval_s=1.0,
                        requeue_queued_after_s=5.0) as running:
         yield running
 
@@ -83,10 +87,15 @@ def test_a_queued_job_whose_message_was_lost_is_finished(stack: Stack, speech_di
 def test_a_recently_active_running_job_is_left_alone(stack: Stack, speech_dir: Path) -> None:
     clip = synthesize(REFERENCE_SENTENCES[6], speech_dir / "reaper2.wav")
     job_id = orphan_job(stack, clip, quiet_for_s=0)
+    # A stale neighbour, made after it: once a round has sent the neighbour again, that round
+    # (or a later one) has seen the fresh job too, long before its silence reached the limit.
+    neighbour_id = orphan_job(stack, clip, quiet_for_s=60)
+    wait_until(lambda: f"job {neighbour_id} has had no sign of life" in stack.log_tail("worker-file", 10**6),
+               "a reaper round to send the stale neighbour again", timeout_s=60)
     stack_jobs = JobRepository(make_session_factory(make_engine(stack.settings.database_url)))
-    time.sleep(3.0)  # three reaper rounds, each before the 5 s of silence are up
     assert stack_jobs.get(job_id).status == JobStatus.RUNNING
     assert stack_jobs.get(job_id).attempts == 1
+    assert wait_for_job(stack, neighbour_id, timeout_s=120)["status"] == "succeeded"
 
 
 def running_job_in_fresh_db(tmp_path: Path, queue: str) -> tuple[JobRepository, str, str]:
@@ -137,8 +146,21 @@ def test_a_slow_job_keeps_its_lease_while_the_engine_reports_nothing(tmp_path: P
 
     jobs, _url, job_id = running_job_in_fresh_db(tmp_path, "cpu")
     runtime = SimpleNamespace(jobs=jobs, settings=Settings(data_dir=tmp_path, stale_job_after_s=4.0))
+    started_at = jobs.get(job_id).updated_at
+    touches = [started_at]
+
+    def touched_twice() -> bool:
+        if (updated_at := jobs.get(job_id).updated_at) != touches[-1]:
+            touches.append(updated_at)
+        return len(touches) > 2
+
     with JobLease(runtime, job_id):  # type: ignore[arg-type]
-        time.sleep(3.5)  # the "engine" is busy; the lease renews every second
-        assert jobs.claim_stale_running(utc_now() - timedelta(seconds=2)) == []
-    time.sleep(2.5)
-    assert jobs.claim_stale_running(utc_now() - timedelta(seconds=2)) == [(job_id, "cpu")]
+        # The "engine" is busy and reports nothing; the lease touches the row every second.
+        wait_until(touched_twice, "the lease to touch the row twice", timeout_s=60)
+        # Quiet since before the latest touch: without the lease the row would be (it was
+        # last written when the job started); with it, the reaper leaves it alone.
+        latest = touches[-1] if touches[-1].tzinfo else touches[-1].replace(tzinfo=UTC)
+        assert jobs.claim_stale_running(latest) == []
+    # Once the lease ends, nothing touches the row: it goes stale.
+    wait_until(lambda: jobs.claim_stale_running(utc_now() - timedelta(seconds=2)) == [(job_id, "cpu")],
+               "the job to go stale after its lease ended", timeout_s=60, interval_s=0.5)

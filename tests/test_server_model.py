@@ -21,6 +21,7 @@ import requests
 
 from tests.support.speech import REFERENCE_SENTENCES, synthesize
 from tests.support.stack import Stack, running_stack
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -117,7 +118,16 @@ def test_a_stalled_upload_is_answered_408_in_json(stack: Stack) -> None:
 
 def test_uploads_past_the_per_client_cap_get_429(stack: Stack) -> None:
     held = [raw_request(stack, slow_upload_head(stack), source_ip="127.0.0.200") for _ in range(UPLOAD_CAP)]
-    time.sleep(0.5)
+
+    def cap_reached() -> bool:
+        """A whole one-byte body from the same address: answered at once, so it holds no slot
+        for long, and 429 once the API counts every held upload."""
+        probe = raw_request(stack, slow_upload_head(stack, length=1).partition(b"\r\n\r\n")[0] + b"\r\n\r\nx",
+                            source_ip="127.0.0.200")
+        with probe:
+            return read_response(probe)[0] == 429
+
+    wait_until(cap_reached, f"the API to count the {UPLOAD_CAP} held uploads", timeout_s=60, interval_s=0.2)
     extra = raw_request(stack, slow_upload_head(stack), source_ip="127.0.0.200")
     status, body = read_response(extra)
     assert status == 429 and "too many uploads" in body["error"]
@@ -125,6 +135,8 @@ def test_uploads_past_the_per_client_cap_get_429(stack: Stack) -> None:
     other_client = raw_request(stack, slow_upload_head(stack, length=preamble_bytes + 10), source_ip="127.0.0.201")
     other_client.sendall(b"\0" * 10)
     assert read_response(other_client)[0] != 429, "the cap is per client address"
+    # The held uploads were never refused themselves: each ends at its body deadline (408).
+    assert {read_response(sock)[0] for sock in held} == {408}
     for sock in [*held, extra, other_client]:
         sock.close()
 
@@ -137,9 +149,13 @@ def test_forty_waiting_synchronous_calls_leave_healthz_answering(stack: Stack, s
             return requests.post(stack.url("/v1/asr"), files={"audio": audio}, data={"mode": "sentence"},
                                  timeout=300).status_code
 
+    jobs_before = requests.get(stack.url("/v1/jobs"), timeout=30).json()["total"]
     with ThreadPoolExecutor(max_workers=40) as pool:
         futures = [pool.submit(call) for _ in range(40)]
-        time.sleep(2.0)
+        # Every call has submitted its job and waits for it (or, on a slow machine, some are done).
+        wait_until(lambda: all(f.done() for f in futures) or requests.get(
+            stack.url("/v1/jobs"), timeout=30).json()["total"] >= jobs_before + 40,
+            "the 40 calls to be waiting for their jobs", timeout_s=120, interval_s=0.2)
         answered = 0
         while not all(f.done() for f in futures):
             assert healthz_ok(stack)

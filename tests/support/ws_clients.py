@@ -109,10 +109,12 @@ def oddasr_session(url: str, wav: Path, *, chunk_bytes: int = ODDASR_CHUNK_BYTES
 
 def funasr_session(url: str, pcm: bytes, *, mode: str = "2pass", is_end: bool = True, realtime_factor: float = 1.0,
                    frame_bytes: int = FUNASR_FRAME_BYTES, config: dict | None = None,
-                   early_audio: bytes = b"", close_after_s: float | None = None) -> SessionLog:
+                   early_audio: bytes = b"", close_after_s: float | None = None,
+                   close_after_offline: int | None = None) -> SessionLog:
     """FunASR's client: config, paced PCM frames, `is_speaking: false` (with `is_end` for the
     current client), then wait for the end acknowledgement (current) or close after
-    `close_after_s` (older clients: about 2 s in 2pass)."""
+    `close_after_s` (older clients: about 2 s in 2pass), or as soon as `close_after_offline`
+    corrected sentences ("2pass-offline") have arrived."""
     log = SessionLog(started_s=time.monotonic())
     frame_s = frame_bytes / 32000 / realtime_factor
     with open_ws(url, subprotocols=["binary"]) as ws:
@@ -126,7 +128,8 @@ def funasr_session(url: str, pcm: bytes, *, mode: str = "2pass", is_end: bool = 
 
         def until(data: dict) -> bool:
             return bool(data.get("is_end")) or (mode == "offline" and data.get("mode") == "offline") or \
-                bool(data.get("error"))
+                bool(data.get("error")) or \
+                (close_after_offline is not None and len(log.of_mode("2pass-offline")) >= close_after_offline)
 
         reader = threading.Thread(target=lambda: (_collect(ws, log, until), done.set()), daemon=True)
         reader.start()
