@@ -17,6 +17,7 @@ from shared.transcript import Segment, Transcript
 
 logger = logging.getLogger(__name__)
 
+
 def create(deps: ApiDeps, job_id: str, start: v.StartCommand, protocol: str, worker_id: str,
            owner_id: str | None = None) -> Job:
     """The job row of a session, `running` from the start: a worker already holds it."""
