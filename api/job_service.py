@@ -7,7 +7,6 @@ import json
 import logging
 import time
 import uuid
-from datetime import UTC, datetime
 
 import redis
 from kombu.exceptions import KombuError
@@ -20,10 +19,13 @@ from api.routing import choose_queue
 from api.uploads import ReceivedAudio
 from shared import redis_keys
 from shared.db.models import TERMINAL_STATUSES, Job, JobStatus, utc_now
-from shared.db.webhooks import WebhookRepository
 from shared.errors import ConflictError, ForbiddenError, GoneError, OddAsrError, ServiceUnavailableError
-from shared.schemas import DELIVER_WEBHOOK_TASK_NAME, TRANSCRIBE_TASK_NAME, JobEvent, JobOptions
-from shared.transcript import Segment, Transcript
+from shared.jobs.dispatch import send_pending_webhooks, send_transcribe
+from shared.jobs.events import publish_status
+from shared.jobs.keys import audio_key
+from shared.jobs.rows import queued_job
+from shared.schemas import JobEvent, JobOptions
+from shared.transcript import Transcript
 
 logger = logging.getLogger(__name__)
 
@@ -32,11 +34,6 @@ JOB_ID_HEADER = "X-OddASR-Job-Id"
 
 #: While waiting for a pub/sub event, re-read the job this often in case the event was lost.
 WAIT_RECHECK_INTERVAL_S = 1.0
-
-
-def audio_key_for(job_id: str) -> str:
-    """Storage keys come from the job id, never from the client's file name."""
-    return f"audio/{job_id}"
 
 
 def submit_job(deps: ApiDeps, audio: ReceivedAudio, mode: str, options: JobOptions,
@@ -56,15 +53,12 @@ def submit_job(deps: ApiDeps, audio: ReceivedAudio, mode: str, options: JobOptio
     deps.limiter.check_in_flight(principal)
     deps.limiter.check_audio_fits(principal, audio.info.duration_s)
     job_id = uuid.uuid4().hex
-    key = audio_key_for(job_id)
+    key = audio_key(job_id)
     audio.file.stream.seek(0)
     deps.storage.put_file(key, audio.file.stream)
-    job = Job(
-        id=job_id, status=JobStatus.QUEUED, mode=mode, queue=queue, options=options.model_dump(),
-        audio_key=key, audio_filename=audio.filename, audio_size_bytes=audio.size_bytes,
-        audio_duration_s=audio.info.duration_s, progress=0.0, attempts=0, callback_url=callback_url,
-        api_key_id=principal.key_id,
-    )
+    job = queued_job(job_id, mode=mode, queue=queue, options=options.model_dump(), audio_key=key,
+                     filename=audio.filename, size_bytes=audio.size_bytes, duration_s=audio.info.duration_s,
+                     callback_url=callback_url, api_key_id=principal.key_id)
     try:
         with deps.limiter.in_flight_place(principal):
             deps.limiter.charge_audio(principal, audio.info.duration_s)
@@ -76,8 +70,7 @@ def submit_job(deps: ApiDeps, audio: ReceivedAudio, mode: str, options: JobOptio
         deps.storage.delete(key)
         raise ServiceUnavailableError("the job database is unavailable; try again shortly") from exc
     try:
-        # The task id is the job id, so operators find a job in Flower by the id clients see.
-        deps.celery.send_task(TRANSCRIBE_TASK_NAME, args=[job_id], queue=queue, task_id=job_id)
+        send_transcribe(deps.celery, job_id, queue)
     except (KombuError, OSError, redis.RedisError) as exc:
         logger.error("could not queue job %s: %s", job_id, exc)
         deps.jobs.transition(job_id, JobStatus.FAILED, error="the job queue (Redis) was unreachable",
@@ -127,28 +120,13 @@ def cancel_job(deps: ApiDeps, job_id: str, owner_id: str | None = None) -> Job:
     """Cancel a queued or running job and delete its stored audio and transcript."""
     job = deps.jobs.get(job_id, owner_id)
     if deps.jobs.transition(job_id, JobStatus.CANCELED, error="canceled by the client", finished_at=utc_now()):
-        try:
-            deps.redis.publish(
-                redis_keys.job_events_channel(job_id),
-                JobEvent(job_id=job_id, status=JobStatus.CANCELED.value).model_dump_json(),
-            )
-        except redis.RedisError:
-            logger.warning("could not publish the cancel of job %s", job_id)
-        send_pending_webhooks(deps, job_id)
+        publish_status(deps.redis, job_id, JobStatus.CANCELED)
+        send_pending_webhooks(deps.celery, deps.settings, deps.jobs.session_factory, job_id)
     for key in (job.audio_key, job.transcript_key):
         if key:
             deps.storage.delete(key)
     deps.jobs.clear_stored_keys(job_id)
     return deps.jobs.get(job_id)
-
-
-def send_pending_webhooks(deps: ApiDeps, job_id: str) -> None:
-    """Queue the job's pending webhook events; if that fails the workers' sweep sends them."""
-    try:
-        for delivery_id in WebhookRepository(deps.jobs.session_factory).pending_for_job(job_id):
-            deps.celery.send_task(DELIVER_WEBHOOK_TASK_NAME, args=[delivery_id], queue=deps.settings.webhook_queue)
-    except Exception:  # a side effect: it never fails the request, and the event is in the outbox
-        logger.warning("could not queue the webhooks of job %s; the reconciler will", job_id, exc_info=True)
 
 
 def load_transcript(deps: ApiDeps, job: Job) -> Transcript:
@@ -170,65 +148,3 @@ def load_transcript(deps: ApiDeps, job: Job) -> Transcript:
         raise
     except (ValueError, json.JSONDecodeError) as exc:
         raise ServiceUnavailableError(f"the stored transcript of job {job.id} is unreadable") from exc
-
-
-def _iso(value: datetime | None) -> str | None:
-    """ISO 8601 with the zone, always. Every job time is written in UTC, but SQLite hands
-    datetimes back without their zone (PostgreSQL keeps it), so a naive one is UTC."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.isoformat()
-
-
-def job_to_dict(job: Job, transcript: Transcript | None = None,
-                hotword_hits: list[dict[str, object]] | None = None) -> dict[str, object]:
-    """The job's public JSON; with its transcript, a `result` that holds `hotword_hits` as
-    given (`api.job_hotword_hits`: never matched here)."""
-    body: dict[str, object] = {
-        "id": job.id,
-        "status": job.status,
-        "mode": job.mode,
-        "queue": job.queue,
-        "options": job.options,
-        "filename": job.audio_filename,
-        "audio_size_bytes": job.audio_size_bytes,
-        "audio_duration_s": job.audio_duration_s,
-        "progress": round(job.progress or 0.0, 3),
-        "attempts": job.attempts,
-        "engine": job.engine,
-        "worker": job.worker,
-        "processing_s": job.processing_s,
-        "error": job.error,
-        "created_at": _iso(job.created_at),
-        "started_at": _iso(job.started_at),
-        "finished_at": _iso(job.finished_at),
-        "data_expired_at": _iso(job.data_expired_at),
-        "callback_url": job.callback_url,
-        "api_key_id": job.api_key_id,
-        "links": {"self": f"/v1/jobs/{job.id}", "transcript": f"/v1/jobs/{job.id}/transcript",
-                  "webhooks": f"/v1/jobs/{job.id}/webhooks"},
-    }
-    if transcript is not None:
-        body["result"] = transcript_to_dict(transcript)
-        body["result"]["hotword_hits"] = hotword_hits or []
-    return body
-
-
-def transcript_to_dict(transcript: Transcript) -> dict[str, object]:
-    return {
-        "text": transcript.text,
-        "language": transcript.language,
-        "segments": [_segment_to_dict(s) for s in transcript.segments],
-    }
-
-
-def _segment_to_dict(segment: Segment) -> dict[str, object]:
-    """A segment; the enrolled name and its similarity only where the job asked for names."""
-    body: dict[str, object] = {"start": segment.start_s, "end": segment.end_s, "text": segment.text,
-                               "speaker": segment.speaker}
-    if segment.speaker_similarity is not None:
-        body["speaker_name"] = segment.speaker_name
-        body["speaker_similarity"] = segment.speaker_similarity
-    return body

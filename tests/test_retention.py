@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from api.job_service import job_to_dict, load_transcript
+from api.job_service import load_transcript
 from shared.config import Settings
 from shared.db.migrate import upgrade_to_head
 from shared.db.models import Job, JobStatus, utc_now
@@ -19,6 +19,7 @@ from shared.db.repository import STREAM_MODE, JobRepository
 from shared.db.retention import RetentionRepository
 from shared.db.session import make_engine, make_session_factory
 from shared.errors import GoneError
+from shared.jobs.public import job_to_dict
 from shared.storage.local import LocalStorage
 from shared.transcript import Transcript
 from worker.services.reaper import ReconcileContext, expire_retained_data

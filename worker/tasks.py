@@ -12,14 +12,14 @@ from sqlalchemy.exc import OperationalError
 from shared.config import get_settings
 from shared.db.models import JobStatus
 from shared.db.speakers import SpeakerRepository
-from shared.db.webhooks import WebhookRepository
 from shared.errors import OddAsrError
+from shared.jobs.dispatch import send_webhook
 from shared.schemas import DELIVER_WEBHOOK_TASK_NAME, ENROLL_SPEAKER_TASK_NAME, TRANSCRIBE_TASK_NAME
 from worker.celery_app import app
-from worker.services.reaper import send_webhook
+from worker.services.completion import FinishContext, fail
 from worker.services.runtime import WorkerRuntime, current_runtime
 from worker.services.speakers import run_enrollment
-from worker.services.transcription import fail_job, run_transcription
+from worker.services.transcription import run_transcription
 from worker.services.webhooks import attempt_delivery, process_webhook_context
 
 logger = logging.getLogger(__name__)
@@ -41,22 +41,13 @@ def _job_failed(job_id: str, reason: str) -> JobFailed:
 
 
 def _failed(runtime: WorkerRuntime, job_id: str, reason: str) -> JobFailed:
-    fail_job(runtime, job_id, reason)
+    fail(FinishContext.of(runtime, app), job_id, reason)
     return _job_failed(job_id, reason)
 
 
 #: Retries due sooner than this are sent as a delayed task; later ones are left to the
 #: reconciler's sweep (a Redis ETA task held for hours outlives the visibility timeout).
 MAX_TASK_COUNTDOWN_S = 60.0
-
-
-def _send_job_webhooks(runtime: WorkerRuntime, job_id: str) -> None:
-    """Send the job's pending webhook events now; a failure only delays them to the sweep."""
-    try:
-        for delivery_id in WebhookRepository(runtime.jobs.session_factory).pending_for_job(job_id):
-            send_webhook(app, runtime.settings, delivery_id)
-    except Exception:  # side effects never fail the job: the reconciler sends what is pending
-        logger.warning("could not queue the webhooks of job %s; the reconciler will", job_id, exc_info=True)
 
 
 @app.task(name=DELIVER_WEBHOOK_TASK_NAME, ignore_result=True)
@@ -69,16 +60,12 @@ def deliver_webhook(delivery_id: str) -> None:
 
 @app.task(name=TRANSCRIBE_TASK_NAME, bind=True, max_retries=MAX_TRANSIENT_RETRIES, throws=(JobFailed,))
 def transcribe(self: Task, job_id: str) -> None:
-    runtime = current_runtime(get_settings())
-    try:
-        _transcribe(self, runtime, job_id)
-    finally:
-        _send_job_webhooks(runtime, job_id)
+    _transcribe(self, current_runtime(get_settings()), job_id)
 
 
 def _transcribe(self: Task, runtime: WorkerRuntime, job_id: str) -> None:
     try:
-        status = run_transcription(runtime, job_id)
+        status = run_transcription(runtime, job_id, celery=app)
     except SoftTimeLimitExceeded as exc:
         limit_s = runtime.settings.job_time_limit_s
         raise _failed(runtime, job_id, f"the job ran past the time limit of {limit_s} s") from exc

@@ -9,7 +9,6 @@ a job records the version it used. The server's default set (`hotwords_path`) re
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 
 from flask import Blueprint, jsonify, request
 
@@ -20,6 +19,7 @@ from api.hotword_sets import DEFAULT_SET, NO_SET, default_set_version, owner_of
 from api.request_models.bodies import HotwordSetBody
 from shared.db.hotword_sets import entries_of
 from shared.db.models import HotwordSet
+from shared.db.utc import iso
 from shared.errors import BadRequestError, NotFoundError
 from shared.hotwords import HotwordEntry, parse_hotword_lines
 
@@ -30,12 +30,6 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_BODY_BYTES = 256 * 1024
 
 
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
-
-
 def _words(entries: list[HotwordEntry]) -> list[dict[str, object]]:
     return [{"word": e.word, "weight": e.weight} for e in entries]
 
@@ -43,7 +37,7 @@ def _words(entries: list[HotwordEntry]) -> list[dict[str, object]]:
 def set_to_dict(row: HotwordSet, *, with_words: bool) -> dict[str, object]:
     entries = entries_of(row)
     body: dict[str, object] = {"name": row.name, "version": str(row.version), "count": len(entries),
-                               "created_at": _iso(row.created_at), "updated_at": _iso(row.updated_at)}
+                               "created_at": iso(row.created_at), "updated_at": iso(row.updated_at)}
     if with_words:
         body["words"] = _words(entries)
     return body

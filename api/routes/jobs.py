@@ -13,7 +13,7 @@ from api.auth import current_principal
 from api.body_limits import upload_body
 from api.deps import deps
 from api.job_hotword_hits import hotword_hits_of
-from api.job_service import cancel_job, job_to_dict, load_transcript, submit_job
+from api.job_service import cancel_job, load_transcript, submit_job
 from api.options import parse_callback_url, parse_output_format
 from api.queue_status import job_estimate
 from api.request_models.job_form import options_from_form
@@ -24,6 +24,7 @@ from shared.db.models import JobStatus
 from shared.db.repository import STREAM_MODE
 from shared.errors import ConflictError, ForbiddenError, GoneError
 from shared.job_waiting import read_job_waiting_for
+from shared.jobs.public import job_to_dict
 from shared.render import render
 from shared.storage import StorageKeyNotFound
 

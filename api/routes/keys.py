@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from flask import Blueprint, jsonify, request
 
 from api.auth import require_admin
 from api.deps import deps
 from api.request_models.bodies import NewApiKey
 from shared.db.models import ApiKey
+from shared.db.utc import iso
 from shared.errors import BadRequestError
 
 blueprint = Blueprint("keys", __name__)
@@ -17,19 +16,13 @@ blueprint = Blueprint("keys", __name__)
 LIMIT_FIELDS = ("requests_per_minute", "max_jobs_in_flight", "audio_seconds_per_day")
 
 
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
-
-
 def key_to_dict(key: ApiKey) -> dict[str, object]:
     """Everything about a key except its secret, which is never stored."""
     return {
         "id": key.id, "name": key.name, "admin": key.is_admin,
         "limits": {name: getattr(key, name) for name in LIMIT_FIELDS},
-        "created_at": _iso(key.created_at), "last_used_at": _iso(key.last_used_at),
-        "revoked_at": _iso(key.revoked_at),
+        "created_at": iso(key.created_at), "last_used_at": iso(key.last_used_at),
+        "revoked_at": iso(key.revoked_at),
     }
 
 

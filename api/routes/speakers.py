@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from datetime import UTC, datetime
 
 import redis
 from flask import Blueprint, jsonify, request, url_for
@@ -26,6 +25,7 @@ from api.routing import choose_queue
 from api.uploads import ReceivedAudio, check_audio_part
 from shared.db.models import Speaker, SpeakerStatus
 from shared.db.speakers import SpeakerRepository
+from shared.db.utc import iso
 from shared.engines_catalog import file_engine
 from shared.errors import (
     BadRequestError,
@@ -54,17 +54,11 @@ def speakers() -> SpeakerRepository:
     return SpeakerRepository(deps().jobs.session_factory)
 
 
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
-
-
 def speaker_to_dict(row: Speaker) -> dict[str, object]:
     """The speaker without its embedding: a voiceprint is biometric data and no client needs it."""
     return {"id": row.id, "name": row.name, "status": row.status, "error": row.error,
             "embedding_model": row.embedding_model, "audio_duration_s": round(row.audio_duration_s or 0.0, 3),
-            "created_at": _iso(row.created_at), "updated_at": _iso(row.updated_at),
+            "created_at": iso(row.created_at), "updated_at": iso(row.updated_at),
             "links": {"self": f"/v1/speakers/{row.id}"}}
 
 

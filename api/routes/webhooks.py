@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from flask import Blueprint, jsonify
 
 from api.auth import current_principal
 from api.deps import deps
-from api.job_service import send_pending_webhooks
 from shared.db.models import WebhookDelivery
+from shared.db.utc import iso
 from shared.db.webhooks import REDACTED_PAYLOAD, WebhookRepository
 from shared.errors import ConflictError, GoneError, NotFoundError
+from shared.jobs.dispatch import send_pending_webhooks
 
 blueprint = Blueprint("webhooks", __name__)
-
-
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
 
 
 def delivery_to_dict(delivery: WebhookDelivery) -> dict[str, object]:
@@ -29,8 +22,8 @@ def delivery_to_dict(delivery: WebhookDelivery) -> dict[str, object]:
         "url": delivery.url,
         "state": delivery.state,
         "attempts": delivery.attempts or [],
-        "next_attempt_at": _iso(delivery.next_attempt_at) if delivery.state == "pending" else None,
-        "created_at": _iso(delivery.created_at),
+        "next_attempt_at": iso(delivery.next_attempt_at) if delivery.state == "pending" else None,
+        "created_at": iso(delivery.created_at),
     }
 
 
@@ -62,7 +55,7 @@ def redeliver(job_id: str):  # type: ignore[no-untyped-def]
     last = deliveries[-1]
     if not webhooks.redeliver(last.id):
         raise ConflictError(f"an attempt of webhook {last.id} is in flight; try again in a few seconds")
-    send_pending_webhooks(d, job_id)
+    send_pending_webhooks(d.celery, d.settings, d.jobs.session_factory, job_id)
     response = jsonify(delivery_to_dict(webhooks.get(last.id) or last))
     response.status_code = 202
     return response

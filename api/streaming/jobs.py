@@ -6,37 +6,28 @@ from __future__ import annotations
 import logging
 
 from api.deps import ApiDeps
-from api.job_service import load_transcript, transcript_to_dict
+from api.job_service import load_transcript
 from api.streaming import vocabulary as v
 from shared import reprocess
 from shared.db.models import Job, JobStatus, utc_now
 from shared.db.repository import STREAM_MODE
+from shared.jobs.public import transcript_to_dict
+from shared.jobs.rows import live_session_job
 from shared.transcript import Segment, Transcript
 
 logger = logging.getLogger(__name__)
-
-STREAM_QUEUE = "stream"
-
-
-def audio_key_for(job_id: str) -> str:
-    return f"audio/{job_id}"
 
 
 def create(deps: ApiDeps, job_id: str, start: v.StartCommand, protocol: str, worker_id: str,
            owner_id: str | None = None) -> Job:
     """The job row of a session, `running` from the start: a worker already holds it."""
-    now = utc_now()
-    job = Job(
-        id=job_id, status=JobStatus.RUNNING, mode=STREAM_MODE, queue=STREAM_QUEUE,
-        options={"language": start.language, "hotwords": start.hotwords, "protocol": protocol,
-                 "sample_rate_hz": start.sample_rate_hz, "output_format": "txt", "reprocess": start.reprocess,
-                 **({"hotword_set": start.hotword_set, "hotword_set_version": start.hotword_set_version}
-                    if start.hotword_set else {})},
-        audio_key=audio_key_for(job_id), audio_filename=(start.name or "live session")[:255], audio_size_bytes=0,
-        audio_duration_s=0.0, progress=0.0, attempts=0, worker=worker_id, engine=None, created_at=now,
-        started_at=now, callback_url=start.callback_url, api_key_id=owner_id,
-    )
-    return deps.jobs.create(job)
+    options = {"language": start.language, "hotwords": start.hotwords, "protocol": protocol,
+               "sample_rate_hz": start.sample_rate_hz, "output_format": "txt", "reprocess": start.reprocess,
+               **({"hotword_set": start.hotword_set, "hotword_set_version": start.hotword_set_version}
+                  if start.hotword_set else {})}
+    return deps.jobs.create(live_session_job(job_id, options=options, filename=start.name or "live session",
+                                             worker_id=worker_id, callback_url=start.callback_url,
+                                             api_key_id=owner_id))
 
 
 def fail(deps: ApiDeps, job_id: str, reason: str) -> None:

@@ -10,7 +10,7 @@ import argparse
 import json
 import logging
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 
 from shared.auth.api_key_tokens import resolve_hash_key
 from shared.config import Settings
@@ -51,7 +51,7 @@ def _repository(settings: Settings) -> ApiKeyRepository:
 def _when(value: datetime | None) -> str:
     if value is None:
         return "-"
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).strftime("%Y-%m-%d %H:%M")
+    return value.strftime("%Y-%m-%d %H:%M")
 
 
 def _row(key: ApiKey) -> dict[str, object]:

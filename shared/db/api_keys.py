@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -27,11 +27,6 @@ class KeyLimits:
     requests_per_minute: int | None = None
     max_jobs_in_flight: int | None = None
     audio_seconds_per_day: int | None = None
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    """SQLite returns datetimes without their zone; every time here is written in UTC."""
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 class ApiKeyRepository:
@@ -87,7 +82,7 @@ class ApiKeyRepository:
         if row is None or row.revoked_at is not None or not secrets_match(secret, row.secret_hash, self._hmac_key):
             return None
         now = utc_now()
-        last_used = _aware(row.last_used_at)
+        last_used = row.last_used_at
         if last_used is None or now - last_used > LAST_USED_RESOLUTION:
             with self._session_factory.begin() as session:
                 session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))

@@ -9,7 +9,7 @@ message stands without reading the whole list).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
@@ -29,15 +29,10 @@ class Backlog:
 EMPTY = Backlog(0, 0.0)
 
 
-def _aware(value: datetime) -> datetime:
-    """SQLite hands datetimes back without their zone; every job time is written in UTC."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 def running_job(audio_s: float | None, progress: float | None, started_at: datetime | None,
                 now: datetime | None = None) -> RunningJob:
     """A running job's row as the estimate needs it: how long it has run, how far it got."""
-    elapsed_s = max(0.0, ((now or utc_now()) - _aware(started_at)).total_seconds()) if started_at else 0.0
+    elapsed_s = max(0.0, ((now or utc_now()) - started_at).total_seconds()) if started_at else 0.0
     return RunningJob(audio_s=float(audio_s or 0.0), elapsed_s=elapsed_s, progress=float(progress or 0.0))
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -83,15 +83,10 @@ def _safely(record: Callable[[WorkerMetrics], object]) -> None:
         logger.warning("could not record a metric", exc_info=True)
 
 
-def _as_utc(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes; every timestamp the project writes is UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def record_job_started(queue: str, mode: str, created_at: datetime | None, started_at: datetime) -> None:
     if created_at is None:
         return
-    wait_s = max(0.0, (_as_utc(started_at) - _as_utc(created_at)).total_seconds())
+    wait_s = max(0.0, (started_at - created_at).total_seconds())
     _safely(lambda m: m.queue_wait.labels(queue, mode).observe(wait_s))
 
 

@@ -34,10 +34,12 @@ from shared.db.repository import JobRepository
 from shared.db.retention import RetentionRepository
 from shared.db.speakers import SpeakerRepository
 from shared.db.webhooks import WebhookRepository
-from shared.schemas import DELIVER_WEBHOOK_TASK_NAME, TRANSCRIBE_TASK_NAME
+from shared.jobs.dispatch import send_transcribe, send_webhook
 from shared.storage import Storage
+from worker.services.completion import FinishContext
 from worker.services.reprocess import queue_reprocess
 from worker.services.retention import expire_old_data
+from worker.services.session_end import retry_unstored
 from worker.services.speaker_retention import sweep_speaker_audio
 
 logger = logging.getLogger(__name__)
@@ -71,18 +73,13 @@ class ReconcileContext:
 Sweep = Callable[[ReconcileContext], list[str]]
 
 
-def send_job(app: Celery, job_id: str, queue: str) -> None:
-    """Send the job's task; its id is the job id, so Flower finds a job by its id."""
-    app.send_task(TRANSCRIBE_TASK_NAME, args=[job_id], queue=queue, task_id=job_id)
-
-
 def requeue_stale_running(ctx: ReconcileContext) -> list[str]:
     stale_after_s = ctx.settings.stale_job_after_s
     claimed = ctx.jobs.claim_stale_running(utc_now() - timedelta(seconds=stale_after_s))
     for job_id, queue in claimed:
         logger.warning("job %s has had no sign of life for %.0f s; sending it to %s again", job_id, stale_after_s,
                        queue)
-        send_job(ctx.app, job_id, queue)
+        send_transcribe(ctx.app, job_id, queue)
     return [job_id for job_id, _ in claimed]
 
 
@@ -134,15 +131,9 @@ def requeue_stalled_queued(ctx: ReconcileContext) -> list[str]:
         for job_id in ctx.jobs.claim_stale_queued(cutoff, lost):
             logger.warning("job %s has been queued for over %.0f s and no worker started it; sending it to %s again",
                            job_id, threshold_s, queue)
-            send_job(ctx.app, job_id, queue)
+            send_transcribe(ctx.app, job_id, queue)
             sent.append(job_id)
     return sent
-
-
-def send_webhook(app: Celery, settings: Settings, delivery_id: str, countdown_s: float = 0.0) -> None:
-    """Send one delivery attempt's task; a duplicate is harmless (the attempt claims first)."""
-    app.send_task(DELIVER_WEBHOOK_TASK_NAME, args=[delivery_id], queue=settings.webhook_queue,
-                  countdown=countdown_s or None)
 
 
 def resend_due_webhooks(ctx: ReconcileContext) -> list[str]:
@@ -174,10 +165,8 @@ def store_parked_recordings(ctx: ReconcileContext) -> list[str]:
     machine's data directory (when this worker shares it with the stream workers)."""
     if ctx.storage is None:
         return []
-    from worker.services.session_end import EndContext, retry_unstored  # it sends webhooks through this module
-
-    return retry_unstored(EndContext(settings=ctx.settings, jobs=ctx.jobs, storage=ctx.storage, redis=ctx.redis,
-                                     celery=ctx.app))
+    return retry_unstored(FinishContext(settings=ctx.settings, jobs=ctx.jobs, storage=ctx.storage, redis=ctx.redis,
+                                        celery=ctx.app))
 
 
 def fail_silent_streams(ctx: ReconcileContext) -> list[str]:

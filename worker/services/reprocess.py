@@ -26,10 +26,14 @@ from shared import reprocess
 from shared.admission import check_backlog
 from shared.audio_allowance import AudioAllowance, charged_s, daily_limit_s
 from shared.config import Settings
-from shared.db.models import Job, JobStatus, utc_now
+from shared.db.models import Job
 from shared.db.repository import JobRepository
-from shared.schemas import TRANSCRIBE_TASK_NAME, JobOptions
+from shared.jobs.dispatch import send_transcribe
+from shared.jobs.keys import audio_key
+from shared.jobs.rows import queued_job
+from shared.schemas import JobOptions
 from shared.storage import Storage
+from worker.services.completion import FinishContext, Labels, fail
 
 logger = logging.getLogger(__name__)
 
@@ -69,42 +73,43 @@ def queue_reprocess(jobs: JobRepository, storage: Storage, settings: Settings, c
     check_backlog(settings, jobs.session_factory, client, queue)
     refusal = _charge_refusal(jobs, settings, session)
     if refusal is not None:
-        return _record_refused(jobs, session, job_id, mode, queue, refusal)
-    audio_key = f"audio/{job_id}"
+        ctx = FinishContext(settings=settings, jobs=jobs, storage=storage, redis=client, celery=celery)
+        return _record_refused(ctx, session, job_id, mode, queue, refusal)
+    copy_key = audio_key(job_id)
     with tempfile.TemporaryDirectory(prefix="oddasr-reprocess-") as scratch:
         local = Path(scratch) / "recording.wav"
         storage.download_to(session.audio_key, local)
         with local.open("rb") as recording:
-            size_bytes = storage.put_file(audio_key, recording)
+            size_bytes = storage.put_file(copy_key, recording)
     options = JobOptions(language=session.options.get("language"), hotwords=session.options.get("hotwords") or [],
                          diarize=mode == reprocess.DIARIZE)
     try:
-        jobs.create(Job(
-            id=job_id, status=JobStatus.QUEUED, mode="file", queue=queue,
-            options={**options.model_dump(), "source_job_id": session_job_id, "reprocess": mode},
-            audio_key=audio_key, audio_filename=f"{session.audio_filename} (reprocessed)"[:255],
-            audio_size_bytes=size_bytes, audio_duration_s=session.audio_duration_s, progress=0.0, attempts=0,
-            callback_url=session.callback_url, api_key_id=session.api_key_id,
-        ))
+        jobs.create(_reprocess_job(session, job_id, queue, copy_key, size_bytes,
+                                   {**options.model_dump(), "source_job_id": session_job_id, "reprocess": mode}))
     except IntegrityError:  # another worker (the session's, or a sweep) made it meanwhile
         return job_id
     if celery is not None:  # else the reconciler sends it, as any job whose message was lost
-        celery.send_task(TRANSCRIBE_TASK_NAME, args=[job_id], queue=queue, task_id=job_id)
+        send_transcribe(celery, job_id, queue)
     logger.info("session %s: its recording is queued as file job %s (%s)", session_job_id, job_id, mode)
     return job_id
 
 
-def _record_refused(jobs: JobRepository, session: Job, job_id: str, mode: str, queue: str, reason: str) -> str:
+def _record_refused(ctx: FinishContext, session: Job, job_id: str, mode: str, queue: str, reason: str) -> str:
     """The reprocessing job as failed, with the reason: the client sees it (and its webhook)."""
     try:
-        jobs.create(Job(
-            id=job_id, status=JobStatus.QUEUED, mode="file", queue=queue,
-            options={"source_job_id": session.id, "reprocess": mode}, audio_key=None,
-            audio_filename=f"{session.audio_filename} (reprocessed)"[:255], audio_size_bytes=0,
-            audio_duration_s=session.audio_duration_s, progress=0.0, attempts=0,
-            callback_url=session.callback_url, api_key_id=session.api_key_id))
+        ctx.jobs.create(_reprocess_job(session, job_id, queue, None, 0,
+                                       {"source_job_id": session.id, "reprocess": mode}))
     except IntegrityError:
         return job_id
-    jobs.transition(job_id, JobStatus.FAILED, error=reason, finished_at=utc_now())
+    fail(ctx, job_id, reason, labels=Labels(queue=queue, mode="file"))
     logger.warning("session %s: %s", session.id, reason)
     return job_id
+
+
+def _reprocess_job(session: Job, job_id: str, queue: str, copy_key: str | None, size_bytes: int,
+                   options: dict[str, object]) -> Job:
+    """The file job's row: the session's key, webhook and length, over its own copy of the audio."""
+    return queued_job(job_id, mode="file", queue=queue, options=options, audio_key=copy_key,
+                      filename=f"{session.audio_filename} (reprocessed)", size_bytes=size_bytes,
+                      duration_s=session.audio_duration_s, callback_url=session.callback_url,
+                      api_key_id=session.api_key_id)

@@ -23,24 +23,18 @@ import logging
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import redis
-from celery import Celery
 from pydantic import BaseModel
 
 from shared.config import Settings
-from shared.db.models import JobStatus, utc_now
-from shared.db.repository import STREAM_MODE, JobRepository
-from shared.db.webhooks import WebhookRepository
+from shared.db.models import JobStatus
+from shared.db.repository import STREAM_MODE
 from shared.hotwords import hotword_hits
-from shared.storage import Storage
+from shared.jobs.keys import audio_key
 from shared.transcript import Transcript
-from worker.services.metrics import record_job_finished
-from worker.services.reaper import send_webhook
+from worker.services.completion import FinishContext, Labels, fail, finish, store_transcript
 from worker.services.reprocess import queue_reprocess
-from worker.services.transcription import publish_final, transcript_key_for
 
 logger = logging.getLogger(__name__)
 
@@ -68,67 +62,34 @@ class SessionEnding(BaseModel):
     gave_up: bool = False
 
 
-@dataclass(frozen=True)
-class EndContext:
-    settings: Settings
-    jobs: JobRepository
-    storage: Storage
-    redis: redis.Redis
-    #: Sends webhook and reprocessing tasks; None: the reconciler's sweeps send them.
-    celery: Celery | None
+#: A live session's metric labels (its row's queue and mode).
+STREAM_LABELS = Labels(queue=STREAM_MODE, mode=STREAM_MODE)
 
 
-def audio_key_for(job_id: str) -> str:
-    return f"audio/{job_id}"
-
-
-def _send_webhooks(ctx: EndContext, job_id: str) -> None:
-    """Queue the job's pending events; a failure leaves them to the reconciler's sweep."""
-    if ctx.celery is None:
-        return
-    try:
-        for delivery_id in WebhookRepository(ctx.jobs.session_factory).pending_for_job(job_id):
-            send_webhook(ctx.celery, ctx.settings, delivery_id)
-    except Exception:  # side effects never fail the session
-        logger.warning("job %s: could not queue its webhook; the sweep will", job_id, exc_info=True)
-
-
-def store_session_end(ctx: EndContext, ending: SessionEnding, recording: Path) -> bool:
+def store_session_end(ctx: FinishContext, ending: SessionEnding, recording: Path) -> bool:
     """Store the recording and the transcript, then end the job. Raises when storage fails
     (nothing changed then but objects that a retry overwrites). True when the job succeeded
     now, so its reprocessing is owed."""
     job_id = ending.job_id
-    audio_key = audio_key_for(job_id)
+    recording_key = audio_key(job_id)
     with recording.open("rb") as handle:
-        ctx.storage.put_file(audio_key, handle)
+        ctx.storage.put_file(recording_key, handle)
     size_bytes = recording.stat().st_size
-    key = transcript_key_for(job_id)
-    ctx.storage.put_bytes(key, ending.transcript_json.encode("utf-8"))
-    common = {"transcript_key": key, "finished_at": utc_now(), "audio_duration_s": ending.duration_s,
-              "processing_s": ending.processing_s, "audio_size_bytes": size_bytes,
-              "hotword_hits": _hits(ending)}
+    key = store_transcript(ctx, job_id, ending.transcript_json)
     status = JobStatus(ending.status)
-    if status == JobStatus.FAILED:
-        changed = ctx.jobs.transition(job_id, status, error=ending.error, **common)
-    else:
-        changed = ctx.jobs.transition(job_id, status, progress=1.0, **common)
-    if not changed and ctx.jobs.get(job_id).status == JobStatus.CANCELED:
-        # Canceled while it ran: the API deleted what was stored then; this is newer.
-        for stored in (audio_key, key):
-            ctx.storage.delete(stored)
-        ctx.jobs.clear_stored_keys(job_id)
-    if changed:
-        publish_final(ctx, job_id, status)  # type: ignore[arg-type]  # needs only .redis
-        record_job_finished(STREAM_MODE, STREAM_MODE, status.value, audio_s=ending.duration_s)
-        _send_webhooks(ctx, job_id)
-    return changed and status == JobStatus.SUCCEEDED
+    outcome = {"error": ending.error} if status == JobStatus.FAILED else {"progress": 1.0}
+    finished = finish(ctx, job_id, status, labels=STREAM_LABELS, stored_keys=[recording_key, key],
+                      metric_audio_s=ending.duration_s, transcript_key=key, audio_duration_s=ending.duration_s,
+                      processing_s=ending.processing_s, audio_size_bytes=size_bytes, hotword_hits=_hits(ending),
+                      **outcome)
+    return finished.changed and status == JobStatus.SUCCEEDED
 
 
 def _hits(ending: SessionEnding) -> list[dict[str, object]]:
     return hotword_hits(Transcript.model_validate_json(ending.transcript_json), ending.hotwords)
 
 
-def reprocess_quietly(ctx: EndContext, ending: SessionEnding) -> None:
+def reprocess_quietly(ctx: FinishContext, ending: SessionEnding) -> None:
     """Queue the session's reprocessing; a failure leaves it to the reconciler's sweep."""
     try:
         queue_reprocess(ctx.jobs, ctx.storage, ctx.settings, ctx.celery, ctx.redis, ending.job_id, ending.reprocess)
@@ -178,32 +139,28 @@ def _forget(record: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _give_up(ctx: EndContext, ending: SessionEnding) -> None:
+def _give_up(ctx: FinishContext, ending: SessionEnding) -> None:
     """Fail the job for want of storage, keeping its sentences (and the parked recording)."""
     reason = (f"the session's recording could not be stored ({ending.attempts} attempts over"
               f" {ctx.settings.stream_recording_retry_interval_s * (ending.attempts - 1):.0f} s); it is kept on"
               " the stream worker and will be served with this job once storage takes it")
-    if ctx.jobs.transition(ending.job_id, JobStatus.FAILED, error=reason, finished_at=utc_now(),
-                           audio_duration_s=ending.duration_s, processing_s=ending.processing_s,
-                           hotword_hits=_hits(ending)):
-        publish_final(ctx, ending.job_id, JobStatus.FAILED)  # type: ignore[arg-type]
-        record_job_finished(STREAM_MODE, STREAM_MODE, JobStatus.FAILED.value, audio_s=ending.duration_s)
-        _send_webhooks(ctx, ending.job_id)
+    fail(ctx, ending.job_id, reason, labels=STREAM_LABELS, metric_audio_s=ending.duration_s,
+         audio_duration_s=ending.duration_s, processing_s=ending.processing_s, hotword_hits=_hits(ending))
     ending.gave_up = True
     logger.error("session %s: %s", ending.session_id, reason)
 
 
-def _attach_late(ctx: EndContext, ending: SessionEnding, recording: Path) -> None:
+def _attach_late(ctx: FinishContext, ending: SessionEnding, recording: Path) -> None:
     """The job ended without its recording (failed for want of storage, or by the sweep of
     silent sessions): store it now and attach it, so the job serves it."""
-    audio_key = audio_key_for(ending.job_id)
+    recording_key = audio_key(ending.job_id)
     with recording.open("rb") as handle:
-        ctx.storage.put_file(audio_key, handle)
-    if not ctx.jobs.attach_recording(ending.job_id, audio_key, recording.stat().st_size):
-        ctx.storage.delete(audio_key)  # canceled or expired meanwhile: not wanted any more
+        ctx.storage.put_file(recording_key, handle)
+    if not ctx.jobs.attach_recording(ending.job_id, recording_key, recording.stat().st_size):
+        ctx.storage.delete(recording_key)  # canceled or expired meanwhile: not wanted any more
 
 
-def _retry_one(ctx: EndContext, record: Path) -> str | None:
+def _retry_one(ctx: FinishContext, record: Path) -> str | None:
     """One parked recording, if its time has come; the job id when it is settled now."""
     ending = SessionEnding.model_validate_json(record.read_text(encoding="utf-8"))
     job = ctx.jobs.find(ending.job_id)
@@ -240,7 +197,7 @@ def _retry_one(ctx: EndContext, record: Path) -> str | None:
     return ending.job_id
 
 
-def retry_unstored(ctx: EndContext) -> list[str]:
+def retry_unstored(ctx: FinishContext) -> list[str]:
     """One pass over the parked recordings of this data directory; the jobs settled now."""
     directory = Path(ctx.settings.data_dir) / UNSTORED_DIR
     if not directory.is_dir():

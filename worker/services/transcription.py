@@ -14,21 +14,20 @@ import threading
 import time
 from pathlib import Path
 
-import redis
+from celery import Celery
 
-from shared import redis_keys
 from shared.audio import decode_16k_mono
 from shared.db.models import TERMINAL_STATUSES, Job, JobStatus, utc_now
 from shared.errors import AudioTooLongError, OddAsrError
 from shared.hotwords import hotword_hits
 from shared.job_waiting import LOADING_SPEAKER_MODEL, job_waiting_for
-from shared.queue_stats import record_completion_quietly
-from shared.schemas import JobEvent, JobOptions
+from shared.schemas import JobOptions
 from shared.storage import StorageKeyNotFound
 from shared.transcript import Transcript
 from worker.engines.base import TranscriptionOptions
 from worker.services.audio_charges import charge_decoded_audio
-from worker.services.metrics import record_job_finished, record_job_started
+from worker.services.completion import FinishContext, Labels, fail, finish, note_canceled, store_transcript
+from worker.services.metrics import record_job_started
 from worker.services.runtime import WorkerRuntime
 from worker.services.speakers import name_speakers
 
@@ -69,10 +68,6 @@ class JobLease:
         self._thread.join(timeout=5)
 
 
-def transcript_key_for(job_id: str) -> str:
-    return f"transcripts/{job_id}.json"
-
-
 def _engine_options(mode: str, options: JobOptions) -> TranscriptionOptions:
     return TranscriptionOptions(
         language=options.language,
@@ -86,34 +81,11 @@ def _engine_options(mode: str, options: JobOptions) -> TranscriptionOptions:
     )
 
 
-def publish_final(runtime: WorkerRuntime, job_id: str, status: JobStatus) -> None:
-    """Wake synchronous waiters; losing this message only costs them a poll."""
-    try:
-        event = JobEvent(job_id=job_id, status=status.value)
-        runtime.redis.publish(redis_keys.job_events_channel(job_id), event.model_dump_json())
-    except redis.RedisError:
-        logger.warning("could not publish the final status of job %s", job_id, exc_info=True)
-
-
-def fail_job(runtime: WorkerRuntime, job_id: str, reason: str, **fields: object) -> None:
-    if runtime.jobs.transition(job_id, JobStatus.FAILED, error=reason, finished_at=utc_now(), **fields):
-        publish_final(runtime, job_id, JobStatus.FAILED)
-        _count_failure(runtime, job_id)
-
-
-def _count_failure(runtime: WorkerRuntime, job_id: str) -> None:
-    """Failures are rare: reading the row again for its queue costs nothing that matters."""
-    try:
-        job = runtime.jobs.find(job_id)
-    except Exception:  # the failure is recorded in the database; only its labels are lost
-        job = None
-    record_job_finished(job.queue if job else "", job.mode if job else "", JobStatus.FAILED.value)
-
-
-def run_transcription(runtime: WorkerRuntime, job_id: str) -> JobStatus | None:
+def run_transcription(runtime: WorkerRuntime, job_id: str, celery: Celery | None = None) -> JobStatus | None:
     """Run job `job_id` to a final status; returns it, or None when there was nothing to do.
 
     Transient errors (storage or database down) propagate so the task layer can retry.
+    `celery`: sends the job's webhook tasks at its end (None: the reconciler's sweep does).
     """
     job = runtime.jobs.find(job_id)
     if job is None:
@@ -131,6 +103,8 @@ def run_transcription(runtime: WorkerRuntime, job_id: str) -> JobStatus | None:
     record_job_started(job.queue, job.mode, job.created_at, started_at)
     if job.attempts:
         logger.warning("job %s is being retried (attempt %d)", job_id, job.attempts + 1)
+    ctx = FinishContext.of(runtime, celery)
+    labels = Labels(queue=job.queue, mode=job.mode)
     started_s = time.monotonic()
     lease = JobLease(runtime, job_id)
     try:
@@ -142,47 +116,35 @@ def run_transcription(runtime: WorkerRuntime, job_id: str) -> JobStatus | None:
             if options.mask_sensitive_words:
                 transcript = runtime.sensitive_words.mask_transcript(transcript)
     except JobCanceled:
-        logger.info("job %s was canceled while running", job_id)
-        record_job_finished(job.queue, job.mode, JobStatus.CANCELED.value)
+        note_canceled(ctx, job_id, labels)
         return JobStatus.CANCELED
     except StorageKeyNotFound:
         if runtime.jobs.get(job_id).status == JobStatus.CANCELED:
-            record_job_finished(job.queue, job.mode, JobStatus.CANCELED.value)
+            note_canceled(ctx, job_id, labels)
             return JobStatus.CANCELED
-        fail_job(runtime, job_id, "the uploaded audio is missing from storage")
+        fail(ctx, job_id, "the uploaded audio is missing from storage", labels=labels)
         return JobStatus.FAILED
     except AudioTooLongError as exc:
-        _fail_too_long(runtime, job, exc)
+        _fail_too_long(runtime, ctx, job, exc)
         return JobStatus.FAILED
     except OddAsrError as exc:
         if exc.transient:
             raise
-        fail_job(runtime, job_id, exc.message)
+        fail(ctx, job_id, exc.message, labels=labels)
         return JobStatus.FAILED
-    key = transcript_key_for(job_id)
-    runtime.storage.put_bytes(key, transcript.model_dump_json().encode("utf-8"))
+    key = store_transcript(ctx, job_id, transcript)
     processing_s = time.monotonic() - started_s
-    if runtime.jobs.transition(
-        job_id, JobStatus.SUCCEEDED, transcript_key=key, finished_at=utc_now(), progress=1.0,
+    # A loss to a cancel deletes the transcript just stored; a loss to another attempt that
+    # won (a job sent again while this one still ran) keeps it: same key, its copy.
+    return finish(
+        ctx, job_id, JobStatus.SUCCEEDED, labels=labels, stored_keys=[key], metric_audio_s=transcript.duration_s,
+        metric_processing_s=processing_s, rate_queue=True, transcript_key=key, progress=1.0,
         audio_duration_s=transcript.duration_s, processing_s=processing_s,
         hotword_hits=hotword_hits(transcript, options.hotwords),  # once here: GET only reads them
-    ):
-        publish_final(runtime, job_id, JobStatus.SUCCEEDED)
-        # The queue's rolling RTF and drain rate (positions, ETAs, admission); never fails the job.
-        record_completion_quietly(runtime.redis, job.queue, transcript.duration_s, processing_s)
-        record_job_finished(job.queue, job.mode, JobStatus.SUCCEEDED.value, audio_s=transcript.duration_s,
-                            processing_s=processing_s)
-        return JobStatus.SUCCEEDED
-    # Canceled while the transcript was being written: honour the cancel. Another attempt that
-    # won (a job sent again while this one still ran) keeps the transcript: same key, its copy.
-    status = JobStatus(runtime.jobs.get(job_id).status)
-    if status == JobStatus.CANCELED:
-        runtime.storage.delete(key)
-        record_job_finished(job.queue, job.mode, JobStatus.CANCELED.value)
-    return status
+    ).status
 
 
-def _fail_too_long(runtime: WorkerRuntime, job: Job, exc: AudioTooLongError) -> None:
+def _fail_too_long(runtime: WorkerRuntime, ctx: FinishContext, job: Job, exc: AudioTooLongError) -> None:
     """Decoding stopped at the mode's limit: the job fails saying so, and records (and its key
     pays for) the audio decoded up to there, not the length its file claimed."""
     limit_s = exc.limit_s
@@ -195,7 +157,7 @@ def _fail_too_long(runtime: WorkerRuntime, job: Job, exc: AudioTooLongError) -> 
         reason += "; split it and send the parts"
     logger.warning("job %s: %s", job.id, reason)
     charge_decoded_audio(runtime, job, exc.measured_s)
-    fail_job(runtime, job.id, reason, audio_duration_s=exc.measured_s)
+    fail(ctx, job.id, reason, labels=Labels(queue=job.queue, mode=job.mode), audio_duration_s=exc.measured_s)
 
 
 def _transcribe(

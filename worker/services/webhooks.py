@@ -24,7 +24,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import requests
@@ -34,9 +34,11 @@ from shared.config import Settings
 from shared.db.models import DeliveryState, Job, JobStatus, WebhookDelivery, utc_now
 from shared.db.repository import JobRepository
 from shared.db.session import make_engine, make_session_factory
+from shared.db.utc import iso
 from shared.db.webhooks import REDACTED_PAYLOAD, STREAM_ENDED, WebhookRepository
+from shared.jobs.public import job_event_data, segment_to_dict, transcript_to_dict
 from shared.storage import Storage, StorageKeyNotFound, make_storage
-from shared.transcript import Transcript
+from shared.transcript import Segment, Transcript
 from shared.webhooks.signing import webhook_headers
 from shared.webhooks.ssrf_guard import AddressRefused
 from worker.services.attempt_deadline import AttemptDeadline
@@ -86,34 +88,12 @@ class AttemptOutcome:
     retry_in_s: float | None
 
 
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
-
-
-def _link(settings: Settings, path: str) -> str:
-    return f"{settings.webhook_link_base_url.rstrip('/')}{path}"
-
-
-def _transcript_body(transcript: Transcript) -> dict[str, Any]:
-    return {"text": transcript.text, "language": transcript.language,
-            "segments": [{"start": s.start_s, "end": s.end_s, "text": s.text, "speaker": s.speaker}
-                         for s in transcript.segments]}
-
-
 def build_payload(ctx: WebhookContext, delivery: WebhookDelivery, data_deleted: bool = False) -> str:
     """The event body: type, time and the job's outcome; the transcript inline up to
     `webhook_max_inline_bytes`, else as a link. `data_deleted`: the job's data is gone, so
     the body says so and carries no transcript."""
     job: Job = ctx.jobs.get(delivery.job_id)
-    data: dict[str, Any] = {
-        "job_id": job.id, "status": job.status, "mode": job.mode, "error": job.error,
-        "audio_duration_s": job.audio_duration_s, "processing_s": job.processing_s,
-        "created_at": _iso(job.created_at), "started_at": _iso(job.started_at), "finished_at": _iso(job.finished_at),
-        "links": {"job": _link(ctx.settings, f"/v1/jobs/{job.id}"),
-                  "transcript": _link(ctx.settings, f"/v1/jobs/{job.id}/transcript?format=json")},
-    }
+    data = job_event_data(job, ctx.settings.webhook_link_base_url)
     transcript: dict[str, Any] | None = None
     if data_deleted:
         data["transcript"] = None
@@ -121,11 +101,12 @@ def build_payload(ctx: WebhookContext, delivery: WebhookDelivery, data_deleted: 
     elif delivery.event_type == STREAM_ENDED:
         segments = ctx.jobs.stream_segments(job.id)
         transcript = {"text": " ".join(s.text for s in segments).strip(), "language": None,
-                      "segments": [{"start": s.start_ms / 1000, "end": s.end_ms / 1000, "text": s.text,
-                                    "speaker": None} for s in segments]}
+                      "segments": [segment_to_dict(Segment(start_s=s.start_ms / 1000, end_s=s.end_ms / 1000,
+                                                           text=s.text)) for s in segments]}
     elif job.status == JobStatus.SUCCEEDED and job.transcript_key:
         try:
-            transcript = _transcript_body(Transcript.model_validate_json(ctx.storage.get_bytes(job.transcript_key)))
+            stored = Transcript.model_validate_json(ctx.storage.get_bytes(job.transcript_key))
+            transcript = transcript_to_dict(stored)
         except StorageKeyNotFound:  # deleted since (retention): the event still goes, without it
             data["transcript"] = None
     if transcript is not None:
@@ -135,7 +116,7 @@ def build_payload(ctx: WebhookContext, delivery: WebhookDelivery, data_deleted: 
         else:
             data["transcript"] = None
             data["transcript_too_large"] = True
-    event = {"type": delivery.event_type, "timestamp": _iso(delivery.created_at), "data": data}
+    event = {"type": delivery.event_type, "timestamp": iso(delivery.created_at), "data": data}
     return json.dumps(event, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -219,7 +200,7 @@ def attempt_delivery(ctx: WebhookContext, delivery_id: str) -> AttemptOutcome | 
         state = DeliveryState.PENDING if retry_in_s is not None else DeliveryState.FAILED
         if status_code is not None and 300 <= status_code < 400:
             error = "redirect not followed"
-    attempt = {"at": _iso(started_at), "status_code": status_code, "error": error, "duration_ms": duration_ms}
+    attempt = {"at": iso(started_at), "status_code": status_code, "error": error, "duration_ms": duration_ms}
     next_at = utc_now() + timedelta(seconds=retry_in_s) if retry_in_s is not None else None
     ctx.webhooks.finish_attempt(claim, attempt, state, next_at)
     record_webhook_attempt("retry" if state == DeliveryState.PENDING else state.value)

@@ -99,10 +99,10 @@ class StreamProcess:
         """Recordings storage could not take at their session's end wait on this disk: store
         them as storage comes back, and keep their jobs alive meanwhile (often enough that the
         sweep of silent sessions never takes them for dead)."""
-        from worker.services.session_end import EndContext, retry_unstored
+        from worker.services.completion import FinishContext
+        from worker.services.session_end import retry_unstored
 
-        context = EndContext(settings=self.settings, jobs=self.runtime.jobs, storage=self.runtime.storage,
-                             redis=self.runtime.redis, celery=self.celery)
+        context = FinishContext.of(self.runtime, self.celery)
         period_s = min(self.settings.stream_recording_retry_interval_s, self.settings.stale_job_after_s / 4)
         while not self.stopping.wait(period_s):
             try:

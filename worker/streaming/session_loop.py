@@ -25,9 +25,10 @@ from shared.db.models import JobStatus
 from shared.transcript import Segment, Transcript
 from worker.engines.base import SAMPLE_RATE_HZ, StreamEvent, StreamingEngine, StreamOptions, StreamSession
 from worker.engines.live_engines import LiveEngines
+from worker.services.completion import FinishContext
 from worker.services.metrics import record_first_partial
 from worker.services.runtime import WorkerRuntime
-from worker.services.session_end import EndContext, SessionEnding, park, reprocess_quietly, store_session_end
+from worker.services.session_end import SessionEnding, park, reprocess_quietly, store_session_end
 from worker.services.transcription import JobLease
 from worker.streaming.capacity import LagGauge
 from worker.streaming.recorder import SessionRecorder
@@ -190,9 +191,8 @@ class SessionRunner:
             self._result_sent()
 
     # --- the end -------------------------------------------------------------------------
-    def _end_context(self) -> EndContext:
-        return EndContext(settings=self.settings, jobs=self.runtime.jobs, storage=self.runtime.storage,
-                          redis=self.runtime.redis, celery=self.celery)
+    def _end_context(self) -> FinishContext:
+        return FinishContext.of(self.runtime, self.celery)
 
     def _finalise(self, recorder: SessionRecorder, reason: str, error: str, started_s: float) -> None:
         """Store the audio and the transcript, end the job, then tell the API: a client that
