@@ -453,3 +453,27 @@ def test_an_enrollment_that_fails_after_storing_its_parts_leaves_no_audio(tmp_pa
     assert answer.status_code == 503, answer.get_json()
     assert "try again" in answer.get_json()["error"]
     assert list(make_storage(settings).list_keys("speakers")) == []
+
+
+def test_a_delete_during_the_reprocessing_copy_makes_no_child_job(context: ReconcileContext) -> None:
+    """The session is deleted while its recording is being copied for reprocessing: the copy
+    goes with it and no file job is made (one was, holding a copy of deleted audio)."""
+    assert context.storage is not None
+    storage = context.storage
+    session = _ended_session(context, "", 10.0)
+    put_file = storage.put_file
+
+    def copy_while_deleted(key: str, fileobj):  # type: ignore[no-untyped-def]
+        stored = put_file(key, fileobj)
+        storage.delete(f"audio/{session}")  # what DELETE /v1/jobs/{id} does, meanwhile
+        context.jobs.clear_stored_keys(session)
+        return stored
+
+    storage.put_file = copy_while_deleted  # type: ignore[method-assign]
+    try:
+        made = queue_reprocess(context.jobs, storage, context.settings, None, context.redis, session, "offline")
+    finally:
+        storage.put_file = put_file  # type: ignore[method-assign]
+    child = reprocess_job_id(session)
+    assert made is None and context.jobs.find(child) is None, context.jobs.find(child)
+    assert not storage.exists(f"audio/{child}"), "the copy of the deleted recording is gone too"

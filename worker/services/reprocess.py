@@ -26,7 +26,7 @@ from shared import reprocess
 from shared.admission import check_backlog
 from shared.audio_allowance import AudioAllowance, charged_s, daily_limit_s
 from shared.config import Settings
-from shared.db.models import Job
+from shared.db.models import Job, JobStatus, utc_now
 from shared.db.repository import JobRepository
 from shared.jobs.dispatch import send_transcribe
 from shared.jobs.keys import audio_key
@@ -81,6 +81,10 @@ def queue_reprocess(jobs: JobRepository, storage: Storage, settings: Settings, c
         storage.download_to(session.audio_key, local)
         with local.open("rb") as recording:
             size_bytes = storage.put_file(copy_key, recording)
+    if _deleted(jobs, session_job_id):  # a DELETE landed during the copy: the copy goes too
+        storage.delete(copy_key)
+        logger.info("session %s was deleted while its recording was copied; not reprocessed", session_job_id)
+        return None
     options = JobOptions(language=session.options.get("language"), hotwords=session.options.get("hotwords") or [],
                          diarize=mode == reprocess.DIARIZE)
     try:
@@ -88,10 +92,22 @@ def queue_reprocess(jobs: JobRepository, storage: Storage, settings: Settings, c
                                    {**options.model_dump(), "source_job_id": session_job_id, "reprocess": mode}))
     except IntegrityError:  # another worker (the session's, or a sweep) made it meanwhile
         return job_id
+    if _deleted(jobs, session_job_id):  # ... or between that look and the row: undone before it is sent
+        jobs.transition(job_id, JobStatus.CANCELED, error="its live session was deleted before it started",
+                        finished_at=utc_now())
+        storage.delete(copy_key)
+        jobs.clear_stored_keys(job_id)
+        return None
     if celery is not None:  # else the reconciler sends it, as any job whose message was lost
         send_transcribe(celery, job_id, queue)
     logger.info("session %s: its recording is queued as file job %s (%s)", session_job_id, job_id, mode)
     return job_id
+
+
+def _deleted(jobs: JobRepository, session_job_id: str) -> bool:
+    """Whether the session's data was deleted (DELETE, retention) since it was read."""
+    session = jobs.find(session_job_id)
+    return session is None or session.audio_key is None or session.status == JobStatus.CANCELED
 
 
 def _record_refused(ctx: FinishContext, session: Job, job_id: str, mode: str, queue: str, reason: str) -> str:
