@@ -482,6 +482,9 @@ def run_level(stack: Stack, streams: int, audio: BenchAudio, file_text: str) -> 
           f"{one_core_pct / cores:5.1f} ({one_core_pct:.0f} of one core) | {fmt(rss_mb, 0)} | "
           f"{fmt(statistics.mean(file_wers) if file_wers else float('nan'), 3)} | "
           f"{fmt(statistics.mean(ref_wers), 3) if ref_wers else 'n/a'}", flush=True)
+    if os.environ.get("BENCH_VERBOSE"):
+        for number, session in enumerate(served, 1):
+            print(f"  session {number} finals: {session.text!r}")
     missed = sum(s.missed for s in served)
     if missed:
         print(f"        {missed} of {missed + len(firsts)} sentences got no text at all (not in first text)")
