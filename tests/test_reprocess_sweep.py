@@ -315,3 +315,30 @@ def test_the_owed_sessions_are_chosen_in_sql_with_a_limit(database_url: str, red
     assert len(selects) == 1 and "LIMIT" in selects[0].upper(), selects
     ctx.redis.flushdb()
     engine.dispose()
+
+
+def test_the_migration_names_the_session_of_existing_reprocessing_jobs(database_url: str) -> None:
+    """Reprocessing jobs made before migration 0010 get `source_job_id` from their options, so
+    the sweep does not take their sessions for owed ones; other jobs keep NULL."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from shared.db.migrate import alembic_config
+
+    command.upgrade(alembic_config(database_url), "0009")
+    engine = make_engine(database_url)
+    session, child, upload = uuid.uuid4().hex, uuid.uuid4().hex, uuid.uuid4().hex
+    insert = text("INSERT INTO jobs (id, status, mode, queue, options, audio_filename, audio_size_bytes, progress,"
+                  " attempts, created_at, updated_at) VALUES (:id, 'queued', 'file', 'cpu', :options, '', 0, 0, 0,"
+                  " :now, :now)")
+    with engine.begin() as connection:
+        child_options = json.dumps({"source_job_id": session, "reprocess": "offline"})
+        connection.execute(insert, {"id": child, "options": child_options, "now": utc_now()})
+        connection.execute(insert, {"id": upload, "options": json.dumps({"language": "en"}), "now": utc_now()})
+    upgrade_to_head(database_url)
+    jobs = JobRepository(make_session_factory(engine))
+    assert jobs.get(child).source_job_id == session
+    assert jobs.get(upload).source_job_id is None
+    command.downgrade(alembic_config(database_url), "0009")
+    upgrade_to_head(database_url)
+    engine.dispose()
