@@ -2,7 +2,9 @@
 
 A transcribe task's id is the job id, so operators find a job in Flower by the id clients
 see. A webhook task carries a delivery id of the outbox; a duplicate is harmless (the attempt
-claims its delivery first), and one that is never sent is sent by the reconciler's sweep.
+claims its delivery first), and one that is never sent is sent by the reconciler's sweep. A
+reprocess task copies a live session's recording into the file job it is owed, under the
+claim of the reconciler that sent it (`worker.services.reprocess_sweep`).
 """
 
 from __future__ import annotations
