@@ -10,9 +10,11 @@ The database is the source of truth; a Redis message can be lost or stranded:
   `requeue_queued_after_s` whose message is neither waiting in their queue nor freshly
   reserved by a worker are sent again. A job waiting behind a backlog keeps its place.
 
-Each sweep claims what it sends with a conditional update, so of several workers racing for a
-job exactly one sends it; a duplicate that is delivered later finds the job running or
-finished (both transitions are conditional) and leaves one result. Other owed work joins as
+Each sweep claims what it sends with a conditional update (the reprocessing sweep, whose
+sessions are finished rows, with a Redis lock per session: `worker.services.reprocess_sweep`),
+so of several workers racing for a job exactly one sends it; a duplicate that is delivered
+later finds the job running or finished (both transitions are conditional) and leaves one
+result. Other owed work joins as
 one more entry of `SWEEPS`: webhook deliveries that are due, and the stored data of jobs that
 finished longer ago than the retention.
 """
