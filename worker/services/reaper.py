@@ -14,9 +14,8 @@ Each sweep claims what it sends with a conditional update (the reprocessing swee
 sessions are finished rows, with a Redis lock per session: `worker.services.reprocess_sweep`),
 so of several workers racing for a job exactly one sends it; a duplicate that is delivered
 later finds the job running or finished (both transitions are conditional) and leaves one
-result. Other owed work joins as
-one more entry of `SWEEPS`: webhook deliveries that are due, and the stored data of jobs that
-finished longer ago than the retention.
+result. Other owed work joins as one more entry of `SWEEPS`: webhook deliveries that are due,
+and the stored data of jobs that finished longer ago than the retention.
 """
 
 from __future__ import annotations
