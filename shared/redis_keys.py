@@ -42,6 +42,10 @@
 - ``oddasr:key:{key_id}:in-flight-lock``  a short lock (redis-py's `Lock`) an API process
   holds while it counts a key's jobs in flight and inserts a new one, so two processes
   cannot both admit the last free place.
+- ``oddasr:job:{session_id}:reprocess-claim``  a lock (redis-py's `Lock`: SET NX PX with a
+  token) on a live session still owed its reprocessing: the reconciler that sends the copy
+  task takes it, the task renews it while it copies and deletes it when done; a worker that
+  dies holding it lets it expire (`reprocess_claim_lease_s`) and another node takes it.
 - Celery's queues: the names in `shared.config` (``cpu``, ``gpu``, ``sentence``); kombu keeps
   each as lists ``{queue}`` and, for messages sent with a priority, ``{queue}\x06\x16{3,6,9}``.
   The API's /metrics reads their lengths (`celery_queue_lists`).
@@ -109,6 +113,10 @@ def audio_charge_corrected_key(job_id: str) -> str:
 
 def in_flight_lock_key(key_id: str) -> str:
     return f"{PREFIX}:key:{key_id}:in-flight-lock"
+
+
+def reprocess_claim_key(session_id: str) -> str:
+    return f"{PREFIX}:job:{session_id}:reprocess-claim"
 
 
 def stream_resume_key(session_id: str) -> str:

@@ -10,6 +10,9 @@ TRANSCRIBE_TASK_NAME = "oddasr.transcribe"
 DELIVER_WEBHOOK_TASK_NAME = "oddasr.deliver_webhook"
 #: Embed an enrolled speaker's uploaded audio (argument: the speaker's id).
 ENROLL_SPEAKER_TASK_NAME = "oddasr.enroll_speaker"
+#: Copy a live session's recording into the file job it is owed (arguments: the session's id,
+#: the reprocess mode and the token of the reconciler's claim on it).
+REPROCESS_SESSION_TASK_NAME = "oddasr.reprocess_session"
 
 
 class JobOptions(BaseModel):

@@ -134,6 +134,7 @@ OWNED = {
     r"(?<!class )\bJob\(": {"shared/jobs/rows.py"},
     r"TRANSCRIBE_TASK_NAME, args": {"shared/jobs/dispatch.py"},
     r"DELIVER_WEBHOOK_TASK_NAME, args": {"shared/jobs/dispatch.py"},
+    r"REPROCESS_SESSION_TASK_NAME, args": {"shared/jobs/dispatch.py"},
     r"\.pending_for_job\(": {"shared/jobs/dispatch.py"},
     r"JobEvent\(job_id": {"shared/jobs/events.py"},
     r"def _iso\b|tzinfo=UTC": {"shared/db/utc.py"},

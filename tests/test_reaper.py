@@ -84,6 +84,33 @@ def test_a_queued_job_whose_message_was_lost_is_finished(stack: Stack, speech_di
     assert "no worker started it" in stack.log_tail("worker-file", 200)
 
 
+def test_a_session_owed_its_reprocessing_is_reprocessed_through_the_copy_task(stack: Stack,
+                                                                             speech_dir: Path) -> None:
+    """A live session whose worker died before queueing its reprocessing: a worker's
+    reconciler claims it and sends the copy task, which a worker runs (the real task, by
+    name, on the file queue); the file job is made from the stored recording and finishes."""
+    from shared.reprocess import reprocess_job_id
+
+    clip = synthesize(REFERENCE_SENTENCES[3], speech_dir / "reaper-reprocess.wav")
+    session_id = uuid.uuid4().hex
+    storage_dir = Path(stack.settings.storage_local_dir) / "audio"
+    storage_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(clip, storage_dir / session_id)
+    jobs = JobRepository(make_session_factory(make_engine(stack.settings.database_url)))
+    jobs.create(Job(id=session_id, status=JobStatus.SUCCEEDED, mode="stream", queue="stream",
+                    options={"language": "en", "reprocess": "offline"}, audio_key=f"audio/{session_id}",
+                    audio_filename="standup", audio_duration_s=3.0, progress=1.0, attempts=1,
+                    finished_at=utc_now() - timedelta(seconds=120)))
+    child_id = reprocess_job_id(session_id)
+    wait_until(lambda: jobs.find(child_id), "the reprocessing job to be made", timeout_s=60)
+    job = wait_for_job(stack, child_id, timeout_s=120)
+    assert job["status"] == "succeeded", job
+    assert job["options"]["source_job_id"] == session_id and job["result"]["text"].strip()
+    log = stack.log_tail("worker-file", 10**6)
+    assert f"live session {session_id} never had its reprocessing queued; sent it to cpu" in log
+    assert f"live session {session_id} never had its reprocessing queued; queued as {child_id}" in log
+
+
 def test_a_recently_active_running_job_is_left_alone(stack: Stack, speech_dir: Path) -> None:
     clip = synthesize(REFERENCE_SENTENCES[6], speech_dir / "reaper2.wav")
     job_id = orphan_job(stack, clip, quiet_for_s=0)

@@ -26,6 +26,7 @@ from shared.db.session import make_engine, make_session_factory
 from shared.reprocess import reprocess_job_id
 from shared.schemas import TRANSCRIBE_TASK_NAME
 from shared.storage import make_storage
+from tests.test_reprocess_sweep import run_reprocess_task, take_reprocess_tasks
 from worker.services.reaper import (
     ReconcileContext,
     fail_silent_streams,
@@ -185,21 +186,25 @@ def test_a_session_whose_worker_died_before_queueing_its_reprocessing_gets_it_fr
     unasked = ended_session(ctx, 120, "none")
     already = ended_session(ctx, 120, "offline")
     ctx.jobs.create(Job(id=reprocess_job_id(already), status=JobStatus.SUCCEEDED, mode="file", queue="cpu",
-                        options={}, progress=1.0, attempts=1))
+                        options={"source_job_id": already}, source_job_id=already, progress=1.0, attempts=1))
     expired = ended_session(ctx, 120, "offline")
     RetentionRepository(ctx.jobs.session_factory).mark_expired(expired)  # past retention: nothing to redo
 
     child_id = reprocess_job_id(owed)
-    assert queue_owed_reprocessing(ctx) == [child_id]
+    assert queue_owed_reprocessing(ctx) == [owed], "the sweep claims the session and sends its copy task"
+    assert messages_for(ctx, ctx.settings.file_queue, owed) == 1
+    assert queue_owed_reprocessing(ctx) == [], "claimed: a second pass sends nothing more"
+    (task,) = take_reprocess_tasks(ctx)
+    assert run_reprocess_task(ctx, task) == child_id
     child = ctx.jobs.get(child_id)
     assert child.status == JobStatus.QUEUED and child.mode == "file" and child.queue == ctx.settings.file_queue
-    assert child.options["diarize"] is True and child.options["source_job_id"] == owed
+    assert child.options["diarize"] is True and child.options["source_job_id"] == owed == child.source_job_id
     assert child.options["hotwords"] == ["Brannigan"] and child.api_key_id == "k1"
     assert child.callback_url == "http://127.0.0.1:9/hook"
     assert ctx.storage is not None and ctx.storage.get_bytes(child.audio_key or "") == b"RIFF-the-recording"
     assert messages_for(ctx, ctx.settings.file_queue, child_id) == 1
     for session_id in (young, unasked, expired):
         assert ctx.jobs.find(reprocess_job_id(session_id)) is None
-    assert queue_owed_reprocessing(ctx) == [], "a second pass makes nothing more"
+    assert queue_owed_reprocessing(ctx) == [], "once made, nothing is owed"
     assert messages_for(ctx, ctx.settings.file_queue, child_id) == 1
     assert "ended sessions owed their reprocessing" in reconcile(ctx)

@@ -14,9 +14,15 @@ from shared.db.models import JobStatus
 from shared.db.speakers import SpeakerRepository
 from shared.errors import OddAsrError
 from shared.jobs.dispatch import send_webhook
-from shared.schemas import DELIVER_WEBHOOK_TASK_NAME, ENROLL_SPEAKER_TASK_NAME, TRANSCRIBE_TASK_NAME
+from shared.schemas import (
+    DELIVER_WEBHOOK_TASK_NAME,
+    ENROLL_SPEAKER_TASK_NAME,
+    REPROCESS_SESSION_TASK_NAME,
+    TRANSCRIBE_TASK_NAME,
+)
 from worker.celery_app import app
 from worker.services.completion import FinishContext, fail
+from worker.services.reprocess_sweep import reprocess_claimed
 from worker.services.runtime import WorkerRuntime, current_runtime
 from worker.services.speakers import run_enrollment
 from worker.services.transcription import run_transcription
@@ -104,3 +110,10 @@ def enroll_speaker(self: Task, speaker_id: str) -> None:
         logger.exception("enrolling speaker %s failed unexpectedly", speaker_id)
         SpeakerRepository(runtime.jobs.session_factory).mark_failed(
             speaker_id, f"internal error: {type(exc).__name__}: {exc}")
+
+
+@app.task(name=REPROCESS_SESSION_TASK_NAME, ignore_result=True)
+def reprocess_session(session_job_id: str, mode: str, claim_token: str) -> None:
+    """Copy a live session's recording into the file job it is owed, under the reconciler's
+    claim; a failure is logged and left to the next claim (the reconciler's sweep)."""
+    reprocess_claimed(FinishContext.of(current_runtime(get_settings()), app), session_job_id, mode, claim_token)

@@ -35,6 +35,13 @@ class QueueSettings(BaseModel):
     #: Redis, or reserved by a worker that died), is sent again by a live worker.
     requeue_queued_after_s: float = 300.0
     reaper_interval_s: float = 30.0
+    #: Live sessions owed their reprocessing (their worker died before queueing it) that one
+    #: reconciler pass claims at most; the rest wait for the next pass (a SQL LIMIT).
+    reprocess_sweep_max_sessions: int = Field(default=100, ge=1)
+    #: A claim on one such session (Redis, with a token) lasts this long: it covers the copy
+    #: task's wait in the file queue, and is renewed every third of it while the recording is
+    #: copied. A worker that dies holding it delays the session by this much, no more.
+    reprocess_claim_lease_s: float = Field(default=300.0, gt=0)
     #: Seconds a prefork child may spend loading models before Celery gives up on it.
     worker_process_init_timeout_s: float = 600.0
     #: Hard limit for one job; a job over it is killed and marked failed.

@@ -72,6 +72,9 @@ class Job(Base):
     #: worker that stored the transcript; NULL until then, and for jobs that ended before
     #: migration 0009 until their first read (the API computes and stores them then).
     hotword_hits: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    #: The live session a reprocessing job was made from (also in its options, for clients): a
+    #: column so the reconciler's sweep finds sessions still owed theirs in SQL (migration 0010).
+    source_job_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
     __table_args__ = (
         Index("ix_jobs_api_key_id_created_at", "api_key_id", "created_at"),
@@ -79,6 +82,9 @@ class Job(Base):
         # Queue position and backlog from the index alone (migration 0007), and filtered lists.
         Index("ix_jobs_queue_status_created_at", "queue", "status", "created_at", "id", "audio_duration_s"),
         Index("ix_jobs_status_created_at", "status", "created_at", "id"),
+        # The reprocessing sweep: recently ended sessions, and whether each has its file job (0010).
+        Index("ix_jobs_mode_status_finished_at", "mode", "status", "finished_at"),
+        Index("ix_jobs_source_job_id", "source_job_id"),
     )
 
 

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from shared.db.models import TERMINAL_STATUSES, Job, JobStatus, StreamSegment, utc_now
 from shared.db.webhooks import record_final_event, redact_payloads
@@ -274,23 +274,25 @@ class JobRepository:
                                   limit: int = 100) -> list[tuple[str, str]]:
         """(session id, reprocess mode) of live sessions that ended well in the window, asked
         for reprocessing, still hold their recording and have no file job yet: their worker
-        died, or storage or the database failed, between the session's end and the queueing."""
+        died, or storage or the database failed, between the session's end and the queueing.
+        At most `limit`, oldest end first, chosen in SQL (a file job names its session in
+        `source_job_id`), so sessions already reprocessed never crowd out the owed ones."""
         from shared import reprocess
 
+        wanted_modes = [mode for mode in reprocess.MODES if mode != reprocess.NONE]
+        child = aliased(Job)
+        mode = Job.options["reprocess"].as_string()
+        query = (
+            select(Job.id, mode)
+            .where(Job.mode == STREAM_MODE, Job.status == JobStatus.SUCCEEDED,
+                   Job.finished_at > finished_after, Job.finished_at < finished_before,
+                   Job.audio_key.is_not(None), Job.data_expired_at.is_(None), mode.in_(wanted_modes),
+                   ~exists().where(child.source_job_id == Job.id))
+            .order_by(Job.finished_at, Job.id)
+            .limit(limit)
+        )
         with self._session_factory() as session:
-            rows = session.execute(
-                select(Job.id, Job.options).where(
-                    Job.status == JobStatus.SUCCEEDED, Job.mode == STREAM_MODE, Job.audio_key.is_not(None),
-                    Job.data_expired_at.is_(None), Job.finished_at > finished_after,
-                    Job.finished_at < finished_before)
-            ).all()
-            wanted = {job_id: (options or {}).get("reprocess", reprocess.NONE) for job_id, options in rows}
-            wanted = {job_id: mode for job_id, mode in wanted.items() if mode in reprocess.MODES
-                      and mode != reprocess.NONE}
-            children = {reprocess.reprocess_job_id(job_id): job_id for job_id in wanted}
-            existing = set(session.scalars(select(Job.id).where(Job.id.in_(children))).all()) if children else set()
-        owed = [(session_id, wanted[session_id]) for child, session_id in children.items() if child not in existing]
-        return owed[:limit]
+            return [(job_id, wanted) for job_id, wanted in session.execute(query).all()]
 
     def fail_silent_streams(self, stale_before: datetime) -> list[str]:
         """Live-session jobs still `running` whose worker stopped touching them (the worker and

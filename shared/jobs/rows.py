@@ -16,13 +16,13 @@ STREAM_QUEUE = "stream"
 
 def queued_job(job_id: str, *, mode: str, queue: str, options: dict[str, Any], audio_key: str | None,
                filename: str, size_bytes: int, duration_s: float | None, callback_url: str | None,
-               api_key_id: str | None) -> Job:
+               api_key_id: str | None, source_job_id: str | None = None) -> Job:
     """A job waiting for a worker: an upload, or a session's reprocessing (`audio_key` None
-    when it was refused before its audio was copied)."""
+    when it was refused before its audio was copied; `source_job_id`: the session's id)."""
     return Job(
         id=job_id, status=JobStatus.QUEUED, mode=mode, queue=queue, options=options, audio_key=audio_key,
         audio_filename=filename[:MAX_FILENAME_CHARS], audio_size_bytes=size_bytes, audio_duration_s=duration_s,
-        progress=0.0, attempts=0, callback_url=callback_url, api_key_id=api_key_id,
+        progress=0.0, attempts=0, callback_url=callback_url, api_key_id=api_key_id, source_job_id=source_job_id,
     )
 
 

@@ -10,11 +10,12 @@ The database is the source of truth; a Redis message can be lost or stranded:
   `requeue_queued_after_s` whose message is neither waiting in their queue nor freshly
   reserved by a worker are sent again. A job waiting behind a backlog keeps its place.
 
-Each sweep claims what it sends with a conditional update, so of several workers racing for a
-job exactly one sends it; a duplicate that is delivered later finds the job running or
-finished (both transitions are conditional) and leaves one result. Other owed work joins as
-one more entry of `SWEEPS`: webhook deliveries that are due, and the stored data of jobs that
-finished longer ago than the retention.
+Each sweep claims what it sends with a conditional update (the reprocessing sweep, whose
+sessions are finished rows, with a Redis lock per session: `worker.services.reprocess_sweep`),
+so of several workers racing for a job exactly one sends it; a duplicate that is delivered
+later finds the job running or finished (both transitions are conditional) and leaves one
+result. Other owed work joins as one more entry of `SWEEPS`: webhook deliveries that are due,
+and the stored data of jobs that finished longer ago than the retention.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from shared.db.webhooks import WebhookRepository
 from shared.jobs.dispatch import send_transcribe, send_webhook
 from shared.storage import Storage
 from worker.services.completion import FinishContext
-from worker.services.reprocess import queue_reprocess
+from worker.services.reprocess_sweep import claim_owed_reprocessing
 from worker.services.retention import expire_old_data
 from worker.services.session_end import retry_unstored
 from worker.services.speaker_retention import sweep_speaker_audio
@@ -51,10 +52,6 @@ KOMBU_UNACKED_HASH = "unacked"
 KOMBU_UNACKED_INDEX = "unacked_index"
 #: Waiting messages are read in pages of this many.
 QUEUE_PAGE_SIZE = 500
-#: A session's own worker queues its reprocessing within seconds of its end; the sweep looks
-#: after this grace, and this far back.
-REPROCESS_GRACE = timedelta(seconds=60)
-REPROCESS_LOOKBACK = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -181,23 +178,9 @@ def fail_silent_streams(ctx: ReconcileContext) -> list[str]:
 
 def queue_owed_reprocessing(ctx: ReconcileContext) -> list[str]:
     """Sessions that ended, asked for reprocessing and never got their file job (their
-    worker died in between). Looked for a grace time after the end, when the session's own
-    worker has long queued it, and up to a day back."""
-    if ctx.storage is None:
-        return []
-    now = utc_now()
-    owed = ctx.jobs.streams_owed_reprocessing(now - REPROCESS_LOOKBACK, now - REPROCESS_GRACE)
-    queued = []
-    for session_id, mode in owed:
-        try:
-            child = queue_reprocess(ctx.jobs, ctx.storage, ctx.settings, ctx.app, ctx.redis, session_id, mode)
-        except Exception:  # one unreadable recording must not hold up the sessions after it
-            logger.warning("could not queue the reprocessing of session %s", session_id, exc_info=True)
-            continue
-        if child:
-            logger.warning("live session %s never had its reprocessing queued; queued as %s", session_id, child)
-            queued.append(child)
-    return queued
+    worker died in between): each claimed by one node, which sends a task to copy it
+    (`worker.services.reprocess_sweep`). Returns the sessions sent."""
+    return claim_owed_reprocessing(ctx.settings, ctx.jobs, ctx.app, ctx.redis)
 
 
 #: Every sweep of one reconciler pass, by what it looks for.

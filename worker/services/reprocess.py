@@ -128,4 +128,4 @@ def _reprocess_job(session: Job, job_id: str, queue: str, copy_key: str | None, 
     return queued_job(job_id, mode="file", queue=queue, options=options, audio_key=copy_key,
                       filename=f"{session.audio_filename} (reprocessed)", size_bytes=size_bytes,
                       duration_s=session.audio_duration_s, callback_url=session.callback_url,
-                      api_key_id=session.api_key_id)
+                      api_key_id=session.api_key_id, source_job_id=session.id)
