@@ -20,7 +20,7 @@ import soundfile
 from shared.config import Settings
 from tests.support.speech import REFERENCE_SENTENCES, make_long_recording
 from tests.support.stack import Stack, running_stack
-from tests.support.ws_clients import open_ws
+from tests.support.ws_clients import funasr_session, oddasr_session, open_ws
 
 SENTENCES = [REFERENCE_SENTENCES[1], REFERENCE_SENTENCES[4], REFERENCE_SENTENCES[6]]
 FRAME_BYTES = 3200
@@ -43,9 +43,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[St
 
 
 @pytest.fixture(scope="module")
-def pcm(speech_dir: Path) -> bytes:
-    samples, rate = soundfile.read(make_long_recording(SENTENCES, speech_dir / "capacity-three.wav", gap_s=1.0),
-                                   dtype="int16")
+def wav(speech_dir: Path) -> Path:
+    return make_long_recording(SENTENCES, speech_dir / "capacity-three.wav", gap_s=1.0)
+
+
+@pytest.fixture(scope="module")
+def pcm(wav: Path) -> bytes:
+    samples, rate = soundfile.read(wav, dtype="int16")
     assert rate == 16000
     return samples.tobytes()
 
@@ -123,4 +127,27 @@ def test_a_saturated_cpu_thins_partials_but_never_changes_finals(stack: Stack, p
     assert loaded["end"]["type"] == "Summary", loaded["end"]
     assert jiwer.wer(clean(" ".join(idle["finals"])), clean(" ".join(loaded["finals"]))) <= 0.02, \
         (idle["finals"], loaded["finals"])
+    stack.wait_stream_slots(DEFAULTS.stream_workers * DEFAULTS.stream_sessions_per_worker)
+
+
+def test_oddasr_test_client_with_concurrency_4_passes_then_a_funasr_client_is_answered(
+        stack: Stack, wav: Path, pcm: bytes) -> None:
+    """OddASR's own test client (`testStreamAPI.py --concurrency 4`) opens four sessions at once
+    and fails them all if one is refused; it sends the whole WAV at twice real time and ends
+    only when the server closes with 1000. FunASR's client, run right after (as a user would),
+    must still get its end acknowledgement: slots are given back when sessions end."""
+    url = f"ws://127.0.0.1:{stack.settings.ws_port}/v1/asr"
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        logs = list(pool.map(lambda _i: oddasr_session(url, wav), range(4)))
+    for log in logs:
+        names = [m.data["header"]["name"] for m in log.messages]
+        assert names[0] == "SentenceBegin" and log.messages[0].data["header"]["status"] == 0, names
+        ends = [m.data for m in log.messages if m.data["header"]["name"] == "SentenceEnd"]
+        assert ends and ends[-1]["payload"]["result"] == "END" and ends[-1]["payload"]["fin"] == 1, names
+        text = " ".join(e["payload"]["result"] for e in ends[:-1])
+        assert jiwer.wer(clean(" ".join(SENTENCES)), clean(text)) <= 0.25, text
+        assert log.close_code == 1000, log.close_code
+    funasr = funasr_session(f"ws://127.0.0.1:{stack.settings.funasr_ws_port}/", pcm)
+    assert any(m.data.get("is_end") for m in funasr.messages), [m.data for m in funasr.messages][-3:]
+    assert funasr.of_mode("2pass-offline"), [m.data for m in funasr.messages][-3:]
     stack.wait_stream_slots(DEFAULTS.stream_workers * DEFAULTS.stream_sessions_per_worker)

@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+import numpy as np
+
 from worker.engines.base import SAMPLE_RATE_HZ, StreamEvent, StreamOptions
 from worker.engines.moonshine_model import MoonshineModel, quietest_sample
 from worker.engines.partial_agreement import PartialAgreement, normalised_word
@@ -58,6 +60,13 @@ TAIL_WINDOW_S = 3.5
 TAIL_ANCHOR_WORDS = 4
 #: A phrase of this many words said twice in a row in a partial is a decoding loop.
 REPEAT_MIN_WORDS = 3
+#: Silence put after a partial's clip before it is decoded. A clip ends where the audio so far
+#: ends, usually inside a word, and Moonshine holds a word back until it hears it end: the
+#: first words after a speaker's onset showed only once the next word had begun. Measured on
+#: bench/streaming.py's speech (one session): first text p95 0.47 -> 0.33 s, and no more
+#: stuttering first guesses ("It, it, it" became "It."). Finals are decoded without it: their
+#: clip ends in the VAD's silence already (more silence there raised their WER, measured).
+PARTIAL_TRAILING_SILENCE_MS = 100
 
 
 def anchored_end(anchor: list[str], words: list[str]) -> int | None:
@@ -139,11 +148,17 @@ class MoonshineStreamSession(VadSentenceSession):
         tail_from_ms = now_ms - int(TAIL_WINDOW_S * 1000)
         committed = self._agreement.committed
         if tail_from_ms > start_ms and len(committed) >= TAIL_ANCHOR_WORDS:
-            tail = without_repeated_phrase(self._model.decode(self._clip(tail_from_ms, now_ms)).split())
+            tail = self._partial_words(tail_from_ms, now_ms)
             after = anchored_end(committed[-TAIL_ANCHOR_WORDS:], tail)
             if after is not None:
                 return committed + tail[after:]
-        return without_repeated_phrase(self._model.decode(self._clip(start_ms, now_ms)).split())
+        return self._partial_words(start_ms, now_ms)
+
+    def _partial_words(self, start_ms: int, end_ms: int) -> list[str]:
+        """The words of an open clip, heard to their end (`PARTIAL_TRAILING_SILENCE_MS`)."""
+        clip = self._clip(start_ms, end_ms)
+        silence = np.zeros(PARTIAL_TRAILING_SILENCE_MS * SAMPLE_RATE_HZ // 1000, dtype=np.float32)
+        return without_repeated_phrase(self._model.decode(np.concatenate([clip, silence])).split())
 
     def _close(self, end_ms: int) -> list[StreamEvent]:
         start_ms = self._open_start_ms if self._open_start_ms is not None else end_ms
