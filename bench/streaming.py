@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import math
 import os
@@ -64,6 +63,8 @@ from bench.common import CACHE_DIR, run_redis  # noqa: E402
 from bench.speech_onsets import Segment, speech_segments  # noqa: E402
 from shared import stream_messages as sm  # noqa: E402
 from shared.config import Settings  # noqa: E402
+from tests.support.human_speech import HUMAN_CLIPS as MOONSHINE_CLIPS  # noqa: E402
+from tests.support.human_speech import human_speech_dir  # noqa: E402
 from tests.support.speech import REFERENCE_SENTENCES, make_long_recording, synthesize  # noqa: E402
 from tests.support.stack import Stack, running_stack, wait_for_job  # noqa: E402
 from tests.support.ws_clients import open_ws  # noqa: E402
@@ -81,17 +82,6 @@ SESSION_TIMEOUT_S = 300.0
 CONFIG_DEFAULTS = ("whisper_model", "whisper_beam_size", "cpu_threads", "stream_sessions_per_worker",
                    "stream_engine")
 
-TWO_CITIES_TEXT = (
-    "It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of "
-    "foolishness, it was the epoch of belief, it was the epoch of incredulity, it was the season of Light, "
-    "it was the season of Darkness, it was the spring of hope, it was the winter of despair, we had "
-    "everything before us, we had nothing before us, we were all going direct to Heaven, we were all going "
-    "direct the other way. In short, the period was so far like the present period, that some of its "
-    "noisiest authorities insisted on its being received, for good or for evil, in the superlative degree "
-    "of comparison only."
-)
-BECKETT_TEXT = "Ever tried. Ever failed. No matter. Try again. Fail again. Fail better."
-MOONSHINE_CLIPS = (("two_cities.wav", TWO_CITIES_TEXT), ("beckett.wav", BECKETT_TEXT))
 
 
 def clean(text: str) -> str:
@@ -137,12 +127,8 @@ def read_16k_mono(path: Path) -> np.ndarray:
 
 
 def moonshine_assets() -> Path | None:
-    """moonshine_voice's assets folder, found without importing the package; None if absent."""
-    spec = importlib.util.find_spec("moonshine_voice")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    assets = Path(next(iter(spec.submodule_search_locations))) / "assets"
-    return assets if all((assets / name).is_file() for name, _ in MOONSHINE_CLIPS) else None
+    """moonshine_voice's assets folder; None if absent."""
+    return human_speech_dir()
 
 
 def server_vad_speech_end_s(samples: np.ndarray, last: Segment) -> float:

@@ -6,6 +6,7 @@ import importlib.util
 import logging
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import jiwer
 import numpy as np
@@ -14,6 +15,7 @@ import pytest
 from shared.audio import decode_16k_mono
 from shared.config import Settings
 from shared.errors import EngineError
+from tests.support.human_speech import HUMAN_CLIPS, human_speech_dir
 from tests.support.speech import REFERENCE_SENTENCES, make_long_recording, synthesize
 from worker.engines.base import TranscriptionOptions
 from worker.engines.fsmn_vad import FsmnVad, merge_into_chunks
@@ -25,7 +27,7 @@ from worker.engines.model_files import (
     sha256_of,
 )
 from worker.engines.registry import load_engine
-from worker.engines.whisper_engine import WhisperEngine
+from worker.engines.whisper_engine import WhisperEngine, is_unheard_segment
 
 
 def normalise(text: str) -> str:
@@ -43,8 +45,8 @@ def model_cache() -> Path:
     return Path(os.environ["ODDASR_TEST_MODEL_CACHE"])
 
 
-def whisper_engine(data_dir: Path, model: str, model_cache: Path) -> WhisperEngine:
-    engine = load_engine(Settings(data_dir=data_dir, whisper_model=model, cpu_threads=2, whisper_beam_size=1,
+def whisper_engine(data_dir: Path, model: str, model_cache: Path, beam_size: int = 1) -> WhisperEngine:
+    engine = load_engine(Settings(data_dir=data_dir, whisper_model=model, cpu_threads=2, whisper_beam_size=beam_size,
                                   model_cache_dir=model_cache))
     assert isinstance(engine, WhisperEngine)
     return engine
@@ -236,3 +238,34 @@ def test_batched_decoding_matches_sequential(tiny: WhisperEngine, tmp_path: Path
     assert len(result.segments) >= len(sentences) - 1
     assert result.segments == sorted(result.segments, key=lambda s: s.start_s)
     assert seen[-1] == 1.0
+
+
+def test_no_words_are_made_up_after_the_last_speech_of_a_chunk(tmp_path: Path, model_cache: Path) -> None:
+    """Whisper base with the default beam goes on after the last speech of a chunk with phrases of
+    its training data ("Thank you very much.", "I'll see you in the next video."), timed at one
+    instant at the chunk's end. Two human recordings, 1 s of silence between them: nothing but
+    their words."""
+    base = whisper_engine(tmp_path, "base", model_cache, beam_size=Settings().whisper_beam_size)
+    assets = human_speech_dir()
+    if assets is None:
+        pytest.skip("the moonshine_voice wheel (requirements/models.txt) is not installed")
+    # As bench/streaming.py joins them: each cut 0.5 s after its last speech, the audio ending
+    # 0.2 s after it (the made-up phrases come after the last speech of a chunk that ends so).
+    audio = np.concatenate([decode_16k_mono(assets / "two_cities.wav")[:int(42.08 * 16000)],
+                            np.zeros(16000, dtype=np.float32),
+                            decode_16k_mono(assets / "beckett.wav")[:int(9.26 * 16000)]])
+    transcript = base.transcribe(audio, TranscriptionOptions(word_timestamps=True))
+    reference = " ".join(text for _, text in HUMAN_CLIPS)
+    assert wer(reference, transcript.text) <= 0.03, transcript.text
+    for made_up in ("thank you", "video", "subscribe"):
+        assert made_up not in normalise(transcript.text), transcript.text
+
+
+def test_a_segment_whose_words_have_no_length_is_dropped() -> None:
+    def raw(*times: tuple[float, float]) -> SimpleNamespace:
+        return SimpleNamespace(text="words", start=times[0][0], end=times[-1][1],
+                               words=[SimpleNamespace(word="w", start=a, end=b, probability=0.5) for a, b in times])
+
+    assert is_unheard_segment(raw((28.16, 28.66), (28.66, 28.66), (28.66, 28.66), (28.66, 28.66)))
+    assert not is_unheard_segment(raw((1.0, 1.3), (1.3, 1.3), (1.3, 1.6)))  # one short word among heard ones
+    assert not is_unheard_segment(raw((5.0, 5.0)))  # a lone word: too little to judge

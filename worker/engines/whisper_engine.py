@@ -199,10 +199,31 @@ class WhisperEngine:
         return segments, info.language
 
 
+#: A word Whisper times shorter than this was not heard: its place in the audio is a point.
+UNHEARD_WORD_S = 0.02
+
+
+def is_unheard_segment(raw) -> bool:  # type: ignore[no-untyped-def]
+    """True for a segment most of whose words have no length in the audio.
+
+    After the last speech of a chunk, Whisper sometimes goes on with a phrase of its training
+    data's closing lines ("Thank you very much.", "I'll see you in the next video."): its
+    word-time alignment finds no audio for them and piles them at one instant at the chunk's
+    end (measured on the two human recordings of bench/streaming.py joined by 1 s of silence,
+    Whisper base: 11 words of these in a 131-word transcript, every one of them but the first
+    0 s long, no real word under 0.1 s). `hallucination_silence_threshold` did not catch them
+    (no silence gap inside the decoded text to look at).
+    """
+    words = raw.words or []
+    unheard = sum(1 for word in words if word.end - word.start < UNHEARD_WORD_S)
+    return len(words) >= 2 and unheard * 2 >= len(words)
+
+
 def _to_segment(raw, offset_s: float) -> Segment | None:  # type: ignore[no-untyped-def]
-    """A faster-whisper segment as ours, shifted by the chunk's offset; None when empty."""
+    """A faster-whisper segment as ours, shifted by the chunk's offset; None when empty or
+    unheard (`is_unheard_segment`)."""
     text = raw.text.strip()
-    if not text:
+    if not text or is_unheard_segment(raw):
         return None
     words = [Word(word=w.word.strip(), start_s=offset_s + w.start, end_s=offset_s + w.end, probability=w.probability)
              for w in (raw.words or [])]
