@@ -179,7 +179,9 @@ class SessionRunner:
         """Store each final sentence, then tell the client: a sentence the client has seen
         survives a worker killed the next instant."""
         for event in finals:
-            event = replace(event, text=self.runtime.sensitive_words.mask_text(event.text))
+            mask = self.runtime.sensitive_words.mask_text
+            event = replace(event, text=mask(event.text),
+                            words=tuple(word.model_copy(update={"word": mask(word.word)}) for word in event.words))
             self._finals.append(event)
             try:
                 self.runtime.jobs.add_stream_segment(self.request.job_id, event.index, event.start_ms, event.end_ms,
@@ -187,7 +189,9 @@ class SessionRunner:
             except Exception:  # the transcript in storage still gets it at the end
                 logger.warning("session %s: could not store sentence %d", self.request.session_id, event.index,
                                exc_info=True)
-            self.relay.publish_final(event.index, event.text, event.start_ms, event.end_ms)
+            self.relay.publish_final(event.index, event.text, event.start_ms, event.end_ms,
+                                     words=[(word.word, round(word.start_s * 1000), round(word.end_s * 1000))
+                                            for word in event.words])
             self._result_sent()
 
     # --- the end -------------------------------------------------------------------------
@@ -202,7 +206,8 @@ class SessionRunner:
         duration_s = recorder.duration_s
         recorder.close()
         transcript = Transcript.from_segments(
-            [Segment(start_s=e.start_ms / 1000, end_s=e.end_ms / 1000, text=e.text) for e in self._finals],
+            [Segment(start_s=e.start_ms / 1000, end_s=e.end_ms / 1000, text=e.text, words=list(e.words))
+             for e in self._finals],
             language=request.language, duration_s=duration_s, engine=self.engine.name,
             model=self.engine.model_name)
         ending = SessionEnding(
