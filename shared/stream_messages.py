@@ -66,6 +66,10 @@ class SessionRequest(BaseModel):
     chunk_size: tuple[int, int, int] | None = None
     encoder_chunk_look_back: int | None = None
     decoder_chunk_look_back: int | None = None
+    #: Every final names its speaker; `speakers_owner`: the key whose voiceprints may name them
+    #: ('' with auth off, as file jobs' owner).
+    speakers: bool = False
+    speakers_owner: str = ""
 
 
 class RelayHeader(BaseModel):

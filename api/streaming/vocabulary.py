@@ -45,6 +45,8 @@ class StartCommand:
     chunk_size: tuple[int, int, int] | None = None
     encoder_chunk_look_back: int | None = None
     decoder_chunk_look_back: int | None = None
+    #: Every final names its speaker (the key's enrolled voices, else "Speaker N").
+    speakers: bool = False
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,15 @@ def hotword_set_of(frame: dict[str, Any]) -> str | None:
     if not isinstance(raw, str):
         raise ProtocolError(BAD_REQUEST, "hotword_set must be the name of a hotword set (GET /v1/hotwords)")
     return raw
+
+
+def speakers_of(frame: dict[str, Any]) -> bool:
+    """The start option `speakers` (any protocol may carry it; servers that do not know it
+    ignore it): true or false."""
+    value = frame.get("speakers", False)
+    if not isinstance(value, bool):
+        raise ProtocolError(BAD_REQUEST, "speakers must be true or false")
+    return value
 
 
 def callback_url_of(frame: dict[str, Any]) -> str | None:

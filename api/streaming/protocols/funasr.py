@@ -61,7 +61,7 @@ class FunAsrProtocol:
             # does (its Python client cannot add a header, nor a query to the URL it builds).
             token=str(frame.get("api_key") or ""),
             chunk_size=chunk_size, encoder_chunk_look_back=_look_back(frame, "encoder_chunk_look_back"),
-            decoder_chunk_look_back=_look_back(frame, "decoder_chunk_look_back"),
+            decoder_chunk_look_back=_look_back(frame, "decoder_chunk_look_back"), speakers=v.speakers_of(frame),
         )
 
     def parse_control(self, text: str) -> v.Command:

@@ -70,6 +70,7 @@ class NativeProtocol:
             callback_url=v.callback_url_of(frame), reprocess=v.reprocess_of(frame),
             hotword_set=v.hotword_set_of(frame),
             task_id=str(frame.get("session") or "")[:64], last_final_index=v.last_final_index_of(frame, "last_final"),
+            speakers=v.speakers_of(frame),
         )
         self._reprocess = start.reprocess
         return start

@@ -71,7 +71,7 @@ class OddAsrProtocol:
             hotwords=[str(word) for word in hotwords],
             callback_url=v.callback_url_of(frame), reprocess=v.reprocess_of(frame),
             hotword_set=v.hotword_set_of(frame),
-            last_final_index=v.last_final_index_of(frame, "last_final_index"),
+            last_final_index=v.last_final_index_of(frame, "last_final_index"), speakers=v.speakers_of(frame),
         )
 
     def parse_control(self, text: str) -> v.Command:
