@@ -5,7 +5,7 @@ refusals of a worker that cannot name speakers, and a session through real proce
 from __future__ import annotations
 
 import json
-import time
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,10 +20,10 @@ from api.streaming.protocols.funasr import FunAsrProtocol
 from api.streaming.protocols.native import NativeProtocol
 from api.streaming.protocols.oddasr import OddAsrProtocol
 from shared.config.speakers import SpeakerSettings
+from tests.support.live_sessions import native_session, wait_for_speaker_model
 from tests.support.stack import Stack, running_stack
 from tests.support.voices import conversation, enrollment_clip, true_voice
 from tests.support.waiting import wait_until
-from tests.support.ws_clients import open_ws
 from worker.engines import live_speakers
 from worker.engines.base import SAMPLE_RATE_HZ
 from worker.engines.live_speakers import LiveSpeakerLabeler
@@ -209,40 +209,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[St
         yield stack
 
 
-def _native_session(stack: Stack, pcm: bytes, start: dict) -> list[dict]:
-    received: list[dict] = []
-    with open_ws(f"ws://127.0.0.1:{stack.settings.port}/v1/stream") as ws:
-        ws.send(json.dumps({"type": "Start", "sample_rate": 16000, "language": "en", "partials": False, **start}))
-        received.append(json.loads(ws.recv(timeout=60)))
-        try:
-            for offset in range(0, len(pcm), 6400):
-                ws.send(pcm[offset:offset + 6400])
-                time.sleep(0.05)
-            ws.send(json.dumps({"type": "Close"}))
-        except Exception:  # the server ended the session early: read why
-            pass
-        while received[-1]["type"] not in {"Summary", "Error"}:
-            received.append(json.loads(ws.recv(timeout=60)))
-    return received
-
-
 @pytest.mark.integration
 def test_a_live_session_labels_two_voices_after_telling_a_client_that_came_too_early(
         stack: Stack, speech_dir: Path) -> None:
     path, truth = conversation(["alice", "bob"], speech_dir / "live-two.wav", turns=4)
     pcm = soundfile.read(str(path), dtype="int16")[0].tobytes()
     # The stream worker loads its speaker model on the first session that asks for speakers.
-    first = _native_session(stack, pcm[:32000], {"speakers": True})
-    assert first[-1]["type"] == "Error" and "still loading" in first[-1]["message"]
+    first = native_session(stack, pcm[:32000], {"speakers": True})
+    assert first[-1]["type"] == "Error" and "still loading" in first[-1]["message"], first
+    wait_for_speaker_model(stack)
     stack.wait_stream_slots(1)
-    deadline_s = time.monotonic() + 120
-    while True:
-        received = _native_session(stack, pcm, {"speakers": True})
-        if received[-1]["type"] == "Summary" or time.monotonic() > deadline_s:
-            break
-        assert "still loading" in received[-1]["message"]
-        stack.wait_stream_slots(1)
-        time.sleep(1)
+    received = native_session(stack, pcm, {"speakers": True})
     finals = [m for m in received if m["type"] == "Final"]
     assert received[-1]["type"] == "Summary" and len(finals) == 4
     voices = [true_voice(truth, f["start"], f["end"]) for f in finals]
@@ -258,5 +235,23 @@ def test_a_live_session_labels_two_voices_after_telling_a_client_that_came_too_e
     assert [line.split(":")[0] for line in spk] == [f["speaker"] for f in finals]
     # Sessions that do not ask get no speaker.
     stack.wait_stream_slots(1)
-    plain = [m for m in _native_session(stack, pcm[:len(pcm) // 2], {}) if m["type"] == "Final"]
+    plain = [m for m in native_session(stack, pcm[:len(pcm) // 2]) if m["type"] == "Final"]
     assert plain and all("speaker" not in m for m in plain)
+
+
+@pytest.mark.integration
+def test_oddasr_stream_speakers_prints_each_sentences_speaker(stack: Stack, speech_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    path, _ = conversation(["alice", "bob"], speech_dir / "live-two.wav", turns=4)
+    wait_for_speaker_model(stack)
+    stack.wait_stream_slots(1)
+    done = subprocess.run([sys.executable, "-m", "shared.cli.main", "stream", str(path), "--server", stack.base_url,
+                           "--speed", "3", "--language", "en", "--speakers"],
+                          capture_output=True, text=True, timeout=180, check=False, env=stack.env)
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    assert len(lines) == 4 and all(re.match(r"\[\s*\d+\.\d\d - \s*\d+\.\d\d\] Speaker \d+: \S", line)
+                                   for line in lines), lines
+    assert lines[0].split("] ")[1].startswith("Speaker 1:") and lines[1].split("] ")[1].startswith("Speaker 2:")
