@@ -255,3 +255,27 @@ def test_oddasr_stream_speakers_prints_each_sentences_speaker(stack: Stack, spee
     assert len(lines) == 4 and all(re.match(r"\[\s*\d+\.\d\d - \s*\d+\.\d\d\] Speaker \d+: \S", line)
                                    for line in lines), lines
     assert lines[0].split("] ")[1].startswith("Speaker 1:") and lines[1].split("] ")[1].startswith("Speaker 2:")
+
+
+@pytest.mark.integration
+def test_an_enrolled_voice_is_named_live_and_an_unknown_one_is_not(stack: Stack, speech_dir: Path) -> None:
+    """Alice enrolled through the API (the file worker makes her voiceprint); Bob not: Alice's
+    sentences carry her name and similarity, Bob's never a name."""
+    clip = enrollment_clip("alice", speech_dir / "live-enroll-alice.wav")
+    enrolled = requests.post(stack.url("/v1/speakers"), data={"name": "alice"},
+                             files=[("audio", (clip.name, clip.read_bytes(), "audio/wav"))], timeout=120)
+    assert enrolled.status_code in (201, 202), enrolled.text
+    wait_until(lambda: requests.get(stack.url(f"/v1/speakers/{enrolled.json()['id']}"), timeout=10).json()["status"]
+               == "ready", timeout_s=120, what="alice's voiceprint")
+    path, truth = conversation(["alice", "bob"], speech_dir / "live-two.wav", turns=4)
+    wait_for_speaker_model(stack)
+    stack.wait_stream_slots(1)
+    received = native_session(stack, soundfile.read(str(path), dtype="int16")[0].tobytes(), {"speakers": True})
+    finals = [m for m in received if m["type"] == "Final"]
+    assert len(finals) == 4, received
+    for final in finals:
+        if true_voice(truth, final["start"], final["end"]) == "alice":
+            assert final["speaker"] == final["speaker_name"] == "alice", final
+            assert SpeakerSettings().live_speaker_match_threshold <= final["speaker_similarity"] <= 1.0
+        else:
+            assert final["speaker"].startswith("Speaker ") and "speaker_name" not in final, final

@@ -18,6 +18,7 @@ from api.streaming import vocabulary as v
 from api.streaming.protocols.funasr import FunAsrProtocol
 from api.streaming.protocols.native import NativeProtocol
 from api.streaming.protocols.oddasr import OddAsrProtocol
+from tests.support.live_sessions import native_session
 from tests.support.speech import REFERENCE_SENTENCES, make_long_recording
 from tests.support.stack import Stack, running_stack
 from tests.support.waiting import wait_until
@@ -184,3 +185,19 @@ def test_words_in_every_final_of_all_three_protocols(stack: Stack, recording: Pa
     transcript = requests.get(f"{job_url}/transcript?format=json", timeout=10).json()
     assert [[w["word"] for w in s["words"]] for s in transcript["segments"]] == \
         [[w["word"] for w in f["words"]] for f in finals]
+
+
+@pytest.mark.integration
+def test_whisper_live_finals_carry_whispers_own_word_times(stack: Stack, recording: Path) -> None:
+    """Hotwords send an English session to Whisper (Moonshine cannot be biased): its finals'
+    words are Whisper's, timed on the session's clock."""
+    pcm = soundfile.read(recording, dtype="int16")[0].tobytes()
+    stack.wait_stream_slots(1)
+    received = native_session(stack, pcm, {"hotwords": ["weather"]})
+    finals = [m for m in received if m["type"] == "Final"]
+    assert len(finals) == 2, received
+    for final in finals:
+        _check_words(final["text"], [(w["word"], w["start"], w["end"]) for w in final["words"]], final["start"],
+                     final["end"])
+    job = requests.get(stack.url(f"/v1/jobs/{received[0]['job_id']}"), timeout=10).json()
+    assert job["engine"] == "whisper" or "whisper" in str(job.get("engine")), job
