@@ -20,6 +20,8 @@ from api.streaming.protocols.funasr import FunAsrProtocol
 from api.streaming.protocols.native import NativeProtocol
 from api.streaming.protocols.oddasr import OddAsrProtocol
 from shared.config.speakers import SpeakerSettings
+from shared.db.repository import JobRepository
+from shared.db.session import make_engine, make_session_factory
 from tests.support.live_sessions import native_session, wait_for_speaker_model
 from tests.support.stack import Stack, running_stack
 from tests.support.voices import conversation, enrollment_clip, true_voice
@@ -233,6 +235,11 @@ def test_a_live_session_labels_two_voices_after_telling_a_client_that_came_too_e
                what="the session's job")
     spk = requests.get(f"{job_url}/transcript?format=spk", timeout=10).text.splitlines()
     assert [line.split(":")[0] for line in spk] == [f["speaker"] for f in finals]
+    # The sentences stored as they came (the stream.ended webhook's, a failed session's) too.
+    stored = JobRepository(make_session_factory(make_engine(stack.settings.database_url))).stream_transcript_segments(
+        received[0]["job_id"])
+    assert [f"Speaker {s.speaker + 1}" for s in stored] == [f["speaker"] for f in finals]
+    assert [[w.word for w in s.words] for s in stored] == [[w["word"] for w in f["words"]] for f in finals]
     # Sessions that do not ask get no speaker.
     stack.wait_stream_slots(1)
     plain = [m for m in native_session(stack, pcm[:len(pcm) // 2]) if m["type"] == "Final"]

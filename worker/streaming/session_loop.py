@@ -199,28 +199,32 @@ class SessionRunner:
             event = replace(event, text=mask(event.text),
                             words=tuple(word.model_copy(update={"word": mask(word.word)}) for word in event.words))
             self._finals.append(event)
-            try:
-                self.runtime.jobs.add_stream_segment(self.request.job_id, event.index, event.start_ms, event.end_ms,
-                                                     event.text)
-            except Exception:  # the transcript in storage still gets it at the end
-                logger.warning("session %s: could not store sentence %d", self.request.session_id, event.index,
-                               exc_info=True)
             speaker: dict[str, object] = {}
             if self._speakers is not None:
                 label = self._speakers.label(event.start_ms, event.end_ms)
                 self._final_speakers[event.index] = (label.label, label.name, label.similarity)
                 speaker = {"speaker": label.label, "speaker_name": label.name, "speaker_similarity": label.similarity}
+            try:
+                self.runtime.jobs.add_stream_segment(self.request.job_id, event.index, event.start_ms, event.end_ms,
+                                                     event.text, self._segment_of(event))
+            except Exception:  # the transcript in storage still gets it at the end
+                logger.warning("session %s: could not store sentence %d", self.request.session_id, event.index,
+                               exc_info=True)
             self.relay.publish_final(event.index, event.text, event.start_ms, event.end_ms,
                                      words=[(word.word, round(word.start_s * 1000), round(word.end_s * 1000))
                                             for word in event.words], **speaker)
             self._result_sent()
 
-    def _segment_speaker(self, index: int) -> dict[str, object]:
-        """The stored segment's speaker fields, as the final said them (labels never change)."""
-        if self._speakers is None or index not in self._final_speakers:
-            return {}
-        label, name, similarity = self._final_speakers[index]
-        return {"speaker": self._speakers.numbers[label], "speaker_name": name, "speaker_similarity": similarity}
+    def _segment_of(self, event: StreamEvent) -> Segment:
+        """A final as the stored transcript keeps it: its words, and its speaker as the final
+        said it (labels never change)."""
+        speaker: dict[str, object] = {}
+        if self._speakers is not None and event.index in self._final_speakers:
+            label, name, similarity = self._final_speakers[event.index]
+            speaker = {"speaker": self._speakers.numbers[label], "speaker_name": name,
+                       "speaker_similarity": similarity}
+        return Segment(start_s=event.start_ms / 1000, end_s=event.end_ms / 1000, text=event.text,
+                       words=list(event.words), **speaker)
 
     # --- the end -------------------------------------------------------------------------
     def _end_context(self) -> FinishContext:
@@ -234,8 +238,7 @@ class SessionRunner:
         duration_s = recorder.duration_s
         recorder.close()
         transcript = Transcript.from_segments(
-            [Segment(start_s=e.start_ms / 1000, end_s=e.end_ms / 1000, text=e.text, words=list(e.words),
-                     **self._segment_speaker(e.index)) for e in self._finals],
+            [self._segment_of(event) for event in self._finals],
             language=request.language, duration_s=duration_s, engine=self.engine.name,
             model=self.engine.model_name)
         ending = SessionEnding(
