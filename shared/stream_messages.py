@@ -66,6 +66,10 @@ class SessionRequest(BaseModel):
     chunk_size: tuple[int, int, int] | None = None
     encoder_chunk_look_back: int | None = None
     decoder_chunk_look_back: int | None = None
+    #: Every final names its speaker; `speakers_owner`: the key whose voiceprints may name them
+    #: ('' with auth off, as file jobs' owner).
+    speakers: bool = False
+    speakers_owner: str = ""
 
 
 class RelayHeader(BaseModel):
@@ -84,6 +88,13 @@ class RelayHeader(BaseModel):
     index: int | None = None
     start_ms: int | None = None
     end_ms: int | None = None
+    #: Finals: each word as [word, start_ms, end_ms] on the session clock.
+    words: list[tuple[str, int, int]] | None = None
+    #: Finals of a session that asked for speakers: the label (an enrolled name, else
+    #: "Speaker N"), and for an enrolled voice its name and cosine similarity.
+    speaker: str | None = None
+    speaker_name: str | None = None
+    speaker_similarity: float | None = None
     # heartbeats: PCM bytes the engine has consumed, for the API's flow control
     processed_bytes: int | None = None
     # end and errors

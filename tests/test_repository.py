@@ -115,3 +115,17 @@ def test_missing_job_is_not_found(repo: JobRepository) -> None:
     with pytest.raises(NotFoundError):
         repo.get("nope")
     assert repo.find("nope") is None
+
+
+def test_a_live_sentence_keeps_its_words_and_speaker(repo: JobRepository) -> None:
+    from shared.transcript import Segment, Word
+
+    job = new_job(repo)
+    words = [Word(word="Hello,", start_s=1.2, end_s=1.5), Word(word="Alice.", start_s=1.6, end_s=2.0, probability=0.9)]
+    repo.add_stream_segment(job.id, 0, 1200, 2000, "Hello, Alice.",
+                            Segment(start_s=1.2, end_s=2.0, text="Hello, Alice.", words=words, speaker=16,
+                                    speaker_name="alice", speaker_similarity=0.91))
+    repo.add_stream_segment(job.id, 1, 2500, 3000, "Plain.")  # as before: no words, no speaker
+    first, second = repo.stream_transcript_segments(job.id)
+    assert first.words == words and (first.speaker, first.speaker_name, first.speaker_similarity) == (16, "alice", 0.91)
+    assert second == Segment(start_s=2.5, end_s=3.0, text="Plain.")

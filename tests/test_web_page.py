@@ -25,6 +25,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expec
 from shared.auth.api_key_tokens import resolve_hash_key
 from shared.db.api_keys import ApiKeyRepository
 from shared.db.session import make_engine, make_session_factory
+from tests.support.live_sessions import wait_for_speaker_model
 from tests.support.speech import REFERENCE_SENTENCES, make_long_recording
 from tests.support.stack import Stack, running_stack
 from tests.support.ws_clients import open_ws
@@ -252,6 +253,30 @@ def test_live_says_so_when_the_microphone_is_denied(playwright: Playwright, stac
         page.click("#live-button")
         expect(page.locator("#live-error")).to_contain_text("Microphone access was denied")
         expect(page.locator("#live-state")).to_have_text("Idle")
+    finally:
+        browser.close()
+
+
+def test_live_speaker_labels_show_when_ticked(playwright: Playwright, stack: Stack, recording: Path) -> None:
+    """Ticked before the start, every final shows its speaker (one voice here: `Speaker 1`)."""
+    wait_for_speaker_model(stack)
+    stack.wait_stream_slots(1, timeout_s=30)
+    browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True, args=[
+        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={recording}%noloop"])
+    try:
+        page = browser.new_page()
+        page.goto(stack.url("/#live"))
+        page.check("#live-speakers")
+        page.click("#live-button")
+        expect(page.locator("#live-state")).to_have_text("Listening", timeout=LIVE_TIMEOUT_MS)
+        expect(page.locator("#live-speakers")).to_be_disabled()  # fixed for the session
+        finals = page.locator("#live-text .sentence.final")
+        expect(finals).to_have_count(2, timeout=LIVE_TIMEOUT_MS)
+        assert finals.locator(".speaker").all_inner_texts() == ["Speaker 1", "Speaker 1"]
+        page.click("#live-button")
+        expect(page.locator("#live-result .segments")).to_be_visible(timeout=LIVE_TIMEOUT_MS)
+        expect(page.locator("#live-speakers")).to_be_enabled()
     finally:
         browser.close()
 

@@ -85,7 +85,7 @@ class LiveAdmission:
         claim = self._claim_worker(session_id)
         self._record(session_id, start, protocol, claim, principal)
         return Admitted(session_id, claim, principal, start.sample_rate_hz,
-                        request=self._worker_request(session_id, claim, start, protocol))
+                        request=self._worker_request(session_id, claim, start, protocol, principal))
 
     def _authenticate(self, start: v.StartCommand, *, resuming: bool) -> Principal:
         try:
@@ -159,7 +159,7 @@ class LiveAdmission:
             raise Refused(kind, message) from exc
 
     def _worker_request(self, session_id: str, claim: Claim, start: v.StartCommand,
-                        protocol: str) -> sm.SessionRequest:
+                        protocol: str, principal: Principal) -> sm.SessionRequest:
         """What the claimed worker is handed; stale (the worker drops it) after a few seconds."""
         return sm.SessionRequest(
             session_id=session_id, job_id=session_id, fence=claim.fence,
@@ -167,7 +167,8 @@ class LiveAdmission:
             hotwords=start.hotwords, want_partials=start.want_partials, protocol=protocol,
             max_session_s=self.settings.stream_max_session_s, reprocess=start.reprocess, mode=start.mode,
             chunk_size=start.chunk_size, encoder_chunk_look_back=start.encoder_chunk_look_back,
-            decoder_chunk_look_back=start.decoder_chunk_look_back,
+            decoder_chunk_look_back=start.decoder_chunk_look_back, speakers=start.speakers,
+            speakers_owner=principal.key_id or "",
         )
 
     def _readmit(self, start: v.StartCommand, principal: Principal, session_id: str) -> Admitted:

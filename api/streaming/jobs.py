@@ -13,7 +13,7 @@ from shared.db.models import Job, JobStatus, utc_now
 from shared.db.repository import STREAM_MODE
 from shared.jobs.public import transcript_to_dict
 from shared.jobs.rows import live_session_job
-from shared.transcript import Segment, Transcript
+from shared.transcript import Transcript
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +43,7 @@ def stored_sentences(deps: ApiDeps, job: Job) -> Transcript | None:
     session that failed (its worker killed) still has to show."""
     if job.mode != STREAM_MODE or job.status == JobStatus.CANCELED:
         return None  # a canceled session's sentences are deleted with it
-    segments = [Segment(start_s=row.start_ms / 1000, end_s=row.end_ms / 1000, text=row.text)
-                for row in deps.jobs.stream_segments(job.id)]
+    segments = deps.jobs.stream_transcript_segments(job.id)
     return Transcript.from_segments(segments, language=job.options.get("language"),
                                     duration_s=job.audio_duration_s or 0.0, engine=job.engine or "", model="")
 

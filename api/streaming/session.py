@@ -314,7 +314,8 @@ class LiveConnection:
                                                header.end_ms or 0, stable_text=header.stable_text))
         elif header.kind == sm.FINAL:
             self._send(self.adapter.on_final(header.index or 0, header.text or "", header.start_ms or 0,
-                                             header.end_ms or 0))
+                                             header.end_ms or 0, words=v.timed_words_of(header.words),
+                                             speaker=v.SpeakerLabel.of(header)))
             relay.final_delivered(header.index or 0)
         elif header.kind == sm.ENDED:
             self._worker_ended = True

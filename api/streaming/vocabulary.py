@@ -45,6 +45,38 @@ class StartCommand:
     chunk_size: tuple[int, int, int] | None = None
     encoder_chunk_look_back: int | None = None
     decoder_chunk_look_back: int | None = None
+    #: Every final names its speaker (the key's enrolled voices, else "Speaker N").
+    speakers: bool = False
+
+
+@dataclass(frozen=True)
+class TimedWord:
+    """One word of a final, in milliseconds on the session's clock."""
+
+    word: str
+    start_ms: int
+    end_ms: int
+
+
+def timed_words_of(raw: list[tuple[str, int, int]] | None) -> tuple[TimedWord, ...]:
+    return tuple(TimedWord(str(word), int(start_ms), int(end_ms)) for word, start_ms, end_ms in raw or ())
+
+
+@dataclass(frozen=True)
+class SpeakerLabel:
+    """Who said a final: `label` is what clients show (an enrolled name, else "Speaker N", never
+    changed once sent); `name` and `similarity` only when an enrolled voiceprint matched."""
+
+    label: str
+    name: str | None = None
+    similarity: float | None = None
+
+    @classmethod
+    def of(cls, header: Any) -> SpeakerLabel | None:
+        """The speaker a relay header carries (shared.stream_messages.RelayHeader), if any."""
+        if not getattr(header, "speaker", None):
+            return None
+        return cls(header.speaker, header.speaker_name, header.speaker_similarity)
 
 
 @dataclass
@@ -123,6 +155,15 @@ def hotword_set_of(frame: dict[str, Any]) -> str | None:
     return raw
 
 
+def speakers_of(frame: dict[str, Any]) -> bool:
+    """The start option `speakers` (any protocol may carry it; servers that do not know it
+    ignore it): true or false."""
+    value = frame.get("speakers", False)
+    if not isinstance(value, bool):
+        raise ProtocolError(BAD_REQUEST, "speakers must be true or false")
+    return value
+
+
 def callback_url_of(frame: dict[str, Any]) -> str | None:
     """The webhook URL a start message carries (`callback_url`, or `webhook_url`), unchecked."""
     raw = frame.get("callback_url") or frame.get("webhook_url")
@@ -166,7 +207,11 @@ class WireProtocol(Protocol):
         (None: all of it). Protocols whose partials may only grow send `stable_text` alone."""
         ...
 
-    def on_final(self, index: int, text: str, start_ms: int, end_ms: int) -> list[str]: ...
+    def on_final(self, index: int, text: str, start_ms: int, end_ms: int, words: tuple[TimedWord, ...] = (),
+                 speaker: SpeakerLabel | None = None) -> list[str]:
+        """`words`: the sentence's words with their times; `speaker`: who said it, for sessions
+        that asked for speakers (None otherwise)."""
+        ...
 
     def on_end(self, ack: bool, audio_s: float = 0.0, finals: int | None = None) -> list[str]: ...
 

@@ -79,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     stream.add_argument("--language")
     stream.add_argument("--hotwords", help="space-separated")
     stream.add_argument("--speed", type=float, default=1.0, help="times real time (default 1.0)")
+    stream.add_argument("--speakers", action="store_true",
+                        help="name the speaker of every sentence (an enrolled voice of the key, else Speaker N)")
     stream.add_argument("--api-key", help="the key to send (default: the api_key setting, ODDASR_API_KEY)")
     return parser
 
@@ -176,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         trust(ca_for(settings, server, args.ca_cert))
         return run_stream(None if args.mic else args.file, server, language=args.language,
                           hotwords=(args.hotwords or "").split(),
-                          api_key=args.api_key or settings.api_key, speed=args.speed)
+                          api_key=args.api_key or settings.api_key, speed=args.speed, speakers=args.speakers)
     if command == "health":
         from shared.cli.health import check_ready
 

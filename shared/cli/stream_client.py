@@ -63,7 +63,8 @@ class _Printer:
         self.out.flush()
 
     def final(self, message: dict) -> None:
-        line = f"[{message['start']:7.2f} - {message['end']:7.2f}] {message['text']}"
+        speaker = f"{message['speaker']}: " if message.get("speaker") else ""
+        line = f"[{message['start']:7.2f} - {message['end']:7.2f}] {speaker}{message['text']}"
         if self.live and self._partial_chars:
             self.out.write("\r" + " " * self._partial_chars + "\r")
         self._partial_chars = 0
@@ -136,14 +137,16 @@ def open_microphone(stop: threading.Event) -> Iterator[bytes]:
 
 
 def stream_audio(frames: Iterable[bytes], server: str, *, name: str, language: str | None = None,
-                 hotwords: list[str] | None = None, api_key: str = "", out: TextIO | None = None) -> StreamResult:
-    """Send `frames` (16 kHz s16le mono) as one session and return what the server sent."""
+                 hotwords: list[str] | None = None, api_key: str = "", out: TextIO | None = None,
+                 speakers: bool = False) -> StreamResult:
+    """Send `frames` (16 kHz s16le mono) as one session and return what the server sent;
+    `speakers`: each final names its speaker, printed in front of its text."""
     out = out or sys.stdout
     printer = _Printer(out, live=out.isatty())
     result = StreamResult()
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
     start = {"type": "Start", "sample_rate": SAMPLE_RATE_HZ, "name": name, "language": language,
-             "hotwords": hotwords or []}
+             "hotwords": hotwords or [], "speakers": speakers}
     with connect(stream_url(server), additional_headers=headers, open_timeout=30) as ws:
         ws.send(json.dumps(start))
         begin = json.loads(ws.recv(timeout=60))
@@ -165,10 +168,11 @@ def stream_audio(frames: Iterable[bytes], server: str, *, name: str, language: s
 
 
 def stream_file(path: Path, server: str, *, language: str | None = None, hotwords: list[str] | None = None,
-                api_key: str = "", speed: float = 1.0, out: TextIO | None = None) -> StreamResult:
+                api_key: str = "", speed: float = 1.0, out: TextIO | None = None,
+                speakers: bool = False) -> StreamResult:
     """Stream `path` and return what the server sent; `speed` 2.0 sends twice as fast as real time."""
     return stream_audio(file_frames(path, speed), server, name=path.name, language=language, hotwords=hotwords,
-                        api_key=api_key, out=out)
+                        api_key=api_key, out=out, speakers=speakers)
 
 
 def summary_line(summary: dict, server: str) -> str:
@@ -180,7 +184,7 @@ def summary_line(summary: dict, server: str) -> str:
 
 
 def run_stream(path: Path | None, server: str, *, language: str | None, hotwords: list[str], api_key: str,
-               speed: float) -> int:
+               speed: float, speakers: bool = False) -> int:
     """The command: a file (`path`) or, with None, the microphone until Ctrl-C; 0 when the
     session ended with its summary."""
     stop = threading.Event()
@@ -191,7 +195,8 @@ def run_stream(path: Path | None, server: str, *, language: str | None, hotwords
             name = "microphone"
         else:
             frames, name = file_frames(path, speed), path.name
-        result = stream_audio(frames, server, name=name, language=language, hotwords=hotwords, api_key=api_key)
+        result = stream_audio(frames, server, name=name, language=language, hotwords=hotwords, api_key=api_key,
+                              speakers=speakers)
     except MicrophoneUnavailable as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1

@@ -120,6 +120,12 @@ class StreamSegment(Base):
     end_ms: Mapped[int] = mapped_column(Integer)
     text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    #: The sentence's words (`shared.transcript.Word` as dicts) and its speaker (sessions that
+    #: asked for speakers), as the client was sent them; None in rows from before they existed.
+    words: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    speaker: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    speaker_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    speaker_similarity: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class DeliveryState(enum.StrEnum):

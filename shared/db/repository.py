@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 from shared.db.models import TERMINAL_STATUSES, Job, JobStatus, StreamSegment, utc_now
 from shared.db.webhooks import record_final_event, redact_payloads
 from shared.errors import InvalidTransitionError, NotFoundError
+from shared.transcript import Segment, Word
 
 logger = logging.getLogger(__name__)
 
@@ -258,12 +259,27 @@ class JobRepository:
             return session.scalar(select(func.min(Job.created_at)))
 
     # --- live sessions -------------------------------------------------------------------
-    def add_stream_segment(self, job_id: str, index: int, start_ms: int, end_ms: int, text: str) -> None:
+    def add_stream_segment(self, job_id: str, index: int, start_ms: int, end_ms: int, text: str,
+                           segment: Segment | None = None) -> None:
         """Persist one final sentence of a live session the moment it exists (idempotent by
-        its index, so a repeated write after a database blip cannot duplicate it)."""
+        its index, so a repeated write after a database blip cannot duplicate it); `segment`
+        brings its words and speaker."""
+        details: dict[str, Any] = {}
+        if segment is not None:
+            details = {"words": [word.model_dump(exclude_none=True) for word in segment.words] or None,
+                       "speaker": segment.speaker, "speaker_name": segment.speaker_name,
+                       "speaker_similarity": segment.speaker_similarity}
         with self._session_factory.begin() as session:
             if session.get(StreamSegment, (job_id, index)) is None:
-                session.add(StreamSegment(job_id=job_id, index=index, start_ms=start_ms, end_ms=end_ms, text=text))
+                session.add(StreamSegment(job_id=job_id, index=index, start_ms=start_ms, end_ms=end_ms, text=text,
+                                          **details))
+
+    def stream_transcript_segments(self, job_id: str) -> list[Segment]:
+        """A live session's stored sentences as transcript segments, with their words and speakers."""
+        return [Segment(start_s=row.start_ms / 1000, end_s=row.end_ms / 1000, text=row.text,
+                        words=[Word.model_validate(word) for word in row.words or []], speaker=row.speaker,
+                        speaker_name=row.speaker_name, speaker_similarity=row.speaker_similarity)
+                for row in self.stream_segments(job_id)]
 
     def stream_segments(self, job_id: str) -> list[StreamSegment]:
         with self._session_factory() as session:

@@ -13,7 +13,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from shared.transcript import Transcript
+from shared.transcript import Transcript, Word
 
 SAMPLE_RATE_HZ = 16000
 
@@ -74,7 +74,8 @@ class StreamEvent:
     `partial`: `text` is the whole current hypothesis of the sentence in progress (it may still
     change), `stable_text` the part of it that will not (whole, not a delta; it only grows
     within a sentence). Engines whose partials never change set both the same. `final`: the
-    sentence, decoded once more in full, punctuated (`stable_text` is its text).
+    sentence, decoded once more in full, punctuated (`stable_text` is its text), with its
+    `words` timed on the session's clock (seconds), joined by spaces they make up its text.
     """
 
     kind: Literal["partial", "final"]
@@ -83,6 +84,7 @@ class StreamEvent:
     start_ms: int
     end_ms: int
     stable_text: str | None = None
+    words: tuple[Word, ...] = ()
 
     @property
     def stable(self) -> str:

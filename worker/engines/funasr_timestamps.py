@@ -21,6 +21,18 @@ _UNIT_RE = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\W_](?:[^\W_]|['’-](?=[
 _SENTENCE_END = set(".!?…。！？")
 
 
+def text_units(text: str) -> list[str]:
+    """The recognised units of `text`, without their punctuation: what FunASR times one by one."""
+    return [match.group() for match in _UNIT_RE.finditer(text)]
+
+
+def unit_texts(text: str) -> list[str]:
+    """Each unit of `text` with the punctuation that follows it (the words `timed_words` makes)."""
+    matches = list(_UNIT_RE.finditer(text))
+    return [text[match.start():matches[i + 1].start() if i + 1 < len(matches) else len(text)].strip()
+            for i, match in enumerate(matches)]
+
+
 def timed_words(text: str, stamps_ms: list[list[int]]) -> list[Word] | None:
     """The units of `text` with their times, each carrying the punctuation that follows it;
     None when the units do not pair one to one with the stamps (a model that times otherwise)."""

@@ -25,3 +25,18 @@ class ResemblyzerEmbedder:
         peak = float(np.max(np.abs(clip))) or 1.0
         embedding = self._encoder.embed_utterance(clip / peak * 0.5)
         return embedding / (np.linalg.norm(embedding) or 1.0)
+
+
+#: Torch threads for the embedder where it serves live sessions: GE2E is a small LSTM, and on
+#: a 2-core machine running other decoders one thread embedded a 4 s sentence in 24 ms at the
+#: median where two took 300 ms (contention; bench/live_speakers.py).
+LIVE_TORCH_THREADS = 1
+
+
+def use_live_threads() -> None:
+    """Run the (already loaded) embedder on `LIVE_TORCH_THREADS`: for a stream worker process,
+    where nothing else of the process uses torch."""
+    import torch
+
+    if torch.get_num_threads() != LIVE_TORCH_THREADS:
+        torch.set_num_threads(LIVE_TORCH_THREADS)

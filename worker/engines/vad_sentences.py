@@ -14,10 +14,15 @@ from typing import Protocol
 
 import numpy as np
 
+from shared.transcript import Word
 from worker.engines.base import SAMPLE_RATE_HZ, StreamEvent
+from worker.engines.word_timing import align_words
 
 #: Audio kept before the speech start the VAD reports (its start decision looks back).
 PREROLL_MS = 1000
+#: Words are looked for this far around the VAD's sentence (its start looks back, its end
+#: comes after the trailing silence it waited for).
+ALIGN_PAD_MS = 200
 
 
 class VadStream(Protocol):
@@ -88,11 +93,17 @@ class VadSentenceSession:
         (the audio after the cut stays in the window and opens the next sentence)."""
         return self._now_ms()
 
-    def _final(self, text: str, start_ms: int, end_ms: int) -> list[StreamEvent]:
-        """The final of the sentence just closed, numbered in order; no text, no final."""
+    def _final(self, text: str, start_ms: int, end_ms: int, words: list[Word] | None = None) -> list[StreamEvent]:
+        """The final of the sentence just closed, numbered in order; no text, no final. Its
+        words: the engine's own times where it has them, else aligned on the sentence's audio
+        (still in the window: the sentence closed before this call trims it)."""
         if not text:
             return []
-        event = StreamEvent("final", self._index, text, max(0, start_ms), end_ms)
+        if words is None:
+            clip_start_ms = max(self._window_start * 1000 // SAMPLE_RATE_HZ, start_ms - ALIGN_PAD_MS)
+            words = align_words(text, self._clip(clip_start_ms, end_ms + ALIGN_PAD_MS), clip_start_ms,
+                                max(0, start_ms - ALIGN_PAD_MS), end_ms + ALIGN_PAD_MS)
+        event = StreamEvent("final", self._index, text, max(0, start_ms), end_ms, words=tuple(words))
         self._index += 1
         return [event]
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from shared.transcript import Word
 from worker.engines.base import SAMPLE_RATE_HZ, StreamEvent, StreamOptions
 from worker.engines.partial_agreement import PartialAgreement
 from worker.engines.vad_sentences import VadSentenceSession, VadStream
@@ -81,20 +82,31 @@ class WhisperStreamSession(VadSentenceSession):
         start_ms = self._open_start_ms if self._open_start_ms is not None else end_ms
         self._open_start_ms = None
         self._agreement.reset()
-        text = self._decode(start_ms - PAD_MS, end_ms + PAD_MS, beam_size=self._beam_size, final=True).strip()
-        return self._final(text, start_ms, end_ms)
+        words: list[Word] = []
+        text = self._decode(start_ms - PAD_MS, end_ms + PAD_MS, beam_size=self._beam_size, final=True,
+                            words=words).strip()
+        return self._final(text, start_ms, end_ms, words if words else None)
 
-    def _decode(self, start_ms: int, end_ms: int, *, beam_size: int, final: bool) -> str:
+    def _decode(self, start_ms: int, end_ms: int, *, beam_size: int, final: bool,
+                words: list[Word] | None = None) -> str:
         """Partials decode greedily without timestamp tokens (fastest); finals decode the way
-        file jobs do, so a session's transcript is as good as the same audio uploaded."""
+        file jobs do, so a session's transcript is as good as the same audio uploaded, and
+        with Whisper's own word times (into `words`, on the session clock)."""
         clip = self._clip(start_ms, end_ms)
         if clip.size < SAMPLE_RATE_HZ // 10:
             return ""
         segments, info = self._model.transcribe(
             np.concatenate([self._lead, clip]), language=self._language, beam_size=beam_size, vad_filter=False,
             condition_on_previous_text=False, without_timestamps=not final, hotwords=self._hotwords,
+            word_timestamps=words is not None,
         )
+        segments = list(segments)
         text = " ".join(s.text.strip() for s in segments if s.text.strip())
+        if words is not None:
+            clip_start_s = max(self._window_start / SAMPLE_RATE_HZ, start_ms / 1000) - LEAD_SILENCE_S
+            words.extend(Word(word=w.word.strip(), start_s=round(max(0.0, clip_start_s + w.start), 3),
+                              end_s=round(max(0.0, clip_start_s + w.end), 3), probability=round(w.probability, 3))
+                         for s in segments for w in (s.words or []) if w.word.strip())
         if self._language is None and text:
             self._language = info.language  # one language for the session: per-sentence guesses flip
         return text

@@ -38,7 +38,7 @@ from shared.db.utc import iso
 from shared.db.webhooks import REDACTED_PAYLOAD, STREAM_ENDED, WebhookRepository
 from shared.jobs.public import job_event_data, segment_to_dict, transcript_to_dict
 from shared.storage import Storage, StorageKeyNotFound, make_storage
-from shared.transcript import Segment, Transcript
+from shared.transcript import Transcript
 from shared.webhooks.signing import webhook_headers
 from shared.webhooks.ssrf_guard import AddressRefused
 from worker.services.attempt_deadline import AttemptDeadline
@@ -99,10 +99,9 @@ def build_payload(ctx: WebhookContext, delivery: WebhookDelivery, data_deleted: 
         data["transcript"] = None
         data["data_deleted"] = True
     elif delivery.event_type == STREAM_ENDED:
-        segments = ctx.jobs.stream_segments(job.id)
+        segments = ctx.jobs.stream_transcript_segments(job.id)
         transcript = {"text": " ".join(s.text for s in segments).strip(), "language": None,
-                      "segments": [segment_to_dict(Segment(start_s=s.start_ms / 1000, end_s=s.end_ms / 1000,
-                                                           text=s.text)) for s in segments]}
+                      "segments": [segment_to_dict(segment) for segment in segments]}
     elif job.status == JobStatus.SUCCEEDED and job.transcript_key:
         try:
             stored = Transcript.model_validate_json(ctx.storage.get_bytes(job.transcript_key))

@@ -100,9 +100,10 @@ class WorkerRelay:
                                     **fields)  # type: ignore[arg-type]
             self._redis.publish(self._out_channel, sm.encode_frame(header))
 
-    def publish_final(self, index: int, text: str, start_ms: int, end_ms: int) -> None:
-        """Send a final sentence, and keep it for a client that reconnects without it."""
-        fields: dict[str, Any] = {"text": text, "index": index, "start_ms": start_ms, "end_ms": end_ms}
+    def publish_final(self, index: int, text: str, start_ms: int, end_ms: int, **extra: Any) -> None:
+        """Send a final sentence, and keep it for a client that reconnects without it. `extra`:
+        the final's `words` and speaker fields (shared.stream_messages.RelayHeader)."""
+        fields: dict[str, Any] = {"text": text, "index": index, "start_ms": start_ms, "end_ms": end_ms, **extra}
         self._finals_sent.append(fields)
         self.publish(sm.FINAL, **fields)
 

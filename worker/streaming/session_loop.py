@@ -33,6 +33,7 @@ from worker.services.transcription import JobLease
 from worker.streaming.capacity import LagGauge
 from worker.streaming.recorder import SessionRecorder
 from worker.streaming.relay import IDLE, RelayEnded, WorkerRelay
+from worker.streaming.session_speakers import SessionSpeakers, SpeakersUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,9 @@ class SessionRunner:
         self._first_audio_s: float | None = None
         self._first_result_timed = False
         self._finals: list[StreamEvent] = []
+        #: The speaker step, for sessions that asked for speakers (set when the session starts).
+        self._speakers: SessionSpeakers | None = None
+        self._final_speakers: dict[int, tuple[str, str | None, float | None]] = {}
         self._resampler = (soxr.ResampleStream(request.sample_rate_hz, SAMPLE_RATE_HZ, 1, dtype="float32")
                            if request.sample_rate_hz != SAMPLE_RATE_HZ else None)
 
@@ -96,6 +100,11 @@ class SessionRunner:
                 decoder_chunk_look_back=request.decoder_chunk_look_back)
             if isinstance(self.engines, LiveEngines):
                 self.engine = self.engines.choose(options)
+            if request.speakers:
+                try:
+                    self._speakers = SessionSpeakers(self.runtime, request.speakers_owner)
+                except SpeakersUnavailable as exc:
+                    raise SessionFailed("unavailable", str(exc)) from exc
             self.runtime.jobs.transition(request.job_id, JobStatus.RUNNING, worker=self.runtime.identity,
                                          engine=self.engine.name)
             stream = self.engine.open_stream(options)
@@ -136,6 +145,7 @@ class SessionRunner:
                     self._first_audio_s = time.monotonic()
                 samples = self._to_16k(payload)
                 recorder.write(samples)
+                self._hear(samples)
                 self._emit(stream.accept_audio(samples))
                 self.relay.processed_bytes += len(payload)
             elif kind == sm.FLUSH:
@@ -164,7 +174,13 @@ class SessionRunner:
         self._resampler.clear()
         if tail.size:
             recorder.write(tail)
+            self._hear(tail)
             self._emit(stream.accept_audio(tail))
+
+    def _hear(self, samples: np.ndarray) -> None:
+        """The audio the engine gets, kept for the speaker step (sessions that asked for it)."""
+        if self._speakers is not None:
+            self._speakers.audio.append(samples)
 
     def _emit_partial(self, stream: StreamSession) -> None:
         event = stream.partial()
@@ -179,16 +195,36 @@ class SessionRunner:
         """Store each final sentence, then tell the client: a sentence the client has seen
         survives a worker killed the next instant."""
         for event in finals:
-            event = replace(event, text=self.runtime.sensitive_words.mask_text(event.text))
+            mask = self.runtime.sensitive_words.mask_text
+            event = replace(event, text=mask(event.text),
+                            words=tuple(word.model_copy(update={"word": mask(word.word)}) for word in event.words))
             self._finals.append(event)
+            speaker: dict[str, object] = {}
+            if self._speakers is not None:
+                label = self._speakers.label(event.start_ms, event.end_ms)
+                self._final_speakers[event.index] = (label.label, label.name, label.similarity)
+                speaker = {"speaker": label.label, "speaker_name": label.name, "speaker_similarity": label.similarity}
             try:
                 self.runtime.jobs.add_stream_segment(self.request.job_id, event.index, event.start_ms, event.end_ms,
-                                                     event.text)
+                                                     event.text, self._segment_of(event))
             except Exception:  # the transcript in storage still gets it at the end
                 logger.warning("session %s: could not store sentence %d", self.request.session_id, event.index,
                                exc_info=True)
-            self.relay.publish_final(event.index, event.text, event.start_ms, event.end_ms)
+            self.relay.publish_final(event.index, event.text, event.start_ms, event.end_ms,
+                                     words=[(word.word, round(word.start_s * 1000), round(word.end_s * 1000))
+                                            for word in event.words], **speaker)
             self._result_sent()
+
+    def _segment_of(self, event: StreamEvent) -> Segment:
+        """A final as the stored transcript keeps it: its words, and its speaker as the final
+        said it (labels never change)."""
+        speaker: dict[str, object] = {}
+        if self._speakers is not None and event.index in self._final_speakers:
+            label, name, similarity = self._final_speakers[event.index]
+            speaker = {"speaker": self._speakers.numbers[label], "speaker_name": name,
+                       "speaker_similarity": similarity}
+        return Segment(start_s=event.start_ms / 1000, end_s=event.end_ms / 1000, text=event.text,
+                       words=list(event.words), **speaker)
 
     # --- the end -------------------------------------------------------------------------
     def _end_context(self) -> FinishContext:
@@ -202,7 +238,7 @@ class SessionRunner:
         duration_s = recorder.duration_s
         recorder.close()
         transcript = Transcript.from_segments(
-            [Segment(start_s=e.start_ms / 1000, end_s=e.end_ms / 1000, text=e.text) for e in self._finals],
+            [self._segment_of(event) for event in self._finals],
             language=request.language, duration_s=duration_s, engine=self.engine.name,
             model=self.engine.model_name)
         ending = SessionEnding(
@@ -233,6 +269,9 @@ class SessionRunner:
         recorder.discard()
         logger.info("session %s ended (%s): %d sentences, %.1f s of audio", request.session_id, reason,
                     len(self._finals), duration_s)
+        if self._speakers is not None and self._speakers.costs_s:
+            logger.info("session %s: speaker step p95 %.0f ms over %d finals", request.session_id,
+                        float(np.percentile(self._speakers.costs_s, 95)) * 1000, len(self._speakers.costs_s))
 
 
 def common_word_prefix(stable: str, text: str) -> str:

@@ -10,6 +10,7 @@ message after the end; `is_end: true` is acknowledged after the last result.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from api.streaming import vocabulary as v
@@ -33,6 +34,7 @@ class FunAsrProtocol:
         #: Online text already sent for the sentence in progress, per sentence index.
         self._sent_online: dict[int, str] = {}
         self._offline_texts: list[str] = []
+        self._offline_words: list[v.TimedWord] = []
 
     def parse_start(self, text: str) -> v.StartCommand:
         frame = v.json_object(text)
@@ -59,7 +61,7 @@ class FunAsrProtocol:
             # does (its Python client cannot add a header, nor a query to the URL it builds).
             token=str(frame.get("api_key") or ""),
             chunk_size=chunk_size, encoder_chunk_look_back=_look_back(frame, "encoder_chunk_look_back"),
-            decoder_chunk_look_back=_look_back(frame, "decoder_chunk_look_back"),
+            decoder_chunk_look_back=_look_back(frame, "decoder_chunk_look_back"), speakers=v.speakers_of(frame),
         )
 
     def parse_control(self, text: str) -> v.Command:
@@ -83,21 +85,31 @@ class FunAsrProtocol:
             return []
         return [self._message("online" if self.mode == "online" else "2pass-online", increment)]
 
-    def on_final(self, index: int, text: str, start_ms: int, end_ms: int) -> list[str]:
+    def on_final(self, index: int, text: str, start_ms: int, end_ms: int, words: tuple[v.TimedWord, ...] = (),
+                 speaker: v.SpeakerLabel | None = None) -> list[str]:
+        """Corrected sentences carry their word times as FunASR's runtime sends them (`timestamp`,
+        `stamp_sents`) and, when asked for, the speaker (`spk_name`, as FunASR's own field)."""
         if self.mode == "offline":
             self._offline_texts.append(text)
+            self._offline_words.extend(words)
             return []
         if self.mode == "online":
             # Online clients see only increments: send what the partials have not said yet.
             increment = self._increment(index, text)
             return [self._message("online", increment)] if increment else []
         self._sent_online.pop(index, None)
-        return [self._message("2pass-offline", text)]
+        extra = timestamps(words)
+        if speaker is not None:
+            extra["spk_name"] = speaker.label
+            if speaker.similarity is not None:
+                extra["spk_similarity"] = speaker.similarity
+        return [self._message("2pass-offline", text, **extra)]
 
     def on_end(self, ack: bool, audio_s: float = 0.0, finals: int | None = None) -> list[str]:
         frames = []
         if self.mode == "offline":
-            frames.append(self._message("offline", join_texts(self._offline_texts), is_final=True))
+            frames.append(self._message("offline", join_texts(self._offline_texts), is_final=True,
+                                        **timestamps(tuple(self._offline_words))))
         if ack:
             frames.append(self._message(self.mode, "", is_final=True, is_end=True))
         return frames
@@ -121,6 +133,33 @@ class FunAsrProtocol:
     def _message(self, mode: str, text: str, *, is_final: bool = False, **extra: Any) -> str:
         return json.dumps({"mode": mode, "text": text, "wav_name": self._wav_name, "is_final": is_final, **extra},
                           ensure_ascii=False)
+
+
+def timestamps(words: tuple[v.TimedWord, ...]) -> dict[str, Any]:
+    """FunASR runtime's fields for timed text: `timestamp`, a JSON *string* of `[start_ms, end_ms]`
+    per unit (its clients `JSON.parse` it), and `stamp_sents`, the text cut at punctuation:
+    `[{text_seg, punc, start, end, ts_list}]` with the units of `text_seg` joined by spaces."""
+    if not words:
+        return {}
+    sentences: list[dict[str, Any]] = []
+    pieces: list[str] = []
+    stamps: list[list[int]] = []
+    for word in words:
+        bare = _PUNCTUATION.sub("", word.word)
+        trailing = word.word[len(word.word.rstrip("".join(_PUNCTUATION_CHARS))):]
+        if bare:
+            pieces.append(bare)
+            stamps.append([word.start_ms, word.end_ms])
+        if (trailing or word is words[-1]) and stamps:
+            sentences.append({"text_seg": " ".join(pieces), "punc": trailing[:1], "start": stamps[0][0],
+                              "end": stamps[-1][1], "ts_list": stamps})
+            pieces, stamps = [], []
+    every_stamp = [stamp for sentence in sentences for stamp in sentence["ts_list"]]
+    return {"timestamp": json.dumps(every_stamp, separators=(",", ":")), "stamp_sents": sentences}
+
+
+_PUNCTUATION_CHARS = ",.;:!?，。；：！？、"
+_PUNCTUATION = re.compile(f"[{re.escape(_PUNCTUATION_CHARS)}]")
 
 
 def parse_hotwords(raw: object) -> list[str]:

@@ -7,7 +7,9 @@ session), `{"type": "Finalize"}` (close the open sentence now, keep going) or
 `{"type": "Close"}` (finish: the last finals, a `Summary`, close 1000).
 
 Server -> client: `Begin` (session and job id, the audio format), `Partial` and `Final`
-(`index`, `text`, `start`/`end` in seconds; a `Partial`'s `text` is the whole current
+(`index`, `text`, `start`/`end` in seconds; a `Final` also has `words: [{word, start, end}]`
+and, for a session started with `"speakers": true`, `speaker` (and `speaker_name`,
+`speaker_similarity` when an enrolled voice matched); a `Partial`'s `text` is the whole current
 hypothesis, which may still change, and its `stable_text` the beginning of it that will not),
 `Summary`, `Error` (`kind`, `message`).
 The two compatible protocols exist for existing clients; this one says what the server
@@ -68,6 +70,7 @@ class NativeProtocol:
             callback_url=v.callback_url_of(frame), reprocess=v.reprocess_of(frame),
             hotword_set=v.hotword_set_of(frame),
             task_id=str(frame.get("session") or "")[:64], last_final_index=v.last_final_index_of(frame, "last_final"),
+            speakers=v.speakers_of(frame),
         )
         self._reprocess = start.reprocess
         return start
@@ -99,10 +102,18 @@ class NativeProtocol:
         return [_message("Partial", index=index, text=text, stable_text=text if stable_text is None else stable_text,
                          start=start_ms / 1000, end=end_ms / 1000)]
 
-    def on_final(self, index: int, text: str, start_ms: int, end_ms: int) -> list[str]:
+    def on_final(self, index: int, text: str, start_ms: int, end_ms: int, words: tuple[v.TimedWord, ...] = (),
+                 speaker: v.SpeakerLabel | None = None) -> list[str]:
         self._finals += 1
         self._last_end_ms = max(self._last_end_ms, end_ms)
-        return [_message("Final", index=index, text=text, start=start_ms / 1000, end=end_ms / 1000)]
+        fields: dict[str, Any] = {}
+        if speaker is not None:
+            fields["speaker"] = speaker.label
+            if speaker.name is not None:
+                fields.update(speaker_name=speaker.name, speaker_similarity=speaker.similarity)
+        return [_message("Final", index=index, text=text, start=start_ms / 1000, end=end_ms / 1000,
+                         words=[{"word": w.word, "start": w.start_ms / 1000, "end": w.end_ms / 1000} for w in words],
+                         **fields)]
 
     def on_end(self, ack: bool, audio_s: float = 0.0, finals: int | None = None) -> list[str]:
         del ack  # every native session ends with its summary

@@ -71,7 +71,7 @@ class OddAsrProtocol:
             hotwords=[str(word) for word in hotwords],
             callback_url=v.callback_url_of(frame), reprocess=v.reprocess_of(frame),
             hotword_set=v.hotword_set_of(frame),
-            last_final_index=v.last_final_index_of(frame, "last_final_index"),
+            last_final_index=v.last_final_index_of(frame, "last_final_index"), speakers=v.speakers_of(frame),
         )
 
     def parse_control(self, text: str) -> v.Command:
@@ -100,8 +100,17 @@ class OddAsrProtocol:
         self._sent_partials = {index: stable}
         return [self._frame("TranscriptionResultChanged", _payload(index, stable, start_ms, end_ms))]
 
-    def on_final(self, index: int, text: str, start_ms: int, end_ms: int) -> list[str]:
-        return [self._frame("SentenceEnd", _payload(index, text, start_ms, end_ms))]
+    def on_final(self, index: int, text: str, start_ms: int, end_ms: int, words: tuple[v.TimedWord, ...] = (),
+                 speaker: v.SpeakerLabel | None = None) -> list[str]:
+        """The original's `words: [{word, begin_time, end_time}]` (ms); the speaker in keys of
+        their own (its clients read the keys they know)."""
+        payload = _payload(index, text, start_ms, end_ms)
+        payload["words"] = [{"word": w.word, "begin_time": w.start_ms, "end_time": w.end_ms} for w in words]
+        if speaker is not None:
+            payload["speaker"] = speaker.label
+            if speaker.name is not None:
+                payload.update(speaker_name=speaker.name, speaker_similarity=speaker.similarity)
+        return [self._frame("SentenceEnd", payload)]
 
     def on_end(self, ack: bool, audio_s: float = 0.0, finals: int | None = None) -> list[str]:
         del ack  # every OddASR session ends with the END message

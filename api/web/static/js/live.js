@@ -1,6 +1,7 @@
 // The Live tab: the microphone streamed to `/v1/stream` in the native protocol. Partial text
-// shows in grey and is replaced by the final sentence in black; Stop sends Close, waits for
-// the Summary and shows the session's job, the way any finished job is shown.
+// shows in grey and is replaced by the final sentence in black (with its speaker when the
+// "Speaker labels" box was ticked at the start); Stop sends Close, waits for the Summary and
+// shows the session's job, the way any finished job is shown.
 
 import { getJob, streamUrl } from "./api.js";
 import { clock, el, showNotice } from "./dom.js";
@@ -59,6 +60,9 @@ export function setupLive(config) {
   const text = document.getElementById("live-text");
   const result = document.getElementById("live-result");
   const language = document.getElementById("live-language");
+  const speakers = document.getElementById("live-speakers");
+  // Each speaker label its colour, in order of appearance (the transcript's colours).
+  const speakerColours = new Map();
   for (const code of config.languages) language.append(el("option", { value: code }, code));
   if (config.languages.length === 1) language.value = config.languages[0];
   let session = null;
@@ -71,6 +75,7 @@ export function setupLive(config) {
     button.disabled = value === "finishing" || value === "asking";
     button.classList.toggle("recording", value === "listening");
     language.disabled = value !== "idle";  // a session's language is fixed at its start
+    speakers.disabled = value !== "idle";  // and so is whether it names speakers
   };
   if (!config.streaming) {
     setState("idle", "Live transcription is turned off on this server.");
@@ -164,6 +169,11 @@ export function setupLive(config) {
       current.lastFinal = Math.max(current.lastFinal, message.index);
       const node = line(message.index);
       node.textContent = message.text;
+      if (message.speaker) {
+        if (!speakerColours.has(message.speaker)) speakerColours.set(message.speaker, speakerColours.size % 6);
+        node.prepend(el("span", { className: `speaker s${speakerColours.get(message.speaker)}` }, message.speaker),
+          " ");
+      }
       node.classList.replace("partial", "final");
     } else if (message.type === "Summary") {
       current.summarized = true;
@@ -177,6 +187,7 @@ export function setupLive(config) {
 
   async function start() {
     showNotice(errorNode, "");
+    speakerColours.clear();
     text.replaceChildren();
     result.replaceChildren();
     elapsed.textContent = "0:00";
@@ -200,7 +211,7 @@ export function setupLive(config) {
     setState("connecting", "Waiting for a live worker…");
     session = current;
     connect(current, { type: "Start", sample_rate: TARGET_RATE, language: language.value || undefined,
-                       partials: true });
+                       partials: true, speakers: speakers.checked });
   }
 
   function connect(current, startMessage) {
