@@ -6,11 +6,12 @@ from __future__ import annotations
 import logging
 
 from api.deps import ApiDeps
-from api.job_service import load_transcript
+from api.job_service import end_context, load_transcript
 from api.streaming import vocabulary as v
 from shared import reprocess
-from shared.db.models import Job, JobStatus, utc_now
+from shared.db.models import Job, JobStatus
 from shared.db.repository import STREAM_MODE
+from shared.jobs.final import fail_job
 from shared.jobs.public import transcript_to_dict
 from shared.jobs.rows import live_session_job
 from shared.transcript import Segment, Transcript
@@ -33,7 +34,7 @@ def create(deps: ApiDeps, job_id: str, start: v.StartCommand, protocol: str, wor
 def fail(deps: ApiDeps, job_id: str, reason: str) -> None:
     """Fail a session's job when its worker cannot (it is gone); its stored sentences stay."""
     try:
-        deps.jobs.transition(job_id, JobStatus.FAILED, error=reason, finished_at=utc_now())
+        fail_job(end_context(deps), job_id, reason)
     except Exception:  # the database is down too: the stale-stream sweep fails it later
         logger.warning("could not mark stream job %s failed", job_id, exc_info=True)
 
