@@ -11,8 +11,9 @@ from api.streaming import vocabulary as v
 from shared import reprocess
 from shared.db.models import Job, JobStatus
 from shared.db.repository import STREAM_MODE
+from shared.jobs import public_models as out
 from shared.jobs.final import fail_job
-from shared.jobs.public import transcript_to_dict
+from shared.jobs.public import transcript_model
 from shared.jobs.rows import live_session_job
 from shared.transcript import Segment, Transcript
 
@@ -50,7 +51,7 @@ def stored_sentences(deps: ApiDeps, job: Job) -> Transcript | None:
                                     duration_s=job.audio_duration_s or 0.0, engine=job.engine or "", model="")
 
 
-def reprocess_view(deps: ApiDeps, job: Job, owner_id: str | None) -> dict[str, object] | None:
+def reprocess_view(deps: ApiDeps, job: Job, owner_id: str | None) -> tuple[str, out.Reprocessing] | None:
     """For a session that asked for reprocessing: the stage it is in and its file job, with
     the better transcript once there is one (the session's own `result` stays the live one)."""
     mode = (job.options or {}).get("reprocess", reprocess.NONE)
@@ -58,12 +59,9 @@ def reprocess_view(deps: ApiDeps, job: Job, owner_id: str | None) -> dict[str, o
         return None
     child_id = reprocess.reprocess_job_id(job.id)
     child = deps.jobs.find(child_id, owner_id)
-    view: dict[str, object] = {
-        "stage": reprocess.stage_of(job.status, child.status if child else None),
-        "mode": mode, "job_id": child_id, "status": child.status if child else None,
-        "error": child.error if child else None,
-        "links": {"job": f"/v1/jobs/{child_id}", "transcript": f"/v1/jobs/{child_id}/transcript"},
-    }
+    view = out.Reprocessing(
+        mode=mode, job_id=child_id, status=child.status if child else None, error=child.error if child else None,
+        links=out.ReprocessingLinks(job=f"/v1/jobs/{child_id}", transcript=f"/v1/jobs/{child_id}/transcript"))
     if child is not None and child.status == JobStatus.SUCCEEDED and child.transcript_key:
-        view["result"] = transcript_to_dict(load_transcript(deps, child))
-    return view
+        view.result = transcript_model(load_transcript(deps, child))
+    return reprocess.stage_of(job.status, child.status if child else None), view
