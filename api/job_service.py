@@ -75,8 +75,9 @@ def submit_job(deps: ApiDeps, audio: ReceivedAudio, mode: str, options: JobOptio
         send_transcribe(deps.celery, job_id, queue)
     except (KombuError, OSError, redis.RedisError) as exc:
         logger.error("could not queue job %s: %s", job_id, exc)
-        # No webhook task now (the broker just refused one): the reconciler's sweep sends them.
-        fail_job(replace(end_context(deps), celery=None), job_id, "the job queue (Redis) was unreachable")
+        # Neither published nor its webhooks sent now: both would wait on the broker that just
+        # failed (and nobody waits: the client gets this 503). The reconciler's sweep sends them.
+        fail_job(replace(end_context(deps), redis=None, celery=None), job_id, "the job queue (Redis) was unreachable")
         deps.storage.delete(key)
         raise ServiceUnavailableError("the job queue is unavailable; try again shortly") from exc
     logger.info("job %s queued on %s (%.1f s of audio, key %s)", job_id, queue, audio.info.duration_s,

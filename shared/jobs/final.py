@@ -28,7 +28,8 @@ class EndContext:
 
     settings: Settings
     jobs: JobRepository
-    redis: redis.Redis
+    #: Where the status is published; None: nobody to tell (the broker itself just failed).
+    redis: redis.Redis | None
     #: Sends the job's webhook tasks; None: the reconciler's sweep sends them.
     celery: Celery | None = None
 
@@ -40,7 +41,8 @@ def end_job(ctx: EndContext, job_id: str, status: JobStatus, **fields: object) -
         raise ValueError(f"{status.value} is not a final status")
     if not ctx.jobs.transition(job_id, status, finished_at=utc_now(), **fields):
         return False
-    publish_status(ctx.redis, job_id, status)
+    if ctx.redis is not None:
+        publish_status(ctx.redis, job_id, status)
     send_pending_webhooks(ctx.celery, ctx.settings, ctx.jobs.session_factory, job_id)
     return True
 

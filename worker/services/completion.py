@@ -16,6 +16,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import redis
 from celery import Celery
 
 from shared.db.models import JobStatus
@@ -34,6 +35,7 @@ logger = logging.getLogger(__name__)
 class FinishContext(EndContext):
     """What finishing a job touches: what ending it does, and the storage of its objects."""
 
+    redis: redis.Redis
     storage: Storage
 
     @classmethod
