@@ -4,6 +4,7 @@ when the worker cannot say so itself (it died, or the relay did)."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from api.deps import ApiDeps
 from api.job_service import end_context, load_transcript
@@ -35,7 +36,9 @@ def create(deps: ApiDeps, job_id: str, start: v.StartCommand, protocol: str, wor
 def fail(deps: ApiDeps, job_id: str, reason: str) -> None:
     """Fail a session's job when its worker cannot (it is gone); its stored sentences stay."""
     try:
-        fail_job(end_context(deps), job_id, reason)
+        # Not announced: the relay (Redis) may be what failed, and nobody listens to a session's
+        # channel but its lost worker. Its webhook events wait in the outbox for the reconciler.
+        fail_job(replace(end_context(deps), redis=None, celery=None), job_id, reason)
     except Exception:  # the database is down too: the stale-stream sweep fails it later
         logger.warning("could not mark stream job %s failed", job_id, exc_info=True)
 
