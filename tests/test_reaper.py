@@ -97,10 +97,10 @@ def test_a_session_owed_its_reprocessing_is_reprocessed_through_the_copy_task(st
     storage_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(clip, storage_dir / session_id)
     jobs = JobRepository(make_session_factory(make_engine(stack.settings.database_url)))
-    jobs.create(Job(id=session_id, status=JobStatus.SUCCEEDED, mode="stream", queue="stream",
-                    options={"language": "en", "reprocess": "offline"}, audio_key=f"audio/{session_id}",
-                    audio_filename="standup", audio_duration_s=3.0, progress=1.0, attempts=1,
-                    finished_at=utc_now() - timedelta(seconds=120)))
+    jobs.create(job_row(session_id, status=JobStatus.SUCCEEDED, mode="stream",
+                        options={"language": "en", "reprocess": "offline"}, audio_key=audio_key(session_id),
+                        filename="standup", duration_s=3.0, progress=1.0, attempts=1,
+                        finished_at=utc_now() - timedelta(seconds=120)))
     child_id = reprocess_job_id(session_id)
     wait_until(lambda: jobs.find(child_id), "the reprocessing job to be made", timeout_s=60)
     job = wait_for_job(stack, child_id, timeout_s=120)
