@@ -15,19 +15,21 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from api.body_limits import too_large_message
 from api.openai_errors import is_openai_path, openai_error_body
+from api.response_models.errors import Error, OpenAIError
 from shared.errors import OddAsrError
 
 logger = logging.getLogger(__name__)
 
 
 def error_response(message: str, status: int, *, param: str | None = None,
-                   **extra: object):  # type: ignore[no-untyped-def]
-    """`{"error": message, **extra}`; on an OpenAI route, OpenAI's `{"error": {"message", "type",
-    "param", "code"}}` with `extra` beside it."""
+                   job_id: str | None = None):  # type: ignore[no-untyped-def]
+    """`{"error": message}` (and the job's id where one exists); on an OpenAI route, OpenAI's
+    `{"error": {"message", "type", "param", "code"}}` with the job's id beside it."""
+    job = {"job_id": job_id} if job_id is not None else {}
     if has_request_context() and is_openai_path(request.path):
-        response = jsonify({**openai_error_body(message, status, param), **extra})
+        response = jsonify(OpenAIError(error=openai_error_body(message, status, param), **job).public())
     else:
-        response = jsonify({"error": message, **extra})
+        response = jsonify(Error(error=message, **job).public())
     response.status_code = status
     return response
 

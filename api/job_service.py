@@ -7,6 +7,7 @@ import json
 import logging
 import time
 import uuid
+from dataclasses import replace
 
 import redis
 from kombu.exceptions import KombuError
@@ -18,10 +19,11 @@ from api.principal import ANONYMOUS, Principal
 from api.routing import choose_queue
 from api.uploads import ReceivedAudio
 from shared import redis_keys
-from shared.db.models import TERMINAL_STATUSES, Job, JobStatus, utc_now
+from shared.db.models import TERMINAL_STATUSES, Job, JobStatus
 from shared.errors import ConflictError, ForbiddenError, GoneError, OddAsrError, ServiceUnavailableError
-from shared.jobs.dispatch import send_pending_webhooks, send_transcribe
-from shared.jobs.events import publish_status
+from shared.jobs import final as end_jobs
+from shared.jobs.dispatch import send_transcribe
+from shared.jobs.final import EndContext, fail_job
 from shared.jobs.keys import audio_key
 from shared.jobs.rows import queued_job
 from shared.schemas import JobEvent, JobOptions
@@ -73,8 +75,9 @@ def submit_job(deps: ApiDeps, audio: ReceivedAudio, mode: str, options: JobOptio
         send_transcribe(deps.celery, job_id, queue)
     except (KombuError, OSError, redis.RedisError) as exc:
         logger.error("could not queue job %s: %s", job_id, exc)
-        deps.jobs.transition(job_id, JobStatus.FAILED, error="the job queue (Redis) was unreachable",
-                             finished_at=utc_now())
+        # Neither published nor its webhooks sent now: both would wait on the broker that just
+        # failed (and nobody waits: the client gets this 503). The reconciler's sweep sends them.
+        fail_job(replace(end_context(deps), redis=None, celery=None), job_id, "the job queue (Redis) was unreachable")
         deps.storage.delete(key)
         raise ServiceUnavailableError("the job queue is unavailable; try again shortly") from exc
     logger.info("job %s queued on %s (%.1f s of audio, key %s)", job_id, queue, audio.info.duration_s,
@@ -119,14 +122,17 @@ def _poll_until_final(deps: ApiDeps, job_id: str, deadline_s: float) -> Job:
 def cancel_job(deps: ApiDeps, job_id: str, owner_id: str | None = None) -> Job:
     """Cancel a queued or running job and delete its stored audio and transcript."""
     job = deps.jobs.get(job_id, owner_id)
-    if deps.jobs.transition(job_id, JobStatus.CANCELED, error="canceled by the client", finished_at=utc_now()):
-        publish_status(deps.redis, job_id, JobStatus.CANCELED)
-        send_pending_webhooks(deps.celery, deps.settings, deps.jobs.session_factory, job_id)
+    end_jobs.cancel_job(end_context(deps), job_id, "canceled by the client")
     for key in (job.audio_key, job.transcript_key):
         if key:
             deps.storage.delete(key)
     deps.jobs.clear_stored_keys(job_id)
     return deps.jobs.get(job_id)
+
+
+def end_context(deps: ApiDeps) -> EndContext:
+    """What `shared.jobs.final` needs to end one of the API's jobs."""
+    return EndContext(settings=deps.settings, jobs=deps.jobs, redis=deps.redis, celery=deps.celery)
 
 
 def load_transcript(deps: ApiDeps, job: Job) -> Transcript:

@@ -9,6 +9,8 @@ vocabulary for the status.
 
 from __future__ import annotations
 
+from api.response_models.errors import OpenAIErrorDetail
+
 #: The routes OpenAI clients call (`/v1/audio/transcriptions`, `/v1/models`).
 OPENAI_PATH_PREFIXES = ("/v1/audio/", "/v1/models")
 
@@ -26,9 +28,9 @@ def is_openai_path(path: str) -> bool:
     return path.startswith(OPENAI_PATH_PREFIXES)
 
 
-def openai_error_body(message: str, status: int, param: str | None = None) -> dict[str, object]:
+def openai_error_body(message: str, status: int, param: str | None = None) -> OpenAIErrorDetail:
     if status >= 500:
         kind, code = "server_error", None
     else:
         kind, code = _KINDS_BY_STATUS.get(status, ("invalid_request_error", None))
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    return OpenAIErrorDetail(message=message, type=kind, param=param, code=code)

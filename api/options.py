@@ -9,11 +9,12 @@ from collections.abc import Mapping
 from shared.config import Settings
 from shared.engines_catalog import file_engine
 from shared.errors import BadRequestError, NotSupportedError
+from shared.jobs.rows import UPLOAD_MODES
 from shared.render import RENDERERS
 from shared.schemas import JobOptions
 from shared.webhooks.callback_url import CallbackUrlError, check_callback_url
 
-MODES = ("file", "sentence")
+MODES = UPLOAD_MODES
 MAX_HOTWORDS = 200
 MAX_HOTWORDS_CHARS = 2000
 MAX_SPEAKERS = 20

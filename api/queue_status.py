@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import redis
 
 from api.deps import ApiDeps
+from api.response_models.service import QueueStatus
 from shared import queue_eta, queue_stats, redis_keys
 from shared.db.models import Job, JobStatus
 from shared.db.queue_backlog import Backlog, QueueBacklogRepository, running_job
@@ -103,22 +104,22 @@ def summarize_queue(deps: ApiDeps, queue: str) -> QueueSummary:
     return QueueSummary(queue, queued, len(running), view, wait_s)
 
 
-def summary_to_dict(summary: QueueSummary, max_jobs: int, max_work_s: float) -> dict[str, object]:
+def queue_status(summary: QueueSummary, max_jobs: int, max_work_s: float) -> QueueStatus:
     measured = summary.view.measurements
     rtf = measured.real_time_factor
-    return {
-        "depth": summary.queued.jobs,
-        "queued_audio_s": round(summary.queued.audio_s, 1),
-        "running": summary.running_jobs,
-        "workers": len(summary.view.workers),
-        "processes": summary.view.processes,
-        "real_time_factor": None if rtf is None else round(rtf, 4),
-        "job_overhead_s": None if rtf is None else round(measured.job_overhead_s, 2),
-        "samples": measured.samples,
-        "drain_jobs_per_s": None if measured.drain_jobs_per_s is None else round(measured.drain_jobs_per_s, 4),
-        "drain_audio_s_per_s": None if measured.drain_audio_s_per_s is None else round(measured.drain_audio_s_per_s, 3),
-        "estimated_wait_s": _round_s(summary.estimated_wait_s),
-        "backlog_work_s": None if rtf is None else round(rtf * summary.queued.audio_s, 1),
-        "max_backlog_jobs": max_jobs,
-        "max_backlog_work_s": max_work_s,
-    }
+    return QueueStatus(
+        depth=summary.queued.jobs,
+        queued_audio_s=round(summary.queued.audio_s, 1),
+        running=summary.running_jobs,
+        workers=len(summary.view.workers),
+        processes=summary.view.processes,
+        real_time_factor=None if rtf is None else round(rtf, 4),
+        job_overhead_s=None if rtf is None else round(measured.job_overhead_s, 2),
+        samples=measured.samples,
+        drain_jobs_per_s=None if measured.drain_jobs_per_s is None else round(measured.drain_jobs_per_s, 4),
+        drain_audio_s_per_s=None if measured.drain_audio_s_per_s is None else round(measured.drain_audio_s_per_s, 3),
+        estimated_wait_s=_round_s(summary.estimated_wait_s),
+        backlog_work_s=None if rtf is None else round(rtf * summary.queued.audio_s, 1),
+        max_backlog_jobs=max_jobs,
+        max_backlog_work_s=max_work_s,
+    )

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from html import escape
 
 from shared.errors import BadRequestError
+from shared.render_models import Text, VerboseSegment, VerboseTranscription, VerboseWord
 from shared.segment_timing import without_overlaps
 from shared.transcript import Segment, Transcript, join_texts
 
@@ -190,7 +191,7 @@ def render_json(transcript: Transcript) -> str:
 
 def render_openai_json(transcript: Transcript) -> str:
     """OpenAI `response_format=json`."""
-    return json.dumps({"text": transcript.text}, ensure_ascii=False)
+    return json.dumps(Text(text=transcript.text).model_dump(), ensure_ascii=False)
 
 
 def render_text(transcript: Transcript) -> str:
@@ -209,35 +210,19 @@ def render_verbose_json(transcript: Transcript) -> str:
     Fields OpenAI's SDKs require but that our engines do not produce (tokens, log
     probabilities) carry neutral values, so typed clients still parse the answer.
     """
-    body: dict[str, object] = {
-        "task": "transcribe",
-        "language": transcript.language or "",
-        "duration": _seconds(transcript.duration_s),
-        "text": transcript.text,
-        "segments": [
-            {
-                "id": index,
-                "seek": 0,
-                "start": _seconds(s.start_s),
-                "end": _seconds(s.end_s),
-                "text": s.text,
-                "tokens": [],
-                "temperature": 0.0,
-                "avg_logprob": 0.0,
-                "compression_ratio": 0.0,
-                "no_speech_prob": 0.0,
-            }
-            for index, s in enumerate(without_overlaps(transcript.segments))
-        ],
-    }
-    words = [
-        {"word": w.word, "start": _seconds(w.start_s), "end": _seconds(w.end_s)}
-        for s in transcript.segments
-        for w in s.words
-    ]
+    body = VerboseTranscription(
+        task="transcribe", language=transcript.language or "", duration=_seconds(transcript.duration_s),
+        text=transcript.text,
+        segments=[VerboseSegment(id=index, seek=0, start=_seconds(s.start_s), end=_seconds(s.end_s), text=s.text,
+                                 tokens=[], temperature=0.0, avg_logprob=0.0, compression_ratio=0.0,
+                                 no_speech_prob=0.0)
+                  for index, s in enumerate(without_overlaps(transcript.segments))],
+    )
+    words = [VerboseWord(word=w.word, start=_seconds(w.start_s), end=_seconds(w.end_s))
+             for s in transcript.segments for w in s.words]
     if words:
-        body["words"] = words
-    return json.dumps(body, ensure_ascii=False)
+        body.words = words
+    return json.dumps(body.model_dump(exclude_unset=True), ensure_ascii=False)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ NONE = "none"
 OFFLINE = "offline"
 DIARIZE = "diarize"
 MODES = (NONE, OFFLINE, DIARIZE)
+#: Every word `stage_of` answers (the job's `stage` in its public JSON).
+STAGES = ("live", "ended", "reprocess_pending", "reprocessing", "reprocessed", "reprocess_failed")
 
 #: The namespace of the derived ids (a fixed random UUID).
 _NAMESPACE = uuid.UUID("5b0d6c0e-9f6a-4a49-9a4e-2f1c3f1d7e21")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from shared.render import RENDERERS
+
 #: The task name both sides agree on; the API sends it by name and never imports the worker.
 TRANSCRIBE_TASK_NAME = "oddasr.transcribe"
 #: One attempt of one webhook delivery (argument: the delivery's id, its `webhook-id`).
@@ -21,7 +23,8 @@ class JobOptions(BaseModel):
     language: str | None = None
     hotwords: list[str] = Field(default_factory=list)
     diarize: bool = False
-    output_format: str = "txt"
+    #: Checked by the API (api/options.py); the enum is for the published schema.
+    output_format: str = Field("txt", json_schema_extra={"enum": sorted(RENDERERS)})
     word_timestamps: bool = False
     min_speakers: int | None = None
     max_speakers: int | None = None

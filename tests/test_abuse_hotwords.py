@@ -34,6 +34,7 @@ from shared.sensitive_words import SensitiveWords
 from shared.storage import make_storage
 from shared.transcript import Segment, Transcript, Word
 from shared.word_matching import WordMatcher
+from tests.support.job_rows import job_row
 from tests.support.speech import REFERENCE_SENTENCES, synthesize
 from tests.support.stack import Stack, running_stack
 from tests.support.ws_clients import open_ws
@@ -149,8 +150,7 @@ def _finished_job(deps: ApiDeps, hotwords: list[str], hits: list[dict[str, objec
     job_id = uuid.uuid4().hex
     key = f"transcripts/{job_id}.json"
     deps.storage.put_bytes(key, _TRANSCRIPT.model_dump_json().encode())
-    deps.jobs.create(Job(id=job_id, status=JobStatus.QUEUED, mode="file", queue="cpu",
-                         options={"hotwords": hotwords}, audio_key=None))
+    deps.jobs.create(job_row(job_id, options={"hotwords": hotwords}))
     deps.jobs.transition(job_id, JobStatus.RUNNING)
     fields: dict[str, object] = {"hotword_hits": hits} if hits is not None else {}
     assert deps.jobs.transition(job_id, JobStatus.SUCCEEDED, transcript_key=key, finished_at=utc_now(), **fields)

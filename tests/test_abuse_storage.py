@@ -38,14 +38,16 @@ from shared.celery_factory import make_celery
 from shared.config import QUEUE_SENTENCE, Settings
 from shared.db.api_keys import ApiKeyRepository, KeyLimits
 from shared.db.migrate import upgrade_to_head
-from shared.db.models import Job, JobStatus, Speaker, SpeakerStatus, utc_now
+from shared.db.models import JobStatus, Speaker, SpeakerStatus, utc_now
 from shared.db.repository import JobRepository
 from shared.db.session import make_engine, make_session_factory
 from shared.db.speakers import SpeakerRepository
 from shared.errors import AudioTooLongError, ServiceUnavailableError
+from shared.jobs.keys import audio_key
 from shared.reprocess import reprocess_job_id, stage_of
 from shared.schemas import TRANSCRIBE_TASK_NAME, JobOptions
 from shared.storage import Storage, make_storage
+from tests.support.job_rows import job_row
 from tests.support.lying_audio import lying_webm
 from tests.support.stack import Stack, running_stack
 from tests.support.ws_clients import open_ws
@@ -159,10 +161,9 @@ def admitted_on_its_headers_word(deployment: Deployment, path: Path, key_id: str
     job_id = uuid.uuid4().hex
     with path.open("rb") as audio:
         deployment.storage.put_file(f"audio/{job_id}", audio)
-    deployment.jobs.create(Job(
-        id=job_id, status=JobStatus.QUEUED, mode="sentence", queue=QUEUE_SENTENCE,
-        options=JobOptions().model_dump(), audio_key=f"audio/{job_id}", audio_filename=path.name,
-        audio_size_bytes=path.stat().st_size, audio_duration_s=CLAIMED_S, progress=0.0, attempts=0,
+    deployment.jobs.create(job_row(
+        job_id, mode="sentence", queue=QUEUE_SENTENCE, options=JobOptions().model_dump(),
+        audio_key=audio_key(job_id), filename=path.name, size_bytes=path.stat().st_size, duration_s=CLAIMED_S,
         api_key_id=key_id))
     SlidingWindowCounterRateLimiter(RedisStorage(deployment.stack.settings.effective_redis_url,
                                                  key_prefix=redis_keys.RATE_LIMIT_PREFIX)).hit(
@@ -296,10 +297,9 @@ def test_retention_deletes_enrollment_audio_that_no_enrollment_holds(context: Re
 
 def _ended_session(ctx: ReconcileContext, key_id: str, audio_s: float) -> str:
     job_id = uuid.uuid4().hex
-    ctx.jobs.create(Job(id=job_id, status=JobStatus.SUCCEEDED, mode="stream", queue="stream",
-                        options={"language": "en", "reprocess": "offline"}, audio_key=f"audio/{job_id}",
-                        audio_filename="standup", audio_duration_s=audio_s, progress=1.0, attempts=1,
-                        api_key_id=key_id))
+    ctx.jobs.create(job_row(job_id, status=JobStatus.SUCCEEDED, mode="stream",
+                            options={"language": "en", "reprocess": "offline"}, audio_key=audio_key(job_id),
+                            filename="standup", duration_s=audio_s, progress=1.0, attempts=1, api_key_id=key_id))
     assert ctx.storage is not None
     ctx.storage.put_bytes(f"audio/{job_id}", b"RIFF-the-recording")
     return job_id
@@ -333,8 +333,7 @@ def test_a_reprocessing_job_waits_while_the_file_queue_is_full(context: Reconcil
     assert context.storage is not None
     for _ in range(2):  # the backlog limit of this context
         job_id = uuid.uuid4().hex
-        context.jobs.create(Job(id=job_id, status=JobStatus.QUEUED, mode="file", queue=context.settings.file_queue,
-                                options={}, audio_key=f"audio/{job_id}", progress=0.0, attempts=0))
+        context.jobs.create(job_row(job_id, queue=context.settings.file_queue, audio_key=audio_key(job_id)))
     session = _ended_session(context, "", 10.0)
     with pytest.raises(ServiceUnavailableError, match="queue is full"):
         queue_reprocess(context.jobs, context.storage, context.settings, None, context.redis, session, "offline")

@@ -32,6 +32,7 @@ from shared.db.session import make_engine, make_session_factory
 from shared.db.webhooks import REDACTED_PAYLOAD, WebhookRepository
 from shared.storage.local import LocalStorage
 from shared.transcript import Segment, Transcript
+from tests.support.job_rows import job_row
 from tests.support.speech import REFERENCE_SENTENCES, synthesize
 from tests.support.stack import Stack, running_stack, wait_for_job
 from tests.support.trickle_receiver import TrickleReceiver, running_trickle_receiver
@@ -63,8 +64,7 @@ def ctx(tmp_path: Path) -> Iterator[WebhookContext]:
 def finished_job(ctx: WebhookContext, callback_url: str, text: str = TRANSCRIPT_TEXT) -> str:
     """A succeeded job with a stored transcript and a pending event to `callback_url`."""
     job_id = uuid.uuid4().hex
-    ctx.jobs.create(Job(id=job_id, status=JobStatus.QUEUED, mode="sentence", queue="sentence", options={},
-                        callback_url=callback_url))
+    ctx.jobs.create(job_row(job_id, mode="sentence", queue="sentence", callback_url=callback_url))
     assert ctx.jobs.transition(job_id, JobStatus.RUNNING)
     key = f"transcripts/{job_id}.json"
     transcript = Transcript(text=text, segments=[Segment(start_s=0.0, end_s=1.0, text=text)], language="en",

@@ -19,13 +19,14 @@ from api.app import create_app
 from shared import queue_stats
 from shared.config import Settings
 from shared.db.migrate import upgrade_to_head
-from shared.db.models import Job, JobStatus, utc_now
+from shared.db.models import JobStatus, utc_now
 from shared.db.repository import JobRepository
 from shared.db.session import make_engine, make_session_factory
 from shared.queue_stats import Completion
 from shared.storage import make_storage
 from shared.transcript import Segment, Transcript
 from shared.worker_presence import record_heartbeat
+from tests.support.job_rows import job_row
 from tests.support.speech import synthesize
 from worker.services.runtime import WorkerRuntime
 from worker.services.transcription import run_transcription
@@ -164,8 +165,7 @@ def test_redis_down_while_recording_statistics_does_not_fail_the_job(tmp_path: P
         storage.put_file("audio/stats", audio)
     jobs = JobRepository(make_session_factory(make_engine(settings.database_url)))
     job_id = uuid.uuid4().hex
-    jobs.create(Job(id=job_id, status=JobStatus.QUEUED, mode="file", queue="cpu", options={},
-                    audio_key="audio/stats", progress=0.0, attempts=0))
+    jobs.create(job_row(job_id, audio_key="audio/stats"))
     client = redis.Redis.from_url(own_redis.url, socket_connect_timeout=1, socket_timeout=1)
     runtime = WorkerRuntime(settings=settings, jobs=jobs, storage=storage, redis=client,
                             engine=_FakeEngine(), identity="test:1")  # type: ignore[arg-type]

@@ -21,10 +21,11 @@ import requests
 
 from shared.cli import commands
 from shared.db.api_keys import ApiKeyRepository, KeyLimits
-from shared.db.models import Job, JobStatus
+from shared.db.models import JobStatus
 from shared.db.repository import STREAM_MODE, JobRepository
 from shared.db.session import make_engine, make_session_factory
 from tests.support.errors import error_message
+from tests.support.job_rows import job_row
 from tests.support.servers import free_port
 from tests.support.speech import REFERENCE_SENTENCES, synthesize
 from tests.support.stack import Stack, running_stack
@@ -175,9 +176,8 @@ def _insert_jobs(tenants: Tenants, key: str, count: int, status: JobStatus = Job
     ids = []
     for _ in range(count):
         job_id = uuid.uuid4().hex
-        tenants.jobs.create(Job(id=job_id, status=status, mode="sentence", queue="nobody", options={},
-                                audio_filename="x.wav", audio_size_bytes=1, audio_duration_s=1.0, progress=0.0,
-                                attempts=0, api_key_id=key_id))
+        tenants.jobs.create(job_row(job_id, status=status, mode="sentence", queue="nobody", filename="x.wav",
+                                        size_bytes=1, duration_s=1.0, api_key_id=key_id))
         ids.append(job_id)
     return ids
 
@@ -219,9 +219,8 @@ def test_lists_filters_and_pages_show_only_the_callers_jobs(tenants: Tenants) ->
 def test_a_session_of_another_tenant_is_an_unknown_task(tenants: Tenants) -> None:
     key_id = tenants.team_a.split("_")[2]
     job_id = uuid.uuid4().hex
-    tenants.jobs.create(Job(id=job_id, status=JobStatus.SUCCEEDED, mode=STREAM_MODE, queue="stream", options={},
-                            audio_filename="live", audio_size_bytes=0, audio_duration_s=1.0, progress=1.0,
-                            attempts=1, api_key_id=key_id))
+    tenants.jobs.create(job_row(job_id, status=JobStatus.SUCCEEDED, mode=STREAM_MODE, filename="live", duration_s=1.0,
+                                progress=1.0, attempts=1, api_key_id=key_id))
 
     def start(key: str) -> dict:
         with open_ws(f"ws://127.0.0.1:{tenants.stack.settings.ws_port}/") as ws:

@@ -1,5 +1,5 @@
 """A job's life has one owner: `shared.jobs` (keys, rows, tasks, webhook queueing, public
-JSON) and `worker.services.completion` (finishing). These tests guard the owners and that
+JSON, final statuses) and `worker.services.completion` (finishing a worker's job). These tests guard the owners and that
 nothing else grows a copy again."""
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from shared.db.models import JobStatus, utc_now
 from shared.db.repository import JobRepository
 from shared.db.session import make_engine, make_session_factory
 from shared.db.webhooks import WebhookRepository
+from shared.jobs.final import EndContext, cancel_job, end_job, fail_job
 from shared.jobs.keys import audio_key, transcript_key
 from shared.jobs.public import job_to_dict, transcript_to_dict
 from shared.jobs.rows import queued_job
@@ -131,7 +132,7 @@ def test_a_finish_publishes_and_queues_its_webhook_once_and_a_cancel_cleans_up(
 OWNED = {
     r'f"audio/\{': {"shared/jobs/keys.py"},
     r'f"transcripts/\{': {"shared/jobs/keys.py"},
-    r"(?<!class )\bJob\(": {"shared/jobs/rows.py"},
+    r"(?<!class )(?<!\.)\bJob\(": {"shared/jobs/rows.py"},
     r"TRANSCRIBE_TASK_NAME, args": {"shared/jobs/dispatch.py"},
     r"DELIVER_WEBHOOK_TASK_NAME, args": {"shared/jobs/dispatch.py"},
     r"REPROCESS_SESSION_TASK_NAME, args": {"shared/jobs/dispatch.py"},
@@ -140,14 +141,44 @@ OWNED = {
     r"def _iso\b|tzinfo=UTC": {"shared/db/utc.py"},
     r'"speaker_similarity"\]? ?=': {"shared/jobs/public.py"},
     r"record_job_finished\(": {"worker/services/completion.py", "worker/services/metrics.py"},
+    # A final status (any transition but to running) and its announcement: shared.jobs.final,
+    # for the API's cancel and failures, the worker's completion service and the reconciler.
+    r"\.transition\(\s*[\w.]+,(?!\s*JobStatus\.RUNNING\b)": {"shared/jobs/final.py"},
+    r"\bpublish_status\(": {"shared/jobs/final.py", "shared/jobs/events.py"},
 }
+#: Concerns the tests must leave to their owner too (tests/support/job_rows.py builds rows
+#: through shared.jobs.rows), so a column every new job gets is set in tests as well.
+SCANNED_IN_TESTS = {r"(?<!class )(?<!\.)\bJob\(": {"tests/support/job_rows.py"}}
 
 
 @pytest.mark.parametrize("pattern", sorted(OWNED))
 def test_each_concern_of_a_job_is_written_once(pattern: str) -> None:
+    owners = OWNED[pattern] | SCANNED_IN_TESTS.get(pattern, set())
+    packages = ("api", "worker", "shared", "tests") if pattern in SCANNED_IN_TESTS else ("api", "worker", "shared")
     writers = set()
-    for package in ("api", "worker", "shared"):
+    for package in packages:
         for path in (ROOT / package).rglob("*.py"):
             if re.search(pattern, path.read_text(encoding="utf-8")):
                 writers.add(path.relative_to(ROOT).as_posix())
-    assert writers <= OWNED[pattern], f"{pattern!r} is written outside its owner: {sorted(writers - OWNED[pattern])}"
+    assert writers <= owners, f"{pattern!r} is written outside its owner: {sorted(writers - owners)}"
+
+
+def test_the_api_side_ends_a_job_like_the_worker_does(jobs: JobRepository, redis_server) -> None:  # type: ignore[no-untyped-def]
+    """A cancel or a failure written by the API (no storage, no worker) publishes and queues its
+    webhook exactly as a worker's finish does; a second end, and a status that is not final, do nothing."""
+    client = redis.Redis.from_url(redis_server.url)
+    celery = SentTasks()
+    ctx = EndContext(settings=Settings(), jobs=jobs, redis=client, celery=celery)  # type: ignore[arg-type]
+    job_id = _running_job(jobs)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(redis_keys.job_events_channel(job_id))
+    with pytest.raises(ValueError, match="not a final status"):
+        end_job(ctx, job_id, JobStatus.RUNNING)
+    assert cancel_job(ctx, job_id, "canceled by the client")
+    message = _next_message(pubsub, deadline_s=time.monotonic() + 10)
+    assert message is not None and json.loads(message["data"])["status"] == "canceled"
+    [delivery_id] = WebhookRepository(jobs.session_factory).pending_for_job(job_id)
+    assert celery.sent == [(DELIVER_WEBHOOK_TASK_NAME, [delivery_id])]
+    assert not fail_job(ctx, job_id, "too late") and len(celery.sent) == 1
+    assert jobs.get(job_id).error == "canceled by the client"
+    pubsub.close()

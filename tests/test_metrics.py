@@ -18,10 +18,10 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared.config import QUEUE_CPU, QUEUE_GPU, QUEUE_SENTENCE
-from shared.db.models import Job, JobStatus
 from shared.db.repository import JobRepository
 from shared.db.session import make_engine, make_session_factory
 from shared.schemas import TRANSCRIBE_TASK_NAME
+from tests.support.job_rows import job_row
 from tests.support.servers import free_port
 from tests.support.speech import REFERENCE_SENTENCES, synthesize
 from tests.support.stack import Stack, running_stack, wait_for_job
@@ -164,8 +164,7 @@ def test_jobs_move_the_counters_and_histograms(stack: Stack, clip: Path) -> None
 def _insert_job(stack: Stack, queue: str, audio_key: str) -> str:
     jobs = JobRepository(make_session_factory(make_engine(stack.settings.database_url)))
     job_id = uuid.uuid4().hex
-    jobs.create(Job(id=job_id, status=JobStatus.QUEUED, mode="file", queue=queue, options={}, audio_key=audio_key,
-                    audio_filename="gone.wav", audio_size_bytes=0, progress=0.0, attempts=0))
+    jobs.create(job_row(job_id, queue=queue, audio_key=audio_key, filename="gone.wav"))
     return job_id
 
 

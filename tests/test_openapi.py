@@ -15,11 +15,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from api.app import create_app
-from api.openapi.components import REPROCESS_STAGES
 from api.openapi.document import build_document
 from shared.config import Settings
 from shared.db.migrate import upgrade_to_head
 from shared.db.models import JobStatus
+from shared.reprocess import STAGES as REPROCESS_STAGES
 from shared.reprocess import stage_of
 
 #: Methods Flask adds to every rule by itself; not operations of ours.

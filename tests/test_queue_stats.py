@@ -17,13 +17,14 @@ import redis
 
 from shared import queue_stats, redis_keys
 from shared.db.migrate import upgrade_to_head
-from shared.db.models import Job, JobStatus, utc_now
+from shared.db.models import JobStatus, utc_now
 from shared.db.queue_backlog import QueueBacklogRepository
 from shared.db.repository import JobRepository
 from shared.db.session import make_engine, make_session_factory
 from shared.queue_eta import RunningJob, estimate_queued, estimate_running, remaining_s, start_delay_s
 from shared.queue_stats import Completion, measure
 from shared.worker_presence import forget_worker, live_processes, live_workers, record_heartbeat
+from tests.support.job_rows import job_row
 
 
 def test_measure_takes_the_ratio_of_sums_and_the_rate_over_the_span() -> None:
@@ -171,11 +172,8 @@ def test_positions_and_backlog_come_from_the_database(repo: JobRepository) -> No
     for index in range(6):
         # Two pairs share their creation instant: the id orders them.
         at = created + timedelta(seconds=index // 2 * 2)
-        jobs.append(repo.create(Job(id=uuid.uuid4().hex, status=JobStatus.QUEUED, mode="file", queue="cpu",
-                                    options={}, progress=0.0, attempts=0, audio_duration_s=10.0 + index,
-                                    created_at=at)))
-    repo.create(Job(id=uuid.uuid4().hex, status=JobStatus.QUEUED, mode="file", queue="gpu", options={},
-                    progress=0.0, attempts=0, audio_duration_s=99.0, created_at=created))
+        jobs.append(repo.create(job_row(duration_s=10.0 + index, created_at=at)))
+    repo.create(job_row(queue="gpu", duration_s=99.0, created_at=created))
     backlogs = QueueBacklogRepository(repo.session_factory)
     ordered = sorted(jobs, key=lambda j: (j.created_at, j.id))
     positions = [backlogs.ahead_of(repo.get(job.id)).jobs for job in ordered]

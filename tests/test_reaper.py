@@ -14,6 +14,8 @@ import pytest
 from shared.db.models import Job, JobStatus, utc_now
 from shared.db.repository import JobRepository
 from shared.db.session import make_engine, make_session_factory
+from shared.jobs.keys import audio_key
+from tests.support.job_rows import job_row
 from tests.support.speech import REFERENCE_SENTENCES, synthesize
 from tests.support.stack import Stack, running_stack, wait_for_job
 from tests.support.waiting import wait_until
@@ -40,8 +42,7 @@ def orphan_job(stack: Stack, audio: Path, quiet_for_s: float) -> str:
     storage_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(audio, storage_dir / job_id)
     jobs = JobRepository(make_session_factory(make_engine(stack.settings.database_url)))
-    jobs.create(Job(id=job_id, status=JobStatus.QUEUED, mode="file", queue="cpu", options={},
-                    audio_key=f"audio/{job_id}", progress=0.0, attempts=0))
+    jobs.create(job_row(job_id, audio_key=audio_key(job_id)))
     jobs.transition(job_id, JobStatus.RUNNING, worker="dead-host:1")
     make_quiet(stack.settings.database_url, job_id, quiet_for_s)
     return job_id
@@ -75,8 +76,7 @@ def test_a_queued_job_whose_message_was_lost_is_finished(stack: Stack, speech_di
     storage_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(clip, storage_dir / job_id)
     jobs = JobRepository(make_session_factory(make_engine(stack.settings.database_url)))
-    jobs.create(Job(id=job_id, status=JobStatus.QUEUED, mode="file", queue="cpu", options={},
-                    audio_key=f"audio/{job_id}", progress=0.0, attempts=0))
+    jobs.create(job_row(job_id, audio_key=audio_key(job_id)))
     make_quiet(stack.settings.database_url, job_id, 60)
     job = wait_for_job(stack, job_id, timeout_s=60)
     assert job["status"] == "succeeded", job
@@ -97,10 +97,10 @@ def test_a_session_owed_its_reprocessing_is_reprocessed_through_the_copy_task(st
     storage_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(clip, storage_dir / session_id)
     jobs = JobRepository(make_session_factory(make_engine(stack.settings.database_url)))
-    jobs.create(Job(id=session_id, status=JobStatus.SUCCEEDED, mode="stream", queue="stream",
-                    options={"language": "en", "reprocess": "offline"}, audio_key=f"audio/{session_id}",
-                    audio_filename="standup", audio_duration_s=3.0, progress=1.0, attempts=1,
-                    finished_at=utc_now() - timedelta(seconds=120)))
+    jobs.create(job_row(session_id, status=JobStatus.SUCCEEDED, mode="stream",
+                        options={"language": "en", "reprocess": "offline"}, audio_key=audio_key(session_id),
+                        filename="standup", duration_s=3.0, progress=1.0, attempts=1,
+                        finished_at=utc_now() - timedelta(seconds=120)))
     child_id = reprocess_job_id(session_id)
     wait_until(lambda: jobs.find(child_id), "the reprocessing job to be made", timeout_s=60)
     job = wait_for_job(stack, child_id, timeout_s=120)
@@ -132,8 +132,7 @@ def running_job_in_fresh_db(tmp_path: Path, queue: str) -> tuple[JobRepository, 
     upgrade_to_head(url)
     jobs = JobRepository(make_session_factory(make_engine(url)))
     job_id = uuid.uuid4().hex
-    jobs.create(Job(id=job_id, status=JobStatus.QUEUED, mode="file", queue=queue, options={}, progress=0.0,
-                    attempts=0))
+    jobs.create(job_row(job_id, queue=queue))
     jobs.transition(job_id, JobStatus.RUNNING)
     return jobs, url, job_id
 

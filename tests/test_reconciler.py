@@ -23,9 +23,11 @@ from shared.db.models import Job, JobStatus, utc_now
 from shared.db.repository import JobRepository
 from shared.db.retention import RetentionRepository
 from shared.db.session import make_engine, make_session_factory
+from shared.jobs.keys import audio_key
 from shared.reprocess import reprocess_job_id
 from shared.schemas import TRANSCRIBE_TASK_NAME
 from shared.storage import make_storage
+from tests.support.job_rows import job_row
 from tests.test_reprocess_sweep import run_reprocess_task, take_reprocess_tasks
 from worker.services.reaper import (
     ReconcileContext,
@@ -55,8 +57,7 @@ def context(tmp_path: Path, redis_server) -> Iterator[ReconcileContext]:  # type
 
 def queued_job(ctx: ReconcileContext, waited_s: float, queue: str = "gpu", mode: str = "file") -> str:
     job_id = uuid.uuid4().hex
-    ctx.jobs.create(Job(id=job_id, status=JobStatus.QUEUED, mode=mode, queue=queue, options={},
-                        audio_key=f"audio/{job_id}", progress=0.0, attempts=0))
+    ctx.jobs.create(job_row(job_id, mode=mode, queue=queue, audio_key=audio_key(job_id)))
     engine = make_engine(ctx.settings.database_url)
     with engine.begin() as connection:
         old = utc_now() - timedelta(seconds=waited_s)
@@ -143,8 +144,7 @@ def test_a_live_session_nobody_holds_any_more_is_failed_keeping_its_sentences(co
     """Its worker and the API both died: neither can end the job, so the reconciler does."""
     silent, live = (uuid.uuid4().hex for _ in range(2))
     for job_id in (silent, live):
-        context.jobs.create(Job(id=job_id, status=JobStatus.RUNNING, mode="stream", queue="stream", options={},
-                                progress=0.0, attempts=1))
+        context.jobs.create(job_row(job_id, mode="stream", attempts=1))
     context.jobs.add_stream_segment(silent, 0, 0, 1500, "Hello there.")
     engine = make_engine(context.settings.database_url)
     with engine.begin() as connection:
@@ -161,10 +161,10 @@ def test_a_live_session_nobody_holds_any_more_is_failed_keeping_its_sentences(co
 
 def ended_session(ctx: ReconcileContext, ended_s_ago: float, reprocess: str, recording: bytes = b"") -> str:
     job_id = uuid.uuid4().hex
-    ctx.jobs.create(Job(id=job_id, status=JobStatus.SUCCEEDED, mode="stream", queue="stream",
-                        options={"language": "en", "hotwords": ["Brannigan"], "reprocess": reprocess},
-                        audio_key=f"audio/{job_id}", audio_filename="standup", audio_duration_s=3.0,
-                        progress=1.0, attempts=1, callback_url="http://127.0.0.1:9/hook", api_key_id="k1"))
+    ctx.jobs.create(job_row(job_id, status=JobStatus.SUCCEEDED, mode="stream",
+                            options={"language": "en", "hotwords": ["Brannigan"], "reprocess": reprocess},
+                            audio_key=audio_key(job_id), filename="standup", duration_s=3.0, progress=1.0,
+                            attempts=1, callback_url="http://127.0.0.1:9/hook", api_key_id="k1"))
     assert ctx.storage is not None
     ctx.storage.put_bytes(f"audio/{job_id}", recording or job_id.encode())
     engine = make_engine(ctx.settings.database_url)
@@ -185,8 +185,8 @@ def test_a_session_whose_worker_died_before_queueing_its_reprocessing_gets_it_fr
     young = ended_session(ctx, 5, "offline")  # its own worker is still at it
     unasked = ended_session(ctx, 120, "none")
     already = ended_session(ctx, 120, "offline")
-    ctx.jobs.create(Job(id=reprocess_job_id(already), status=JobStatus.SUCCEEDED, mode="file", queue="cpu",
-                        options={"source_job_id": already}, source_job_id=already, progress=1.0, attempts=1))
+    ctx.jobs.create(job_row(reprocess_job_id(already), status=JobStatus.SUCCEEDED, options={"source_job_id": already},
+                            source_job_id=already, progress=1.0, attempts=1))
     expired = ended_session(ctx, 120, "offline")
     RetentionRepository(ctx.jobs.session_factory).mark_expired(expired)  # past retention: nothing to redo
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +13,7 @@ from shared.db.models import Job, JobStatus
 from shared.db.repository import ALLOWED_SOURCES, JobRepository
 from shared.db.session import make_engine, make_session_factory
 from shared.errors import InvalidTransitionError, NotFoundError
+from tests.support.job_rows import job_row
 
 
 @pytest.fixture
@@ -25,8 +25,7 @@ def repo(database_url: str) -> Iterator[JobRepository]:
 
 
 def new_job(repo: JobRepository, **fields: object) -> Job:
-    return repo.create(Job(id=uuid.uuid4().hex, status=JobStatus.QUEUED, mode="file", queue="cpu", options={},
-                           audio_key="audio/x", progress=0.0, attempts=0, **fields))
+    return repo.create(job_row(audio_key="audio/x", **fields))
 
 
 def test_migrations_create_the_schema_and_are_idempotent(database_url: str) -> None:

@@ -29,9 +29,11 @@ from shared.db.migrate import upgrade_to_head
 from shared.db.models import Job, JobStatus, utc_now
 from shared.db.repository import JobRepository
 from shared.db.session import make_engine, make_session_factory
+from shared.jobs.keys import audio_key
 from shared.redis_keys import reprocess_claim_key
 from shared.reprocess import reprocess_job_id
 from shared.storage import Storage, make_storage
+from tests.support.job_rows import job_row
 from tests.support.waiting import wait_until
 from worker.services.completion import FinishContext
 from worker.services.reaper import ReconcileContext, queue_owed_reprocessing, store_parked_recordings
@@ -66,9 +68,9 @@ def context(tmp_path: Path, redis_server) -> Iterator[ReconcileContext]:  # type
 def ended_session(ctx: ReconcileContext, ended_s_ago: float, reprocess: str = "offline",
                   recording: bytes = b"RIFF-the-recording") -> str:
     job_id = uuid.uuid4().hex
-    ctx.jobs.create(Job(id=job_id, status=JobStatus.SUCCEEDED, mode="stream", queue="stream",
-                        options={"language": "en", "reprocess": reprocess}, audio_key=f"audio/{job_id}",
-                        audio_filename="standup", audio_duration_s=3.0, progress=1.0, attempts=1))
+    ctx.jobs.create(job_row(job_id, status=JobStatus.SUCCEEDED, mode="stream",
+                            options={"language": "en", "reprocess": reprocess}, audio_key=audio_key(job_id),
+                            filename="standup", duration_s=3.0, progress=1.0, attempts=1))
     assert ctx.storage is not None
     ctx.storage.put_bytes(f"audio/{job_id}", recording)
     _ended_ago(ctx, job_id, ended_s_ago)
@@ -271,12 +273,11 @@ def test_a_session_whose_recording_was_parked_on_another_node_is_still_found(con
     full = context.settings.model_copy(update={"queue_max_backlog_jobs": 1, "stream_recording_retry_interval_s": 0.01})
     node_a = replace(context, settings=full)
     session = uuid.uuid4().hex
-    node_a.jobs.create(Job(id=session, status=JobStatus.RUNNING, mode="stream", queue="stream",
-                           options={"language": "en", "reprocess": "offline"}, audio_key=f"audio/{session}",
-                           audio_filename="standup", audio_duration_s=0.0, progress=0.0, attempts=1))
+    node_a.jobs.create(job_row(session, mode="stream", options={"language": "en", "reprocess": "offline"},
+                               audio_key=audio_key(session), filename="standup", duration_s=0.0, attempts=1,
+                               worker=None))
     blocker = uuid.uuid4().hex
-    node_a.jobs.create(Job(id=blocker, status=JobStatus.QUEUED, mode="file", queue=full.file_queue, options={},
-                           audio_key=None, progress=0.0, attempts=0))
+    node_a.jobs.create(job_row(blocker, queue=full.file_queue))
     recording = tmp_path / "recording.wav"
     recording.write_bytes(b"RIFF-parked-on-node-a")
     transcript = json.dumps({"text": "hello", "language": "en", "segments": []})

@@ -14,14 +14,16 @@ import pytest
 from api.job_service import load_transcript
 from shared.config import Settings
 from shared.db.migrate import upgrade_to_head
-from shared.db.models import Job, JobStatus, utc_now
+from shared.db.models import JobStatus, utc_now
 from shared.db.repository import STREAM_MODE, JobRepository
 from shared.db.retention import RetentionRepository
 from shared.db.session import make_engine, make_session_factory
 from shared.errors import GoneError
+from shared.jobs.keys import audio_key
 from shared.jobs.public import job_to_dict
 from shared.storage.local import LocalStorage
 from shared.transcript import Transcript
+from tests.support.job_rows import job_row
 from worker.services.reaper import ReconcileContext, expire_retained_data
 from worker.services.retention import expire_old_data
 
@@ -44,8 +46,7 @@ def finished_job(jobs: JobRepository, storage: LocalStorage, age_days: float, st
                  mode: str = "file") -> str:
     job_id = uuid.uuid4().hex
     storage.put_bytes(f"audio/{job_id}", b"RIFF")
-    jobs.create(Job(id=job_id, status=JobStatus.QUEUED, mode=mode, queue="cpu", options={},
-                    audio_key=f"audio/{job_id}"))
+    jobs.create(job_row(job_id, mode=mode, audio_key=audio_key(job_id)))
     jobs.transition(job_id, JobStatus.RUNNING)
     finished_at = utc_now() - timedelta(days=age_days)
     if status == JobStatus.SUCCEEDED:
@@ -62,8 +63,7 @@ def test_old_jobs_lose_their_data_and_keep_row_and_status(jobs: JobRepository, s
     old_failed = finished_job(jobs, storage, age_days=40, status=JobStatus.FAILED)
     young = finished_job(jobs, storage, age_days=29)
     running_id = uuid.uuid4().hex
-    jobs.create(Job(id=running_id, status=JobStatus.QUEUED, mode="file", queue="cpu", options={},
-                    audio_key="audio/running"))
+    jobs.create(job_row(running_id, audio_key="audio/running"))
     storage.put_bytes("audio/running", b"RIFF")
     retention = RetentionRepository(jobs.session_factory)
     assert expire_old_data(Settings(retention_days=30), retention, storage) == sorted([old, old_failed])

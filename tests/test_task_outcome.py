@@ -14,10 +14,12 @@ import redis
 
 from shared.config import Settings
 from shared.db.migrate import upgrade_to_head
-from shared.db.models import Job, JobStatus
+from shared.db.models import JobStatus
 from shared.db.repository import JobRepository
 from shared.db.session import make_engine, make_session_factory
+from shared.jobs.keys import audio_key
 from shared.storage import make_storage
+from tests.support.job_rows import job_row
 from worker.services import runtime as runtime_module
 from worker.services.runtime import WorkerRuntime
 
@@ -41,8 +43,7 @@ def test_a_failed_job_ends_its_task_in_failure_without_a_retry(worker_runtime: W
     from worker.tasks import JobFailed, transcribe
 
     job_id = uuid.uuid4().hex
-    worker_runtime.jobs.create(Job(id=job_id, status=JobStatus.QUEUED, mode="file", queue="cpu", options={},
-                                   audio_key=f"audio/{job_id}", progress=0.0, attempts=0))  # its audio is missing
+    worker_runtime.jobs.create(job_row(job_id, audio_key=audio_key(job_id)))  # its audio is missing
     result = transcribe.apply(args=[job_id], task_id=job_id)
     assert result.state == "FAILURE"
     assert isinstance(result.result, JobFailed) and "missing" in str(result.result)
@@ -55,8 +56,7 @@ def test_a_job_that_is_already_finished_ends_its_task_quietly(worker_runtime: Wo
     from worker.tasks import transcribe
 
     job_id = uuid.uuid4().hex
-    worker_runtime.jobs.create(Job(id=job_id, status=JobStatus.QUEUED, mode="file", queue="cpu", options={},
-                                   audio_key=None, progress=0.0, attempts=0))
+    worker_runtime.jobs.create(job_row(job_id))
     worker_runtime.jobs.transition(job_id, JobStatus.CANCELED)
     assert transcribe.apply(args=[job_id], task_id=job_id).state == "SUCCESS"
 

@@ -24,7 +24,7 @@ from standardwebhooks import Webhook
 
 from shared.config import Settings
 from shared.db.migrate import upgrade_to_head
-from shared.db.models import DeliveryState, Job, JobStatus, utc_now
+from shared.db.models import DeliveryState, JobStatus, utc_now
 from shared.db.repository import JobRepository
 from shared.db.session import make_engine, make_session_factory
 from shared.db.webhooks import WebhookRepository
@@ -32,6 +32,7 @@ from shared.storage.local import LocalStorage
 from shared.webhooks.callback_url import CallbackUrlError, check_callback_url
 from shared.webhooks.signing import webhook_headers
 from shared.webhooks.ssrf_guard import AddressRefused
+from tests.support.job_rows import job_row
 from tests.support.webhook_receiver import running_receiver
 from worker.services.webhook_http import guarded_session
 from worker.services.webhooks import WebhookContext, _post, attempt_delivery
@@ -262,8 +263,7 @@ def test_a_name_resolving_to_a_private_address_ends_as_a_recorded_failed_deliver
     engine = make_engine(url)
     jobs = JobRepository(make_session_factory(engine))
     webhooks = WebhookRepository(jobs.session_factory)
-    jobs.create(Job(id="j1", status=JobStatus.QUEUED, mode="file", queue="cpu", options={},
-                    callback_url="http://internal.test/hook"))
+    jobs.create(job_row("j1", callback_url="http://internal.test/hook"))
     jobs.transition("j1", JobStatus.FAILED, error="bad audio", finished_at=utc_now())
     [delivery] = webhooks.for_job("j1")
     settings = Settings(data_dir=tmp_path, webhook_secrets=["whsec_YWJj"])

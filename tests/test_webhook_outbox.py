@@ -16,12 +16,13 @@ import pytest
 import shared.db.repository as repository_module
 from shared.config import Settings
 from shared.db.migrate import upgrade_to_head
-from shared.db.models import DeliveryState, Job, JobStatus, utc_now
+from shared.db.models import DeliveryState, JobStatus, utc_now
 from shared.db.repository import STREAM_MODE, JobRepository
 from shared.db.session import make_engine, make_session_factory
 from shared.db.webhooks import WebhookRepository
 from shared.storage.local import LocalStorage
 from shared.transcript import Segment, Transcript
+from tests.support.job_rows import job_row
 from worker.services.reaper import ReconcileContext, resend_due_webhooks
 from worker.services.webhooks import WebhookContext, build_payload, next_delay_s
 
@@ -38,7 +39,7 @@ def repos(database_url: str) -> Iterator[tuple[JobRepository, WebhookRepository]
 def running_job(jobs: JobRepository, callback_url: str | None = "https://hooks.example.com/x",
                 mode: str = "file") -> str:
     job_id = uuid.uuid4().hex
-    jobs.create(Job(id=job_id, status=JobStatus.QUEUED, mode=mode, queue="cpu", options={}, callback_url=callback_url))
+    jobs.create(job_row(job_id, mode=mode, callback_url=callback_url))
     assert jobs.transition(job_id, JobStatus.RUNNING)
     return job_id
 

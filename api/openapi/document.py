@@ -5,11 +5,9 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from api.openapi.components import API_KEY_SCHEME, BEARER_SCHEME, HEADERS, SCHEMAS, SECURITY_SCHEMES
-from api.openapi.hotword_paths import hotword_paths
-from api.openapi.job_paths import job_paths
-from api.openapi.service_paths import admin_paths, compat_paths, metrics_paths, queue_paths, service_paths
-from api.openapi.speaker_paths import speaker_paths
+from api.openapi.components import API_KEY_SCHEME, AUTH_ANSWERS, BEARER_SCHEME, HEADERS, SCHEMAS, SECURITY_SCHEMES
+from api.openapi.operations import paths_of
+from api.openapi.paths import TABLE
 from api.streaming.routes import STREAM_PATH
 
 OPENAPI_VERSION = "3.1.0"
@@ -44,10 +42,6 @@ def build_document(*, auth_required: bool, version: str) -> dict[str, Any]:
     security: list[dict[str, list[str]]] = [{BEARER_SCHEME: []}, {API_KEY_SCHEME: []}]
     if not auth_required:
         security.append({})
-    paths: dict[str, Any] = {}
-    for part in (job_paths(), compat_paths(), hotword_paths(), speaker_paths(), admin_paths(), service_paths(),
-                 queue_paths(), metrics_paths()):
-        paths.update(part)
     return {
         "openapi": OPENAPI_VERSION,
         "info": {"title": "OddASR", "version": version, "description": _DESCRIPTION,
@@ -62,6 +56,6 @@ def build_document(*, auth_required: bool, version: str) -> dict[str, Any]:
             {"name": "service", "description": "Probes, queues and this contract."},
         ],
         "security": security,
-        "paths": paths,
+        "paths": paths_of(TABLE, AUTH_ANSWERS),
         "components": {"schemas": SCHEMAS, "headers": HEADERS, "securitySchemes": SECURITY_SCHEMES},
     }

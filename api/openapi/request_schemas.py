@@ -12,14 +12,14 @@ Schema = dict[str, Any]
 REF_TEMPLATE = "#/components/schemas/{model}"
 
 
-def _tidy(node: Any, *, naming_properties: bool = False) -> Any:
+def tidy(node: Any, *, naming_properties: bool = False) -> Any:
     """pydantic's schema in the document's style: no `title`s (they repeat the field names; a
     property called `title` stays), and `X | None` as `"type": [X, "null"]` where X is one type."""
     if isinstance(node, list):
-        return [_tidy(item) for item in node]
+        return [tidy(item) for item in node]
     if not isinstance(node, dict):
         return node
-    node = {key: _tidy(value, naming_properties=key == "properties")
+    node = {key: tidy(value, naming_properties=key == "properties")
             for key, value in node.items() if naming_properties or key != "title"}
     alternatives = node.get("anyOf", [])
     if len(alternatives) == 2 and {"type": "null"} in alternatives:
@@ -41,7 +41,7 @@ def model_schema(model: type[BaseModel]) -> Schema:
     """The model's input schema; nested models are referenced in components (`component_schemas`)."""
     schema = model.model_json_schema(ref_template=REF_TEMPLATE)
     schema.pop("$defs", None)
-    return _tidy(schema)
+    return tidy(schema)
 
 
 def component_schemas(*models: type[BaseModel]) -> dict[str, Schema]:
@@ -49,7 +49,7 @@ def component_schemas(*models: type[BaseModel]) -> dict[str, Schema]:
     components: dict[str, Schema] = {}
     for model in models:
         defs = model.model_json_schema(ref_template=REF_TEMPLATE).get("$defs", {})
-        components.update({name: _tidy(schema) for name, schema in defs.items()})
+        components.update({name: tidy(schema) for name, schema in defs.items()})
         components[model.__name__] = model_schema(model)
     return components
 

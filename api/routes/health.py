@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from api.auth import optional_principal
 from api.deps import deps
+from api.response_models.service import Health, Readiness
 from shared.config import QUEUE_CPU, QUEUE_GPU, QUEUE_SENTENCE, Settings
 from shared.stream_slots import summarize_slots
 from shared.worker_presence import live_workers, loading_workers
@@ -28,7 +29,7 @@ DETAILS_NOTE = "errors and worker names are shown to admin keys"
 
 @blueprint.get("/healthz")
 def healthz():  # type: ignore[no-untyped-def]
-    return jsonify({"status": "ok"})
+    return jsonify(Health(status="ok").public())
 
 
 def _check(name: str, probe) -> tuple[bool, str]:  # type: ignore[no-untyped-def]
@@ -109,20 +110,20 @@ def readyz():  # type: ignore[no-untyped-def]
             waiting_for["stream"] = "no stream worker has loaded its model yet"
     ready = all(ok for ok, _ in checks.values()) and not waiting_for
     file_queue = d.settings.file_queue
-    body = {
-        "ready": ready,
-        "checks": {name: detail if ok or detailed else FAILED_CHECK for name, (ok, detail) in checks.items()},
-        "waiting_for": waiting_for,
+    body = Readiness(
+        ready=ready,
+        checks={name: detail if ok or detailed else FAILED_CHECK for name, (ok, detail) in checks.items()},
+        waiting_for=waiting_for,
         # Without an admin key: how many workers, not which.
-        "queues": presence if detailed else {queue: {kind: len(names) for kind, names in info.items()}
-                                             for queue, info in presence.items()},
-        "file_queue": file_queue,
-        "file_queue_served": bool(presence.get(file_queue, {}).get("workers")),
-        "sentence_queue_served": bool(presence.get(QUEUE_SENTENCE, {}).get("workers")),
-        "stream_workers": streams,
-    }
+        queues=presence if detailed else {queue: {kind: len(names) for kind, names in info.items()}
+                                          for queue, info in presence.items()},
+        file_queue=file_queue,
+        file_queue_served=bool(presence.get(file_queue, {}).get("workers")),
+        sentence_queue_served=bool(presence.get(QUEUE_SENTENCE, {}).get("workers")),
+        stream_workers=streams,
+    )
     if not detailed:
-        body["details"] = DETAILS_NOTE
-    response = jsonify(body)
+        body.details = DETAILS_NOTE
+    response = jsonify(body.public())
     response.status_code = 200 if ready else 503
     return response

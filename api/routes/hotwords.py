@@ -17,6 +17,7 @@ from api.body_limits import body_limit
 from api.deps import deps
 from api.hotword_sets import DEFAULT_SET, NO_SET, default_set_version, owner_of
 from api.request_models.bodies import HotwordSetBody
+from api.response_models import resources as out
 from shared.db.hotword_sets import entries_of
 from shared.db.models import HotwordSet
 from shared.db.utc import iso
@@ -30,26 +31,23 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_BODY_BYTES = 256 * 1024
 
 
-def _words(entries: list[HotwordEntry]) -> list[dict[str, object]]:
-    return [{"word": e.word, "weight": e.weight} for e in entries]
+def _summary(fields: dict[str, object], entries: list[HotwordEntry], *,
+             with_words: bool) -> out.HotwordSetSummary:
+    if not with_words:
+        return out.HotwordSetSummary(**fields, count=len(entries))
+    return out.HotwordSet(**fields, count=len(entries),
+                          words=[out.HotwordOut(word=e.word, weight=e.weight) for e in entries])
 
 
-def set_to_dict(row: HotwordSet, *, with_words: bool) -> dict[str, object]:
-    entries = entries_of(row)
-    body: dict[str, object] = {"name": row.name, "version": str(row.version), "count": len(entries),
-                               "created_at": iso(row.created_at), "updated_at": iso(row.updated_at)}
-    if with_words:
-        body["words"] = _words(entries)
-    return body
+def set_model(row: HotwordSet, *, with_words: bool) -> out.HotwordSetSummary:
+    return _summary({"name": row.name, "version": str(row.version), "created_at": iso(row.created_at),
+                     "updated_at": iso(row.updated_at)}, entries_of(row), with_words=with_words)
 
 
-def _default_set(*, with_words: bool) -> dict[str, object]:
+def _default_set(*, with_words: bool) -> out.HotwordSetSummary:
     d = deps()
-    body: dict[str, object] = {"name": DEFAULT_SET, "version": default_set_version(d), "count": len(d.default_hotwords),
-                               "read_only": True, "source": str(d.settings.hotwords_path)}
-    if with_words:
-        body["words"] = _words(d.default_hotwords)
-    return body
+    return _summary({"name": DEFAULT_SET, "version": default_set_version(d), "read_only": True,
+                     "source": str(d.settings.hotwords_path)}, d.default_hotwords, with_words=with_words)
 
 
 def _checked_name(name: str) -> str:
@@ -64,8 +62,9 @@ def _checked_name(name: str) -> str:
 @blueprint.get("/v1/hotwords")
 def list_sets():  # type: ignore[no-untyped-def]
     d = deps()
-    sets = [set_to_dict(row, with_words=False) for row in d.hotword_sets.list(owner_of(current_principal()))]
-    return jsonify({"sets": sets, "default": _default_set(with_words=False) if d.default_hotwords else None})
+    sets = [set_model(row, with_words=False) for row in d.hotword_sets.list(owner_of(current_principal()))]
+    return jsonify(out.HotwordSetList(sets=sets, default=_default_set(with_words=False) if d.default_hotwords
+                                      else None).public())
 
 
 @blueprint.get("/v1/hotwords/<name>")
@@ -74,8 +73,8 @@ def get_set(name: str):  # type: ignore[no-untyped-def]
     if name == DEFAULT_SET:
         if not d.default_hotwords:
             raise NotFoundError("this server has no default hotword set (hotwords_path)")
-        return jsonify(_default_set(with_words=True))
-    return jsonify(set_to_dict(d.hotword_sets.get(owner_of(current_principal()), name[:64]), with_words=True))
+        return jsonify(_default_set(with_words=True).public())
+    return jsonify(set_model(d.hotword_sets.get(owner_of(current_principal()), name[:64]), with_words=True).public())
 
 
 @blueprint.put("/v1/hotwords/<name>")
@@ -94,7 +93,7 @@ def put_set(name: str):  # type: ignore[no-untyped-def]
     d = deps()
     row, created = d.hotword_sets.put(owner_of(current_principal()), name, entries,
                                       max_sets=d.settings.max_hotword_sets_per_key)
-    response = jsonify(set_to_dict(row, with_words=True))
+    response = jsonify(set_model(row, with_words=True).public())
     response.status_code = 201 if created else 200
     return response
 
@@ -104,4 +103,4 @@ def delete_set(name: str):  # type: ignore[no-untyped-def]
     if name == DEFAULT_SET:
         raise BadRequestError("the default set comes from the server's hotword file (hotwords_path)")
     deps().hotword_sets.delete(owner_of(current_principal()), name[:64])
-    return jsonify({"deleted": name[:64]})
+    return jsonify(out.Deleted(deleted=name[:64]).public())

@@ -24,7 +24,8 @@ from shared.db.models import JobStatus
 from shared.db.repository import STREAM_MODE
 from shared.errors import ConflictError, ForbiddenError, GoneError
 from shared.job_waiting import read_job_waiting_for
-from shared.jobs.public import job_to_dict
+from shared.jobs import public_models as out
+from shared.jobs.public import job_model
 from shared.render import render
 from shared.storage import StorageKeyNotFound
 
@@ -47,7 +48,7 @@ def create_job():  # type: ignore[no-untyped-def]
     audio = receive_audio("audio", max_upload_bytes=d.settings.max_upload_bytes,
                           max_duration_s=max_duration_for(mode))
     job = submit_job(d, audio, mode, options, callback_url, current_principal(), request.form.get("hotword_set"))
-    response = jsonify(job_to_dict(job))
+    response = jsonify(job_model(job).public())
     response.status_code = 202
     response.headers["Location"] = url_for("jobs.get_job", job_id=job.id)
     return response
@@ -61,14 +62,13 @@ def get_job(job_id: str):  # type: ignore[no-untyped-def]
     transcript = load_transcript(d, job) if job.status == JobStatus.SUCCEEDED and job.transcript_key else None
     if transcript is None:
         transcript = stream_jobs.stored_sentences(d, job)  # a live session's sentences, whatever its status
-    body = job_to_dict(job, transcript, hotword_hits_of(d, job, transcript) if transcript is not None else None)
-    body.update(job_estimate(d, job))  # queue position and ETA while queued or running
+    extra = job_estimate(d, job)  # queue position and ETA while queued or running
     # What a running job waits for, in words (the first diarize job loading the speaker model).
-    body["waiting_for"] = read_job_waiting_for(d.redis, job.id) if job.status == JobStatus.RUNNING else None
+    extra["waiting_for"] = read_job_waiting_for(d.redis, job.id) if job.status == JobStatus.RUNNING else None
     if (reprocessing := stream_jobs.reprocess_view(d, job, owner)) is not None:
-        body["stage"] = reprocessing.pop("stage")
-        body["reprocessed"] = reprocessing
-    return jsonify(body)
+        extra["stage"], extra["reprocessed"] = reprocessing
+    hits = hotword_hits_of(d, job, transcript) if transcript is not None else None
+    return jsonify(job_model(job, transcript, hits, **extra).public())
 
 
 @blueprint.get("/v1/jobs/<job_id>/transcript")
@@ -146,10 +146,10 @@ def list_jobs():  # type: ignore[no-untyped-def]
     if offset + len(jobs) < total:
         next_url = url_for("jobs.list_jobs", status=status, limit=limit, offset=offset + limit,
                            api_key_id=requested_owner)
-    return jsonify({"jobs": [job_to_dict(j) for j in jobs], "total": total, "limit": limit, "offset": offset,
-                    "next": next_url})
+    return jsonify(out.JobList(jobs=[job_model(j) for j in jobs], total=total, limit=limit, offset=offset,
+                               next=next_url).public())
 
 
 @blueprint.delete("/v1/jobs/<job_id>")
 def delete_job(job_id: str):  # type: ignore[no-untyped-def]
-    return jsonify(job_to_dict(cancel_job(deps(), job_id, current_principal().owner_filter)))
+    return jsonify(job_model(cancel_job(deps(), job_id, current_principal().owner_filter)).public())

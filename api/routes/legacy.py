@@ -20,6 +20,7 @@ from api.routes.jobs import max_duration_for
 from api.uploads import receive_audio
 from shared.db.models import JobStatus
 from shared.render import render
+from shared.render_models import Text
 
 blueprint = Blueprint("legacy", __name__)
 
@@ -37,7 +38,7 @@ def _transcribe_sync(forced_mode: str | None):  # type: ignore[no-untyped-def]
     job = wait_for_final(d, job.id, d.settings.sync_wait_timeout_s)
     if job.status == JobStatus.SUCCEEDED:
         body, _content_type = render(load_transcript(d, job), options.output_format)
-        response = jsonify({"text": body})
+        response = jsonify(Text(text=body).model_dump())
         response.headers[JOB_ID_HEADER] = job.id
         return response
     if job.status == JobStatus.FAILED:

@@ -11,6 +11,7 @@ from api.errors import error_response
 from api.job_service import JOB_ID_HEADER, load_transcript, submit_job, wait_for_final
 from api.options import check_supported, parse_callback_url
 from api.request_models.openai_form import KNOWN_MODELS, RESPONSE_FORMATS, TranscriptionForm
+from api.response_models.service import ModelInfo, ModelList
 from api.uploads import receive_audio
 from shared.db.models import JobStatus
 from shared.engines_catalog import file_engine
@@ -27,8 +28,8 @@ def _known_models() -> list[str]:
 
 @blueprint.get("/v1/models")
 def list_models():  # type: ignore[no-untyped-def]
-    return jsonify({"object": "list",
-                    "data": [{"id": m, "object": "model", "owned_by": "oddasr"} for m in _known_models()]})
+    return jsonify(ModelList(object="list", data=[ModelInfo(id=m, object="model", owned_by="oddasr")
+                                                  for m in _known_models()]).public())
 
 
 @blueprint.post("/v1/audio/transcriptions")

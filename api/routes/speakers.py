@@ -21,11 +21,11 @@ from api.body_limits import upload_body
 from api.deps import ApiDeps, deps
 from api.hotword_sets import owner_of
 from api.request_models.speaker_form import SpeakerForm
+from api.response_models import resources as out
 from api.routing import choose_queue
 from api.uploads import ReceivedAudio, check_audio_part
 from shared.db.models import Speaker, SpeakerStatus
 from shared.db.speakers import SpeakerRepository
-from shared.db.utc import iso
 from shared.engines_catalog import file_engine
 from shared.errors import (
     BadRequestError,
@@ -52,14 +52,6 @@ POLL_INTERVAL_S = 0.2
 
 def speakers() -> SpeakerRepository:
     return SpeakerRepository(deps().jobs.session_factory)
-
-
-def speaker_to_dict(row: Speaker) -> dict[str, object]:
-    """The speaker without its embedding: a voiceprint is biometric data and no client needs it."""
-    return {"id": row.id, "name": row.name, "status": row.status, "error": row.error,
-            "embedding_model": row.embedding_model, "audio_duration_s": round(row.audio_duration_s or 0.0, 3),
-            "created_at": iso(row.created_at), "updated_at": iso(row.updated_at),
-            "links": {"self": f"/v1/speakers/{row.id}"}}
 
 
 def _check_engine_can_embed(d: ApiDeps) -> None:
@@ -170,11 +162,11 @@ def enroll_speaker():  # type: ignore[no-untyped-def]
     row = _wait_for_enrollment(repository, speaker_id, d.settings.speaker_enroll_wait_s if wait else 0.0)
     if row is None:
         row = repository.get(owner, speaker_id)  # deleted while it enrolled: 404
-    response = jsonify(speaker_to_dict(row))
+    response = jsonify(out.Speaker.of(row).public())
     if row.status == SpeakerStatus.READY:
         response.status_code = 201
     elif row.status == SpeakerStatus.FAILED:
-        response = jsonify({**speaker_to_dict(row), "error": f"the speaker could not be enrolled: {row.error}"})
+        response = jsonify(out.Speaker.of(row, error=f"the speaker could not be enrolled: {row.error}").public())
         response.status_code = 422
     else:
         response.status_code = 202
@@ -184,12 +176,13 @@ def enroll_speaker():  # type: ignore[no-untyped-def]
 
 @blueprint.get("/v1/speakers")
 def list_speakers():  # type: ignore[no-untyped-def]
-    return jsonify({"speakers": [speaker_to_dict(row) for row in speakers().list(owner_of(current_principal()))]})
+    return jsonify(out.SpeakerList(speakers=[out.Speaker.of(row) for row in speakers().list(
+        owner_of(current_principal()))]).public())
 
 
 @blueprint.get("/v1/speakers/<speaker_id>")
 def get_speaker(speaker_id: str):  # type: ignore[no-untyped-def]
-    return jsonify(speaker_to_dict(speakers().get(owner_of(current_principal()), speaker_id)))
+    return jsonify(out.Speaker.of(speakers().get(owner_of(current_principal()), speaker_id)).public())
 
 
 @blueprint.delete("/v1/speakers/<speaker_id>")
@@ -197,4 +190,4 @@ def delete_speaker(speaker_id: str):  # type: ignore[no-untyped-def]
     row = speakers().delete(owner_of(current_principal()), speaker_id)
     for key in row.audio_keys or []:  # still enrolling: its parts go too (the worker then finds no row)
         deps().storage.delete(key)
-    return jsonify({"deleted": row.id})
+    return jsonify(out.Deleted(deleted=row.id).public())

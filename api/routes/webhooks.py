@@ -6,8 +6,7 @@ from flask import Blueprint, jsonify
 
 from api.auth import current_principal
 from api.deps import deps
-from shared.db.models import WebhookDelivery
-from shared.db.utc import iso
+from api.response_models import webhooks as out
 from shared.db.webhooks import REDACTED_PAYLOAD, WebhookRepository
 from shared.errors import ConflictError, GoneError, NotFoundError
 from shared.jobs.dispatch import send_pending_webhooks
@@ -15,25 +14,13 @@ from shared.jobs.dispatch import send_pending_webhooks
 blueprint = Blueprint("webhooks", __name__)
 
 
-def delivery_to_dict(delivery: WebhookDelivery) -> dict[str, object]:
-    return {
-        "id": delivery.id,
-        "event_type": delivery.event_type,
-        "url": delivery.url,
-        "state": delivery.state,
-        "attempts": delivery.attempts or [],
-        "next_attempt_at": iso(delivery.next_attempt_at) if delivery.state == "pending" else None,
-        "created_at": iso(delivery.created_at),
-    }
-
-
 @blueprint.get("/v1/jobs/<job_id>/webhooks")
 def list_deliveries(job_id: str):  # type: ignore[no-untyped-def]
     d = deps()
     job = d.jobs.get(job_id, current_principal().owner_filter)
     deliveries = WebhookRepository(d.jobs.session_factory).for_job(job_id)
-    return jsonify({"job_id": job.id, "callback_url": job.callback_url,
-                    "deliveries": [delivery_to_dict(delivery) for delivery in deliveries]})
+    return jsonify(out.WebhookDeliveries(job_id=job.id, callback_url=job.callback_url,
+                                         deliveries=[out.WebhookDelivery.of(d) for d in deliveries]).public())
 
 
 @blueprint.post("/v1/jobs/<job_id>/webhooks/redeliver")
@@ -56,6 +43,6 @@ def redeliver(job_id: str):  # type: ignore[no-untyped-def]
     if not webhooks.redeliver(last.id):
         raise ConflictError(f"an attempt of webhook {last.id} is in flight; try again in a few seconds")
     send_pending_webhooks(d.celery, d.settings, d.jobs.session_factory, job_id)
-    response = jsonify(delivery_to_dict(webhooks.get(last.id) or last))
+    response = jsonify(out.WebhookDelivery.of(webhooks.get(last.id) or last).public())
     response.status_code = 202
     return response

@@ -4,14 +4,17 @@ when the worker cannot say so itself (it died, or the relay did)."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from api.deps import ApiDeps
-from api.job_service import load_transcript
+from api.job_service import end_context, load_transcript
 from api.streaming import vocabulary as v
 from shared import reprocess
-from shared.db.models import Job, JobStatus, utc_now
+from shared.db.models import Job, JobStatus
 from shared.db.repository import STREAM_MODE
-from shared.jobs.public import transcript_to_dict
+from shared.jobs import public_models as out
+from shared.jobs.final import fail_job
+from shared.jobs.public import transcript_model
 from shared.jobs.rows import live_session_job
 from shared.transcript import Transcript
 
@@ -33,7 +36,9 @@ def create(deps: ApiDeps, job_id: str, start: v.StartCommand, protocol: str, wor
 def fail(deps: ApiDeps, job_id: str, reason: str) -> None:
     """Fail a session's job when its worker cannot (it is gone); its stored sentences stay."""
     try:
-        deps.jobs.transition(job_id, JobStatus.FAILED, error=reason, finished_at=utc_now())
+        # Not announced: the relay (Redis) may be what failed, and nobody listens to a session's
+        # channel but its lost worker. Its webhook events wait in the outbox for the reconciler.
+        fail_job(replace(end_context(deps), redis=None, celery=None), job_id, reason)
     except Exception:  # the database is down too: the stale-stream sweep fails it later
         logger.warning("could not mark stream job %s failed", job_id, exc_info=True)
 
@@ -48,7 +53,7 @@ def stored_sentences(deps: ApiDeps, job: Job) -> Transcript | None:
                                     duration_s=job.audio_duration_s or 0.0, engine=job.engine or "", model="")
 
 
-def reprocess_view(deps: ApiDeps, job: Job, owner_id: str | None) -> dict[str, object] | None:
+def reprocess_view(deps: ApiDeps, job: Job, owner_id: str | None) -> tuple[str, out.Reprocessing] | None:
     """For a session that asked for reprocessing: the stage it is in and its file job, with
     the better transcript once there is one (the session's own `result` stays the live one)."""
     mode = (job.options or {}).get("reprocess", reprocess.NONE)
@@ -56,12 +61,9 @@ def reprocess_view(deps: ApiDeps, job: Job, owner_id: str | None) -> dict[str, o
         return None
     child_id = reprocess.reprocess_job_id(job.id)
     child = deps.jobs.find(child_id, owner_id)
-    view: dict[str, object] = {
-        "stage": reprocess.stage_of(job.status, child.status if child else None),
-        "mode": mode, "job_id": child_id, "status": child.status if child else None,
-        "error": child.error if child else None,
-        "links": {"job": f"/v1/jobs/{child_id}", "transcript": f"/v1/jobs/{child_id}/transcript"},
-    }
+    view = out.Reprocessing(
+        mode=mode, job_id=child_id, status=child.status if child else None, error=child.error if child else None,
+        links=out.ReprocessingLinks(job=f"/v1/jobs/{child_id}", transcript=f"/v1/jobs/{child_id}/transcript"))
     if child is not None and child.status == JobStatus.SUCCEEDED and child.transcript_key:
-        view["result"] = transcript_to_dict(load_transcript(deps, child))
-    return view
+        view.result = transcript_model(load_transcript(deps, child))
+    return reprocess.stage_of(job.status, child.status if child else None), view

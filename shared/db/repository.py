@@ -310,14 +310,12 @@ class JobRepository:
         with self._session_factory() as session:
             return [(job_id, wanted) for job_id, wanted in session.execute(query).all()]
 
-    def fail_silent_streams(self, stale_before: datetime) -> list[str]:
+    def silent_streams(self, stale_before: datetime) -> list[str]:
         """Live-session jobs still `running` whose worker stopped touching them (the worker and
-        the API both died): fail them, keeping the sentences already stored."""
+        the API both died): the reconciler fails them (`shared.jobs.final`), keeping the
+        sentences already stored."""
         with self._session_factory() as session:
-            candidates = session.scalars(
+            return list(session.scalars(
                 select(Job.id).where(Job.status == JobStatus.RUNNING, Job.mode == STREAM_MODE,
                                      Job.updated_at < stale_before)
-            ).all()
-        return [job_id for job_id in candidates
-                if self.transition(job_id, JobStatus.FAILED, error="the live session's worker stopped answering",
-                                   finished_at=utc_now())]
+            ).all())

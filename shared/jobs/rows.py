@@ -10,6 +10,8 @@ from shared.jobs.keys import audio_key
 
 #: The column's width: a client's file name is shown, never trusted, and cut to fit.
 MAX_FILENAME_CHARS = 255
+#: The modes of a job made from an upload (a live session's is `STREAM_MODE`).
+UPLOAD_MODES = ("file", "sentence")
 #: The queue name a live session's row carries (no Celery queue serves it: its worker holds it).
 STREAM_QUEUE = "stream"
 

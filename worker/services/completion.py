@@ -1,9 +1,10 @@
 """Finishing a job: the one place a worker ends one, for file jobs, live sessions and the
 reconciler alike.
 
-A finish is: the job's objects already stored -> the conditional transition to its final
-status -> the status published on the job's channel -> metrics -> its webhook events queued.
-Only the attempt whose transition wins does the steps after it. One that loses to a cancel
+A finish is: the job's objects already stored -> `shared.jobs.final.end_job` (the conditional
+transition to its final status, the status published, its webhook events queued, the one
+sequence the API's final statuses take too) -> metrics. Only the attempt whose transition wins
+does the steps after it. One that loses to a cancel
 (the API deleted what was stored then) deletes what it stored since; one that loses to
 another attempt of the same job leaves that attempt's result (same keys: its copy).
 Side effects (publish, metrics, webhooks) never fail the job.
@@ -18,11 +19,8 @@ from dataclasses import dataclass
 import redis
 from celery import Celery
 
-from shared.config import Settings
-from shared.db.models import JobStatus, utc_now
-from shared.db.repository import JobRepository
-from shared.jobs.dispatch import send_pending_webhooks
-from shared.jobs.events import publish_status
+from shared.db.models import JobStatus
+from shared.jobs.final import EndContext, end_job
 from shared.jobs.keys import transcript_key
 from shared.queue_stats import record_completion_quietly
 from shared.storage import Storage
@@ -33,16 +31,12 @@ from worker.services.runtime import WorkerRuntime
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class FinishContext:
-    """What finishing a job touches."""
+@dataclass(frozen=True, kw_only=True)
+class FinishContext(EndContext):
+    """What finishing a job touches: what ending it does, and the storage of its objects."""
 
-    settings: Settings
-    jobs: JobRepository
-    storage: Storage
     redis: redis.Redis
-    #: Sends the job's webhook tasks; None: the reconciler's sweep sends them.
-    celery: Celery | None = None
+    storage: Storage
 
     @classmethod
     def of(cls, runtime: WorkerRuntime, celery: Celery | None = None) -> FinishContext:
@@ -83,14 +77,12 @@ def finish(ctx: FinishContext, job_id: str, status: JobStatus, *, labels: Labels
     `metric_audio_s`, `metric_processing_s`: what the metrics count (the processing time only
     of transcriptions timed end to end), and with `rate_queue` the queue's rolling speed that
     positions and ETAs read."""
-    if ctx.jobs.transition(job_id, status, finished_at=utc_now(), **fields):
-        publish_status(ctx.redis, job_id, status)
+    if end_job(ctx, job_id, status, **fields):
         labels = labels or _labels_of(ctx, job_id)
         if rate_queue and metric_audio_s is not None and metric_processing_s is not None:
             record_completion_quietly(ctx.redis, labels.queue, metric_audio_s, metric_processing_s)
         record_job_finished(labels.queue, labels.mode, status.value, audio_s=metric_audio_s,
                             processing_s=metric_processing_s)
-        send_pending_webhooks(ctx.celery, ctx.settings, ctx.jobs.session_factory, job_id)
         return Finished(changed=True, status=status)
     now = JobStatus(ctx.jobs.get(job_id).status)
     if now == JobStatus.CANCELED and stored_keys:

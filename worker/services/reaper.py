@@ -36,6 +36,7 @@ from shared.db.retention import RetentionRepository
 from shared.db.speakers import SpeakerRepository
 from shared.db.webhooks import WebhookRepository
 from shared.jobs.dispatch import send_transcribe, send_webhook
+from shared.jobs.final import EndContext, fail_job
 from shared.storage import Storage
 from worker.services.completion import FinishContext
 from worker.services.reprocess_sweep import claim_owed_reprocessing
@@ -169,7 +170,9 @@ def store_parked_recordings(ctx: ReconcileContext) -> list[str]:
 def fail_silent_streams(ctx: ReconcileContext) -> list[str]:
     """Live sessions whose worker stopped touching their job (it and the API both died: had
     either lived, it would have ended the job). They fail, keeping their stored sentences."""
-    failed = ctx.jobs.fail_silent_streams(utc_now() - timedelta(seconds=ctx.settings.stale_job_after_s))
+    end = EndContext(settings=ctx.settings, jobs=ctx.jobs, redis=ctx.redis, celery=ctx.app)
+    silent = ctx.jobs.silent_streams(utc_now() - timedelta(seconds=ctx.settings.stale_job_after_s))
+    failed = [job_id for job_id in silent if fail_job(end, job_id, "the live session's worker stopped answering")]
     for job_id in failed:
         logger.warning("live session %s had no sign of life for %.0f s; failed", job_id,
                        ctx.settings.stale_job_after_s)

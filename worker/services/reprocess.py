@@ -26,9 +26,10 @@ from shared import reprocess
 from shared.admission import check_backlog
 from shared.audio_allowance import AudioAllowance, charged_s, daily_limit_s
 from shared.config import Settings
-from shared.db.models import Job, JobStatus, utc_now
+from shared.db.models import Job, JobStatus
 from shared.db.repository import JobRepository
 from shared.jobs.dispatch import send_transcribe
+from shared.jobs.final import EndContext, cancel_job
 from shared.jobs.keys import audio_key
 from shared.jobs.rows import queued_job
 from shared.schemas import JobOptions
@@ -93,8 +94,8 @@ def queue_reprocess(jobs: JobRepository, storage: Storage, settings: Settings, c
     except IntegrityError:  # another worker (the session's, or a sweep) made it meanwhile
         return job_id
     if _deleted(jobs, session_job_id):  # ... or between that look and the row: undone before it is sent
-        jobs.transition(job_id, JobStatus.CANCELED, error="its live session was deleted before it started",
-                        finished_at=utc_now())
+        cancel_job(EndContext(settings=settings, jobs=jobs, redis=client, celery=celery), job_id,
+                   "its live session was deleted before it started")
         storage.delete(copy_key)
         jobs.clear_stored_keys(job_id)
         return None
