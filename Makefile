@@ -66,7 +66,8 @@ test: install-test lint
 CLUSTER_TIMEOUT_S ?= 1500
 cluster-test: install-test
 	@trap '$(BIN)/python -m tests.cluster.netns $(if $(CLUSTER_KEEP_LOGS),--keep-logs,) >/dev/null 2>&1' EXIT; \
-	ODDASR_CLUSTER_TEST=1 $(BIN)/python -m pytest tests/cluster -q -rfEs -o timeout=$(CLUSTER_TIMEOUT_S) $(CLUSTER_ARGS)
+	ODDASR_CLUSTER_TEST=1 $(BIN)/python -m pytest tests/cluster -q -rfEs -o timeout=$(CLUSTER_TIMEOUT_S) $(CLUSTER_ARGS); \
+	status=$$?; exit $$status  # not the last command: bash would exec pytest and lose the trap
 
 ## The unit tests alone: no server, no stack, no slow model (about a minute). Integration
 ## tests are marked `integration` (a module's pytestmark, or tests/conftest.py for any test

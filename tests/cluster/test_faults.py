@@ -154,6 +154,22 @@ def session_host(cluster: Cluster, session_id: str) -> str:
     return wait_until(holder, "the session's stream host", timeout_s=30)
 
 
+def test_sessions_through_an_api_ahead_land_on_both_stream_hosts_one_of_them_behind(cluster: Cluster,
+                                                                                      pcm: bytes) -> None:
+    """api2 runs two minutes ahead, stream2 two minutes behind: four minutes apart, a session
+    request from one to the other is neither refused as busy nor dropped as stale."""
+    clients = [LiveClient(cluster.ws_url("api2"), pcm) for _ in STREAM_HOSTS]  # one slot each: they spread
+    try:
+        hosts = {session_host(cluster, client.job_id) for client in clients}
+        for client in clients:
+            client.wait_for(is_final)
+    finally:
+        for client in clients:
+            client.close()
+    assert hosts == set(STREAM_HOSTS)
+    record("live sessions through api2 (clock +120 s)", f"served by {sorted(hosts)} (stream2 at -120 s)")
+
+
 def test_a_stream_host_killed_mid_session_tells_the_client_and_keeps_the_finals(cluster: Cluster, pcm: bytes) -> None:
     client = LiveClient(cluster.ws_url("api1"), pcm)
     host = session_host(cluster, client.job_id)
