@@ -34,6 +34,8 @@ from tests.support.speech import REFERENCE_SENTENCES, make_long_recording
 from tests.support.waiting import wait_until
 from tests.support.ws_clients import open_ws
 
+pytestmark = pytest.mark.integration
+
 FINAL_STATUSES = {"succeeded", "failed", "canceled"}
 
 
