@@ -39,15 +39,24 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 
 
 @pytest.fixture(scope="session")
-def cluster() -> Iterator[Cluster]:
+def cluster(speech_dir: Path) -> Iterator[Cluster]:
+    from tests.cluster.load import SteadyLoad
+    from tests.support.speech import REFERENCE_SENTENCES, make_long_recording
+
     root = Path(tempfile.mkdtemp(prefix=netns.RUN_DIR_PREFIX))
     bed = Cluster(root)
+    load: SteadyLoad | None = None
     try:
         bed.build_network()
         bed.start_infra()
         bed.start_oddasr()
         netns.enter_for_good("client")  # from here on the test speaks as the client host
+        load = SteadyLoad(bed, make_long_recording(REFERENCE_SENTENCES[:1], speech_dir / "cluster-load.wav"))
+        load.start()
         yield bed
+        counts = load.finish()
+        record("steady load (a job every 4 s through both APIs, all faults)", str(counts))
+        assert counts["lost"] == 0 and counts["failed"] == 0, counts
     finally:
         bed.teardown()
         assert not netns.leftovers(), netns.leftovers()
