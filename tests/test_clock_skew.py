@@ -24,11 +24,12 @@ import pytest
 import redis
 
 from shared.db.migrate import upgrade_to_head
-from shared.db.models import Job, JobStatus, utc_now
+from shared.db.models import JobStatus, utc_now
 from shared.db.repository import JobRepository
 from shared.db.session import make_engine, make_session_factory
 from shared.stream_slots import STATE_IDLE, claim_slot, summarize_slots
 from shared.worker_presence import live_workers
+from tests.support.job_rows import job_row
 from tests.support.servers import PostgresServer, RedisServer
 
 pytestmark = pytest.mark.skipif(shutil.which("faketime") is None, reason="faketime is not installed")
@@ -101,8 +102,7 @@ def postgres_url(postgres_server: PostgresServer) -> str:
 def running_job(url: str) -> tuple[JobRepository, str]:
     jobs = JobRepository(make_session_factory(make_engine(url)))
     job_id = uuid.uuid4().hex
-    jobs.create(Job(id=job_id, status=JobStatus.QUEUED, mode="file", queue="cpu", options={}, progress=0.0,
-                    attempts=0))
+    jobs.create(job_row(job_id))
     assert jobs.transition(job_id, JobStatus.RUNNING)
     return jobs, job_id
 
@@ -148,8 +148,7 @@ def test_a_webhook_scheduled_on_one_host_is_claimed_by_a_skewed_sender(postgres_
 
     jobs = JobRepository(make_session_factory(make_engine(postgres_url)))
     job_id = uuid.uuid4().hex
-    jobs.create(Job(id=job_id, status=JobStatus.QUEUED, mode="file", queue="cpu", options={}, progress=0.0,
-                    attempts=0, callback_url="https://example.invalid/hook"))
+    jobs.create(job_row(job_id, callback_url="https://example.invalid/hook"))
     assert jobs.transition(job_id, JobStatus.RUNNING)
     assert jobs.transition(job_id, JobStatus.SUCCEEDED)
     (delivery,) = WebhookRepository(jobs.session_factory).for_job(job_id)
