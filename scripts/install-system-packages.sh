@@ -4,7 +4,9 @@
 #   venv: Debian's python3 needs python3-venv before `python3 -m venv` works
 #   test: espeak-ng + sox (speech with known text), postgresql, redis-server, chromium (the web
 #         page's browser tests drive it through Playwright; Playwright's own download is not used),
-#         prometheus (promtool checks the scrape config; a real Prometheus runs the README's queries)
+#         prometheus (promtool checks the scrape config; a real Prometheus runs the README's queries),
+#         faketime (a process whose clock is minutes off: the clock-skew tests), iproute2 + iptables
+#         (`make cluster-test`: hosts as network namespaces, partitions as firewall rules)
 set -euo pipefail
 profile="${1:-test}"
 need=()
@@ -17,6 +19,9 @@ case "$profile" in
     ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
     have_cmd chromium || need+=(chromium)
     have_cmd promtool || need+=(prometheus)
+    have_cmd faketime || need+=(faketime)
+    have_cmd ip || need+=(iproute2)
+    have_cmd iptables || need+=(iptables)
     ;;
   run) ;;
   venv) need+=(python3-venv) ;;

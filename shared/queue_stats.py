@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis
 
 from shared import redis_keys
+from shared.redis_clock import redis_now_s
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class Completion:
 
     audio_s: float
     processing_s: float
-    finished_at_s: float  # unix time
+    finished_at_s: float  # unix time on Redis' clock: the workers that finish jobs run on different hosts
 
     def to_json(self) -> str:
         return json.dumps({"audio_s": round(self.audio_s, 3), "processing_s": round(self.processing_s, 3),
@@ -155,6 +155,7 @@ def record_completion_quietly(client: redis.Redis, queue: str, audio_s: float | 
     if not queue or not audio_s:
         return
     try:
-        record_completion(client, queue, Completion(audio_s, processing_s, time.time() if now_s is None else now_s))
+        finished_at_s = redis_now_s(client) if now_s is None else now_s
+        record_completion(client, queue, Completion(audio_s, processing_s, finished_at_s))
     except Exception:  # Redis down or slow: the job succeeded all the same
         logger.warning("could not record the statistics of a job on queue %s", queue, exc_info=True)

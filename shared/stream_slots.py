@@ -14,6 +14,10 @@ needs the worker ready and subscribed before the first audio byte, and must not 
 queued message that starts minutes later when the client is long gone. A claim that
 succeeds or fails in one round trip gives all three; a queue gives none of them.
 
+Every time in a slot (heartbeat, claim) is Redis' own (`TIME` inside the scripts,
+`shared.redis_clock`): the worker that writes a heartbeat and the API that judges it run on
+different hosts whose clocks may disagree by minutes.
+
 A worker that dies stops refreshing its slot: the slot is never claimed again and is dropped
 by the next claim once it is well past the heartbeat timeout. A restarted process registers
 a new slot under a new id.
@@ -24,13 +28,13 @@ from __future__ import annotations
 import json
 import os
 import socket
-import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 
 from shared import redis_keys
+from shared.redis_clock import LUA_NOW_S, redis_now_s
 
 STATE_IDLE = "idle"
 STATE_CLAIMED = "claimed"
@@ -43,7 +47,7 @@ SLOT_FORGET_AFTER_S = 60.0
 #: stays within this share of its cores: the rest is headroom for the VAD, the relay and bursts.
 CAPACITY_SHARE = 0.9
 
-# KEYS[1] slots hash, KEYS[2] fence counter; ARGV: now_s, ttl_s, forget_s, session_id, share
+# KEYS[1] slots hash, KEYS[2] fence counter; ARGV: now_s ('' = Redis' clock), ttl_s, forget_s, session_id, share
 # Admission by measured capacity: every process reports the cores its sessions use now
 # (`load_cores`), what one session costs (`session_cost_cores`), its host's cores (`cores`) and
 # whether all its sessions keep up (`admit`). A host's load is the sum over its processes of the
@@ -54,7 +58,7 @@ CAPACITY_SHARE = 0.9
 # Among the slots that fit, the one whose process runs the fewest sessions: sessions spread
 # over processes (and their interpreters' locks) instead of filling one first.
 _CLAIM_LUA = """
-local now = tonumber(ARGV[1])
+local now = tonumber(ARGV[1]) or """ + LUA_NOW_S + """
 local ttl = tonumber(ARGV[2])
 local forget = tonumber(ARGV[3])
 local share = tonumber(ARGV[5])
@@ -119,10 +123,11 @@ chosen_slot['fence'] = fence
 chosen_slot['session'] = ARGV[4]
 chosen_slot['claimed_s'] = now
 redis.call('HSET', KEYS[1], chosen, cjson.encode(chosen_slot))
-return {chosen, fence}
+return {chosen, fence, tostring(now)}
 """
 
-# KEYS[1] slots hash; ARGV: worker, now_s, state, session, fence, host, pid, capacity (JSON)
+# KEYS[1] slots hash; ARGV: worker, now_s ('' = Redis' clock), state, session, fence, host, pid,
+# capacity (JSON)
 # Refreshes the heartbeat and the process's capacity figures. A missing slot (first beat, or
 # Redis restarted and lost it) is written with the state the worker believes it is in, so a busy
 # worker is never handed out.
@@ -134,7 +139,7 @@ if raw then
 else
   slot = {state = ARGV[3], session = ARGV[4], fence = tonumber(ARGV[5]), host = ARGV[6], pid = tonumber(ARGV[7])}
 end
-slot['heartbeat_s'] = tonumber(ARGV[2])
+slot['heartbeat_s'] = tonumber(ARGV[2]) or """ + LUA_NOW_S + """
 if ARGV[8] ~= '' then
   for key, value in pairs(cjson.decode(ARGV[8])) do
     slot[key] = value
@@ -144,7 +149,7 @@ redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(slot))
 return cjson.encode(slot)
 """
 
-# KEYS[1] slots hash; ARGV: worker, fence, now_s. Only the holder of the claim frees it.
+# KEYS[1] slots hash; ARGV: worker, fence, now_s ('' = Redis' clock). Only the holder of the claim frees it.
 _RELEASE_LUA = """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then
@@ -156,7 +161,7 @@ if tonumber(slot['fence']) ~= tonumber(ARGV[2]) then
 end
 slot['state'] = 'idle'
 slot['session'] = ''
-slot['heartbeat_s'] = tonumber(ARGV[3])
+slot['heartbeat_s'] = tonumber(ARGV[3]) or """ + LUA_NOW_S + """
 redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(slot))
 return 1
 """
@@ -168,6 +173,8 @@ class Claim:
 
     worker_id: str
     fence: int
+    #: Redis' time of the claim: deadlines for the worker are counted from it, on Redis' clock.
+    claimed_at_s: float = field(default=0.0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -194,35 +201,38 @@ class SlotSummary:
     idle: int
 
 
+def _arg(now_s: float | None) -> float | str:
+    """A script's time argument: a test's fixed time, or '' for Redis' own clock."""
+    return "" if now_s is None else now_s
+
+
 def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 def claim_slot(client: redis.Redis, session_id: str, now_s: float | None = None) -> Claim | None:
     """Atomically take an idle live slot for `session_id`; None when every worker is busy."""
-    now_s = time.time() if now_s is None else now_s
     result = client.eval(_CLAIM_LUA, 2, redis_keys.STREAM_SLOTS_HASH, redis_keys.STREAM_FENCE_COUNTER,
-                         now_s, SLOT_HEARTBEAT_TTL_S, SLOT_FORGET_AFTER_S, session_id, CAPACITY_SHARE)
+                         _arg(now_s), SLOT_HEARTBEAT_TTL_S, SLOT_FORGET_AFTER_S, session_id, CAPACITY_SHARE)
     if not result:
         return None
-    worker, fence = result
-    return Claim(worker_id=worker.decode() if isinstance(worker, bytes) else str(worker), fence=int(fence))
+    worker, fence, claimed_at_s = result
+    return Claim(worker_id=worker.decode() if isinstance(worker, bytes) else str(worker), fence=int(fence),
+                 claimed_at_s=float(claimed_at_s))
 
 
 def heartbeat_slot(client: redis.Redis, worker_id: str, *, state: str, session_id: str = "", fence: int = 0,
                    now_s: float | None = None, capacity: SlotCapacity | None = None) -> dict[str, object]:
     """Refresh this worker's slot (and its process's capacity figures); returns the slot as
     Redis holds it."""
-    now_s = time.time() if now_s is None else now_s
     fields = json.dumps(capacity.as_fields()) if capacity is not None else ""
-    raw = client.eval(_HEARTBEAT_LUA, 1, redis_keys.STREAM_SLOTS_HASH, worker_id, now_s, state, session_id, fence,
+    raw = client.eval(_HEARTBEAT_LUA, 1, redis_keys.STREAM_SLOTS_HASH, worker_id, _arg(now_s), state, session_id, fence,
                       socket.gethostname(), os.getpid(), fields)
     return json.loads(raw)
 
 
 def release_slot(client: redis.Redis, worker_id: str, fence: int, now_s: float | None = None) -> bool:
-    now_s = time.time() if now_s is None else now_s
-    return bool(client.eval(_RELEASE_LUA, 1, redis_keys.STREAM_SLOTS_HASH, worker_id, fence, now_s))
+    return bool(client.eval(_RELEASE_LUA, 1, redis_keys.STREAM_SLOTS_HASH, worker_id, fence, _arg(now_s)))
 
 
 def forget_slot(client: redis.Redis, worker_id: str) -> None:
@@ -232,7 +242,7 @@ def forget_slot(client: redis.Redis, worker_id: str) -> None:
 
 def summarize_slots(client: redis.Redis, now_s: float | None = None) -> SlotSummary:
     """How many stream workers are alive and how many of them are free, for /readyz."""
-    now_s = time.time() if now_s is None else now_s
+    now_s = redis_now_s(client) if now_s is None else now_s
     live = idle = 0
     for raw in client.hvals(redis_keys.STREAM_SLOTS_HASH):
         slot = json.loads(raw)
@@ -247,7 +257,7 @@ def slot_of_session(client: redis.Redis, session_id: str, now_s: float | None = 
     """The live worker that holds `session_id` now, as a claim (to resume the session), or
     None: the session ended, or its worker died. One read of a hash with one entry per stream
     worker process: small."""
-    now_s = time.time() if now_s is None else now_s
+    now_s = redis_now_s(client) if now_s is None else now_s
     for worker, raw in client.hgetall(redis_keys.STREAM_SLOTS_HASH).items():
         slot = json.loads(raw)
         if (slot.get("state") == STATE_CLAIMED and slot.get("session") == session_id

@@ -2,16 +2,17 @@
 
 One ZSET per queue (`redis_keys.queue_workers_key`) maps worker names to the time of their
 last heartbeat. Reading it is one Redis call, cheap enough for every submission, unlike a
-Celery broadcast (`inspect`) that waits a full timeout for replies.
+Celery broadcast (`inspect`) that waits a full timeout for replies. Heartbeats are stamped and
+judged with Redis' clock (`shared.redis_clock`): the worker and the API that reads its heartbeat
+run on hosts whose clocks may differ.
 """
 
 from __future__ import annotations
 
-import time
-
 import redis
 
 from shared import redis_keys
+from shared.redis_clock import redis_now_s
 
 
 def record_heartbeat(
@@ -21,7 +22,7 @@ def record_heartbeat(
     """Show `worker` alive for `queues`: as serving them once its models are `loaded`, before
     that as loading (routing and readiness count only workers that can start a job now).
     `processes` (its concurrency) lets queue estimates count parallel jobs; None leaves it out."""
-    now_s = time.time() if now_s is None else now_s
+    now_s = redis_now_s(client) if now_s is None else now_s
     with client.pipeline(transaction=False) as pipe:
         for queue in queues:
             if processes is not None:
@@ -48,7 +49,7 @@ def forget_worker(client: redis.Redis, worker: str, queues: list[str]) -> None:
 
 
 def _fresh_members(client: redis.Redis, key: str, now_s: float | None) -> list[str]:
-    now_s = time.time() if now_s is None else now_s
+    now_s = redis_now_s(client) if now_s is None else now_s
     members = client.zrangebyscore(key, now_s - redis_keys.WORKER_HEARTBEAT_TTL_S, "+inf")
     return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
 

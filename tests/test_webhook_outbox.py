@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -96,7 +95,7 @@ def test_one_sender_holds_a_delivery_and_redelivery_keeps_its_id(
     assert webhooks.fix_payload(delivery.id, "first") == "first"
     assert webhooks.fix_payload(delivery.id, "second") == "first"  # the body is fixed once
     attempt = {"at": "now", "status_code": 500, "error": None, "duration_ms": 3.0}
-    assert webhooks.finish_attempt(claim, attempt, DeliveryState.PENDING, utc_now() + timedelta(hours=1))
+    assert webhooks.finish_attempt(claim, attempt, DeliveryState.PENDING, 3600.0)
     assert webhooks.claim(delivery.id, hold_s=60) is None  # not due yet
     assert webhooks.due(utc_now()) == []
     assert webhooks.redeliver(delivery.id)

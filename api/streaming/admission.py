@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 import uuid
 from dataclasses import dataclass
 
@@ -37,6 +36,8 @@ from shared.stream_slots import Claim, release_slot
 
 logger = logging.getLogger(__name__)
 
+#: A session request not taken up by its worker this long after the claim is dropped by it.
+SESSION_REQUEST_TTL_S = 3.0
 DATABASE_UNAVAILABLE_MESSAGE = "the job database is unavailable; try again shortly"
 
 
@@ -160,10 +161,12 @@ class LiveAdmission:
 
     def _worker_request(self, session_id: str, claim: Claim, start: v.StartCommand,
                         protocol: str, principal: Principal) -> sm.SessionRequest:
-        """What the claimed worker is handed; stale (the worker drops it) after a few seconds."""
+        """What the claimed worker is handed; stale (the worker drops it) a few seconds after the
+        claim, both times on Redis' clock (the worker's host clock may differ from this one)."""
         return sm.SessionRequest(
             session_id=session_id, job_id=session_id, fence=claim.fence,
-            expires_at_s=time.time() + 3.0, sample_rate_hz=start.sample_rate_hz, language=start.language,
+            expires_at_s=claim.claimed_at_s + SESSION_REQUEST_TTL_S, sample_rate_hz=start.sample_rate_hz,
+            language=start.language,
             hotwords=start.hotwords, want_partials=start.want_partials, protocol=protocol,
             max_session_s=self.settings.stream_max_session_s, reprocess=start.reprocess, mode=start.mode,
             chunk_size=start.chunk_size, encoder_chunk_look_back=start.encoder_chunk_look_back,

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from shared.db.clock import db_now
 from shared.db.utc import UtcDateTime
 
 
@@ -35,6 +36,9 @@ class Job(Base):
     """One transcription request, from upload to result."""
 
     __tablename__ = "jobs"
+    #: `updated_at` is computed by the database: read it back with the insert, so a row handed
+    #: on after its session closed still has it.
+    __mapper_args__ = {"eager_defaults": True}
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     status: Mapped[str] = mapped_column(String(16), index=True, default=JobStatus.QUEUED)
@@ -60,7 +64,9 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now, index=True)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
-    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now, onupdate=utc_now)
+    #: The job's lease: every sign of life touches it, on the database's clock (`db_now`), and the
+    #: reconciler judges staleness on that same clock, never a host's.
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=db_now(), onupdate=db_now())
     #: Where the final status is POSTed (a signed webhook); None: the client polls.
     callback_url: Mapped[str | None] = mapped_column(Text, nullable=True)
     #: When retention deleted the job's audio and transcript (the row and status stay).

@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
-from shared.db.models import TERMINAL_STATUSES, Job, JobStatus, StreamSegment, utc_now
+from shared.db.clock import db_now, read_db_now
+from shared.db.models import TERMINAL_STATUSES, Job, JobStatus, StreamSegment
 from shared.db.webhooks import record_final_event, redact_payloads
 from shared.errors import InvalidTransitionError, NotFoundError
 from shared.transcript import Segment, Word
@@ -124,7 +125,7 @@ class JobRepository:
         sources = ALLOWED_SOURCES[target]
         if not sources:
             raise InvalidTransitionError(f"no transition leads to {target}")
-        values: dict[str, Any] = {"status": target, "updated_at": utc_now(), **fields}
+        values: dict[str, Any] = {"status": target, "updated_at": db_now(), **fields}
         if target == JobStatus.RUNNING:
             values["attempts"] = Job.attempts + 1
         with self._session_factory.begin() as session:
@@ -138,6 +139,12 @@ class JobRepository:
             logger.info("job %s -> %s", job_id, target.value)
         return changed
 
+    def db_now(self) -> datetime:
+        """The database's clock, the one every lease and cutoff is measured on (hosts' clocks
+        differ): callers derive their `stale_before` from it."""
+        with self._session_factory() as session:
+            return read_db_now(session)
+
     @property
     def session_factory(self) -> sessionmaker[Session]:
         """For the repositories of related tables (webhook deliveries) on the same database."""
@@ -149,7 +156,7 @@ class JobRepository:
             result = session.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.status == JobStatus.RUNNING)
-                .values(progress=progress, updated_at=utc_now())
+                .values(progress=progress, updated_at=db_now())
             )
             return result.rowcount == 1
 
@@ -157,7 +164,7 @@ class JobRepository:
         """Show the job is alive (its worker holds it); False once it is no longer running."""
         with self._session_factory.begin() as session:
             result = session.execute(
-                update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING).values(updated_at=utc_now())
+                update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING).values(updated_at=db_now())
             )
             return result.rowcount == 1
 
@@ -178,7 +185,7 @@ class JobRepository:
         with self._session_factory.begin() as session:
             session.execute(
                 update(Job).where(Job.id == job_id).values(audio_key=None, transcript_key=None, hotword_hits=None,
-                                                          updated_at=utc_now())
+                                                          updated_at=db_now())
             )
             session.execute(delete(StreamSegment).where(StreamSegment.job_id == job_id))
             redact_payloads(session, job_id)
@@ -189,7 +196,7 @@ class JobRepository:
         with self._session_factory.begin() as session:
             result = session.execute(
                 update(Job).where(Job.id == job_id, Job.status != JobStatus.CANCELED, Job.data_expired_at.is_(None))
-                .values(audio_key=audio_key, audio_size_bytes=size_bytes, updated_at=utc_now()))
+                .values(audio_key=audio_key, audio_size_bytes=size_bytes, updated_at=db_now()))
             return result.rowcount == 1
 
     def claim_stale_running(self, stale_before: datetime, limit: int = 100) -> list[tuple[str, str]]:
@@ -201,7 +208,7 @@ class JobRepository:
         makes it newer, so of several reapers racing for one job exactly one wins. That needs
         `stale_before` in the past, which is checked.
         """
-        if stale_before > utc_now():
+        if stale_before > self.db_now():
             raise ValueError("stale_before must lie in the past")
         with self._session_factory() as session:
             candidates = session.execute(
@@ -215,7 +222,7 @@ class JobRepository:
                 result = session.execute(
                     update(Job)
                     .where(Job.id == job_id, Job.status == JobStatus.RUNNING, Job.updated_at < stale_before)
-                    .values(updated_at=utc_now())
+                    .values(updated_at=db_now())
                 )
                 if result.rowcount == 1:
                     claimed.append((job_id, queue))
@@ -240,7 +247,7 @@ class JobRepository:
         """Claim queued jobs untouched since `stale_before` for sending again, each by one
         caller only (the claim touches the row, as `claim_stale_running` does; the touch also
         restarts the job's wait, so it is sent again at most once per threshold)."""
-        if stale_before > utc_now():
+        if stale_before > self.db_now():
             raise ValueError("stale_before must lie in the past")
         claimed = []
         for job_id in job_ids:
@@ -248,7 +255,7 @@ class JobRepository:
                 result = session.execute(
                     update(Job)
                     .where(Job.id == job_id, Job.status == JobStatus.QUEUED, Job.updated_at < stale_before)
-                    .values(updated_at=utc_now())
+                    .values(updated_at=db_now())
                 )
                 if result.rowcount == 1:
                     claimed.append(job_id)

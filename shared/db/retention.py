@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared.db.clock import db_now
 from shared.db.models import TERMINAL_STATUSES, Job, StreamSegment, utc_now
 from shared.db.webhooks import redact_payloads
 
@@ -44,7 +45,7 @@ class RetentionRepository:
 
     def forget_audio(self, job_id: str) -> None:
         with self._session_factory.begin() as session:
-            session.execute(update(Job).where(Job.id == job_id).values(audio_key=None, updated_at=utc_now()))
+            session.execute(update(Job).where(Job.id == job_id).values(audio_key=None, updated_at=db_now()))
 
     def mark_expired(self, job_id: str) -> None:
         """The job's objects are gone: forget their keys, a live session's sentences and the

@@ -16,12 +16,13 @@ from __future__ import annotations
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared.db.clock import db_now
 from shared.db.models import DeliveryState, Job, JobStatus, WebhookDelivery, utc_now
 
 #: Event types, by the job's final status; a live session's job ends as `stream.ended`.
@@ -52,7 +53,7 @@ def record_final_event(session: Session, job_id: str, target: JobStatus, stream_
     now = utc_now()
     session.add(WebhookDelivery(
         id=new_webhook_id(), job_id=job_id, event_type=event_type, url=row.callback_url,
-        state=DeliveryState.PENDING, attempts=[], schedule_step=0, next_attempt_at=now, created_at=now,
+        state=DeliveryState.PENDING, attempts=[], schedule_step=0, next_attempt_at=db_now(), created_at=now,
         updated_at=now,
     ))
 
@@ -89,8 +90,9 @@ class WebhookRepository:
             return session.get(WebhookDelivery, delivery_id)
 
     def due(self, due_before: datetime, limit: int = 100) -> list[str]:
-        """Pending deliveries due before `due_before` that no sender holds."""
-        now = utc_now()
+        """Pending deliveries due before `due_before` (a time on the database's clock) that no
+        sender holds."""
+        now = db_now()
         with self._session_factory() as session:
             query = (select(WebhookDelivery.id)
                      .where(WebhookDelivery.state == DeliveryState.PENDING,
@@ -107,8 +109,9 @@ class WebhookRepository:
 
     def claim(self, delivery_id: str, hold_s: float) -> Claim | None:
         """Take a due, pending, unheld delivery for one attempt; None when it is not due,
-        already ended, or another sender holds it."""
-        now = utc_now()
+        already ended, or another sender holds it. Due and held are judged by the database's
+        clock: the sender that claims and the one that scheduled may run on different hosts."""
+        now = db_now()
         token = uuid.uuid4().hex
         with self._session_factory.begin() as session:
             result = session.execute(
@@ -116,7 +119,7 @@ class WebhookRepository:
                 .where(WebhookDelivery.id == delivery_id, WebhookDelivery.state == DeliveryState.PENDING,
                        WebhookDelivery.next_attempt_at <= now,
                        or_(WebhookDelivery.locked_until.is_(None), WebhookDelivery.locked_until < now))
-                .values(locked_until=now + timedelta(seconds=hold_s), lock_token=token, updated_at=now)
+                .values(locked_until=db_now(hold_s), lock_token=token, updated_at=now)
             )
             if result.rowcount != 1:
                 return None
@@ -135,9 +138,10 @@ class WebhookRepository:
         return payload if stored is None else stored
 
     def finish_attempt(self, claim: Claim, attempt: dict[str, Any], state: DeliveryState,
-                       next_attempt_at: datetime | None) -> bool:
-        """Record one attempt and what follows it (delivered, gone, failed, or the next try)."""
-        now = utc_now()
+                       retry_in_s: float | None) -> bool:
+        """Record one attempt and what follows it (delivered, gone, failed, or the next try
+        `retry_in_s` from now on the database's clock)."""
+        now = db_now()
         with self._session_factory.begin() as session:
             delivery = session.get(WebhookDelivery, claim.delivery.id)
             if delivery is None or delivery.lock_token != claim.token:
@@ -145,7 +149,7 @@ class WebhookRepository:
             delivery.attempts = [*(delivery.attempts or []), attempt]
             delivery.schedule_step = (delivery.schedule_step or 0) + 1
             delivery.state = state
-            delivery.next_attempt_at = next_attempt_at or now
+            delivery.next_attempt_at = db_now(retry_in_s) if retry_in_s is not None else now
             delivery.locked_until = None
             delivery.lock_token = None
             delivery.updated_at = now
@@ -154,7 +158,7 @@ class WebhookRepository:
     def redeliver(self, delivery_id: str) -> bool:
         """Send an event again from the start of the schedule, same id; False while an
         attempt is in flight."""
-        now = utc_now()
+        now = db_now()
         with self._session_factory.begin() as session:
             result = session.execute(
                 update(WebhookDelivery)

@@ -218,22 +218,25 @@ class RedisServer(_Server):
 
     name = "redis"
 
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(self, directory: Path, port: int | None = None, bind_host: str = "127.0.0.1") -> None:
         super().__init__(directory)
         self.port = port or free_port()
         self.binary = find_redis_server()
+        #: The address it listens on: another host's (a network namespace's) in the cluster tests.
+        self.bind_host = bind_host
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.bind_host}:{self.port}/0"
 
     def _start(self) -> None:
         import redis
 
-        argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
-                "--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes"]
+        argv = [self.binary, "--port", str(self.port), "--bind", self.bind_host, "--dir", str(self.directory),
+                "--save", "", "--appendonly", "no", "--daemonize", "no",
+                "--protected-mode", "yes" if self.bind_host == "127.0.0.1" else "no"]
         self.process = _spawn(argv, self.log, cwd=self.directory)
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.5, socket_timeout=0.5)
+        client = redis.Redis(host=self.bind_host, port=self.port, socket_connect_timeout=0.5, socket_timeout=0.5)
         try:
             _wait_until(lambda: bool(client.ping()), self.process, "redis-server", self.log)
         finally:
@@ -269,8 +272,10 @@ class PostgresServer(_Server):
     user = "oddasr"
     database = "oddasr_test"
 
-    def __init__(self, directory: Path, bin_dir: Path | None = None, port: int | None = None) -> None:
+    def __init__(self, directory: Path, bin_dir: Path | None = None, port: int | None = None,
+                 bind_host: str = "127.0.0.1") -> None:
         super().__init__(directory)
+        self.bind_host = bind_host
         found = bin_dir or find_postgres_bin()
         if found is None:
             raise ServerUnavailable("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb)")
@@ -295,12 +300,12 @@ class PostgresServer(_Server):
     @property
     def url(self) -> str:
         """SQLAlchemy URL for psycopg 3 over TCP."""
-        return f"postgresql+psycopg://{self.user}@127.0.0.1:{self.port}/{self.database}"
+        return f"postgresql+psycopg://{self.user}@{self.bind_host}:{self.port}/{self.database}"
 
     @property
     def conninfo(self) -> str:
         """libpq connection string (for psycopg directly)."""
-        return f"host=127.0.0.1 port={self.port} user={self.user} dbname={self.database}"
+        return f"host={self.bind_host} port={self.port} user={self.user} dbname={self.database}"
 
     def _run(self, argv: list[str]) -> None:
         result = subprocess.run(argv, cwd=self.cluster_root, capture_output=True, text=True, user=self.run_as,
@@ -316,12 +321,15 @@ class PostgresServer(_Server):
         if first_start:
             self._run([str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", self.user, "--auth=trust",
                        "--no-sync", "--encoding=UTF8", "--locale=C"])
+            if self.bind_host != "127.0.0.1":  # clients on the other hosts of the test network
+                with (self.data_dir / "pg_hba.conf").open("a") as hba:
+                    hba.write("host all all samenet trust\n")
         argv = [str(self.bin_dir / "postgres"), "-D", str(self.data_dir), "-p", str(self.port),
-                "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.socket_dir}",
+                "-c", f"listen_addresses={self.bind_host}", "-c", f"unix_socket_directories={self.socket_dir}",
                 "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
                 "-c", "shared_buffers=32MB", "-c", "max_connections=100", "-c", "logging_collector=off"]
         self.process = _spawn(argv, self.log, cwd=self.cluster_root, user=self.run_as)
-        admin = f"host=127.0.0.1 port={self.port} user={self.user} dbname=postgres connect_timeout=1"
+        admin = f"host={self.bind_host} port={self.port} user={self.user} dbname=postgres connect_timeout=1"
 
         def answers() -> bool:
             with psycopg.connect(admin, autocommit=True) as conn:
@@ -377,8 +385,9 @@ class S3Server(_Server):
     secret_key = "oddasr-test-secret"
     region = "us-east-1"
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, bind_host: str = "127.0.0.1") -> None:
         super().__init__(directory)
+        self.bind_host = bind_host
         self.binary = find_weed()
         names = ["master", "master.grpc", "volume", "volume.grpc", "filer", "filer.grpc", "s3", "s3.grpc",
                  "admin", "admin.grpc"]
@@ -386,7 +395,7 @@ class S3Server(_Server):
 
     @property
     def endpoint_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports['s3']}"
+        return f"http://{self.bind_host}:{self.ports['s3']}"
 
     def _start(self) -> None:
         import boto3
@@ -402,7 +411,7 @@ class S3Server(_Server):
         }]}))
         p = self.ports
         argv = [
-            self.binary, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            self.binary, "mini", f"-dir={data}", f"-ip={self.bind_host}", f"-ip.bind={self.bind_host}",
             f"-master.port={p['master']}", f"-master.port.grpc={p['master.grpc']}",
             f"-volume.port={p['volume']}", f"-volume.port.grpc={p['volume.grpc']}",
             f"-filer.port={p['filer']}", f"-filer.port.grpc={p['filer.grpc']}",

@@ -30,7 +30,6 @@ import redis
 from celery import Celery
 
 from shared.config import Settings
-from shared.db.models import utc_now
 from shared.db.repository import JobRepository
 from shared.db.retention import RetentionRepository
 from shared.db.speakers import SpeakerRepository
@@ -73,7 +72,7 @@ Sweep = Callable[[ReconcileContext], list[str]]
 
 def requeue_stale_running(ctx: ReconcileContext) -> list[str]:
     stale_after_s = ctx.settings.stale_job_after_s
-    claimed = ctx.jobs.claim_stale_running(utc_now() - timedelta(seconds=stale_after_s))
+    claimed = ctx.jobs.claim_stale_running(ctx.jobs.db_now() - timedelta(seconds=stale_after_s))
     for job_id, queue in claimed:
         logger.warning("job %s has had no sign of life for %.0f s; sending it to %s again", job_id, stale_after_s,
                        queue)
@@ -115,7 +114,7 @@ def held_by_broker(client: redis.Redis, queue: str, job_ids: Iterable[str], rese
 
 def requeue_stalled_queued(ctx: ReconcileContext) -> list[str]:
     threshold_s = ctx.settings.requeue_queued_after_s
-    cutoff = utc_now() - timedelta(seconds=threshold_s)
+    cutoff = ctx.jobs.db_now() - timedelta(seconds=threshold_s)
     candidates = ctx.jobs.stale_queued(cutoff)
     if not candidates:
         return []
@@ -138,7 +137,7 @@ def resend_due_webhooks(ctx: ReconcileContext) -> list[str]:
     """Deliveries due for a while that no task attempted (the sender died mid-send, the task
     was lost with Redis, or a retry was due hours after its failed attempt)."""
     webhooks = WebhookRepository(ctx.jobs.session_factory)
-    due = webhooks.due(utc_now() - timedelta(seconds=ctx.settings.webhook_sweep_after_s))
+    due = webhooks.due(ctx.jobs.db_now() - timedelta(seconds=ctx.settings.webhook_sweep_after_s))
     for delivery_id in due:
         send_webhook(ctx.app, ctx.settings, delivery_id)
     if due:
@@ -171,7 +170,7 @@ def fail_silent_streams(ctx: ReconcileContext) -> list[str]:
     """Live sessions whose worker stopped touching their job (it and the API both died: had
     either lived, it would have ended the job). They fail, keeping their stored sentences."""
     end = EndContext(settings=ctx.settings, jobs=ctx.jobs, redis=ctx.redis, celery=ctx.app)
-    silent = ctx.jobs.silent_streams(utc_now() - timedelta(seconds=ctx.settings.stale_job_after_s))
+    silent = ctx.jobs.silent_streams(ctx.jobs.db_now() - timedelta(seconds=ctx.settings.stale_job_after_s))
     failed = [job_id for job_id in silent if fail_job(end, job_id, "the live session's worker stopped answering")]
     for job_id in failed:
         logger.warning("live session %s had no sign of life for %.0f s; failed", job_id,

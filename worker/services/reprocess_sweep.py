@@ -29,7 +29,6 @@ from celery import Celery
 from redis.exceptions import LockError
 
 from shared.config import Settings
-from shared.db.models import utc_now
 from shared.db.repository import JobRepository
 from shared.jobs.dispatch import send_reprocess
 from shared.redis_keys import reprocess_claim_key
@@ -114,7 +113,7 @@ def claim_owed_reprocessing(settings: Settings, jobs: JobRepository, celery: Cel
     """One sweep: claim the sessions owed their reprocessing (at most
     `reprocess_sweep_max_sessions`, a SQL LIMIT) that nobody holds, and send each its copy
     task. Returns the sessions sent."""
-    now = utc_now()
+    now = jobs.db_now()  # the sessions' ends were stamped on other hosts' clocks: judge by the database's
     owed = jobs.streams_owed_reprocessing(now - REPROCESS_LOOKBACK, now - REPROCESS_GRACE,
                                           limit=settings.reprocess_sweep_max_sessions)
     sent = []

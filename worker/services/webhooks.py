@@ -24,7 +24,6 @@ import random
 import threading
 import time
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 import requests
@@ -200,8 +199,7 @@ def attempt_delivery(ctx: WebhookContext, delivery_id: str) -> AttemptOutcome | 
         if status_code is not None and 300 <= status_code < 400:
             error = "redirect not followed"
     attempt = {"at": iso(started_at), "status_code": status_code, "error": error, "duration_ms": duration_ms}
-    next_at = utc_now() + timedelta(seconds=retry_in_s) if retry_in_s is not None else None
-    ctx.webhooks.finish_attempt(claim, attempt, state, next_at)
+    ctx.webhooks.finish_attempt(claim, attempt, state, retry_in_s)
     record_webhook_attempt("retry" if state == DeliveryState.PENDING else state.value)
     log = logger.info if state == DeliveryState.DELIVERED else logger.warning
     log("webhook %s (%s of job %s) attempt %d: %s -> %s", delivery.id, delivery.event_type, delivery.job_id,

@@ -6,19 +6,19 @@ from __future__ import annotations
 import json
 import socket
 import sys
-import time
 
 import redis
 
 from shared import redis_keys
 from shared.config import get_settings
+from shared.redis_clock import redis_now_s
 from shared.stream_slots import SLOT_HEARTBEAT_TTL_S
 
 
 def main() -> int:
     client = redis.Redis.from_url(get_settings().effective_redis_url, socket_connect_timeout=3, socket_timeout=3)
     host = socket.gethostname()
-    now_s = time.time()
+    now_s = redis_now_s(client)  # heartbeats are stamped with Redis' clock
     for raw in client.hvals(redis_keys.STREAM_SLOTS_HASH):
         slot = json.loads(raw)
         if slot.get("host") == host and now_s - float(slot.get("heartbeat_s", 0)) <= SLOT_HEARTBEAT_TTL_S:

@@ -192,7 +192,8 @@ class StreamWorker:
         request = SessionRequest.model_validate_json(item[1])
         try:
             slot = self._beat()
-            if slot.get("fence") != request.fence or time.time() > request.expires_at_s:
+            # The slot's heartbeat time is Redis' clock, as the request's deadline is.
+            if slot.get("fence") != request.fence or float(str(slot.get("heartbeat_s", 0))) > request.expires_at_s:
                 logger.warning("stream worker %s: dropping a stale session request %s", self.worker_id,
                                request.session_id)
                 release_slot(self.runtime.redis, self.worker_id, request.fence)
