@@ -54,7 +54,9 @@ standin() {  # standin IMAGE DOCKERFILE [FILE...]: build IMAGE from DOCKERFILE, 
     cp "$standins/$dockerfile" "$standins"/*.sh "$context/"
     [ $# -eq 0 ] || cp "$@" "$context/"
     # The recipe: this stand-in's own files, so that changing one stand-in rebuilds only it.
-    recipe="$(cat "$context/$dockerfile" "$context/${dockerfile%%.*}"-*.sh "$@" 2>/dev/null | sha256sum | cut -c1-16)"
+    local own=("$context/$dockerfile")
+    [ -f "$context/${dockerfile%%.*}-entrypoint.sh" ] && own+=("$context/${dockerfile%%.*}-entrypoint.sh")
+    recipe="$(cat "${own[@]}" "$@" | sha256sum | cut -c1-16)"
     timed "stand-in $image" quietly docker build --network host --build-arg "STANDIN_RECIPE=$recipe" \
         -f "$context/$dockerfile" -t "$image" "$context"
 }

@@ -113,6 +113,9 @@ timed "compose up, checks and down" env IMAGES_TEST_PROJECT="$project" "$python"
 
 left="$(docker ps -aq --filter "label=com.docker.compose.project=$project")$(docker network ls -q --filter "label=com.docker.compose.project=$project")$(docker volume ls -q --filter "label=com.docker.compose.project=$project")"
 [ -z "$left" ] || { echo "images-test: the compose project left containers, networks or volumes behind" >&2; exit 1; }
+# Images stay as the layer cache of the next run; those that a newer build replaced (untagged,
+# "dangling") go, on an engine of our own only.
+[ -n "$engine_ours" ] && docker image prune --force >/dev/null
 figure "whole images-test: $(( $(date +%s) - started_s )) s"
 { date -u +"run of %Y-%m-%d %H:%M UTC"; cat "$state/figures"; } > "$results"
 echo "images-test: figures in ${results#"$root"/}"
