@@ -11,6 +11,9 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
+# One run at a time on a machine: the engines that runs start share /var/lib/docker.
+exec 9>/tmp/oddasr-images-test.lock
+flock 9
 python="${IMAGES_TEST_PYTHON:-$root/.venv/bin/python}"
 with_gpu="${IMAGES_TEST_GPU:-1}"
 state="$(mktemp -d /tmp/oddasr-images-test.XXXXXX)"
@@ -44,10 +47,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
+install_start_s=$(date +%s)
 scripts/install-system-packages.sh images
 DOCKER_HOST="$(scripts/images/engine.sh start "$state/engine")"
 export DOCKER_HOST
 [ -f "$state/engine/started.pid" ] && engine_ours=1
+figure "install (when missing) and start of the engine: $(( $(date +%s) - install_start_s )) s"
 echo "images-test: Docker engine at $DOCKER_HOST ($( [ -n "$engine_ours" ] && echo "started for this test" || echo "already running"))"
 # The legacy builder (Debian's engine has no buildx): the Dockerfiles need nothing BuildKit adds.
 export DOCKER_BUILDKIT=0
@@ -68,7 +73,18 @@ timed "stand-in images" scripts/images/standins.sh "$weed" "$([ "$with_gpu" = 1 
 # it on loopback to the builds (they use the host's network) with PyPI for its dependencies.
 torch_args=()
 if "$python" -m pip download --quiet --no-deps --only-binary :all: "torch==2.13.0+cpu" -d "$state/wheels" 2>/dev/null; then
-    port="$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    # The same port on every run when it is free: the address is a build argument, and a new
+    # value would rebuild every layer after it.
+    port="$("$python" -c '
+import socket
+for port in [*range(38123, 38133), 0]:
+    try:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))
+            print(s.getsockname()[1])
+            break
+    except OSError:
+        continue')"
     "$python" -m http.server --bind 127.0.0.1 --directory "$state/wheels" "$port" >/dev/null 2>&1 &
     wheel_server_pid=$!
     torch_args=(--build-arg TORCH_INDEX_URL=https://pypi.org/simple
