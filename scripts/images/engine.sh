@@ -59,7 +59,7 @@ stop)
     rm -f "$state/started.pid"
     # Anything of the engine's still mounted under its exec root (netns files of containers).
     if [ -d "$state/run" ]; then
-        grep -o " $state/run/[^ ]*" /proc/mounts | sort -r | while read -r mountpoint; do
+        { grep -o " $state/run/[^ ]*" /proc/mounts || true; } | sort -r | while read -r mountpoint; do
             umount "$mountpoint" 2>/dev/null || true
         done
         rm -rf "$state/run"
