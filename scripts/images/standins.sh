@@ -57,7 +57,7 @@ standin() {  # standin IMAGE DOCKERFILE [FILE...]: build IMAGE from DOCKERFILE, 
     local own=("$context/$dockerfile")
     [ -f "$context/${dockerfile%%.*}-entrypoint.sh" ] && own+=("$context/${dockerfile%%.*}-entrypoint.sh")
     recipe="$(cat "${own[@]}" "$@" | sha256sum | cut -c1-16)"
-    timed "stand-in $image" quietly docker build --network host --build-arg "STANDIN_RECIPE=$recipe" \
+    timed "stand-in $image" quietly docker build --network host --force-rm --build-arg "STANDIN_RECIPE=$recipe" \
         -f "$context/$dockerfile" -t "$image" "$context"
 }
 

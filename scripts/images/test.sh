@@ -96,7 +96,7 @@ build() {  # build IMAGE DOCKERFILE [ARGS...]
     shift 2
     local start_s log="$state/build-${image%%:*}.log"
     start_s=$(date +%s)
-    docker build --network host -f "$dockerfile" -t "$image" "$@" . > "$log" 2>&1 \
+    docker build --network host --force-rm -f "$dockerfile" -t "$image" "$@" . > "$log" 2>&1 \
         || { tail -n 40 "$log" >&2; return 1; }
     figure "build of $image ($dockerfile): $(( $(date +%s) - start_s )) s"
     figure "size of $image: $(docker image inspect --format '{{.Size}}' "$image" | awk '{printf "%.0f MB", $1 / 1e6}')"
