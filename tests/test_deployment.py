@@ -107,3 +107,27 @@ def test_the_compose_api_requires_keys_and_passes_the_exposure_check() -> None:
     assert api_exposure_problem(Settings(**fields)) is None
     fields["auth_mode"] = "off"
     assert "auth_mode=off" in (api_exposure_problem(Settings(**fields)) or "")
+
+
+def test_services_built_from_one_dockerfile_share_one_named_image() -> None:
+    """Each Dockerfile is built once (`make images-test` builds them, then `docker compose up
+    --no-build`): every service with a build names its image, one name per Dockerfile."""
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    images: dict[str, set[str]] = {}
+    for name, service in services.items():
+        if "build" in service:
+            assert "image" in service, f"{name} builds an image but names none"
+            images.setdefault(service["build"]["dockerfile"], set()).add(service["image"])
+    assert set(images) == set(DOCKERFILES)
+    assert all(len(names) == 1 for names in images.values()), images
+
+
+def test_the_build_context_carries_only_what_the_images_copy() -> None:
+    """Without a .dockerignore the context is the whole checkout, .venv (gigabytes) included."""
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert ignored[ignored.index("*") + 1:], "everything is excluded first, then what is copied"
+    for dockerfile in DOCKERFILES:
+        text = (ROOT / dockerfile).read_text()
+        for line in re.findall(r"^COPY\s+(.+)$", text, flags=re.MULTILINE):
+            for source in line.split()[:-1]:
+                assert f"!{source}" in ignored, f"{dockerfile} copies {source}, which .dockerignore leaves out"

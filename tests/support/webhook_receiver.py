@@ -1,4 +1,4 @@
-"""A webhook receiver on 127.0.0.1 for tests: records every request, answers from a script."""
+"""A webhook receiver for tests (on 127.0.0.1 unless told): records every request, answers from a script."""
 
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ class Receiver:
 
 
 @contextmanager
-def running_receiver() -> Iterator[Receiver]:
+def running_receiver(host: str = "127.0.0.1") -> Iterator[Receiver]:
+    """`host`: the address to listen on; a container reaches the host at its network's gateway."""
     receiver = Receiver(url="")
 
     class Handler(BaseHTTPRequestHandler):
@@ -57,8 +58,8 @@ def running_receiver() -> Iterator[Receiver]:
         def log_message(self, *_args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    receiver.url = f"http://127.0.0.1:{server.server_address[1]}"
+    server = ThreadingHTTPServer((host, 0), Handler)
+    receiver.url = f"http://{host}:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
