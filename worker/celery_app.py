@@ -40,6 +40,7 @@ from shared.db.session import make_engine, make_session_factory
 from shared.host_spread import LocalStorageWatch
 from shared.logs import configure_logging
 from shared.metrics.process_group import end_process_group, serve_metrics_port, start_process_group
+from shared.redis_connect import make_redis
 from shared.redis_keys import WORKER_HEARTBEAT_INTERVAL_S
 from shared.storage import Storage, make_storage
 from shared.worker_presence import forget_worker, record_heartbeat
@@ -99,7 +100,7 @@ class _Heartbeat:
         self.processes = 1
         self.jobs: JobRepository | None = None
         self.storage: Storage | None = None
-        self.client = redis.Redis.from_url(_settings.effective_redis_url, socket_connect_timeout=3, socket_timeout=5)
+        self.client = make_redis(_settings, socket_connect_timeout=3, socket_timeout=5)
         #: False on a node that serves only webhooks: no engine to wait for, no reconciling.
         self.runs_jobs = True
         #: Warns when `storage_backend=local` while other hosts serve this deployment.
