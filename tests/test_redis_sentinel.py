@@ -13,18 +13,23 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import redis
 import requests
+import soundfile
 from redis.sentinel import SentinelConnectionPool
 
 from shared.celery_factory import make_celery
 from shared.config import Settings
 from shared.redis_connect import celery_broker_url, limits_storage_uri, make_redis
+from shared.stream_slots import summarize_slots
 from tests.support.sentinel import MASTER_NAME, sentinel_bed
-from tests.support.speech import synthesize
+from tests.support.speech import REFERENCE_SENTENCES, make_long_recording, synthesize
 from tests.support.stack import running_stack, wait_for_job
 from tests.support.waiting import wait_until
+from tests.support.ws_clients import oddasr_session
+from tests.test_streaming_faults import LiveClient, is_final
 
 NEW_WORK_GOAL_S = 30.0
 
@@ -106,3 +111,48 @@ def test_master_killed_under_load(tmp_path: Path, speech_dir: Path, capsys: pyte
             sys.stdout.write(f"\n{line}\n")
         assert len(succeeded) == len(accepted), {job_id: job["status"] for job_id, job in finals.items()}
         assert new_work_after_s < NEW_WORK_GOAL_S
+
+
+def test_a_live_session_across_a_failover_ends_clearly_and_new_sessions_work(
+        tmp_path: Path, speech_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    wav = make_long_recording([REFERENCE_SENTENCES[1], REFERENCE_SENTENCES[3], REFERENCE_SENTENCES[5]],
+                              speech_dir / "sentinel-stream-three.wav", gap_s=1.2)
+    samples, _ = soundfile.read(wav, dtype="int16")
+    pcm = samples.tobytes()
+    with sentinel_bed(tmp_path / "redis") as bed, running_stack(
+            tmp_path, bed.master.url, file_concurrency=1, sentence_concurrency=1,
+            redis_sentinels=bed.addresses, redis_sentinel_master=MASTER_NAME, stream_idle_timeout_s=2.0,
+            stream_slot_wait_s=2.0, stream_worker_timeout_s=1.5, stream_api_timeout_s=2.0) as stack:
+        stack.start_stream_workers(1)
+        stack.wait_stream_slots(1)
+        ws_url = f"ws://127.0.0.1:{stack.settings.ws_port}/v1/asr"
+        client = LiveClient(ws_url, pcm)
+        client.wait_for(lambda m: m["header"]["name"] == "TranscriptionResultChanged")
+        finals_before = sum(is_final(m) for _, m in client.messages)
+        bed.master.process.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
+        killed_s = time.monotonic()
+        _, ending = client.wait_for(lambda m: m["header"]["status"] != 0 or
+                                    m["header"]["name"] == "TranscriptionCompleted", timeout_s=60)
+        # Seen by then (LiveClient stamps a message when its recv() began, too early to quote).
+        ended_after_s = time.monotonic() - killed_s
+        client.close()
+        assert ending["header"]["status"] != 0 and ending["header"]["status_text"], ending
+        wait_until(lambda: bed.current_master_port() == bed.replica.port, "the sentinels to promote the replica",
+                   timeout_s=60)
+        sentinel_client = make_redis(stack.settings, socket_timeout=3)
+        wait_until(lambda: summarize_slots(sentinel_client).idle >= 1, "a stream slot on the new master",
+                   timeout_s=60)
+        slot_back_after_s = time.monotonic() - killed_s
+        short = tmp_path / "short.wav"
+        soundfile.write(short, np.frombuffer(pcm[:5 * 32000], dtype="<i2"), 16000, subtype="PCM_16")
+        log = oddasr_session(ws_url, short, chunk_bytes=32000, interval_s=0.1,
+                             stop_message={"name": "STOP_SESSION_REQ", "task_id": ""})
+        assert log.messages[0].data["header"]["status"] == 0, log.messages[0].data
+        assert log.close_code == 1000
+        job = wait_for_job(stack, client.job_id, timeout_s=60)
+        line = (f"sentinel failover under a live session: ended with status {ending['header']['status']} "
+                f"({ending['header']['status_text']!r}) within {ended_after_s:.1f} s of the kill, "
+                f"{finals_before} final(s) before it; its job {job['status']}; a new session served "
+                f"{slot_back_after_s:.1f} s after the kill")
+        with capsys.disabled():
+            sys.stdout.write(f"\n{line}\n")
