@@ -75,10 +75,12 @@ def limits_storage_uri(settings: Settings) -> str:
 
 def make_limits_storage(uri: str, key_prefix: str, **options: Any) -> RedisStorage:
     """The `limits` counters' storage for `uri` (`limits_storage_uri`): a Sentinel one reads
-    and writes the master only (a replica may lag behind a counter just charged). Its password,
-    if any, goes to the sentinels too (limits does so): give them the master's `requirepass`."""
+    and writes the master only (a replica may lag behind a counter just charged). The master's
+    password stays off the sentinels, as with redis-py's and kombu's clients (limits would send
+    it to them too)."""
     if uri.startswith("redis+sentinel://"):
+        sentinel_kwargs = {key: value for key, value in options.items() if key.startswith("socket_")}
         return RedisSentinelStorage(uri, use_replicas=False, key_prefix=key_prefix,
-                                    sentinel_kwargs={k: v for k, v in options.items() if k.startswith("socket_")},
+                                    sentinel_kwargs={"username": None, "password": None, **sentinel_kwargs},
                                     **options)
     return RedisStorage(uri, key_prefix=key_prefix, **options)

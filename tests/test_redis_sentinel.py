@@ -22,7 +22,7 @@ from redis.sentinel import SentinelConnectionPool
 
 from shared.celery_factory import make_celery
 from shared.config import Settings
-from shared.redis_connect import celery_broker_url, limits_storage_uri, make_redis
+from shared.redis_connect import celery_broker_url, limits_storage_uri, make_limits_storage, make_redis
 from shared.stream_slots import summarize_slots
 from tests.support.sentinel import MASTER_NAME, sentinel_bed
 from tests.support.speech import REFERENCE_SENTENCES, make_long_recording, synthesize
@@ -54,6 +54,25 @@ def test_without_sentinels_nothing_changes() -> None:
     client = make_redis(settings)
     assert not isinstance(client.connection_pool, SentinelConnectionPool)
     assert client.connection_pool.connection_kwargs["port"] == 6390
+
+
+def test_a_master_password_reaches_the_master_and_not_the_sentinels(tmp_path: Path) -> None:
+    """Every client kind (redis-py, Celery's kombu transport, the limits counters) finds the
+    master through sentinels that ask for no password, and authenticates to the master."""
+    with sentinel_bed(tmp_path / "redis", password="s3cret") as bed:
+        settings = Settings(redis_url=bed.master.url, redis_sentinels=bed.addresses,
+                            redis_sentinel_master=MASTER_NAME)
+        client = make_redis(settings, socket_timeout=3)
+        client.set("oddasr:test:sentinel", "1")
+        assert client.connection_pool.get_master_address()[1] == bed.master.port
+        with make_celery(settings).connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1)
+            connection.default_channel.client.lpush("oddasr:test:kombu", "1")
+        storage = make_limits_storage(limits_storage_uri(settings), "oddasr:test:limits", socket_timeout=3)
+        assert storage.incr("counter", 60) == 1
+        master = redis.Redis(port=bed.master.port, password="s3cret")
+        assert master.exists("oddasr:test:sentinel", "oddasr:test:kombu") == 2
+        assert any(key.startswith(b"oddasr:test:limits") for key in master.keys("*"))
 
 
 def test_master_killed_under_load(tmp_path: Path, speech_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
