@@ -14,13 +14,18 @@ two stream hosts, a client; root only), then, speaking as the client host:
 
 All hosts share this machine's cores: two worker hosts do not have twice the CPU of one, so
 the ratio says what the second host costs and gives here, not what it gives on two machines.
-Transcripts or webhooks delivered twice are not counted: no job of the bed has a callback_url.
+Every job of the steady load carries a `callback_url` to a receiver on the client host, and
+both worker hosts also run `oddasr webhook-worker`: the webhooks received are counted per job
+(a job with two final events = delivered twice; one event id received twice = a redelivery,
+which the receiver dedupes by `webhook-id`).
 Run (root): `PYTHONPATH=. .venv/bin/python bench/cluster.py [--jobs 8]`
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import json
 import sys
 import tempfile
 import time
@@ -32,12 +37,46 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.cluster import netns  # noqa: E402
-from tests.cluster.bed import API_HOSTS, Cluster  # noqa: E402
+from tests.cluster.bed import API_HOSTS, WORKER_HOSTS, Cluster, address  # noqa: E402
 from tests.cluster.load import FINAL_STATUSES, SteadyLoad  # noqa: E402
 from tests.support.speech import REFERENCE_SENTENCES, make_long_recording  # noqa: E402
+from tests.support.webhook_receiver import Receiver, running_receiver  # noqa: E402
+
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"bench-cluster-webhook-secret-32b").decode()
 
 #: After the last fault the load goes on this long before it stops and is counted.
 LOAD_AFTER_LAST_FAULT_S = 20.0
+
+
+class WebhookCluster(Cluster):
+    """The bed with webhooks on: a signing secret, the bed's subnet allowed as a destination,
+    and a webhooks node on each worker host."""
+
+    def environment(self, host: str) -> dict[str, str]:
+        env = super().environment(host)
+        env["ODDASR_WEBHOOK_SECRETS"] = WEBHOOK_SECRET
+        env["ODDASR_WEBHOOK_ALLOWED_NETWORKS"] = f"{netns.SUBNET}.0/24"
+        return env
+
+    def start_host(self, host: str) -> None:
+        super().start_host(host)
+        if host in WORKER_HOSTS:
+            self.spawn(host, "webhook-worker", ["webhook-worker"])
+
+
+def webhook_counts(receiver: Receiver, job_ids: list[str]) -> dict[str, int]:
+    """Final events received per job: missing, exactly once, more than once; and redeliveries."""
+    events: dict[str, set[str]] = {}
+    seen_ids: list[str] = []
+    for request in list(receiver.requests):
+        body = json.loads(request.body)
+        seen_ids.append(request.headers.get("webhook-id", ""))
+        events.setdefault(str(body["data"].get("id") or body["data"].get("job_id")), set()).add(
+            request.headers.get("webhook-id", ""))
+    return {"jobs without a webhook": sum(job_id not in events for job_id in job_ids),
+            "jobs with exactly one": sum(len(events.get(job_id, ())) == 1 for job_id in job_ids),
+            "jobs with two or more distinct events": sum(len(events.get(job_id, ())) > 1 for job_id in job_ids),
+            "redeliveries of one event id": len(seen_ids) - len(set(seen_ids))}
 
 
 def _final(cluster: Cluster, job_id: str, timeout_s: float = 600.0) -> dict:
@@ -78,30 +117,37 @@ def main() -> None:
     # Not under the bed's run directory: building the network removes earlier runs' ones.
     wav_dir = Path(tempfile.mkdtemp(prefix="oddasr-bench-cluster-"))
     wav = make_long_recording(REFERENCE_SENTENCES[:1], wav_dir / "one-sentence.wav")
-    cluster = Cluster(Path(tempfile.mkdtemp(prefix=netns.RUN_DIR_PREFIX)))
+    cluster = WebhookCluster(Path(tempfile.mkdtemp(prefix=netns.RUN_DIR_PREFIX)))
     try:
         cluster.build_network()
         cluster.start_infra()
         cluster.start_oddasr()
         netns.enter_for_good("client")
+        throughput(cluster, wav, 4)  # warm-up, not counted: each worker process's first job is slower
         two_per_min, two_ok = throughput(cluster, wav, args.jobs)
         print(f"throughput, 2 worker hosts: {two_per_min:.1f} jobs/min ({two_ok}/{args.jobs} succeeded)", flush=True)
 
-        load = SteadyLoad(cluster, wav)
-        load.start()
-        time.sleep(8.0)
-        assert cluster.redis_server is not None
-        cluster.restart_infra(cluster.redis_server)
-        print("fault: Redis restarted (empty)", flush=True)
-        time.sleep(20.0)
-        killed = cluster.kill_host("work2")
-        last_fault_s = time.monotonic()
-        print(f"fault: worker host work2 SIGKILLed ({killed} processes)", flush=True)
-        time.sleep(LOAD_AFTER_LAST_FAULT_S)
-        counts = load.finish()
-        print(f"steady load through the faults: {counts}; every accepted job final "
-              f"{time.monotonic() - last_fault_s:.1f} s after the last fault (the load went on "
-              f"{LOAD_AFTER_LAST_FAULT_S:.0f} s past it)", flush=True)
+        with running_receiver(address("client")) as receiver:
+            load = SteadyLoad(cluster, wav, fields={"callback_url": f"{receiver.url}/hook"})
+            load.start()
+            time.sleep(8.0)
+            assert cluster.redis_server is not None
+            cluster.restart_infra(cluster.redis_server)
+            print("fault: Redis restarted (empty)", flush=True)
+            time.sleep(20.0)
+            killed = cluster.kill_host("work2")
+            last_fault_s = time.monotonic()
+            print(f"fault: worker host work2 SIGKILLed ({killed} processes)", flush=True)
+            time.sleep(LOAD_AFTER_LAST_FAULT_S)
+            counts = load.finish()
+            print(f"steady load through the faults: {counts}; every accepted job final "
+                  f"{time.monotonic() - last_fault_s:.1f} s after the last fault (the load went on "
+                  f"{LOAD_AFTER_LAST_FAULT_S:.0f} s past it)", flush=True)
+            job_ids = [job_id for job_id, _ in load.accepted]
+            wait_s = time.monotonic() + 60.0  # deliveries follow the jobs' ends
+            while time.monotonic() < wait_s and webhook_counts(receiver, job_ids)["jobs without a webhook"]:
+                time.sleep(1.0)
+            print(f"webhooks of the steady load: {webhook_counts(receiver, job_ids)}", flush=True)
 
         one_per_min, one_ok = throughput(cluster, wav, args.jobs)
         print(f"throughput, 1 worker host: {one_per_min:.1f} jobs/min ({one_ok}/{args.jobs} succeeded)", flush=True)
