@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import redis
 from flask import Flask
 
 from api.auth import register_auth
@@ -30,6 +29,7 @@ from shared.db.repository import JobRepository
 from shared.db.session import make_engine, make_session_factory
 from shared.errors import OddAsrError
 from shared.hotwords import HotwordEntry, parse_hotword_lines
+from shared.redis_connect import limits_storage_uri, make_redis
 from shared.storage import make_storage
 
 logger = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.ensure_ascii = False  # type: ignore[attr-defined]  # Chinese text stays readable
     session_factory = make_session_factory(make_engine(settings.database_url))
     job_repository = JobRepository(session_factory)
-    redis_client = redis.Redis.from_url(settings.effective_redis_url, socket_connect_timeout=3, socket_timeout=10,
+    redis_client = make_redis(settings, socket_connect_timeout=3, socket_timeout=10,
                                         health_check_interval=30)
     app.extensions[EXTENSION_KEY] = ApiDeps(
         settings=settings,
@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         redis=redis_client,
         celery=make_celery(settings, name="oddasr-api"),
         api_keys=ApiKeyRepository(session_factory, resolve_hash_key(settings.api_key_hash_secret, settings.data_dir)),
-        limiter=KeyLimiter(settings.effective_redis_url, redis_client, job_repository.count_in_flight,
+        limiter=KeyLimiter(limits_storage_uri(settings), redis_client, job_repository.count_in_flight,
                            job_repository.count_live_sessions),
         hotword_sets=HotwordSetRepository(session_factory),
         default_hotwords=load_default_hotwords(settings),

@@ -18,12 +18,12 @@ from collections.abc import Callable, Iterator
 
 import redis
 from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerMinute
-from limits.storage import RedisStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
 
 from api.principal import Principal
 from shared import redis_keys
 from shared.errors import ServiceUnavailableError, TooManyRequestsError
+from shared.redis_connect import make_limits_storage
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +36,8 @@ IN_FLIGHT_LOCK_TIMEOUT_S = 10.0
 class KeyLimiter:
     def __init__(self, redis_url: str, client: redis.Redis, count_in_flight: Callable[[str], int],
                  count_live_sessions: Callable[[str], int] | None = None) -> None:
-        self._storage = RedisStorage(redis_url, key_prefix=redis_keys.RATE_LIMIT_PREFIX,
-                                     socket_connect_timeout=3, socket_timeout=5)
+        self._storage = make_limits_storage(redis_url, redis_keys.RATE_LIMIT_PREFIX,
+                                            socket_connect_timeout=3, socket_timeout=5)
         self._limiter = SlidingWindowCounterRateLimiter(self._storage)
         self._redis = client
         self._count_in_flight = count_in_flight

@@ -18,13 +18,13 @@ import math
 
 import redis
 from limits import RateLimitItemPerDay
-from limits.storage import RedisStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import redis_keys
 from shared.config import Settings
 from shared.db.models import ApiKey
+from shared.redis_connect import make_limits_storage
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +52,8 @@ class AudioAllowance:
     """Charges against keys' daily audio allowance, from a worker."""
 
     def __init__(self, redis_url: str) -> None:
-        self._storage = RedisStorage(redis_url, key_prefix=redis_keys.RATE_LIMIT_PREFIX,
-                                     socket_connect_timeout=3, socket_timeout=5)
+        self._storage = make_limits_storage(redis_url, redis_keys.RATE_LIMIT_PREFIX,
+                                            socket_connect_timeout=3, socket_timeout=5)
         self._limiter = SlidingWindowCounterRateLimiter(self._storage)
 
     def has_room(self, key_id: str, limit_s: int, seconds: int) -> bool:

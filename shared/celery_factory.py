@@ -19,6 +19,7 @@ from celery import Celery
 from kombu import Queue
 
 from shared.config import QUEUE_CPU, QUEUE_GPU, QUEUE_SENTENCE, QUEUE_WEBHOOKS, Settings
+from shared.redis_connect import celery_broker_url, celery_sentinel_options
 
 #: A publish is tried this many times (once, then one retry after a reconnect).
 PUBLISH_ATTEMPTS = 2
@@ -35,9 +36,10 @@ def broker_socket_timeout_s(settings: Settings) -> float:
 
 
 def make_celery(settings: Settings, name: str = "oddasr") -> Celery:
-    app = Celery(name, broker=settings.effective_redis_url)
+    app = Celery(name, broker=celery_broker_url(settings))
     socket_timeout_s = broker_socket_timeout_s(settings)
     transport_options = {
+        **celery_sentinel_options(settings),
         "visibility_timeout": settings.visibility_timeout_s,
         "socket_connect_timeout": min(3.0, socket_timeout_s),
         "socket_timeout": socket_timeout_s,

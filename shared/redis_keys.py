@@ -46,6 +46,9 @@
   token) on a live session still owed its reprocessing: the reconciler that sends the copy
   task takes it, the task renews it while it copies and deletes it when done; a worker that
   dies holding it lets it expire (`reprocess_claim_lease_s`) and another node takes it.
+- ``oddasr:hosts:api``  sorted set ``{API host name: unix time (Redis' clock) it last said so}``;
+  each API process adds its host at start and on every /readyz, so a worker with local storage
+  can tell that an API runs on another machine (`shared.host_spread`).
 - Celery's queues: the names in `shared.config` (``cpu``, ``gpu``, ``sentence``); kombu keeps
   each as lists ``{queue}`` and, for messages sent with a priority, ``{queue}\x06\x16{3,6,9}``.
   The API's /metrics reads their lengths (`celery_queue_lists`).
@@ -82,6 +85,7 @@ def job_events_channel(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}:events"
 
 
+API_HOSTS_ZSET = f"{PREFIX}:hosts:api"
 STREAM_SLOTS_HASH = f"{PREFIX}:stream:slots"
 STREAM_FENCE_COUNTER = f"{PREFIX}:stream:fence"
 

@@ -37,8 +37,10 @@ from shared.celery_factory import make_celery
 from shared.config import QUEUE_WEBHOOKS, get_settings
 from shared.db.repository import JobRepository
 from shared.db.session import make_engine, make_session_factory
+from shared.host_spread import LocalStorageWatch
 from shared.logs import configure_logging
 from shared.metrics.process_group import end_process_group, serve_metrics_port, start_process_group
+from shared.redis_connect import make_redis
 from shared.redis_keys import WORKER_HEARTBEAT_INTERVAL_S
 from shared.storage import Storage, make_storage
 from shared.worker_presence import forget_worker, record_heartbeat
@@ -98,9 +100,11 @@ class _Heartbeat:
         self.processes = 1
         self.jobs: JobRepository | None = None
         self.storage: Storage | None = None
-        self.client = redis.Redis.from_url(_settings.effective_redis_url, socket_connect_timeout=3, socket_timeout=5)
+        self.client = make_redis(_settings, socket_connect_timeout=3, socket_timeout=5)
         #: False on a node that serves only webhooks: no engine to wait for, no reconciling.
         self.runs_jobs = True
+        #: Warns when `storage_backend=local` while other hosts serve this deployment.
+        self.storage_watch = LocalStorageWatch(_settings, "worker")
 
     def run(self) -> None:
         next_reap_s = time.monotonic() + _settings.reaper_interval_s
@@ -110,6 +114,9 @@ class _Heartbeat:
                 record_heartbeat(self.client, self.node, self.queues, loaded=loaded, processes=self.processes)
             except redis.RedisError:
                 logger.warning("could not record the worker heartbeat; Redis unreachable")
+            if self.runs_jobs:
+                with contextlib.suppress(redis.RedisError):
+                    self.storage_watch.check(self.client, logger)
             if loaded and self.runs_jobs and time.monotonic() >= next_reap_s:
                 next_reap_s = time.monotonic() + _settings.reaper_interval_s
                 self._reap()

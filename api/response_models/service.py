@@ -23,6 +23,9 @@ class Readiness(PublicModel):
     file_queue_served: bool
     sentence_queue_served: bool
     stream_workers: dict[str, int]
+    warnings: dict[str, str] = Field(default_factory=dict, description="What works now but will not hold"
+                                     " (e.g. `storage`: local storage while processes run on other hosts);"
+                                     " never makes it unready.")
     details: str | Omitted = Field(None, description="Without an admin key: what is left out.")
 
 

@@ -7,8 +7,10 @@ to admin keys only (and to everyone with `auth_mode=off`, where every caller is 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
+import redis
 from flask import Blueprint, jsonify
 from sqlalchemy import text
 
@@ -16,6 +18,7 @@ from api.auth import optional_principal
 from api.deps import deps
 from api.response_models.service import Health, Readiness
 from shared.config import QUEUE_CPU, QUEUE_GPU, QUEUE_SENTENCE, Settings
+from shared.host_spread import local_storage_warning, other_hosts, record_api_host
 from shared.stream_slots import summarize_slots
 from shared.worker_presence import live_workers, loading_workers
 
@@ -108,6 +111,14 @@ def readyz():  # type: ignore[no-untyped-def]
         elif d.settings.stream_workers > 0 and not streams.get("live"):
             # A stream worker offers its slot only once its model is loaded.
             waiting_for["stream"] = "no stream worker has loaded its model yet"
+    warnings: dict[str, str] = {}
+    if checks["redis"][0]:
+        with contextlib.suppress(redis.RedisError):
+            record_api_host(d.redis)
+            warning = local_storage_warning(d.settings, other_hosts(d.redis) if d.settings.storage_backend == "local"
+                                            else {}, with_names=detailed)
+            if warning:
+                warnings["storage"] = warning
     ready = all(ok for ok, _ in checks.values()) and not waiting_for
     file_queue = d.settings.file_queue
     body = Readiness(
@@ -121,6 +132,7 @@ def readyz():  # type: ignore[no-untyped-def]
         file_queue_served=bool(presence.get(file_queue, {}).get("workers")),
         sentence_queue_served=bool(presence.get(QUEUE_SENTENCE, {}).get("workers")),
         stream_workers=streams,
+        warnings=warnings,
     )
     if not detailed:
         body.details = DETAILS_NOTE

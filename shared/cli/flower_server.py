@@ -14,6 +14,7 @@ import os
 import sys
 
 from shared.config import get_settings
+from shared.redis_connect import celery_broker_url
 
 
 def flower_environment(broker_url: str, basic_auth: str) -> dict[str, str]:
@@ -26,8 +27,10 @@ def flower_environment(broker_url: str, basic_auth: str) -> dict[str, str]:
 
 def main() -> None:
     settings = get_settings()
-    os.environ.update(flower_environment(settings.effective_redis_url, settings.flower_basic_auth))
-    argv = [sys.executable, "-m", "celery", "flower", *sys.argv[1:]]
+    os.environ.update(flower_environment(celery_broker_url(settings), settings.flower_basic_auth))
+    # Under Sentinel the broker needs transport options (the master's name): load the app that has them.
+    app = ["-A", "shared.cli.flower_app"] if settings.redis_sentinels else []
+    argv = [sys.executable, "-m", "celery", *app, "flower", *sys.argv[1:]]
     sys.stdout.flush()
     os.execv(argv[0], argv)
 

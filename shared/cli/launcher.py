@@ -157,7 +157,7 @@ class Launcher:
                         self.log_dir)
         # Migration steps are for `oddasr migrate`; here they would bury the line that matters.
         logging.getLogger("alembic").setLevel(logging.WARNING)
-        if not self.settings.redis_url:
+        if not self.settings.redis_url and not self.settings.redis_sentinels:
             self.start_redis()
         upgrade_to_head(self.settings.database_url)
         pool = commands.default_worker_pool(self.settings)

@@ -23,9 +23,11 @@ FINAL_STATUSES = {"succeeded", "failed", "canceled"}
 
 
 class SteadyLoad:
-    def __init__(self, cluster: Cluster, wav: Path) -> None:
+    def __init__(self, cluster: Cluster, wav: Path, fields: dict[str, str] | None = None) -> None:
         self._cluster = cluster
         self._wav = wav
+        #: Form fields sent with each job (bench/cluster.py: a callback_url).
+        self._fields = fields or {}
         self._stop = threading.Event()
         self.accepted: list[tuple[str, str]] = []  # (job id, the API host that took it)
         self.refused: Counter[str] = Counter()
@@ -42,7 +44,8 @@ class SteadyLoad:
             try:
                 with self._wav.open("rb") as audio:
                     response = requests.post(f"{self._cluster.api_url(api)}/v1/jobs",
-                                             files={"audio": (self._wav.name, audio)}, timeout=30)
+                                             files={"audio": (self._wav.name, audio)}, data=self._fields,
+                                             timeout=30)
             except requests.RequestException:
                 self.refused["no answer"] += 1
                 continue

@@ -36,7 +36,8 @@ class Receiver:
 
 @contextmanager
 def running_receiver(host: str = "127.0.0.1") -> Iterator[Receiver]:
-    """`host`: the address to listen on; a container reaches the host at its network's gateway."""
+    """`host`: the address to listen on; a container reaches the host at its network's gateway,
+    a cluster bed host's address is listened on from inside its namespace."""
     receiver = Receiver(url="")
 
     class Handler(BaseHTTPRequestHandler):

@@ -14,6 +14,7 @@ from functools import cache
 
 from shared.audio_allowance import AudioAllowance, charge_measured_audio, daily_limit_s
 from shared.db.models import Job
+from shared.redis_connect import limits_storage_uri
 from worker.services.runtime import WorkerRuntime
 
 logger = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ def charge_decoded_audio(runtime: WorkerRuntime, job: Job, decoded_s: float) -> 
         limit_s = daily_limit_s(runtime.jobs.session_factory, runtime.settings, job.api_key_id)
         if not limit_s:
             return 0
-        return charge_measured_audio(runtime.redis, allowance_for(runtime.settings.effective_redis_url),
+        return charge_measured_audio(runtime.redis, allowance_for(limits_storage_uri(runtime.settings)),
                                      job_id=job.id, key_id=job.api_key_id, limit_s=limit_s,
                                      admitted_s=job.audio_duration_s, measured_s=decoded_s)
     except Exception:  # a side effect of billing: it never fails the job

@@ -32,6 +32,7 @@ from shared.jobs.dispatch import send_transcribe
 from shared.jobs.final import EndContext, cancel_job
 from shared.jobs.keys import audio_key
 from shared.jobs.rows import queued_job
+from shared.redis_connect import limits_storage_uri
 from shared.schemas import JobOptions
 from shared.storage import Storage
 from worker.services.completion import FinishContext, Labels, fail
@@ -45,7 +46,7 @@ def _charge_refusal(jobs: JobRepository, settings: Settings, session: Job) -> st
     if not session.api_key_id or not limit_s:
         return None
     cost_s = charged_s(session.audio_duration_s)
-    allowance = AudioAllowance(settings.effective_redis_url)
+    allowance = AudioAllowance(limits_storage_uri(settings))
     if cost_s <= limit_s and allowance.charge(session.api_key_id, limit_s, cost_s):
         return None
     return (f"not reprocessed: the recording ({cost_s} s) does not fit in what is left of key"

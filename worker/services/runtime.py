@@ -18,6 +18,7 @@ from shared import redis_keys
 from shared.config import Settings
 from shared.db.repository import JobRepository
 from shared.db.session import make_engine, make_session_factory
+from shared.redis_connect import make_redis
 from shared.sensitive_words import SensitiveWords
 from shared.storage import Storage, make_storage
 from worker.engines.base import Engine
@@ -54,7 +55,7 @@ def build_runtime(settings: Settings) -> WorkerRuntime:
     engine = load_engine(settings)
     load_s = time.monotonic() - started_s
     record_model_load(engine.name, load_s)
-    client = redis.Redis.from_url(settings.effective_redis_url, socket_connect_timeout=5, socket_timeout=10)
+    client = make_redis(settings, socket_connect_timeout=5, socket_timeout=10)
     try:
         client.hincrby(redis_keys.MODEL_LOADS_HASH, identity, 1)
     except redis.RedisError:

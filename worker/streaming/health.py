@@ -7,16 +7,15 @@ import json
 import socket
 import sys
 
-import redis
-
 from shared import redis_keys
 from shared.config import get_settings
 from shared.redis_clock import redis_now_s
+from shared.redis_connect import make_redis
 from shared.stream_slots import SLOT_HEARTBEAT_TTL_S
 
 
 def main() -> int:
-    client = redis.Redis.from_url(get_settings().effective_redis_url, socket_connect_timeout=3, socket_timeout=3)
+    client = make_redis(get_settings(), socket_connect_timeout=3, socket_timeout=3)
     host = socket.gethostname()
     now_s = redis_now_s(client)  # heartbeats are stamped with Redis' clock
     for raw in client.hvals(redis_keys.STREAM_SLOTS_HASH):

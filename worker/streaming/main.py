@@ -27,6 +27,7 @@ from shared import redis_keys
 from shared.celery_factory import make_celery
 from shared.config import Settings, get_settings
 from shared.engines_catalog import file_engine
+from shared.host_spread import LocalStorageWatch
 from shared.logs import configure_logging
 from shared.stream_messages import SessionRequest
 from shared.stream_slots import (
@@ -67,6 +68,8 @@ class StreamProcess:
         self.stopping = threading.Event()
         self.slots = [StreamWorker(self) for _ in range(self._sessions_per_process(settings))]
         self.capacity = CapacityMonitor(self._running_lags)
+        #: Warns when `storage_backend=local` while other hosts serve this deployment.
+        self.storage_watch = LocalStorageWatch(settings, "stream worker")
 
     @staticmethod
     def _sessions_per_process(settings: Settings) -> int:
@@ -159,6 +162,8 @@ class StreamWorker:
         while not self._served.wait(SLOT_HEARTBEAT_INTERVAL_S):
             try:
                 self._beat()
+                if self is self.process.slots[0]:  # one look per process, not per slot
+                    self.process.storage_watch.check(self.runtime.redis, logger)
             except redis.RedisError:
                 logger.warning("stream worker %s: Redis unreachable; retrying", self.worker_id)
 
