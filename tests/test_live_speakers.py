@@ -147,6 +147,27 @@ def test_enrolled_anonymous_and_unknown_voices_at_the_default_threshold(embedder
     assert true_voice(truth, 0.0, 0.1) == "alice"
 
 
+def test_one_human_readers_short_sentences_stay_one_speaker(embedder) -> None:  # type: ignore[no-untyped-def]
+    """Beckett's five short sentences (1.1 to 3 s each), one real reader: his "No matter."
+    (1.1 s) scored under the same-voice threshold against "Ever tried, ever failed." and
+    became `Speaker 2` while a session ran on `make run`."""
+    from shared.audio import decode_16k_mono
+    from tests.support.human_speech import human_speech_dir
+    from worker.engines.fsmn_vad_lite import FsmnVadLite
+    from worker.engines.model_files import resolve_vad_model_dir
+
+    assets = human_speech_dir()
+    if assets is None:
+        pytest.skip("the moonshine_voice wheel (requirements/models.txt) is not installed")
+    samples = decode_16k_mono(assets / "beckett.wav")
+    sentences = FsmnVadLite(resolve_vad_model_dir(""), max_end_silence_ms=800).segments_ms(samples)
+    assert len(sentences) >= 4, sentences
+    labeler = LiveSpeakerLabeler(embedder, [], SpeakerSettings().live_speaker_match_threshold)
+    pad = SAMPLE_RATE_HZ // 5  # what a live final's clip holds around the VAD's sentence
+    labels = [labeler.label(samples[max(0, start * 16 - pad):end * 16 + pad]).label for start, end in sentences]
+    assert set(labels) == {"Speaker 1"}, list(zip(sentences, labels, strict=True))
+
+
 # --- the protocols -----------------------------------------------------------------------
 ALICE = v.SpeakerLabel("Alice", "Alice", 0.93)
 ANONYMOUS = v.SpeakerLabel("Speaker 2")
