@@ -167,3 +167,48 @@ def test_a_dropped_sentence_that_showed_partials_gives_up_its_index(engine: Moon
     assert session._close(100) == [] and session._index == 1
     session._open(200)
     assert session._close(250) == [] and session._index == 1, "no partial went out: the index stays"
+
+
+# --- phrases: a long sentence closes at a short pause -------------------------------------
+
+def _phrases(speech_dir: Path, texts: list[str], name: str) -> np.ndarray:
+    """`texts` said one after another: each synthetic sentence ends in ~0.37 s of silence, a
+    phrase's pause, well under the VAD's 800 ms end of speech."""
+    samples, _ = soundfile.read(make_long_recording(texts, speech_dir / name, gap_s=0.0), dtype="float32")
+    return samples
+
+
+def test_a_long_sentence_closes_at_a_phrase_pause(engine: MoonshineStreamEngine, speech_dir: Path) -> None:
+    """Three phrases of 3.1 s, 2.9 s and 2 s with 0.37 s pauses are one stretch of speech to the VAD.
+    Each becomes its own sentence, its final out before the next phrase's first partial (before,
+    one 8 s sentence was cut mid-phrase and the words after each pause were a long partial's
+    refresh)."""
+    texts = [REFERENCE_SENTENCES[1], REFERENCE_SENTENCES[7], REFERENCE_SENTENCES[4]]
+    events = stream(engine, _phrases(speech_dir, texts, "phrases-three.wav"))
+    finals = [e for e in events if e.kind == "final"]
+    assert [e.index for e in finals] == [0, 1, 2], [e.text for e in finals]
+    for final, text in zip(finals, texts, strict=True):
+        assert jiwer.wer(clean(text), clean(final.text)) <= 0.25, (text, final.text)
+    for earlier, later in zip(finals, finals[1:], strict=False):
+        assert earlier.end_ms <= later.start_ms
+        first_partial = next(i for i, e in enumerate(events) if e.kind == "partial" and e.index == later.index)
+        assert events.index(earlier) < first_partial, "the closed phrase's final comes first"
+
+
+def test_a_short_sentence_runs_on_over_a_pause(engine: MoonshineStreamEngine, speech_dir: Path) -> None:
+    """Under `PAUSE_CUT_AFTER_S` (3 s) a pause does not cut: "My brother bought a new car last
+    week" (2 s) and the next phrase stay one sentence, as the VAD has them."""
+    texts = [REFERENCE_SENTENCES[4], REFERENCE_SENTENCES[6]]
+    finals = [e for e in stream(engine, _phrases(speech_dir, texts, "phrases-short.wav")) if e.kind == "final"]
+    assert len(finals) == 1 and jiwer.wer(clean(" ".join(texts)), clean(finals[0].text)) <= 0.25, finals
+
+
+def test_a_pause_cut_that_no_speech_follows_makes_nothing_of_the_silence(engine: MoonshineStreamEngine,
+                                                                        speech_dir: Path) -> None:
+    """A 3 s phrase closes at its pause; then 2 s of silence: no second sentence (Moonshine makes
+    words of silence), and the VAD's own end of speech finds nothing open."""
+    samples = np.concatenate([_phrases(speech_dir, [REFERENCE_SENTENCES[1]], "phrase-alone.wav"),
+                              np.zeros(2 * 16000, dtype=np.float32)])
+    events = stream(engine, samples)
+    assert [e.kind for e in events if e.kind == "final"] == ["final"]
+    assert {e.index for e in events} == {0}, [(e.kind, e.index, e.text) for e in events]
