@@ -212,3 +212,17 @@ def test_a_pause_cut_that_no_speech_follows_makes_nothing_of_the_silence(engine:
     events = stream(engine, samples)
     assert [e.kind for e in events if e.kind == "final"] == ["final"]
     assert {e.index for e in events} == {0}, [(e.kind, e.index, e.text) for e in events]
+
+
+def test_phrase_cuts_do_not_depend_on_how_the_audio_arrives(engine: MoonshineStreamEngine, speech_dir: Path) -> None:
+    """A resumed session resends its audio from a byte offset, in other pieces: its sentences
+    and finals must be the same (pauses are found frame by frame on the stream's clock)."""
+    samples = _phrases(speech_dir, [REFERENCE_SENTENCES[1], REFERENCE_SENTENCES[7], REFERENCE_SENTENCES[4]],
+                       "phrases-three.wav")
+    finals_by_piece = []
+    for piece in (1600, 960, 2719):
+        session = engine.open_stream(StreamOptions(language="en", want_partials=False))
+        events = feed(session, samples, piece)
+        finals_by_piece.append([(e.start_ms, e.end_ms, e.text) for e in events if e.kind == "final"])
+    assert len(finals_by_piece[0]) == 3
+    assert finals_by_piece[0] == finals_by_piece[1] == finals_by_piece[2]

@@ -13,7 +13,8 @@ partials, a final decode when it closes), with what Moonshine's cost allows:
 - a sentence of 3 s or more closes at the next phrase's pause (250 ms, `PauseFinder`), where
   fsmn-vad waits for 800 ms: fluent speech rarely pauses that long, and the words after a
   pause then come as a new sentence's first partial instead of a long sentence's refresh.
-  Measured on bench/streaming.py's human speech: 23 % less CPU per session (shorter clips), and
+  Measured on bench/streaming.py's human speech: one session's decodes cost 23 % less (shorter
+  clips; the partials' pacing spends the saving on more partials under load), and
   eight sessions' first text p95 0.92 -> 0.44 and 0.57 s in runs on the same idle machine.
 
 Partials only run when the session's loop has no audio waiting (session_loop), so a busy core
@@ -33,7 +34,7 @@ import numpy as np
 from worker.engines.base import SAMPLE_RATE_HZ, StreamEvent, StreamOptions
 from worker.engines.moonshine_model import MoonshineModel, quietest_sample
 from worker.engines.partial_agreement import PartialAgreement, normalised_word
-from worker.engines.pause_finder import PauseFinder
+from worker.engines.pause_finder import PAUSE, PauseFinder
 from worker.engines.vad_sentences import VadSentenceSession, VadStream
 
 #: A sentence longer than this is cut at its quietest moment of the last `CUT_SEARCH_S` and
@@ -132,29 +133,28 @@ class MoonshineStreamSession(VadSentenceSession):
         #: Sample count when the last partial decode ran, and the audio step before the next.
         self._partial_heard = 0
         self._partial_step_ms = MIN_PARTIAL_STEP_MS
-        self._pauses = PauseFinder(SAMPLE_RATE_HZ)
+        self._pauses = PauseFinder(SAMPLE_RATE_HZ, PAUSE_CUT_MS)
         #: Where the last sentence was closed at a pause while the VAD still hears speech: the
         #: next opens where the speech comes back; None once it has (or the VAD spoke).
         self._paused_at_ms: int | None = None
         #: No decode reads audio before this: it went to the sentence closed at a pause.
         self._clip_floor_ms = 0
 
-    def accept_audio(self, samples: np.ndarray) -> list[StreamEvent]:
-        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
-        self._pauses.accept(samples)
-        finals = super().accept_audio(samples)
-        if self._open_start_ms is None:
-            if self._paused_at_ms is not None:
-                back_ms = self._pauses.speech_since_ms(self._paused_at_ms)
-                if back_ms is not None:
-                    self._open(max(self._paused_at_ms, back_ms - ONSET_LEAD_MS))
-                    self._paused_at_ms = None
-        elif self._now_ms() - self._open_start_ms >= PAUSE_CUT_AFTER_S * 1000:
-            quiet_ms = self._pauses.quiet_since_ms()
-            now_ms = self._now_ms()
-            if quiet_ms is not None and quiet_ms > self._open_start_ms and now_ms - quiet_ms >= PAUSE_CUT_MS:
-                finals.extend(self._close(quiet_ms))
-                self._paused_at_ms = self._clip_floor_ms = now_ms
+    def _on_audio(self, samples: np.ndarray) -> list[StreamEvent]:
+        """Close a long sentence at a pause, open the next where the speech comes back. Run on
+        the pause finder's events, each at its own time on the stream clock, so the sentences do
+        not depend on how the audio was cut into messages."""
+        finals: list[StreamEvent] = []
+        for kind, at_ms in self._pauses.accept(samples):
+            if kind == PAUSE:
+                opened_ms = self._open_start_ms
+                heard_ms = at_ms + PAUSE_CUT_MS  # the pause heard so far: the final's clip ends there
+                if opened_ms is not None and at_ms > opened_ms and heard_ms - opened_ms >= PAUSE_CUT_AFTER_S * 1000:
+                    finals.extend(self._close(at_ms, clip_end_ms=heard_ms))
+                    self._paused_at_ms = self._clip_floor_ms = heard_ms
+            elif self._open_start_ms is None and self._paused_at_ms is not None:
+                self._open(max(self._paused_at_ms, at_ms - ONSET_LEAD_MS))
+                self._paused_at_ms = None
         return finals
 
     def partial(self) -> StreamEvent | None:
@@ -198,7 +198,10 @@ class MoonshineStreamSession(VadSentenceSession):
         silence = np.zeros(PARTIAL_TRAILING_SILENCE_MS * SAMPLE_RATE_HZ // 1000, dtype=np.float32)
         return without_repeated_phrase(self._model.decode(np.concatenate([clip, silence])).split())
 
-    def _close(self, end_ms: int) -> list[StreamEvent]:
+    def _close(self, end_ms: int, clip_end_ms: int | None = None) -> list[StreamEvent]:
+        """Finalise the open sentence; its clip runs `PAD_MS` past `end_ms`, or to `clip_end_ms`
+        (a pause cut: the whole pause heard; 50 ms less and Moonshine ended a test's last
+        sentence with a comma)."""
         start_ms = self._open_start_ms if self._open_start_ms is not None else end_ms
         self._open_start_ms = None
         partials_sent = bool(self._agreement.shown)
@@ -206,7 +209,8 @@ class MoonshineStreamSession(VadSentenceSession):
         self._partial_step_ms = MIN_PARTIAL_STEP_MS
         text = ""
         if end_ms - start_ms >= MIN_FINAL_SPEECH_MS:  # else a click: Moonshine makes words of nothing
-            clip = self._clip(max(self._clip_floor_ms, start_ms - PAD_MS), end_ms + PAD_MS)
+            clip_end_ms = end_ms + PAD_MS if clip_end_ms is None else clip_end_ms
+            clip = self._clip(max(self._clip_floor_ms, start_ms - PAD_MS), clip_end_ms)
             text = self._model.decode(clip)
         if not text and partials_sent:
             # Partials went out under this index; the next sentence must not reuse it (a

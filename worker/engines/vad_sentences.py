@@ -53,7 +53,7 @@ class VadSentenceSession:
         samples = np.asarray(samples, dtype=np.float32).reshape(-1)
         self._window = np.concatenate([self._window, samples])
         self._total += samples.size
-        finals: list[StreamEvent] = []
+        finals = self._on_audio(samples)
         for start_ms, end_ms in self._vad.accept(samples):
             finals.extend(self._on_vad(*self._from_vad_clock(start_ms, end_ms)))
         if self._open_start_ms is not None and self._now_ms() - self._open_start_ms >= self.max_sentence_s * 1000:
@@ -75,6 +75,11 @@ class VadSentenceSession:
         return finals
 
     # --- for the engines -----------------------------------------------------------------
+    def _on_audio(self, samples: np.ndarray) -> list[StreamEvent]:
+        """New audio, already in the window, before the VAD hears it: an engine that cuts
+        sentences by other signs than the VAD's does it here (default: nothing)."""
+        return []
+
     def _close(self, end_ms: int) -> list[StreamEvent]:
         """Finalise the open sentence [open start, end_ms]; it is no longer open afterwards."""
         raise NotImplementedError
