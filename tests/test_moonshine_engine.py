@@ -226,3 +226,36 @@ def test_phrase_cuts_do_not_depend_on_how_the_audio_arrives(engine: MoonshineStr
         finals_by_piece.append([(e.start_ms, e.end_ms, e.text) for e in events if e.kind == "final"])
     assert len(finals_by_piece[0]) == 3
     assert finals_by_piece[0] == finals_by_piece[1] == finals_by_piece[2]
+
+
+class _SpeechWithoutEnd:
+    """A VAD that heard speech start at 0 and never end (speech in noise goes on for it)."""
+
+    def __init__(self) -> None:
+        self._started = False
+
+    def accept(self, samples: np.ndarray, is_final: bool = False) -> list[tuple[int, int]]:
+        if self._started:
+            return []
+        self._started = True
+        return [(0, -1)]
+
+
+def test_speech_that_comes_back_too_quiet_for_an_onset_is_still_transcribed(model: MoonshineModel,
+                                                                             speech_dir: Path) -> None:
+    """After a pause cut, speech that comes back under the loudness threshold (a soft voice in
+    noise) makes no onset. While the VAD still hears speech, the next sentence opens anyway where
+    the cut left off, so no audio falls between two sentences."""
+    phrase = _phrases(speech_dir, [REFERENCE_SENTENCES[1]], "phrase-alone.wav")
+    soft = _phrases(speech_dir, [REFERENCE_SENTENCES[4]], "phrase-soft.wav") * 10 ** (-40 / 20)  # 40 dB down
+    session = MoonshineStreamEngine(model, _VadFactory()).open_stream(StreamOptions(language="en"))
+    events = feed(session, np.concatenate([phrase, soft]), FRAME_SAMPLES, finish=False)
+    finals = [e for e in events if e.kind == "final"]
+    assert len(finals) == 1 and finals[0].end_ms < phrase.size // 16, "the loud phrase closed at its pause"
+    assert session._open_start_ms is not None and session._open_start_ms <= finals[0].end_ms + 400, \
+        "the soft speech after it is in an open sentence, from where the cut left off"
+
+
+class _VadFactory:
+    def open_stream(self) -> _SpeechWithoutEnd:
+        return _SpeechWithoutEnd()

@@ -50,6 +50,11 @@ CUT_SEARCH_S = 2.0
 PAUSE_CUT_AFTER_S = 3.0
 PAUSE_CUT_MS = 250
 ONSET_LEAD_MS = 100
+#: After a pause cut, while the VAD still hears speech and the pause finder has heard none come
+#: back for this long, the next sentence opens where the pause cut left off. Quiet speech in noise
+#: (under the loudness threshold, over the quiet one) comes back without an onset: it must still
+#: be transcribed. Longer than the VAD's end of speech (800 ms), which ends a true pause first.
+REOPEN_AFTER_PAUSE_MS = 1500
 #: Finals are decoded with this much audio around the VAD's sentence, so word onsets and
 #: endings are heard whole.
 PAD_MS = 200
@@ -153,8 +158,12 @@ class MoonshineStreamSession(VadSentenceSession):
                     finals.extend(self._close(at_ms, clip_end_ms=heard_ms))
                     self._paused_at_ms = self._clip_floor_ms = heard_ms
             elif self._open_start_ms is None and self._paused_at_ms is not None:
-                self._open(max(self._paused_at_ms, at_ms - ONSET_LEAD_MS))
+                late = at_ms - self._paused_at_ms >= REOPEN_AFTER_PAUSE_MS  # as if the check below came first
+                self._open(self._paused_at_ms if late else max(self._paused_at_ms, at_ms - ONSET_LEAD_MS))
                 self._paused_at_ms = None
+        if self._paused_at_ms is not None and self._now_ms() - self._paused_at_ms >= REOPEN_AFTER_PAUSE_MS:
+            self._open(self._paused_at_ms)  # from where the cut left off: no audio is left out
+            self._paused_at_ms = None
         return finals
 
     def partial(self) -> StreamEvent | None:
