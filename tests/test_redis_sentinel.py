@@ -24,8 +24,9 @@ from shared.celery_factory import make_celery
 from shared.config import Settings
 from shared.redis_connect import celery_broker_url, limits_storage_uri, make_limits_storage, make_redis
 from shared.stream_slots import summarize_slots
+from tests.support.live_sessions import three_sentence_pcm
 from tests.support.sentinel import MASTER_NAME, sentinel_bed
-from tests.support.speech import REFERENCE_SENTENCES, make_long_recording, synthesize
+from tests.support.speech import synthesize
 from tests.support.stack import running_stack, wait_for_job
 from tests.support.waiting import wait_until
 from tests.support.ws_clients import oddasr_session
@@ -133,10 +134,7 @@ def test_master_killed_under_load(tmp_path: Path, speech_dir: Path, capsys: pyte
 
 def test_a_live_session_across_a_failover_ends_clearly_and_new_sessions_work(
         tmp_path: Path, speech_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    wav = make_long_recording([REFERENCE_SENTENCES[1], REFERENCE_SENTENCES[3], REFERENCE_SENTENCES[5]],
-                              speech_dir / "sentinel-stream-three.wav", gap_s=1.2)
-    samples, _ = soundfile.read(wav, dtype="int16")
-    pcm = samples.tobytes()
+    pcm = three_sentence_pcm(speech_dir, "sentinel-stream-three.wav")
     with sentinel_bed(tmp_path / "redis") as bed, running_stack(
             tmp_path, bed.master.url, file_concurrency=1, sentence_concurrency=1,
             redis_sentinels=bed.addresses, redis_sentinel_master=MASTER_NAME, stream_idle_timeout_s=2.0,

@@ -3,7 +3,6 @@ restarted. Real processes, a Redis of this module's own (it is restarted here)."
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -18,8 +17,8 @@ import requests
 import soundfile
 
 from shared.cli import commands
+from tests.support.live_sessions import read_messages, resume_and_finish, three_sentence_pcm
 from tests.support.servers import RedisServer
-from tests.support.speech import REFERENCE_SENTENCES, make_long_recording
 from tests.support.stack import Stack, running_stack
 from tests.support.waiting import wait_until
 from tests.support.ws_clients import oddasr_session, open_ws
@@ -42,10 +41,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, own_redis: RedisServer) -> I
 
 @pytest.fixture(scope="module")
 def pcm(speech_dir: Path) -> bytes:
-    wav = make_long_recording([REFERENCE_SENTENCES[1], REFERENCE_SENTENCES[3], REFERENCE_SENTENCES[5]],
-                              speech_dir / "stream-three.wav", gap_s=1.2)
-    samples, _ = soundfile.read(wav, dtype="int16")
-    return samples.tobytes()
+    return three_sentence_pcm(speech_dir)
 
 
 class LiveClient:
@@ -156,20 +152,12 @@ def test_a_session_outlives_its_api_process_killed_and_the_client_resumes_throug
         stack: Stack, pcm: bytes) -> None:
     """A crash or a deploy of the API process: its worker holds the session as if the client's
     network had dropped; the client reconnects to the restarted API and loses nothing."""
-    from websockets.exceptions import ConnectionClosed
-
     url = f"ws://127.0.0.1:{stack.settings.port}/v1/stream"
     received: list[dict] = []
-
-    def collect(ws) -> None:  # type: ignore[no-untyped-def]
-        with contextlib.suppress(ConnectionClosed, OSError):
-            for raw in ws:
-                received.append(json.loads(raw))
-
     ws = open_ws(url)
     ws.send(json.dumps({"type": "Start", "language": "en"}))
     begin = json.loads(ws.recv(timeout=30))
-    reader = threading.Thread(target=collect, args=(ws,), daemon=True)
+    reader = threading.Thread(target=read_messages, args=(ws, received), daemon=True)
     reader.start()
     half = len(pcm) // 2 // 2 * 2
     for offset in range(0, half, 6400):
@@ -185,20 +173,8 @@ def test_a_session_outlives_its_api_process_killed_and_the_client_resumes_throug
     stack.wait_ready((stack.settings.file_queue,))
     assert job(stack, begin["job_id"], timeout_s=0)["status"] == "running", "the worker still holds it"
 
-    last_final = max(m["index"] for m in received if m["type"] == "Final")
-    with open_ws(url) as ws:
-        ws.send(json.dumps({"type": "Start", "session": begin["session_id"], "last_final": last_final}))
-        resumed = json.loads(ws.recv(timeout=30))
-        assert resumed["type"] == "Begin" and resumed["resumed"] is True, resumed
-        assert 0 < resumed["audio_received_bytes"] <= half
-        reader = threading.Thread(target=collect, args=(ws,), daemon=True)
-        reader.start()
-        rest = pcm[resumed["audio_received_bytes"]:]
-        for offset in range(0, len(rest), 6400):
-            ws.send(rest[offset:offset + 6400])
-            time.sleep(0.05)
-        ws.send(json.dumps({"type": "Close"}))
-        reader.join(timeout=60)
+    resumed, _ = resume_and_finish(url, begin, pcm, received)
+    assert 0 < resumed["audio_received_bytes"] <= half
     assert received[-1]["type"] == "Summary", received[-3:]
     indexes = [m["index"] for m in received if m["type"] == "Final"]
     assert indexes == list(range(len(indexes))) and len(indexes) >= 3, f"each final once, in order: {indexes}"

@@ -16,12 +16,11 @@ from pathlib import Path
 
 import pytest
 import requests
-import soundfile
 
 from shared.cli import commands
 from shared.db.repository import JobRepository
 from shared.db.session import make_engine, make_session_factory
-from tests.support.speech import REFERENCE_SENTENCES, make_long_recording
+from tests.support.live_sessions import three_sentence_pcm
 from tests.support.stack import Stack, running_stack
 from tests.support.ws_clients import open_ws
 
@@ -32,10 +31,7 @@ API_TIMEOUT_S = 2.0
 
 @pytest.fixture(scope="module")
 def pcm(speech_dir: Path) -> bytes:
-    wav = make_long_recording([REFERENCE_SENTENCES[1], REFERENCE_SENTENCES[3], REFERENCE_SENTENCES[5]],
-                              speech_dir / "stream-three.wav", gap_s=1.2)
-    samples, _ = soundfile.read(wav, dtype="int16")
-    return samples.tobytes()
+    return three_sentence_pcm(speech_dir)
 
 
 @contextlib.contextmanager

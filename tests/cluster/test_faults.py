@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import requests
-import soundfile
 
 from tests.cluster import netns
 from tests.cluster.bed import (
@@ -30,6 +29,7 @@ from tests.cluster.bed import (
     address,
 )
 from tests.cluster.conftest import record
+from tests.support.live_sessions import read_messages, resume_and_finish, three_sentence_pcm
 from tests.support.speech import REFERENCE_SENTENCES, make_long_recording
 from tests.support.waiting import wait_until
 from tests.support.ws_clients import open_ws
@@ -47,10 +47,7 @@ def long_wav(speech_dir: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def pcm(speech_dir: Path) -> bytes:
-    wav = make_long_recording([REFERENCE_SENTENCES[1], REFERENCE_SENTENCES[3], REFERENCE_SENTENCES[5]],
-                              speech_dir / "stream-three.wav", gap_s=1.2)
-    samples, _ = soundfile.read(wav, dtype="int16")
-    return samples.tobytes()
+    return three_sentence_pcm(speech_dir)
 
 
 def submit(cluster: Cluster, wav: Path, api: str = "api1") -> str:
@@ -237,19 +234,11 @@ def test_a_frozen_worker_host_loses_its_job_and_its_late_result_changes_nothing(
 
 def test_an_api_host_killed_under_a_live_session_the_client_resumes_through_the_other(
         cluster: Cluster, pcm: bytes) -> None:
-    from websockets.exceptions import ConnectionClosed
-
     received: list[dict] = []
-
-    def collect(ws) -> None:  # type: ignore[no-untyped-def]
-        with contextlib.suppress(ConnectionClosed, OSError):
-            for raw in ws:
-                received.append(json.loads(raw))
-
     ws = open_ws(f"ws://{address('api1')}:{9002}/v1/stream")
     ws.send(json.dumps({"type": "Start", "language": "en"}))
     begin = json.loads(ws.recv(timeout=30))
-    threading.Thread(target=collect, args=(ws,), daemon=True).start()
+    threading.Thread(target=read_messages, args=(ws, received), daemon=True).start()
     half = len(pcm) // 2 // 2 * 2
     for offset in range(0, half, 6400):
         ws.send(pcm[offset:min(offset + 6400, half)])
@@ -258,7 +247,7 @@ def test_an_api_host_killed_under_a_live_session_the_client_resumes_through_the_
     killed_s = time.monotonic()
     cluster.kill_host("api1")
     try:
-        resumed_s = resume_through_api2(begin, pcm, received, collect)
+        _, resumed_s = resume_and_finish(f"ws://{address('api2')}:{9002}/v1/stream", begin, pcm, received)
     finally:
         restart_host(cluster, "api1")
     indexes = [m["index"] for m in received if m["type"] == "Final"]
@@ -267,26 +256,6 @@ def test_an_api_host_killed_under_a_live_session_the_client_resumes_through_the_
     assert body["status"] == "succeeded" and len(body["result"]["segments"]) == len(indexes)
     record("an API host killed under a live session: resumed through the other API after",
            f"{resumed_s - killed_s:.2f} s, no final lost")
-
-
-def resume_through_api2(begin: dict, pcm: bytes, received: list[dict], collect) -> float:  # type: ignore[no-untyped-def]
-    """The client reconnects to the other API host after its last final; returns when it was
-    let in again."""
-    last_final = max(m["index"] for m in received if m["type"] == "Final")
-    with open_ws(f"ws://{address('api2')}:{9002}/v1/stream") as again:
-        again.send(json.dumps({"type": "Start", "session": begin["session_id"], "last_final": last_final}))
-        resumed = json.loads(again.recv(timeout=30))
-        resumed_s = time.monotonic()
-        assert resumed["type"] == "Begin" and resumed["resumed"] is True, resumed
-        reader = threading.Thread(target=collect, args=(again,), daemon=True)
-        reader.start()
-        rest = pcm[resumed["audio_received_bytes"]:]
-        for offset in range(0, len(rest), 6400):
-            again.send(rest[offset:offset + 6400])
-            time.sleep(0.05)
-        again.send(json.dumps({"type": "Close"}))
-        reader.join(timeout=60)
-    return resumed_s
 
 
 def test_a_worker_host_partitioned_from_redis_and_postgres_mid_job_then_healed(cluster: Cluster,
