@@ -73,3 +73,46 @@ def test_the_queued_task_carries_the_job_id_as_its_id(tmp_path: Path, redis_serv
     messages = [json.loads(raw) for raw in client.lrange("cpu", 0, -1)]
     assert [m["headers"]["id"] for m in messages] == [job_id]
     client.flushdb()
+
+
+class _StorageDown:
+    """Storage whose backend is unreachable: every read fails as S3 does when it is down."""
+
+    def download_to(self, key: str, path: Path) -> None:
+        from shared.errors import StorageError
+
+        raise StorageError(f"S3 download of {key} failed: could not connect to the endpoint URL")
+
+
+class _RetryRecorded(Exception):
+    pass
+
+
+def test_a_job_waiting_for_its_retry_is_not_sent_again_by_the_stale_sweep(worker_runtime: WorkerRuntime) -> None:
+    """Between a transient failure and the retry Celery holds back for its countdown, nothing
+    touches the running job; the stale sweep took that silence for a dead worker and sent a
+    second copy, whose retries then raced the first's (in the many-hosts test a job ran ten
+    times through one 30 s S3 outage). The lease now covers the countdown."""
+    from datetime import timedelta
+
+    from worker.tasks import _transcribe
+
+    job_id = uuid.uuid4().hex
+    worker_runtime.jobs.create(job_row(job_id, audio_key=audio_key(job_id)))
+    worker_runtime.storage = _StorageDown()  # type: ignore[assignment]
+    countdowns: list[float] = []
+
+    def retry(exc: Exception, countdown: float) -> Exception:
+        countdowns.append(countdown)
+        return _RetryRecorded()
+
+    task = SimpleNamespace(request=SimpleNamespace(retries=2), retry=retry)
+    with pytest.raises(_RetryRecorded):
+        _transcribe(task, worker_runtime, job_id)  # type: ignore[arg-type]
+    assert countdowns == [8]
+    assert worker_runtime.jobs.get(job_id).status == JobStatus.RUNNING
+    # Any silence up to now would make a job stale for a sweep with this cutoff; this one's
+    # lease runs 8 s ahead of its failure.
+    assert worker_runtime.jobs.claim_stale_running(worker_runtime.jobs.db_now() - timedelta(milliseconds=1)) == []
+    held_for = worker_runtime.jobs.get(job_id).updated_at - worker_runtime.jobs.db_now()
+    assert timedelta(seconds=7) < held_for <= timedelta(seconds=8)

@@ -7,7 +7,7 @@ import logging
 import redis
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from shared.config import get_settings
 from shared.db.models import JobStatus
@@ -83,6 +83,7 @@ def _transcribe(self: Task, runtime: WorkerRuntime, job_id: str) -> None:
             raise _failed(runtime, job_id, f"gave up after {MAX_TRANSIENT_RETRIES} retries: {exc}") from exc
         countdown_s = min(60, 2 ** (self.request.retries + 1))
         logger.warning("job %s hit a transient error (%s); retrying in %d s", job_id, exc, countdown_s)
+        _hold_for_retry(runtime, job_id, countdown_s)
         raise self.retry(exc=exc, countdown=countdown_s) from exc
     except Exception as exc:
         # A bug or an engine crash: the job fails with a reason, the worker lives on.
@@ -90,6 +91,15 @@ def _transcribe(self: Task, runtime: WorkerRuntime, job_id: str) -> None:
         raise _failed(runtime, job_id, f"internal error: {type(exc).__name__}: {exc}") from exc
     if status == JobStatus.FAILED:
         raise _job_failed(job_id, runtime.jobs.get(job_id).error or "transcription failed")
+
+
+def _hold_for_retry(runtime: WorkerRuntime, job_id: str, countdown_s: float) -> None:
+    """The job's lease covers the retry's wait; with the database itself down it cannot, and
+    the stale sweep may send the job once more (a second copy, never a lost job)."""
+    try:
+        runtime.jobs.hold_for_retry(job_id, countdown_s)
+    except SQLAlchemyError:
+        logger.warning("job %s: the database is down, its lease could not cover the retry's wait", job_id)
 
 
 @app.task(name=ENROLL_SPEAKER_TASK_NAME, bind=True, max_retries=MAX_TRANSIENT_RETRIES, ignore_result=True)

@@ -160,6 +160,19 @@ class JobRepository:
             )
             return result.rowcount == 1
 
+    def hold_for_retry(self, job_id: str, wait_s: float) -> bool:
+        """Stretch a running job's lease over the wait before its task's retry: its sign of life
+        is stamped `wait_s` ahead, so the stale sweep (which re-sends a job silent for
+        `stale_job_after_s`) leaves it to the retry that is coming instead of sending a second
+        copy, whose own retries would race the first's (a job ran ten times for one 30 s
+        storage outage, and either copy giving up failed it). False once it is no longer running."""
+        with self._session_factory.begin() as session:
+            result = session.execute(
+                update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING)
+                .values(updated_at=db_now(wait_s))
+            )
+            return result.rowcount == 1
+
     def touch_running(self, job_id: str) -> bool:
         """Show the job is alive (its worker holds it); False once it is no longer running."""
         with self._session_factory.begin() as session:
