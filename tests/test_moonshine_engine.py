@@ -149,6 +149,11 @@ def test_a_tail_decode_is_placed_behind_the_stable_words_only_where_they_are_fou
     assert without_repeated_phrase(looped) == \
         ["It", "was", "a", "season", "of", "light."]
     assert without_repeated_phrase(["no", "no", "no"]) == ["no", "no", "no"], "short repeats are speech"
+    # Moonshine base on a clip a Finalize cut mid-word: the loop's second copy cut by the token limit.
+    cut_loop = "Please send the report to my office please send the report to my"
+    assert without_repeated_phrase(cut_loop.split(" ")) == cut_loop.split(" ")[:7]
+    speech = "the cat sat on the mat and the cat"
+    assert without_repeated_phrase(speech.split(" ")) == speech.split(" "), "two words again at the end are speech"
 
 
 def test_a_number_with_many_zeros_is_not_cut_as_a_loop(model: MoonshineModel) -> None:

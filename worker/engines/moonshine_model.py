@@ -98,18 +98,26 @@ class MoonshineModel:
     name = MOONSHINE.name
     model_name = "moonshine-tiny-en"
 
-    def __init__(self, model_dir: Path | None = None, *, cpu_threads: int = 1) -> None:
+    def __init__(self, model_dir: Path | None = None, *, cpu_threads: int = 1, verified: bool = False,
+                 model_name: str | None = None, suffix: str = ".ort") -> None:
+        """`model_dir`: tiny-en by default; another model's files (Moonshine base, built by
+        worker/engines/moonshine_base.py) with `verified` when their caller checked them, named
+        `encoder_model{suffix}` and `decoder_model_merged{suffix}` beside `tokenizer.bin`."""
         import onnxruntime
 
-        model_dir = resolve_moonshine_dir(model_dir)
+        if not verified:
+            model_dir = resolve_moonshine_dir(model_dir)
+        assert model_dir is not None
+        if model_name:
+            self.model_name = model_name
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = max(1, cpu_threads)
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         providers = ["CPUExecutionProvider"]
-        self._encoder = onnxruntime.InferenceSession(str(model_dir / "encoder_model.ort"), options,
+        self._encoder = onnxruntime.InferenceSession(str(model_dir / f"encoder_model{suffix}"), options,
                                                      providers=providers)
-        self._decoder = onnxruntime.InferenceSession(str(model_dir / "decoder_model_merged.ort"), options,
+        self._decoder = onnxruntime.InferenceSession(str(model_dir / f"decoder_model_merged{suffix}"), options,
                                                      providers=providers)
         self._decoder_outputs = [output.name for output in self._decoder.get_outputs()]
         self._vocabulary = read_tokenizer(model_dir / "tokenizer.bin")

@@ -110,8 +110,12 @@ def without_repeated_phrase(words: list[str], min_words: int = REPEAT_MIN_WORDS)
     """
     normal = [normalised_word(word) for word in words]
     for start in range(len(words)):
-        for size in range(min_words, (len(words) - start) // 2 + 1):
-            if normal[start:start + size] == normal[start + size:start + 2 * size]:
+        for size in range(min_words, len(words) - start):
+            again = normal[start + size:start + 2 * size]
+            # Said again whole, or again up to the end of the decode, which its token limit cut
+            # ("Please send the report to my office please send the report to my").
+            whole = len(again) == size or start + 2 * size > len(words)
+            if len(again) >= min_words and whole and normal[start:start + len(again)] == again:
                 return words[:start + size]
     return words
 
@@ -129,9 +133,13 @@ class MoonshineStreamSession(VadSentenceSession):
     max_sentence_s = MAX_SENTENCE_S
 
     def __init__(self, model: MoonshineModel, vad: VadStream, options: StreamOptions,
-                 partial_share: Callable[[], float] = lambda: PARTIAL_CPU_SHARE) -> None:
+                 partial_share: Callable[[], float] = lambda: PARTIAL_CPU_SHARE,
+                 final_model: MoonshineModel | None = None) -> None:
         super().__init__(vad)
         self._model = model
+        #: Decodes each closed sentence once (Moonshine base by default): partials want speed,
+        #: the final is what the client keeps.
+        self._final_model = final_model or model
         self._partial_share = partial_share
         self._want_partials = options.want_partials
         self._agreement = PartialAgreement()
@@ -220,7 +228,8 @@ class MoonshineStreamSession(VadSentenceSession):
         if end_ms - start_ms >= MIN_FINAL_SPEECH_MS:  # else a click: Moonshine makes words of nothing
             clip_end_ms = end_ms + PAD_MS if clip_end_ms is None else clip_end_ms
             clip = self._clip(max(self._clip_floor_ms, start_ms - PAD_MS), clip_end_ms)
-            text = self._model.decode(clip)
+            # A clip cut mid-word (a Finalize, a pause cut) can make the model say it twice.
+            text = " ".join(without_repeated_phrase(self._final_model.decode(clip).split()))
         if not text and partials_sent:
             # Partials went out under this index; the next sentence must not reuse it (a
             # FunASR online client would take its words as the rest of those partials).
@@ -247,13 +256,18 @@ class MoonshineStreamEngine:
     """Serves live English sessions: the process's Moonshine model and the VAD's streams."""
 
     name = MoonshineModel.name
-    model_name = MoonshineModel.model_name
 
     def __init__(self, model: MoonshineModel, vad: VadStreamFactory,
-                 partial_share: Callable[[], float] = lambda: PARTIAL_CPU_SHARE) -> None:
+                 partial_share: Callable[[], float] = lambda: PARTIAL_CPU_SHARE,
+                 final_model: MoonshineModel | None = None) -> None:
+        """`model` decodes partials; `final_model` (default: the same) each sentence's final."""
         self._model = model
+        self._final_model = final_model or model
         self._vad = vad
         self._partial_share = partial_share
+        self.model_name = (model.model_name if self._final_model is model
+                           else f"{model.model_name}+{self._final_model.model_name}")
 
     def open_stream(self, options: StreamOptions) -> MoonshineStreamSession:
-        return MoonshineStreamSession(self._model, self._vad.open_stream(), options, self._partial_share)
+        return MoonshineStreamSession(self._model, self._vad.open_stream(), options, self._partial_share,
+                                      self._final_model)

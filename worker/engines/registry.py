@@ -112,7 +112,14 @@ def _load_moonshine(settings: Settings, partial_share: Callable[[], float] | Non
     vad = FsmnVadLite(resolve_vad_model_dir(settings.vad_model_dir),
                       max_end_silence_ms=settings.vad_max_end_silence_ms, start_overrides=LIVE_VAD_START)
     # One intra-op thread per decode: the sessions of a process decode side by side.
-    return MoonshineStreamEngine(MoonshineModel(cpu_threads=1), vad, partial_share or (lambda: PARTIAL_CPU_SHARE))
+    final_model = None
+    if settings.moonshine_finals_model == "base":
+        from worker.engines.moonshine_base import load_moonshine_base
+
+        assert settings.model_cache_dir is not None
+        final_model = load_moonshine_base(settings.model_cache_dir, cpu_threads=1)
+    return MoonshineStreamEngine(MoonshineModel(cpu_threads=1), vad, partial_share or (lambda: PARTIAL_CPU_SHARE),
+                                 final_model)
 
 
 #: Live-only engines (no file engine of their own), built with the share of a core that each

