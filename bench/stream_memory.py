@@ -1,7 +1,7 @@
 """A stream worker's memory over a 30-minute live session: it must stay flat.
 
 Feeds 30 minutes of speech (the benchmark recording, looped) through one live session of
-the default English live engine (Moonshine tiny; `--engine whisper` for Whisper) in 100 ms
+the default English live engine (Moonshine: tiny partials, base finals; `--engine whisper` for Whisper) in 100 ms
 frames, as fast as the engine takes it, with the
 worker's per-frame work (VAD, partials, finals, the session's recording on disk), and
 prints the process's RSS every 5 minutes of audio. Partials are attempted once per 5 s of
@@ -28,10 +28,6 @@ from bench.common import CACHE_DIR  # noqa: E402
 from shared.config import Settings  # noqa: E402
 from tests.support.speech import REFERENCE_SENTENCES, make_long_recording  # noqa: E402
 from worker.engines.base import StreamOptions  # noqa: E402
-from worker.engines.fsmn_vad_lite import FsmnVadLite  # noqa: E402
-from worker.engines.model_files import resolve_vad_model_dir  # noqa: E402
-from worker.engines.moonshine_model import MoonshineModel  # noqa: E402
-from worker.engines.moonshine_stream import MoonshineStreamEngine  # noqa: E402
 from worker.engines.whisper_engine import WhisperEngine  # noqa: E402
 from worker.streaming.recorder import SessionRecorder  # noqa: E402
 
@@ -60,8 +56,9 @@ def main() -> None:
     settings = Settings(whisper_model=args.model, whisper_beam_size=5, cpu_threads=2, data_dir=tmp,
                         model_cache_dir=Path.home() / ".cache" / "oddasr-test-models")
     if args.engine == "moonshine":
-        engine = MoonshineStreamEngine(MoonshineModel(), FsmnVadLite(resolve_vad_model_dir(""),
-                                                                     max_end_silence_ms=800))
+        from worker.engines.registry import LIVE_ONLY_ENGINES
+
+        engine = LIVE_ONLY_ENGINES["moonshine"](settings, None)  # as configured: tiny partials, base finals
     else:
         engine = WhisperEngine(settings)
     session = engine.open_stream(StreamOptions())
