@@ -17,11 +17,24 @@ embedder voiceprints are made with), exactly as the stream worker does. Scores:
   costs a machine that is not busy with other work) (one torch thread, as stream workers run it;
   BENCH_THREADS=2 for two), p50 / p95 / max, and the machine's load average while it ran.
 
-    PYTHONPATH=$PWD python bench/live_speakers.py
+Then, on real speech: pyannote.audio's sample (bench/pyannote_sample.py: 30 s of a two-speaker
+phone-like conversation with overlap and short turns, reference turns from its RTTM) is fed to
+the live engine as the stream worker builds it by default (the registry's Moonshine loader:
+the live VAD onsets, Moonshine base finals) and labelled anonymously. Scored on the reference's
+time: each reference turn's time is given to the finals that overlap it; labels and reference
+speakers are paired one to one (longest shared time first); the share of all reference speech
+time whose final's label is paired with its speaker. Overlapped speech (two speakers at once)
+counts once for each speaker, so a final over it is wrong for one of them; the score without
+the overlapped time is printed beside it, and so is the share that no final covers at all, and
+the most one label per final could score on these finals (what the sentences' cuts allow).
+
+    PYTHONPATH=$PWD python bench/live_speakers.py              # generated dialogues, then real
+    PYTHONPATH=$PWD python bench/live_speakers.py --real-only  # the real conversation alone
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import tempfile
@@ -33,14 +46,17 @@ import soundfile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.pyannote_sample import Turn, sample  # noqa: E402
+from shared.config import Settings  # noqa: E402
 from shared.config.speakers import SpeakerSettings  # noqa: E402
 from tests.support.voices import conversation, enrollment_clip, true_voice  # noqa: E402
-from worker.engines.base import SAMPLE_RATE_HZ, StreamOptions  # noqa: E402
+from worker.engines.base import SAMPLE_RATE_HZ, StreamingEngine, StreamOptions  # noqa: E402
 from worker.engines.fsmn_vad_lite import FsmnVadLite  # noqa: E402
 from worker.engines.live_speakers import LiveSpeakerLabeler  # noqa: E402
 from worker.engines.model_files import resolve_vad_model_dir  # noqa: E402
 from worker.engines.moonshine_model import MoonshineModel  # noqa: E402
 from worker.engines.moonshine_stream import MoonshineStreamEngine  # noqa: E402
+from worker.engines.registry import LIVE_ONLY_ENGINES  # noqa: E402
 from worker.engines.speaker_embeddings import LIVE_TORCH_THREADS, ResemblyzerEmbedder  # noqa: E402
 from worker.engines.voiceprints import normalised_mean  # noqa: E402
 
@@ -55,7 +71,7 @@ def read(path: Path) -> np.ndarray:
     return samples
 
 
-def finals_of(engine: MoonshineStreamEngine, samples: np.ndarray) -> list:
+def finals_of(engine: StreamingEngine, samples: np.ndarray) -> list:
     session = engine.open_stream(StreamOptions(language="en", want_partials=False))
     finals = []
     for start in range(0, samples.size, FRAME_SAMPLES):
@@ -96,7 +112,96 @@ def anonymous_score(labelled: list, truth: list) -> float:
     return right / total
 
 
+def _overlap_s(start_s: float, end_s: float, other_start_s: float, other_end_s: float) -> float:
+    return max(0.0, min(end_s, other_end_s) - max(start_s, other_start_s))
+
+
+def _speakers_heard(start_s: float, end_s: float, reference: list[Turn]) -> dict[str, float]:
+    """Seconds of each reference speaker's turns inside [start_s, end_s]."""
+    heard: dict[str, float] = {}
+    for turn in reference:
+        heard[turn.speaker] = heard.get(turn.speaker, 0.0) + _overlap_s(start_s, end_s, turn.start_s, turn.end_s)
+    return heard
+
+
+def _without_overlap(reference: list[Turn]) -> list[Turn]:
+    """The reference turns with the time another speaker talks at once cut out (a turn may
+    split in two)."""
+    pieces: list[Turn] = []
+    for turn in reference:
+        spans = [(turn.start_s, turn.end_s)]
+        for other in reference:
+            if other.speaker == turn.speaker:
+                continue
+            spans = [piece for start_s, end_s in spans
+                     for piece in ((start_s, min(end_s, other.start_s)), (max(start_s, other.end_s), end_s))
+                     if piece[1] > piece[0]]
+        pieces += [Turn(start_s, end_s, turn.speaker) for start_s, end_s in spans]
+    return pieces
+
+
+def reference_time_score(labelled: list, reference: list[Turn]) -> tuple[float, float]:
+    """The share of the reference's speech time under its speaker's label, and the share under
+    no final at all. Scored on the reference's time, not on the finals', because a real final
+    often holds the end of one speaker's turn and the start of the other's: every second of
+    each turn is given to the final it falls in. Labels and speakers are paired one to one,
+    longest shared time first, as `anonymous_score` pairs them."""
+    shared_s: dict[tuple[str, str], float] = {}
+    for start_s, end_s, speaker in labelled:
+        for turn in reference:
+            shared = _overlap_s(start_s, end_s, turn.start_s, turn.end_s)
+            if shared > 0:
+                key = (speaker.label, turn.speaker)
+                shared_s[key] = shared_s.get(key, 0.0) + shared
+    labels_used: set[str] = set()
+    speakers_used: set[str] = set()
+    right_s = 0.0
+    for (label, reference_speaker), duration_s in sorted(shared_s.items(), key=lambda item: -item[1]):
+        if label not in labels_used and reference_speaker not in speakers_used:
+            labels_used.add(label)
+            speakers_used.add(reference_speaker)
+            right_s += duration_s
+    total_s = sum(turn.end_s - turn.start_s for turn in reference)
+    return right_s / total_s, 1 - sum(shared_s.values()) / total_s
+
+
+def segmentation_ceiling(labelled: list, reference: list[Turn]) -> float:
+    """The share of reference speech time that a perfect labeler could get right on these
+    finals: one label per final, so a final holding the end of one turn and the start of the
+    next is wrong for one of them whatever its label. Tells the labeler's errors from the cuts'."""
+    best_s = 0.0
+    for start_s, end_s, _ in labelled:
+        best_s += max(_speakers_heard(start_s, end_s, reference).values(), default=0.0)
+    return best_s / sum(turn.end_s - turn.start_s for turn in reference)
+
+
+def real_conversation(embed: ResemblyzerEmbedder, threshold: float, work: Path) -> None:
+    """Anonymous labels on pyannote.audio's real two-speaker sample, printed with each final
+    and the reference speakers it overlaps (the place to see a sentence straddle two turns)."""
+    samples, reference = sample()
+    engine = LIVE_ONLY_ENGINES["moonshine"](Settings(model_cache_dir=work / "models"), None)
+    finals = finals_of(engine, samples)
+    labelled = label_all(LiveSpeakerLabeler(embed, [], threshold), samples, finals, [])
+    print(f"real: pyannote.audio sample.wav ({samples.size / SAMPLE_RATE_HZ:.0f} s, {len(reference)} reference turns, "
+          f"{len({turn.speaker for turn in reference})} speakers), {engine.model_name}")
+    for final, (start_s, end_s, speaker) in zip(finals, labelled, strict=True):
+        heard = _speakers_heard(start_s, end_s, reference)
+        shares = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in sorted(heard.items()) if seconds > 0)
+        print(f"  {start_s:5.2f}-{end_s:5.2f} s  {speaker.label:10s} [{shares or 'no reference speech'}] {final.text}")
+    with_overlap, uncovered = reference_time_score(labelled, reference)
+    without_overlap, _ = reference_time_score(labelled, _without_overlap(reference))
+    print(f"real two-speaker conversation: {len(finals)} finals, {len({sp.label for *_, sp in labelled})} labels; "
+          f"reference speech time under the right label anonymous {with_overlap:.2f} (overlapped speech counted "
+          f"for each speaker), {without_overlap:.2f} without the overlapped time; {uncovered:.0%} under no final")
+    ceiling = segmentation_ceiling(labelled, reference)
+    print(f"  the most any one label per final could score with these finals: {ceiling:.2f} "
+          f"(each final given the speaker it holds most of: what the sentences' cuts leave to the labeler)")
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--real-only", action="store_true", help="only the real two-speaker conversation")
+    real_only = parser.parse_args().real_only
     threads = int(os.environ.get("BENCH_THREADS", str(LIVE_TORCH_THREADS)))
     import torch
 
@@ -105,8 +210,15 @@ def main() -> None:
     work.mkdir(exist_ok=True)
     embed = ResemblyzerEmbedder()
     embed(np.zeros(SAMPLE_RATE_HZ, dtype=np.float32))  # torch's first call, as the stream worker warms up
-    engine = MoonshineStreamEngine(MoonshineModel(), FsmnVadLite(resolve_vad_model_dir(""), max_end_silence_ms=800))
     threshold = float(os.environ.get("BENCH_THRESHOLD", SpeakerSettings().live_speaker_match_threshold))
+    if not real_only:
+        generated_dialogues(embed, threshold, threads, work)
+    real_conversation(embed, threshold, work)
+
+
+def generated_dialogues(embed: ResemblyzerEmbedder, threshold: float, threads: int, work: Path) -> None:
+    """The espeak-ng dialogues: anonymous, enrolled and unknown voices, and the step's cost."""
+    engine = MoonshineStreamEngine(MoonshineModel(), FsmnVadLite(resolve_vad_model_dir(""), max_end_silence_ms=800))
     costs_ms: list[float] = []
     cpu_ms: list[float] = []
     print(f"live match threshold {threshold}; {TURNS} turns per dialogue; Moonshine finals, Resemblyzer GE2E, "
