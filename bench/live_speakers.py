@@ -101,15 +101,21 @@ def anonymous_score(labelled: list, truth: list) -> float:
         voice = true_voice(truth, start_s, end_s) or "?"
         durations[(speaker.label, voice)] = durations.get((speaker.label, voice), 0.0) + end_s - start_s
         total += end_s - start_s
+    return paired_time_s(durations) / total
+
+
+def paired_time_s(shared_s: dict[tuple[str, str], float]) -> float:
+    """The time under labels paired one to one with speakers, longest shared time first (a
+    speaker split over two labels, or two speakers under one label, counts the lesser part wrong)."""
     labels_used: set[str] = set()
-    voices_used: set[str] = set()
-    right = 0.0
-    for (label, voice), duration in sorted(durations.items(), key=lambda item: -item[1]):
-        if label not in labels_used and voice not in voices_used:
+    speakers_used: set[str] = set()
+    right_s = 0.0
+    for (label, speaker), duration_s in sorted(shared_s.items(), key=lambda item: -item[1]):
+        if label not in labels_used and speaker not in speakers_used:
             labels_used.add(label)
-            voices_used.add(voice)
-            right += duration
-    return right / total
+            speakers_used.add(speaker)
+            right_s += duration_s
+    return right_s
 
 
 def _overlap_s(start_s: float, end_s: float, other_start_s: float, other_end_s: float) -> float:
@@ -153,16 +159,8 @@ def reference_time_score(labelled: list, reference: list[Turn]) -> tuple[float, 
             if shared > 0:
                 key = (speaker.label, turn.speaker)
                 shared_s[key] = shared_s.get(key, 0.0) + shared
-    labels_used: set[str] = set()
-    speakers_used: set[str] = set()
-    right_s = 0.0
-    for (label, reference_speaker), duration_s in sorted(shared_s.items(), key=lambda item: -item[1]):
-        if label not in labels_used and reference_speaker not in speakers_used:
-            labels_used.add(label)
-            speakers_used.add(reference_speaker)
-            right_s += duration_s
     total_s = sum(turn.end_s - turn.start_s for turn in reference)
-    return right_s / total_s, 1 - sum(shared_s.values()) / total_s
+    return paired_time_s(shared_s) / total_s, 1 - sum(shared_s.values()) / total_s
 
 
 def segmentation_ceiling(labelled: list, reference: list[Turn]) -> float:
