@@ -5,6 +5,7 @@ come from it while its partials stay tiny's."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -70,7 +71,58 @@ def test_a_tampered_build_is_built_again(cache_dir: Path, tmp_path: Path, base: 
         handle.write(bytes([byte[0] ^ 0xFF]))
     assert moonshine_base.built_moonshine_base(tmp_path) == built
     assert json.loads((built / moonshine_base.MANIFEST_NAME).read_text()) == manifest
-    assert moonshine_base.sha256_of(decoder) == manifest["decoder_model_merged.onnx"]
+    assert moonshine_base.sha256_of(decoder) == manifest["sha256"]["decoder_model_merged.onnx"]
+
+
+def test_a_cache_built_by_older_steps_is_built_again(cache_dir: Path, base: MoonshineModel, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cache whose files are whole but were built by an older recipe (the first one left the
+    output projection float: a third slower) is not loaded as it is."""
+    built = tmp_path / moonshine_base.BUILT_DIR_NAME
+    source = cache_dir / moonshine_base.BUILT_DIR_NAME
+    built.mkdir()
+    recorded = json.loads((source / moonshine_base.MANIFEST_NAME).read_text())
+    for name in recorded["sha256"]:
+        os.link(source / name, built / name)
+    (built / moonshine_base.MANIFEST_NAME).write_text(json.dumps(recorded["sha256"]))  # recipe 1's manifest
+
+    class Rebuilt(Exception):
+        pass
+
+    def build(source: Path, building: Path) -> None:
+        raise Rebuilt
+
+    monkeypatch.setattr(moonshine_base, "_build", build)
+    with pytest.raises(Rebuilt):
+        moonshine_base.built_moonshine_base(tmp_path)
+    (built / moonshine_base.MANIFEST_NAME).write_text(json.dumps(recorded))
+    assert moonshine_base.built_moonshine_base(tmp_path) == built
+
+
+def test_every_matmul_of_the_built_decoder_is_int8(cache_dir: Path, base: MoonshineModel) -> None:
+    """The output projection reads the token embedding through a Transpose inside the decoder's
+    branches: left there, the quantizer saw no weight and kept its 416 x 32768 MatMul float."""
+    import onnx
+
+    model = onnx.load(str(cache_dir / moonshine_base.BUILT_DIR_NAME / "decoder_model_merged.onnx"))
+
+    def float_matmuls(graph: onnx.GraphProto) -> list[str]:
+        """MatMuls reading a weight matrix, or one transposed, in float (the rotary embedding's
+        26 frequencies are no weight matrix)."""
+        found = []
+        for node in graph.node:
+            if node.op_type == "Transpose" and node.input[0] in weights:
+                weights.add(node.output[0])
+            if node.op_type == "MatMul" and any(name in weights for name in node.input):
+                found.append(node.name)
+            for attribute in node.attribute:
+                if attribute.type == onnx.AttributeProto.GRAPH:
+                    found += float_matmuls(attribute.g)
+        return found
+
+    weights = {item.name for item in model.graph.initializer if math.prod(item.dims) >= 65536}
+    assert float_matmuls(model.graph) == []
+    assert "model.decoder.embed_tokens.weight_transposed_quantized" in weights
 
 
 @pytest.mark.slow
