@@ -21,7 +21,7 @@ from worker.engines.base import StreamEvent, StreamOptions
 from worker.engines.fsmn_vad_lite import FsmnVadLite
 from worker.engines.live_engines import LiveEngines
 from worker.engines.model_files import resolve_vad_model_dir
-from worker.engines.moonshine_model import MoonshineModel, resolve_moonshine_dir
+from worker.engines.moonshine_model import MoonshineModel, resolve_moonshine_dir, tidy_punctuation
 from worker.engines.moonshine_stream import MoonshineStreamEngine
 
 SENTENCES = [REFERENCE_SENTENCES[1], REFERENCE_SENTENCES[4], REFERENCE_SENTENCES[5]]
@@ -151,9 +151,37 @@ def test_a_tail_decode_is_placed_behind_the_stable_words_only_where_they_are_fou
     assert without_repeated_phrase(["no", "no", "no"]) == ["no", "no", "no"], "short repeats are speech"
     # Moonshine base on a clip a Finalize cut mid-word: the loop's second copy cut by the token limit.
     cut_loop = "Please send the report to my office please send the report to my"
-    assert without_repeated_phrase(cut_loop.split(" ")) == cut_loop.split(" ")[:7]
+    assert without_repeated_phrase(cut_loop.split(" "), cut_off_at_end=True) == cut_loop.split(" ")[:7]
     speech = "the cat sat on the mat and the cat"
-    assert without_repeated_phrase(speech.split(" ")) == speech.split(" "), "two words again at the end are speech"
+    assert without_repeated_phrase(speech.split(" "), cut_off_at_end=True) == speech.split(" "), \
+        "two words again at the end are speech"
+    half_said = ["It", "was", "a", "season", "of", "light.", "It", "was", "a", "season", "of"]
+    assert without_repeated_phrase(half_said) == half_said, "anaphora, said so far: speech, not a loop"
+
+
+def test_a_repeat_cut_off_at_the_end_is_a_loop_only_when_the_token_limit_cut_it(
+        model: MoonshineModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A partial's clip ending inside "it was a season of darkness" decodes as "It was a season
+    of light. It was a season of": taking that for a loop held the partials back, at eight
+    sessions, until "darkness" came (1.2 s). The same words are a loop when the decode ran out of
+    tokens instead of ending."""
+    decoded = "It was a season of light. It was a season of"
+    monkeypatch.setattr(model, "detokenize", lambda tokens: decoded)
+    clip = np.zeros(16000, dtype=np.float32)
+    monkeypatch.setattr(model, "_generate", lambda clip: ([1], False))
+    assert model.decode(clip) == decoded
+    monkeypatch.setattr(model, "_generate", lambda clip: ([1], True))
+    assert model.decode(clip) == "It was a season of light."
+
+
+def test_commas_said_twice_are_shown_once(model: MoonshineModel) -> None:
+    """Moonshine base wrote "In short,, the period" in a final; the captions showed both."""
+    assert tidy_punctuation("In short,, the period") == "In short, the period"
+    assert tidy_punctuation("yes , , no") == "yes , no"
+    assert tidy_punctuation("Well... no, 1,000, and 2,5") == "Well... no, 1,000, and 2,5"
+    comma = next(index for index, piece in enumerate(model._vocabulary) if piece == b",")
+    short = next(index for index, piece in enumerate(model._vocabulary) if piece == "\u2581short".encode())
+    assert model.detokenize([short, comma, comma]) == "short,"
 
 
 def test_a_number_with_many_zeros_is_not_cut_as_a_loop(model: MoonshineModel) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from shared.engines_catalog.moonshine import MOONSHINE
 from shared.errors import EngineError
 from worker.engines.base import SAMPLE_RATE_HZ
 from worker.engines.model_files import package_dir, sha256_of
+from worker.engines.partial_agreement import normalised_word
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +62,11 @@ CUT_SEARCH_S = 2.0
 #: Clips shorter than this are not decoded (the encoder's first frame needs 127 samples; a
 #: few words need far more).
 MIN_CLIP_SAMPLES = SAMPLE_RATE_HZ // 10
+#: A phrase of this many words said twice in a row in a decode is a loop (see
+#: `without_repeated_phrase`).
+REPEAT_MIN_WORDS = 3
+#: Commas in a row ("In short,, the period": Moonshine base says it at a clause break).
+_REPEATED_COMMA = re.compile(r",(?:\s*,)+")
 
 
 def read_tokenizer(path: Path) -> list[bytes]:
@@ -147,10 +154,13 @@ class MoonshineModel:
         if clip.size < MIN_CLIP_SAMPLES:
             return ""
         try:
-            tokens = self._generate(clip)
+            tokens, hit_limit = self._generate(clip)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise EngineError(f"the Moonshine decoder failed: {exc}") from exc
-        return self.detokenize(tokens)
+        text = self.detokenize(tokens)
+        if hit_limit:  # a loop the token limit cut off: its last copy may be cut short
+            text = " ".join(without_repeated_phrase(text.split(), cut_off_at_end=True))
+        return text
 
     def detokenize(self, tokens: list[int]) -> str:
         pieces = []
@@ -159,10 +169,11 @@ class MoonshineModel:
                 pieces.append(bytes([token - FIRST_BYTE_TOKEN]))
             elif token > LAST_BYTE_TOKEN and token < len(self._vocabulary):
                 pieces.append(self._vocabulary[token])
-        return b"".join(pieces).decode("utf-8", errors="replace").replace("\u2581", " ").strip()
+        return tidy_punctuation(b"".join(pieces).decode("utf-8", errors="replace").replace("\u2581", " ").strip())
 
     # --- inside --------------------------------------------------------------------------
-    def _generate(self, clip: np.ndarray) -> list[int]:
+    def _generate(self, clip: np.ndarray) -> tuple[list[int], bool]:
+        """The clip's tokens, and whether the token limit (not the end token) ended them."""
         encoder_feed = {"input_values": clip[np.newaxis, :]}
         if self._encoder_takes_mask:
             encoder_feed["attention_mask"] = np.ones((1, clip.size), dtype=np.int64)
@@ -184,12 +195,43 @@ class MoonshineModel:
                 if step == 0 or ".decoder." in name:
                     cache[name.replace("present", "past_key_values")] = value
             if previous == END_TOKEN:
-                break
+                return tokens, False
             tokens.append(previous)
             repeated, times = _repeated_tail(tokens)
             if repeated:
-                return tokens[:len(tokens) - repeated * (times - 1)]  # keep one copy
-        return tokens
+                return tokens[:len(tokens) - repeated * (times - 1)], False  # keep one copy
+        return tokens, True
+
+
+def without_repeated_phrase(words: list[str], min_words: int = REPEAT_MIN_WORDS,
+                            cut_off_at_end: bool = False) -> list[str]:
+    """`words` up to the first phrase of `min_words` or more said twice in a row, kept once.
+
+    A partial decodes a clip that ends mid-word, and Moonshine then sometimes says the sentence
+    so far twice ("It was a season of light. It was a season of light. It"). Two partials can
+    agree on that, and words once stable are never taken back: the partials would stall on it
+    until the final. Speech rarely repeats three words or more back to back.
+
+    `cut_off_at_end`: a second copy that runs to the end of `words` counts even when it is
+    shorter than the first: what a decode looks like when its token limit cut the loop off
+    ("Please send the report to my office please send the report to my"; Moonshine base on a
+    clip a Finalize cut mid-word). Only then: speech says that too ("It was a season of light,
+    it was a season of" is Dickens half said, and a partial cut there waited 1.2 s, at eight
+    sessions, for the word that told the two apart).
+    """
+    normal = [normalised_word(word) for word in words]
+    for start in range(len(words)):
+        for size in range(min_words, len(words) - start):
+            again = normal[start + size:start + 2 * size]
+            whole = len(again) == size or (cut_off_at_end and start + 2 * size > len(words))
+            if len(again) >= min_words and whole and normal[start:start + len(again)] == again:
+                return words[:start + size]
+    return words
+
+
+def tidy_punctuation(text: str) -> str:
+    """`text` with commas said twice in a row said once: captions and subtitles show it as is."""
+    return _REPEATED_COMMA.sub(",", text)
 
 
 def quietest_sample(samples: np.ndarray, start: int, end: int, window_samples: int = SAMPLE_RATE_HZ // 20) -> int:

@@ -32,7 +32,7 @@ from typing import Protocol
 import numpy as np
 
 from worker.engines.base import SAMPLE_RATE_HZ, StreamEvent, StreamOptions
-from worker.engines.moonshine_model import MoonshineModel, quietest_sample
+from worker.engines.moonshine_model import MoonshineModel, quietest_sample, without_repeated_phrase
 from worker.engines.partial_agreement import PartialAgreement, normalised_word
 from worker.engines.pause_finder import PAUSE, PauseFinder
 from worker.engines.vad_sentences import VadSentenceSession, VadStream
@@ -77,8 +77,6 @@ LIVE_VAD_START = {"window_size_ms": 150, "sil_to_speech_time_thres": 100}
 #: the last few of them (see `_hypothesis`).
 TAIL_WINDOW_S = 3.5
 TAIL_ANCHOR_WORDS = 4
-#: A phrase of this many words said twice in a row in a partial is a decoding loop.
-REPEAT_MIN_WORDS = 3
 #: Silence put after a partial's clip before it is decoded. A clip ends where the audio so far
 #: ends, usually inside a word, and Moonshine holds a word back until it hears it end: the
 #: first words after a speaker's onset showed only once the next word had begun. On
@@ -98,26 +96,6 @@ def anchored_end(anchor: list[str], words: list[str]) -> int | None:
     if not blocks or blocks[-1].a + blocks[-1].size != len(anchor) or sum(b.size for b in blocks) < 2:
         return None
     return blocks[-1].b + blocks[-1].size
-
-
-def without_repeated_phrase(words: list[str], min_words: int = REPEAT_MIN_WORDS) -> list[str]:
-    """`words` up to the first phrase of `min_words` or more said twice in a row, kept once.
-
-    A partial decodes a clip that ends mid-word, and Moonshine then sometimes says the sentence
-    so far twice ("It was a season of light. It was a season of light. It"). Two partials can
-    agree on that, and words once stable are never taken back: the partials would stall on it
-    until the final. Speech rarely repeats three words or more back to back.
-    """
-    normal = [normalised_word(word) for word in words]
-    for start in range(len(words)):
-        for size in range(min_words, len(words) - start):
-            again = normal[start + size:start + 2 * size]
-            # Said again whole, or again up to the end of the decode, which its token limit cut
-            # ("Please send the report to my office please send the report to my").
-            whole = len(again) == size or start + 2 * size > len(words)
-            if len(again) >= min_words and whole and normal[start:start + len(again)] == again:
-                return words[:start + size]
-    return words
 
 
 class VadStreamFactory(Protocol):
