@@ -94,9 +94,9 @@ def test_a_cache_built_by_older_steps_is_built_again(cache_dir: Path, base: Moon
 
     monkeypatch.setattr(moonshine_base, "_build", build)
     with pytest.raises(Rebuilt):
-        moonshine_base.built_moonshine_base(tmp_path)
+        moonshine_base.built_moonshine_base(tmp_path, build_in_child=False)
     (built / moonshine_base.MANIFEST_NAME).write_text(json.dumps(recorded))
-    assert moonshine_base.built_moonshine_base(tmp_path) == built
+    assert moonshine_base.built_moonshine_base(tmp_path, build_in_child=False) == built
 
 
 def test_every_matmul_of_the_built_decoder_is_int8(cache_dir: Path, base: MoonshineModel) -> None:
@@ -140,9 +140,22 @@ def test_a_build_that_drifts_from_the_shipped_model_is_refused(tmp_path: Path,
 
     monkeypatch.setattr(quantization, "quantize_dynamic", with_conv)
     with pytest.raises(EngineError, match="differs from the shipped one"):
-        moonshine_base.built_moonshine_base(tmp_path)
+        moonshine_base.built_moonshine_base(tmp_path, build_in_child=False)  # the patch is in this process
     assert not (tmp_path / moonshine_base.BUILT_DIR_NAME).exists()
     assert [path.name for path in tmp_path.iterdir() if not path.name.endswith(".lock")] == []
+
+
+def test_a_build_that_fails_in_its_child_process_says_why(tmp_path: Path) -> None:
+    """The build runs in a child process (its 1 GB peak is not kept by the worker): its error
+    comes back as the worker's, and nothing half-built is left."""
+    source = tmp_path / "shipped"
+    source.mkdir()
+    (source / "encoder_model.ort").write_bytes(b"not a model")
+    building = tmp_path / "building"
+    building.mkdir()
+    with pytest.raises(EngineError, match="building Moonshine base failed: .*ORT model verification failed"):
+        moonshine_base._build_in_child(source, building)
+    assert not (building / moonshine_base.MANIFEST_NAME).exists()
 
 
 class _Marked:
