@@ -158,6 +158,13 @@ def test_a_build_that_fails_in_its_child_process_says_why(tmp_path: Path) -> Non
     assert not (building / moonshine_base.MANIFEST_NAME).exists()
 
 
+def test_a_build_that_hangs_is_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every stream worker of the host waits on the build's lock: a hung build must end."""
+    monkeypatch.setattr(moonshine_base, "BUILD_TIMEOUT_S", 0.05)
+    with pytest.raises(EngineError, match="took over 0 s; stopped"):
+        moonshine_base._build_in_child(moonshine_base.shipped_dir(), tmp_path)
+
+
 class _Marked:
     """A final model that says who decoded."""
 

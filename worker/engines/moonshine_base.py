@@ -75,6 +75,9 @@ MEASURED_BUILD_SHA256 = {
     "decoder_model_merged.onnx": "a9760c0232ad7e06dcab2aee55057c02418efd976a3450fbd6203bad30a9ef43",
     "tokenizer.bin": SHIPPED_FILES["tokenizer.bin"],
 }
+#: A build takes 8-14 s on 2 cores; one that runs on past this has hung, and every stream worker
+#: of the host waits for it under the build lock.
+BUILD_TIMEOUT_S = 600.0
 _FOLDABLE = {"Mul": np.multiply, "Add": np.add, "Sub": np.subtract, "Div": np.divide}
 
 
@@ -138,8 +141,11 @@ def _build_in_child(source: Path, building: Path) -> None:
     life instead of 0.56 GB (bench/streaming.py on a fresh model cache). The child gives it back
     when it exits, and its onnxruntime quantizer's log (hundreds of lines) stays out of the
     worker's log unless the build fails."""
-    result = subprocess.run([sys.executable, "-m", __name__, str(source), str(building)],
-                            capture_output=True, text=True, check=False)
+    try:
+        result = subprocess.run([sys.executable, "-m", __name__, str(source), str(building)],
+                                capture_output=True, text=True, check=False, timeout=BUILD_TIMEOUT_S)
+    except subprocess.TimeoutExpired as expired:  # the child is killed: the lock must not be held forever
+        raise EngineError(f"building Moonshine base took over {expired.timeout:.0f} s; stopped") from expired
     if result.returncode != 0:
         lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
         raise EngineError(f"building Moonshine base failed: {lines[-1] if lines else f'exit {result.returncode}'}")
