@@ -8,6 +8,7 @@ import json
 import math
 import os
 import re
+import shutil
 from pathlib import Path
 
 import jiwer
@@ -83,8 +84,10 @@ def test_a_cache_built_by_older_steps_is_built_again(cache_dir: Path, base: Moon
     built.mkdir()
     recorded = json.loads((source / moonshine_base.MANIFEST_NAME).read_text())
     for name in recorded["sha256"]:
-        os.link(source / name, built / name)
-    (built / moonshine_base.MANIFEST_NAME).write_text(json.dumps(recorded["sha256"]))  # recipe 1's manifest
+        try:
+            os.link(source / name, built / name)
+        except OSError:  # another filesystem
+            shutil.copy2(source / name, built / name)
 
     class Rebuilt(Exception):
         pass
@@ -93,6 +96,13 @@ def test_a_cache_built_by_older_steps_is_built_again(cache_dir: Path, base: Moon
         raise Rebuilt
 
     monkeypatch.setattr(moonshine_base, "_build", build)
+    for manifest in ({**recorded, "recipe": moonshine_base.BUILD_RECIPE - 1},  # only the recipe differs
+                     recorded["sha256"],  # recipe 1's manifest: the digests alone
+                     {**recorded, "sha256": {"tokenizer.bin": recorded["sha256"]["tokenizer.bin"]}}):  # files left out
+        (built / moonshine_base.MANIFEST_NAME).write_text(json.dumps(manifest))
+        with pytest.raises(Rebuilt):
+            moonshine_base.built_moonshine_base(tmp_path, build_in_child=False)
+    (built / moonshine_base.MANIFEST_NAME).write_text(json.dumps(recorded)[:40])  # torn
     with pytest.raises(Rebuilt):
         moonshine_base.built_moonshine_base(tmp_path, build_in_child=False)
     (built / moonshine_base.MANIFEST_NAME).write_text(json.dumps(recorded))
@@ -145,17 +155,17 @@ def test_a_build_that_drifts_from_the_shipped_model_is_refused(tmp_path: Path,
     assert [path.name for path in tmp_path.iterdir() if not path.name.endswith(".lock")] == []
 
 
-def test_a_build_that_fails_in_its_child_process_says_why(tmp_path: Path) -> None:
+def test_a_build_that_fails_in_its_child_process_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The build runs in a child process (its 1 GB peak is not kept by the worker): its error
     comes back as the worker's, and nothing half-built is left."""
     source = tmp_path / "shipped"
     source.mkdir()
     (source / "encoder_model.ort").write_bytes(b"not a model")
-    building = tmp_path / "building"
-    building.mkdir()
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(moonshine_base, "shipped_dir", lambda: source)
     with pytest.raises(EngineError, match="building Moonshine base failed: .*ORT model verification failed"):
-        moonshine_base._build_in_child(source, building)
-    assert not (building / moonshine_base.MANIFEST_NAME).exists()
+        moonshine_base.built_moonshine_base(cache)
+    assert [path.name for path in cache.iterdir()] == [f".{moonshine_base.BUILT_DIR_NAME}.lock"]
 
 
 def test_a_build_that_hangs_is_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
