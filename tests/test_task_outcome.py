@@ -84,35 +84,102 @@ class _StorageDown:
         raise StorageError(f"S3 download of {key} failed: could not connect to the endpoint URL")
 
 
-class _RetryRecorded(Exception):
-    pass
+class _StorageDownThenMissing(_StorageDown):
+    """Storage that is down for the first `down_for` reads, then up without the audio."""
+
+    def __init__(self, down_for: int) -> None:
+        self.reads = 0
+        self.down_for = down_for
+
+    def download_to(self, key: str, path: Path) -> None:
+        from shared.storage import StorageKeyNotFound
+
+        self.reads += 1
+        if self.reads <= self.down_for:
+            super().download_to(key, path)
+        raise StorageKeyNotFound(key)
 
 
-def test_a_job_waiting_for_its_retry_is_not_sent_again_by_the_stale_sweep(worker_runtime: WorkerRuntime) -> None:
-    """Between a transient failure and the retry Celery holds back for its countdown, nothing
-    touches the running job; the stale sweep took that silence for a dead worker and sent a
-    second copy, whose retries then raced the first's (in the many-hosts test a job ran ten
-    times through one 30 s S3 outage). The lease now covers the countdown."""
+def test_an_outage_is_waited_out_inside_the_task_under_the_jobs_lease(worker_runtime: WorkerRuntime) -> None:
+    """A transient failure is tried again after a wait inside the task, on this worker's clock:
+    Celery's retry countdown became an ETA on the sending host's clock, so across hosts whose
+    clocks differ a retry ran at once and the budget was spent inside one 30 s S3 outage. Each
+    wait is covered by the job's lease, so the stale sweep sends no second copy meanwhile (in
+    the many-hosts test a job ran ten times through one outage)."""
     from datetime import timedelta
 
-    from worker.tasks import _transcribe
+    from worker.tasks import JobFailed, _transcribe
+
+    job_id = uuid.uuid4().hex
+    worker_runtime.jobs.create(job_row(job_id, audio_key=audio_key(job_id)))
+    worker_runtime.storage = _StorageDownThenMissing(down_for=2)  # type: ignore[assignment]
+    waits: list[float] = []
+
+    def sleep(wait_s: float) -> None:
+        waits.append(wait_s)
+        job = worker_runtime.jobs.get(job_id)
+        assert job.status == JobStatus.RUNNING
+        # Any silence up to now would make a job stale for a sweep with this cutoff; this
+        # one's lease runs the wait ahead of its failure.
+        assert worker_runtime.jobs.claim_stale_running(worker_runtime.jobs.db_now() - timedelta(milliseconds=1)) == []
+        held_for = job.updated_at - worker_runtime.jobs.db_now()
+        assert timedelta(seconds=wait_s / 2) < held_for <= timedelta(seconds=wait_s)
+
+    with pytest.raises(JobFailed, match="missing"):  # storage came back, without the audio
+        _transcribe(worker_runtime, job_id, sleep=sleep)
+    assert waits == [2.0, 4.0]
+    assert worker_runtime.storage.reads == 3  # type: ignore[attr-defined]
+    job = worker_runtime.jobs.get(job_id)
+    assert job.status == JobStatus.FAILED and "missing" in (job.error or "")
+
+
+def test_an_outage_longer_than_every_wait_fails_the_job_saying_so(worker_runtime: WorkerRuntime,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through Celery itself: the task never asks Celery for a retry (no RETRY state, no ETA
+    message); once every wait is spent the job fails with the outage's reason."""
+    from worker import tasks
 
     job_id = uuid.uuid4().hex
     worker_runtime.jobs.create(job_row(job_id, audio_key=audio_key(job_id)))
     worker_runtime.storage = _StorageDown()  # type: ignore[assignment]
-    countdowns: list[float] = []
+    waits: list[float] = []
+    monkeypatch.setattr(tasks.time, "sleep", waits.append)
+    result = tasks.transcribe.apply(args=[job_id], task_id=job_id)
+    assert result.state == "FAILURE"
+    assert isinstance(result.result, tasks.JobFailed)
+    assert waits == list(tasks.TRANSIENT_RETRY_WAITS_S)
+    job = worker_runtime.jobs.get(job_id)
+    assert job.status == JobStatus.FAILED
+    assert job.error is not None and job.error.startswith("gave up after 5 retries over 62 s: S3 download")
 
-    def retry(exc: Exception, countdown: float) -> Exception:
-        countdowns.append(countdown)
-        return _RetryRecorded()
 
-    task = SimpleNamespace(request=SimpleNamespace(retries=2), retry=retry)
-    with pytest.raises(_RetryRecorded):
-        _transcribe(task, worker_runtime, job_id)  # type: ignore[arg-type]
-    assert countdowns == [8]
-    assert worker_runtime.jobs.get(job_id).status == JobStatus.RUNNING
-    # Any silence up to now would make a job stale for a sweep with this cutoff; this one's
-    # lease runs 8 s ahead of its failure.
-    assert worker_runtime.jobs.claim_stale_running(worker_runtime.jobs.db_now() - timedelta(milliseconds=1)) == []
-    held_for = worker_runtime.jobs.get(job_id).updated_at - worker_runtime.jobs.db_now()
-    assert timedelta(seconds=7) < held_for <= timedelta(seconds=8)
+def test_a_non_transient_error_is_never_waited_on() -> None:
+    from shared.errors import NotSupportedError
+    from worker.tasks import with_transient_retries
+
+    waits: list[float] = []
+
+    def attempt() -> None:
+        raise NotSupportedError("no such model")
+
+    with pytest.raises(NotSupportedError):
+        with_transient_retries("job x", attempt, lambda _wait_s: None, waits.append)
+    assert waits == []
+
+
+def test_an_enrollment_through_a_long_outage_fails_saying_so(worker_runtime: WorkerRuntime) -> None:
+    from shared.db.models import SpeakerStatus
+    from shared.db.speakers import SpeakerRepository
+    from worker.tasks import TRANSIENT_RETRY_WAITS_S, _enroll_speaker
+
+    worker_runtime.engine = SimpleNamespace(name="funasr", speaker_model="campplus",  # type: ignore[assignment]
+                                            embed_speaker=lambda clip: None)
+    worker_runtime.storage = _StorageDown()  # type: ignore[assignment]
+    speakers = SpeakerRepository(worker_runtime.jobs.session_factory)
+    row = speakers.create("", "alice", ["speakers/x/0"], 6.0)
+    waits: list[float] = []
+    _enroll_speaker(worker_runtime, row.id, sleep=waits.append)
+    assert waits == list(TRANSIENT_RETRY_WAITS_S)
+    failed = speakers.find(row.id)
+    assert failed is not None and failed.status == SpeakerStatus.FAILED
+    assert (failed.error or "").startswith("gave up after 5 retries over 62 s: S3 download")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import redis
-from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
@@ -30,8 +32,18 @@ from worker.services.webhooks import attempt_delivery, process_webhook_context
 
 logger = logging.getLogger(__name__)
 
-#: Transient failures (storage or database down) are retried this many times with backoff.
-MAX_TRANSIENT_RETRIES = 5
+#: A transient failure (storage, database or Redis down) is tried again after each of these
+#: waits, then given up: about a minute of outage is ridden out. The waits happen inside the
+#: task, on this worker's clock and under the job's lease, not as Celery retries: Celery turns a
+#: retry's countdown into an ETA on the sending host's clock, so across hosts whose clocks
+#: differ a retry ran at once (the whole budget spent inside a 30 s S3 outage, the job failed)
+#: or late (after the stale sweep had sent a second copy, whose retries raced the first's).
+TRANSIENT_RETRY_WAITS_S: tuple[float, ...] = (2.0, 4.0, 8.0, 16.0, 32.0)
+
+#: The errors that mean the world is down, not the job: retried, never failed at once.
+TRANSIENT_ERRORS = (OddAsrError, OperationalError, redis.RedisError)
+
+_T = TypeVar("_T")
 
 
 class JobFailed(Exception):
@@ -64,27 +76,54 @@ def deliver_webhook(delivery_id: str) -> None:
         send_webhook(app, ctx.settings, delivery_id, countdown_s=outcome.retry_in_s)
 
 
-@app.task(name=TRANSCRIBE_TASK_NAME, bind=True, max_retries=MAX_TRANSIENT_RETRIES, throws=(JobFailed,))
-def transcribe(self: Task, job_id: str) -> None:
-    _transcribe(self, current_runtime(get_settings()), job_id)
+@app.task(name=TRANSCRIBE_TASK_NAME, throws=(JobFailed,))
+def transcribe(job_id: str) -> None:
+    _transcribe(current_runtime(get_settings()), job_id)
 
 
-def _transcribe(self: Task, runtime: WorkerRuntime, job_id: str) -> None:
+class _GaveUp(Exception):
+    """Every wait of TRANSIENT_RETRY_WAITS_S was spent and the world is still down."""
+
+    def __init__(self, last_error: Exception) -> None:
+        waited_s = sum(TRANSIENT_RETRY_WAITS_S)
+        super().__init__(f"gave up after {len(TRANSIENT_RETRY_WAITS_S)} retries over {waited_s:g} s: {last_error}")
+
+
+def _is_transient(exc: Exception) -> bool:
+    return not isinstance(exc, OddAsrError) or exc.transient
+
+
+def with_transient_retries(what: str, attempt: Callable[[], _T], before_wait: Callable[[float], None],
+                           sleep: Callable[[float], None] | None = None) -> _T:
+    """`attempt()` until it returns, waiting out transient errors (TRANSIENT_RETRY_WAITS_S);
+    `before_wait(wait_s)` runs before each wait (to hold the job's lease over it). A
+    non-transient error propagates at once; `_GaveUp` once the waits are spent."""
+    for wait_s in (*TRANSIENT_RETRY_WAITS_S, None):
+        try:
+            return attempt()
+        except TRANSIENT_ERRORS as exc:
+            if not _is_transient(exc):
+                raise
+            if wait_s is None:
+                raise _GaveUp(exc) from exc
+            logger.warning("%s hit a transient error (%s); trying again in %g s", what, exc, wait_s)
+            before_wait(wait_s)
+            (sleep or time.sleep)(wait_s)
+    raise AssertionError("unreachable: the last pass returns or raises")
+
+
+def _transcribe(runtime: WorkerRuntime, job_id: str, sleep: Callable[[float], None] | None = None) -> None:
     try:
-        status = run_transcription(runtime, job_id, celery=app)
+        status = with_transient_retries(
+            f"job {job_id}", lambda: run_transcription(runtime, job_id, celery=app),
+            lambda wait_s: _hold_for_retry(runtime, job_id, wait_s), sleep)
     except SoftTimeLimitExceeded as exc:
         limit_s = runtime.settings.job_time_limit_s
         raise _failed(runtime, job_id, f"the job ran past the time limit of {limit_s} s") from exc
-    except (OddAsrError, OperationalError, redis.RedisError) as exc:
-        if isinstance(exc, OddAsrError) and not exc.transient:
-            raise _failed(runtime, job_id, exc.message) from exc
-        # Storage, database or Redis down: the job is fine, the world is not. Retry later.
-        if self.request.retries >= MAX_TRANSIENT_RETRIES:
-            raise _failed(runtime, job_id, f"gave up after {MAX_TRANSIENT_RETRIES} retries: {exc}") from exc
-        countdown_s = min(60, 2 ** (self.request.retries + 1))
-        logger.warning("job %s hit a transient error (%s); retrying in %d s", job_id, exc, countdown_s)
-        _hold_for_retry(runtime, job_id, countdown_s)
-        raise self.retry(exc=exc, countdown=countdown_s) from exc
+    except _GaveUp as exc:
+        raise _failed(runtime, job_id, str(exc)) from exc
+    except OddAsrError as exc:  # not transient: the job itself is at fault
+        raise _failed(runtime, job_id, exc.message) from exc
     except Exception as exc:
         # A bug or an engine crash: the job fails with a reason, the worker lives on.
         logger.exception("job %s failed unexpectedly", job_id)
@@ -102,20 +141,19 @@ def _hold_for_retry(runtime: WorkerRuntime, job_id: str, countdown_s: float) -> 
         logger.warning("job %s: the database is down, its lease could not cover the retry's wait", job_id)
 
 
-@app.task(name=ENROLL_SPEAKER_TASK_NAME, bind=True, max_retries=MAX_TRANSIENT_RETRIES, ignore_result=True)
-def enroll_speaker(self: Task, speaker_id: str) -> None:
+@app.task(name=ENROLL_SPEAKER_TASK_NAME, ignore_result=True)
+def enroll_speaker(speaker_id: str) -> None:
+    _enroll_speaker(current_runtime(get_settings()), speaker_id)
+
+
+def _enroll_speaker(runtime: WorkerRuntime, speaker_id: str, sleep: Callable[[float], None] | None = None) -> None:
     """Embed an enrolled speaker's audio; a failure is recorded on the speaker, never raised."""
-    runtime = current_runtime(get_settings())
     try:
-        run_enrollment(runtime, speaker_id)
-    except (OddAsrError, OperationalError, redis.RedisError) as exc:
-        if self.request.retries >= MAX_TRANSIENT_RETRIES:
-            SpeakerRepository(runtime.jobs.session_factory).mark_failed(
-                speaker_id, f"gave up after {MAX_TRANSIENT_RETRIES} retries: {exc}")
-            return
-        countdown_s = min(60, 2 ** (self.request.retries + 1))
-        logger.warning("speaker %s hit a transient error (%s); retrying in %d s", speaker_id, exc, countdown_s)
-        raise self.retry(exc=exc, countdown=countdown_s) from exc
+        with_transient_retries(f"speaker {speaker_id}", lambda: run_enrollment(runtime, speaker_id),
+                               lambda _wait_s: None, sleep)
+    except (_GaveUp, OddAsrError) as exc:
+        reason = exc.message if isinstance(exc, OddAsrError) else str(exc)
+        SpeakerRepository(runtime.jobs.session_factory).mark_failed(speaker_id, reason)
     except Exception as exc:  # a bug or an engine crash: the speaker fails with a reason, the worker lives on
         logger.exception("enrolling speaker %s failed unexpectedly", speaker_id)
         SpeakerRepository(runtime.jobs.session_factory).mark_failed(
