@@ -200,3 +200,31 @@ def test_redis_restarted_mid_session_ends_it_clearly_and_new_sessions_work(stack
                          stop_message={"name": "STOP_SESSION_REQ", "task_id": ""})
     assert log.messages[0].data["header"]["status"] == 0
     assert log.close_code == 1000
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` still runs (a zombie its supervisor has not reaped yet has ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def test_a_stream_worker_told_to_stop_while_redis_is_down_exits_without_waiting_for_redis(
+        stack: Stack, own_redis: RedisServer, pcm: bytes) -> None:
+    """A deploy or scale-down while Redis is away: the stopping worker gives its slot up at
+    once instead of retrying the release for 30 s (a slot it cannot remove goes stale)."""
+    client = LiveClient(f"ws://127.0.0.1:{stack.settings.ws_port}/v1/asr", pcm)
+    client.wait_for(lambda m: m["header"]["name"] == "TranscriptionResultChanged")
+    pid = stream_child_pid(stack)
+    own_redis.stop()
+    try:
+        client.wait_for(lambda m: m["header"]["status"] != 0, timeout_s=60)
+        os.kill(pid, signal.SIGTERM)
+        # Well inside the 30 s that the release's retries held it for, with Redis still down.
+        wait_until(lambda: not _running(pid), "the stopped stream worker to exit while Redis is down",
+                   timeout_s=20, interval_s=0.1)
+    finally:
+        own_redis.start()
+    client.close()
+    stack.wait_stream_slots(1, timeout_s=120)

@@ -224,12 +224,20 @@ class StreamWorker:
             stream_session_ended()
             self._runner = None
             self._busy = None
-            for _attempt in range(30):
-                try:
-                    release_slot(self.runtime.redis, self.worker_id, request.fence)
-                    break
-                except redis.RedisError:
-                    time.sleep(1.0)
+            self._release_after_session(request.fence)
+
+    def _release_after_session(self, fence: int) -> None:
+        """Free the slot for the next session, trying for up to 30 s while Redis is away; a
+        stopping worker gives up at once (its `serve` removes the slot on the way out, and a
+        slot it cannot remove goes stale by itself): waiting out the 30 s held a deploy's
+        SIGTERM for that long whenever Redis was down."""
+        for _attempt in range(30):
+            try:
+                release_slot(self.runtime.redis, self.worker_id, fence)
+                return
+            except redis.RedisError:
+                if self.stopping.wait(1.0):
+                    return
 
 
 def run_child(settings: Settings) -> int:
