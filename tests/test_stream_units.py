@@ -323,3 +323,18 @@ def test_the_stable_text_stays_the_beginning_of_the_masked_text() -> None:
     assert common_word_prefix("my credit", "my *** number") == "my"
     assert common_word_prefix("we need three", "we need three more") == "we need three"
     assert common_word_prefix("", "anything") == ""
+
+
+def test_only_a_child_that_fails_on_its_own_soon_after_start_counts_towards_giving_up() -> None:
+    """Three young children stopped or killed from outside (deploys, an operator's kill, the
+    OOM killer) made the supervisor give up and leave the host with no stream worker."""
+    import signal
+
+    from worker.streaming.main import QUICK_DEATH_S, failed_at_start
+
+    young_s, old_s = 1.0, QUICK_DEATH_S + 1
+    assert failed_at_start(1, young_s)  # SystemExit: a missing model, at every start
+    assert failed_at_start(-signal.SIGSEGV, young_s)  # a crash
+    assert not failed_at_start(1, old_s)
+    for stopped in (0, -signal.SIGTERM, -signal.SIGINT, -signal.SIGKILL):
+        assert not failed_at_start(stopped, young_s)

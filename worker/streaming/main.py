@@ -42,7 +42,7 @@ from shared.stream_slots import (
 logger = logging.getLogger(__name__)
 
 SLOT_HEARTBEAT_INTERVAL_S = 1.0
-#: A child that dies sooner than this after its start counts towards the crash loop.
+#: A child that fails on its own sooner than this after its start counts towards the crash loop.
 QUICK_DEATH_S = 30.0
 MAX_QUICK_DEATHS = 3
 
@@ -252,6 +252,20 @@ def run_child(settings: Settings) -> int:
     return 0
 
 
+#: How a child that was stopped or killed from outside ends: asked to stop (SIGTERM, SIGINT:
+#: exit 0), or killed by an operator or the kernel's OOM killer (SIGKILL).
+_STOPPED_FROM_OUTSIDE = {0, -signal.SIGTERM, -signal.SIGINT, -signal.SIGKILL}
+
+
+def failed_at_start(returncode: int, lived_s: float) -> bool:
+    """Whether a child's end counts towards giving up (MAX_QUICK_DEATHS): it failed on its own
+    (an error exit, a crash) within QUICK_DEATH_S of its start, as a missing model or a broken
+    install does every time. A child stopped or killed from outside is restarted without
+    counting, however young: three deploys or kills in a row within 30 s of each other made
+    the supervisor give up and leave the host with no stream worker at all."""
+    return lived_s < QUICK_DEATH_S and returncode not in _STOPPED_FROM_OUTSIDE
+
+
 def supervise(processes: int, settings: Settings) -> int:
     """Keep `processes` children alive; stop them all on SIGTERM / SIGINT.
 
@@ -288,7 +302,10 @@ def supervise(processes: int, settings: Settings) -> int:
             if child.poll() is None:
                 continue
             lived_s = time.monotonic() - started_s
-            quick_deaths = quick_deaths + 1 if lived_s < QUICK_DEATH_S else 0
+            if failed_at_start(child.returncode, lived_s):
+                quick_deaths += 1
+            elif lived_s >= QUICK_DEATH_S:
+                quick_deaths = 0
             if quick_deaths >= MAX_QUICK_DEATHS:
                 logger.error("stream worker children keep dying at start; giving up")
                 stopping.set()
