@@ -6,7 +6,8 @@ through the live engine it feeds them to, pyannote.audio's real sample and the o
 recordings through the registry's Moonshine loader) are embedded once with Resemblyzer GE2E, both
 their last `MAX_EMBED_S` (what the labeler embeds) and whole, and cached. Each rule then replays
 the session's labelling on those embeddings through the real `LiveSpeakerLabeler`, with only
-its choice of voice (`_voice_of`) replaced, and is scored as bench/live_speakers.py scores:
+its choice of voice (`_voice_of`) or its naming replaced (the shipped rule's replay is checked
+against the labeler itself), and is scored as bench/live_speakers.py scores:
 
 - dialogues: right speaker anonymous, enrolled, and the unknown voice's speech given an
   enrolled name (at the default match threshold);
@@ -14,11 +15,17 @@ its choice of voice (`_voice_of`) replaced, and is scored as bench/live_speakers
 - one voice (MFA's three monologues, moonshine_voice's two readings, 20 of Allison's prompts in
   a row): the labels the session makes (1 is right).
 
-Rules: `join T` joins the closest voice's mean at cosine >= T (the shipped rule at 0.78);
-`whole` embeds the whole sentence rather than its end; `nearest` takes a voice's similarity as
-the best of its mean's and its closest sentence's; `margin L/M` also joins at >= L when the
-closest voice beats the second by at least M. Then the shipped rule with enrolled voiceprints
-matched at other thresholds than the default `live_speaker_match_threshold`.
+A second table compares the rules on a wider sample of real voices, the fish dialogues of ten
+more levels (bench/real_dialogues.py's `more_fish_dialogues`): means, and how many dialogues
+each rule does worse or better on than the shipped one.
+
+Rules: `named on the whole` compares a sentence of a voice not named yet with the voiceprints
+on the whole sentence, not its end (the voice still chosen on the end); `join T` joins the
+closest voice's mean at cosine >= T (the shipped rule at 0.78); `whole` embeds the whole
+sentence rather than its end; `nearest` takes a voice's similarity as the best of its mean's
+and its closest sentence's; `margin L/M` also joins at >= L when the closest voice beats the
+second by at least M. Then the shipped rule with enrolled voiceprints matched at other
+thresholds than the default `live_speaker_match_threshold`.
 
     PYTHONPATH=$PWD python bench/live_speaker_rules.py
 """
@@ -27,7 +34,7 @@ from __future__ import annotations
 
 import pickle
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,10 +52,11 @@ from bench.live_speakers import (  # noqa: E402
     reference_time_score,
 )
 from bench.pyannote_sample import Turn, sample  # noqa: E402
-from bench.real_dialogues import SAMPLE_RATE_HZ, real_dialogues  # noqa: E402
+from bench.real_dialogues import SAMPLE_RATE_HZ, more_fish_dialogues, real_dialogues  # noqa: E402
 from shared.config.speakers import SpeakerSettings  # noqa: E402
 from worker.engines import live_speakers  # noqa: E402
-from worker.engines.live_speakers import LiveSpeakerLabeler, _Voice  # noqa: E402
+from worker.engines.live_speakers import LiveSpeaker, LiveSpeakerLabeler, _Voice
+from worker.engines.voiceprints import best_match  # noqa: E402
 
 WORK = Path("/tmp/oddasr-bench-live-speakers")
 ALLISON_PROMPTS = 20
@@ -59,7 +67,7 @@ class Recording:
     """One set's finals, their embeddings (end and whole) and what they are scored against."""
 
     name: str
-    kind: str  # "dialogue", "reference" or "one voice"
+    kind: str  # "dialogue", "more" (a dialogue of the wider sample), "reference" or "one voice"
     spans_s: list[tuple[float, float]]
     sizes: list[int]  # samples in each final
     tails: list[np.ndarray]
@@ -128,6 +136,10 @@ def recordings() -> list[Recording]:
                     np.concatenate([part for prompt in prompts[:ALLISON_PROMPTS] for part in (prompt, gap)])))
     for name, audio in singles:
         found.append(_recording(name, "one voice", audio, finals_of(live, audio), embed))
+    for dialogue in more_fish_dialogues():
+        prints = [(voice, normalised_mean([embed(dialogue.enrollments[voice])])) for voice in dialogue.voices]
+        found.append(_recording(dialogue.name, "more", dialogue.samples, finals_of(engine, dialogue.samples),
+                                embed, truth=dialogue.truth, prints=prints))
     cache.write_bytes(pickle.dumps([vars(recording) for recording in found]))
     return found
 
@@ -140,6 +152,9 @@ class Rule:
     nearest: bool = False
     margin_min: float | None = None  # join at >= this ...
     margin: float = 0.0  # ... when the closest voice beats the second by this much
+    #: Names compared on the whole sentence while its voice has none (the voice still chosen on
+    #: its end): more speech to name it on, for a second embedding.
+    name_on_whole: bool = False
 
     def similarity(self, voice: _Voice, embedding: np.ndarray) -> float:
         to_mean = voice.similarity_to(embedding)
@@ -151,9 +166,32 @@ class Rule:
 class RuleLabeler(LiveSpeakerLabeler):
     """The session's labeler with its choice of voice replaced by `rule`'s."""
 
-    def __init__(self, vectors: Iterator[np.ndarray], prints: list, threshold: float, rule: Rule) -> None:
-        super().__init__(lambda clip: next(vectors), prints, threshold)
+    def __init__(self, embed: Callable, prints: list, threshold: float, rule: Rule) -> None:
+        super().__init__(embed, prints, threshold)
         self._rule = rule
+
+    def label(self, clip: np.ndarray) -> LiveSpeaker:
+        if not self._rule.name_on_whole:
+            return super().label(clip)
+        # LiveSpeakerLabeler.label with the whole sentence as the first naming candidate
+        end = clip[-int(live_speakers.MAX_EMBED_S * SAMPLE_RATE_HZ):]
+        embedding = _unit(self._embed(end))
+        short = end.size < live_speakers.MIN_NEW_SPEAKER_S * SAMPLE_RATE_HZ
+        voice = self._voice_of(embedding, short)
+        if not short or not voice.embeddings:
+            voice.embeddings.append(embedding)
+        first = _unit(self._embed(clip)) if self._voiceprints and voice.name is None else embedding
+        for candidate in (first, voice.mean()):
+            match = best_match(candidate, self._voiceprints, self._match_threshold)
+            if match is not None and match.name is not None and (voice.name is None or match.name == voice.name):
+                voice.name, voice.similarity = match.name, match.similarity
+                break
+        if voice.name is not None:
+            return LiveSpeaker(voice.name, voice.name, voice.similarity)
+        if not voice.label:
+            voice.label = f"{live_speakers.ANONYMOUS_PREFIX}{self._next_number}"
+            self._next_number += 1
+        return LiveSpeaker(voice.label)
 
     def _voice_of(self, embedding: np.ndarray, short: bool) -> _Voice:
         heard = sorted(((self._rule.similarity(voice, embedding), index) for index, voice in enumerate(self._voices)
@@ -171,11 +209,22 @@ class RuleLabeler(LiveSpeakerLabeler):
 
 
 def labelled(recording: Recording, rule: Rule, prints: list, threshold: float, baseline: bool = False) -> list:
-    vectors = iter(recording.wholes if rule.whole else recording.tails)
-    labeler = (LiveSpeakerLabeler(lambda clip: next(vectors), prints, threshold) if baseline
-               else RuleLabeler(vectors, prints, threshold, rule))
-    return [(start_s, end_s, labeler.label(np.zeros(size, dtype=np.float32)))
-            for (start_s, end_s), size in zip(recording.spans_s, recording.sizes, strict=True)]
+    """The session's labels on the cached embeddings: a clip of the final's length stands for
+    its audio, and the embedder answers with the final's end or whole embedding by the length
+    asked for."""
+    final = [0]
+    end_samples = int(live_speakers.MAX_EMBED_S * SAMPLE_RATE_HZ)
+
+    def embed(clip: np.ndarray) -> np.ndarray:
+        whole = rule.whole or clip.size > end_samples
+        return (recording.wholes if whole else recording.tails)[final[0]]
+
+    labeler = (LiveSpeakerLabeler(embed, prints, threshold) if baseline
+               else RuleLabeler(embed, prints, threshold, rule))
+    found = []
+    for final[0], ((start_s, end_s), size) in enumerate(zip(recording.spans_s, recording.sizes, strict=True)):
+        found.append((start_s, end_s, labeler.label(np.zeros(size, dtype=np.float32))))
+    return found
 
 
 def scores(recording: Recording, rule: Rule, threshold: float, baseline: bool = False) -> tuple[float, ...]:
@@ -186,6 +235,7 @@ def scores(recording: Recording, rule: Rule, threshold: float, baseline: bool = 
         return (reference_time_score(labelled(recording, rule, [], threshold, baseline), recording.reference)[0],)
     if recording.kind == "one voice":
         return (float(len({sp.label for *_, sp in labelled(recording, rule, [], threshold, baseline)})),)
+    # a dialogue, of the main sets or the wider sample
     truth, prints = recording.truth, recording.prints
     anonymous = anonymous_score(labelled(recording, rule, [], threshold, baseline), truth)
     named = labelled(recording, rule, prints, threshold, baseline)
@@ -196,7 +246,7 @@ def scores(recording: Recording, rule: Rule, threshold: float, baseline: bool = 
 
 
 def rules() -> list[Rule]:
-    found = [Rule("shipped (join 0.78)")]
+    found = [Rule("shipped (join 0.78)"), Rule("named on the whole", name_on_whole=True)]
     found += [Rule(f"join {t:.2f}", t) for t in (0.70, 0.72, 0.74, 0.75, 0.76, 0.77, 0.79, 0.80, 0.82, 0.85)]
     found += [Rule(f"whole, join {t:.2f}", t, whole=True) for t in (0.72, 0.74, 0.76, 0.78, 0.80, 0.82, 0.85)]
     found += [Rule(f"nearest, join {t:.2f}", t, nearest=True) for t in (0.78, 0.80, 0.82, 0.85, 0.88)]
@@ -227,7 +277,9 @@ def _cell(kind: str, score: tuple[float, ...]) -> str:
 
 def main() -> None:
     threshold = SpeakerSettings().live_speaker_match_threshold
-    found = recordings()
+    everything = recordings()
+    found = [recording for recording in everything if recording.kind != "more"]
+    more = [recording for recording in everything if recording.kind == "more"]
     shipped = Rule("shipped")
     for recording in found:  # the replay of the shipped rule is the labeler itself
         assert scores(recording, shipped, threshold) == scores(recording, shipped, threshold, baseline=True)
@@ -245,6 +297,15 @@ def main() -> None:
                    f"worse on {','.join('s' + str(n) for n, (ok, _) in enumerate(checks) if not ok)}")
         print(f"{rule.name:28s} " + " ".join(f"{_cell(r.kind, s):>14s}" for r, s in zip(found, row, strict=True))
               + f"  {verdict}")
+    print(f"the wider sample: {len(more)} more fish dialogues (bench/real_dialogues.py more_fish_dialogues): mean "
+          f"anonymous / enrolled / unknown speech named, and on how many the rule is worse / better than shipped")
+    more_base = [scores(recording, shipped, threshold) for recording in more]
+    for rule in rules():
+        row = [scores(recording, rule, threshold) for recording in more]
+        checks = [better_or_equal("dialogue", score, b) for score, b in zip(row, more_base, strict=True)]
+        mean = np.mean(row, axis=0)
+        print(f"{rule.name:28s} {mean[0]:.2f} / {mean[1]:.2f} / {mean[2]:.1%}  "
+              f"worse on {sum(not ok for ok, _ in checks)}, better on {sum(up for _, up in checks)}")
     dialogues = [recording for recording in found if recording.kind == "dialogue"]
     print(f"the shipped rule at other match thresholds for enrolled voiceprints (`live_speaker_match_threshold`, "
           f"default {threshold}): enrolled / unknown speech named, dialogues s0-s{len(dialogues) - 1}")

@@ -52,6 +52,10 @@ FISH_DIALOGUES = ((["nl-small", "nl-big"], "kitchen"), (["cs-small", "cs-big"], 
 #: voiceprint and were never named at 0.85.)
 MICHAEL_LINES = ("mfa_affectation", "mfa_the", "mfa_putty", "mfa_uh", "mfa_words", "mfa_whatscalled",
                  "mfa_erpause", "mfa_youknow", "mfa_unk", "mfa_her")
+#: The line-ups of `more_fish_dialogues` (the voice left out of the enrolled ones is the last).
+MORE_VOICES = (["nl-small", "nl-big"], ["cs-small", "cs-big"], ["cs-big", "nl-small", "nl-big"],
+               ["cs-small", "nl-big", "cs-big", "nl-small"])
+MORE_LEVELS = 10
 MIN_LINE_S, MAX_LINE_S = 1.0, 10.0
 GAP_S = (0.3, 1.0)
 TURNS = 12
@@ -116,15 +120,46 @@ def dialogue(name: str, lines: dict[str, list[np.ndarray]], enrollments: dict[st
     return Dialogue(name, voices, samples, truth, {voice: enrollments[voice] for voice in voices})
 
 
+def _enrollment_lines(voice: str) -> list[Path]:
+    return _fish_lines(voice, skip={level for _, level in FISH_DIALOGUES})[:12]
+
+
+def _fish_enrollments() -> dict[str, np.ndarray]:
+    return {voice: _enrollment([read_audio(path) for path in _enrollment_lines(voice)]) for voice in FISH}
+
+
 def fish_dialogues() -> list[Dialogue]:
-    used_levels = {level for _, level in FISH_DIALOGUES}
-    enrollments = {voice: _enrollment([read_audio(path) for path in _fish_lines(voice, skip=used_levels)[:12]])
-                   for voice in FISH}
+    enrollments = _fish_enrollments()
     found = []
     for seed, (voices, level) in enumerate(FISH_DIALOGUES):
         per_voice = -(-TURNS // len(voices))
         lines = {voice: [read_audio(path) for path in _fish_lines(voice, {level})[:per_voice]] for voice in voices}
         found.append(dialogue(f"{' + '.join(voices)} ({level})", lines, enrollments, seed))
+    return found
+
+
+def more_fish_dialogues(levels: int = MORE_LEVELS) -> list[Dialogue]:
+    """The four fish in MORE_VOICES' line-ups on the first `levels` other levels (name order)
+    that have enough lines: neither a dialogue's nor an enrollment's. A wider sample than
+    `fish_dialogues` for comparing rules (bench/live_speaker_rules.py)."""
+    enrollments = _fish_enrollments()
+    taken = {level for _, level in FISH_DIALOGUES} | {path.parents[1].name for voice in FISH
+                                                      for path in _enrollment_lines(voice)}
+    sounds = unpacked(FILLETS_NL) / "usr/share/games/fillets-ng/sound"
+    found: list[Dialogue] = []
+    used_levels = 0
+    for level in sorted(folder.name for folder in sounds.iterdir() if folder.name not in taken):
+        if used_levels == levels:
+            break
+        made = 0
+        for voices in MORE_VOICES:
+            per_voice = -(-TURNS // len(voices))
+            paths = {voice: _fish_lines(voice, {level})[:per_voice] for voice in voices}
+            if all(len(lines) == per_voice for lines in paths.values()):
+                lines = {voice: [read_audio(path) for path in voice_paths] for voice, voice_paths in paths.items()}
+                found.append(dialogue(f"{' + '.join(voices)} ({level})", lines, enrollments, 100 + len(found)))
+                made += 1
+        used_levels += made > 0
     return found
 
 
