@@ -27,7 +27,14 @@ from worker.engines.voiceprints import SpeakerEmbedder, best_match
 #: (cosine); else it is a new voice. One sentence says less about a voice than a file's minute:
 #: on bench/live_speakers.py's dialogues, two sentences of one voice scored 0.74-0.99 (median
 #: 0.91) and of two voices 0.45-0.79 (median 0.63). 0.78 kept the most speech with its voice
-#: there (0.75 merged two voices, 0.80 split one more).
+#: there (0.75 merged two voices, 0.80 split one more). Real voices sit lower and further apart
+#: (its real-voice dialogues, four game actors and two English readers): one voice's sentences
+#: 0.40-0.96 (median 0.76), two voices' 0.34-0.67 (median 0.52), and a lower threshold would
+#: keep more of their speech under one label (0.72: 0.90 against 0.80 on 34 of them), but 0.76
+#: merges two generated voices and 0.77 the two speakers of pyannote's real phone-band sample
+#: (their sentences score 0.71-0.82 against each other). bench/live_speaker_rules.py replays the
+#: alternatives; joining by a voice's nearest sentence as well as its mean was never worse there
+#: (+0.01) but is single linkage, which can chain voices over a long session: not taken.
 SAME_SPEAKER_MIN_SIMILARITY = 0.78
 MAX_EMBEDDINGS_PER_SPEAKER = 20
 MAX_ANONYMOUS_SPEAKERS = 16  # voices of a session, named or not
