@@ -143,7 +143,7 @@ def test_an_outage_longer_than_every_wait_fails_the_job_saying_so(worker_runtime
     worker_runtime.jobs.create(job_row(job_id, audio_key=audio_key(job_id)))
     worker_runtime.storage = _StorageDown()  # type: ignore[assignment]
     waits: list[float] = []
-    monkeypatch.setattr(tasks.time, "sleep", waits.append)
+    monkeypatch.setattr(tasks, "_wait", waits.append)
     result = tasks.transcribe.apply(args=[job_id], task_id=job_id)
     assert result.state == "FAILURE"
     assert isinstance(result.result, tasks.JobFailed)
@@ -183,3 +183,23 @@ def test_an_enrollment_through_a_long_outage_fails_saying_so(worker_runtime: Wor
     failed = speakers.find(row.id)
     assert failed is not None and failed.status == SpeakerStatus.FAILED
     assert (failed.error or "").startswith("gave up after 5 retries over 62 s: S3 download")
+
+
+def test_a_job_canceled_during_an_outage_is_not_waited_for(worker_runtime: WorkerRuntime) -> None:
+    """The user cancels while storage is down: the task does not sleep out a wait (up to 32 s
+    of a worker held) for a job that is over; its next try finds it canceled and ends."""
+    from worker.tasks import _transcribe
+
+    job_id = uuid.uuid4().hex
+    worker_runtime.jobs.create(job_row(job_id, audio_key=audio_key(job_id)))
+
+    class _CanceledThenDown(_StorageDown):
+        def download_to(self, key: str, path: Path) -> None:
+            worker_runtime.jobs.transition(job_id, JobStatus.CANCELED)
+            super().download_to(key, path)
+
+    worker_runtime.storage = _CanceledThenDown()  # type: ignore[assignment]
+    waits: list[float] = []
+    _transcribe(worker_runtime, job_id, sleep=waits.append)  # no failure: the job was canceled
+    assert waits == []
+    assert worker_runtime.jobs.get(job_id).status == JobStatus.CANCELED

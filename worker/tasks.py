@@ -93,10 +93,17 @@ def _is_transient(exc: Exception) -> bool:
     return not isinstance(exc, OddAsrError) or exc.transient
 
 
-def with_transient_retries(what: str, attempt: Callable[[], _T], before_wait: Callable[[float], None],
+def _wait(wait_s: float) -> None:
+    """The pause between tries (its own name, so a test replaces it alone)."""
+    time.sleep(wait_s)
+
+
+def with_transient_retries(what: str, attempt: Callable[[], _T], before_wait: Callable[[float], bool],
                            sleep: Callable[[float], None] | None = None) -> _T:
     """`attempt()` until it returns, waiting out transient errors (TRANSIENT_RETRY_WAITS_S);
-    `before_wait(wait_s)` runs before each wait (to hold the job's lease over it). A
+    `before_wait(wait_s)` runs before each wait (to hold the job's lease over it); False: the
+    work ended meanwhile (canceled, finished by another copy), so the next try comes at once and
+    finds nothing to do. A
     non-transient error propagates at once; `_GaveUp` once the waits are spent."""
     for wait_s in (*TRANSIENT_RETRY_WAITS_S, None):
         try:
@@ -107,8 +114,8 @@ def with_transient_retries(what: str, attempt: Callable[[], _T], before_wait: Ca
             if wait_s is None:
                 raise _GaveUp(exc) from exc
             logger.warning("%s hit a transient error (%s); trying again in %g s", what, exc, wait_s)
-            before_wait(wait_s)
-            (sleep or time.sleep)(wait_s)
+            if before_wait(wait_s):
+                (sleep or _wait)(wait_s)
     raise AssertionError("unreachable: the last pass returns or raises")
 
 
@@ -132,13 +139,15 @@ def _transcribe(runtime: WorkerRuntime, job_id: str, sleep: Callable[[float], No
         raise _job_failed(job_id, runtime.jobs.get(job_id).error or "transcription failed")
 
 
-def _hold_for_retry(runtime: WorkerRuntime, job_id: str, countdown_s: float) -> None:
+def _hold_for_retry(runtime: WorkerRuntime, job_id: str, countdown_s: float) -> bool:
     """The job's lease covers the retry's wait; with the database itself down it cannot, and
-    the stale sweep may send the job once more (a second copy, never a lost job)."""
+    the stale sweep may send the job once more (a second copy, never a lost job). False once
+    the job is no longer running (canceled meanwhile): nothing to wait for."""
     try:
-        runtime.jobs.hold_for_retry(job_id, countdown_s)
+        return runtime.jobs.hold_for_retry(job_id, countdown_s)
     except SQLAlchemyError:
         logger.warning("job %s: the database is down, its lease could not cover the retry's wait", job_id)
+        return True
 
 
 @app.task(name=ENROLL_SPEAKER_TASK_NAME, ignore_result=True)
@@ -150,7 +159,7 @@ def _enroll_speaker(runtime: WorkerRuntime, speaker_id: str, sleep: Callable[[fl
     """Embed an enrolled speaker's audio; a failure is recorded on the speaker, never raised."""
     try:
         with_transient_retries(f"speaker {speaker_id}", lambda: run_enrollment(runtime, speaker_id),
-                               lambda _wait_s: None, sleep)
+                               lambda _wait_s: True, sleep)
     except (_GaveUp, OddAsrError) as exc:
         reason = exc.message if isinstance(exc, OddAsrError) else str(exc)
         SpeakerRepository(runtime.jobs.session_factory).mark_failed(speaker_id, reason)

@@ -252,17 +252,18 @@ def run_child(settings: Settings) -> int:
     return 0
 
 
-#: How a child that was stopped or killed from outside ends: asked to stop (SIGTERM, SIGINT:
-#: exit 0), or killed by an operator or the kernel's OOM killer (SIGKILL).
-_STOPPED_FROM_OUTSIDE = {0, -signal.SIGTERM, -signal.SIGINT, -signal.SIGKILL}
+#: How a child that was asked to stop ends (SIGTERM, SIGINT: exit 0, or the signal itself
+#: where it came before the handler). SIGKILL is not among them: the kernel's OOM killer sends
+#: it to a model too big for the host at every start, a failure to give up on.
+_STOPPED_FROM_OUTSIDE = {0, -signal.SIGTERM, -signal.SIGINT}
 
 
 def failed_at_start(returncode: int, lived_s: float) -> bool:
     """Whether a child's end counts towards giving up (MAX_QUICK_DEATHS): it failed on its own
-    (an error exit, a crash) within QUICK_DEATH_S of its start, as a missing model or a broken
-    install does every time. A child stopped or killed from outside is restarted without
-    counting, however young: three deploys or kills in a row within 30 s of each other made
-    the supervisor give up and leave the host with no stream worker at all."""
+    (an error exit, a crash, a SIGKILL) within QUICK_DEATH_S of its start, as a missing model,
+    a broken install or a model the host has no memory for does every time. A child asked to
+    stop is restarted without counting, however young: three deploys in a row within 30 s of
+    each other made the supervisor give up and leave the host with no stream worker at all."""
     return lived_s < QUICK_DEATH_S and returncode not in _STOPPED_FROM_OUTSIDE
 
 
