@@ -292,3 +292,25 @@ def test_speech_that_comes_back_too_quiet_for_an_onset_is_still_transcribed(mode
 class _VadFactory:
     def open_stream(self) -> _SpeechWithoutEnd:
         return _SpeechWithoutEnd()
+
+
+def test_a_sentence_carried_on_after_a_pause_does_not_start_with_a_capital(engine: MoonshineStreamEngine) -> None:
+    """Dickens read aloud: "... like the present period," then, after a pause, "that some of
+    its noisiest authorities ..." and "for good or for evil". Moonshine capitalises every
+    decode's first word, and the joined transcript read "present period, That some"."""
+    from shared.audio import decode_16k_mono
+    from tests.support.human_speech import human_speech_dir
+    from worker.engines.sentence_case import CONTINUATION_WORDS
+
+    assets = human_speech_dir()
+    if assets is None:
+        pytest.skip("moonshine_voice's recordings are not installed")
+    finals = [e for e in stream(engine, decode_16k_mono(assets / "two_cities.wav"), partials=False)
+              if e.kind == "final"]
+    continued = [(before.text, after) for before, after in zip(finals, finals[1:], strict=False)
+                 if not before.text.rstrip().endswith((".", "?", "!"))
+                 and after.text.split()[0].lower() in CONTINUATION_WORDS]
+    assert len(continued) >= 2, [f.text for f in finals]  # the recording's "that some", "for good"
+    for before, after in continued:
+        assert after.text[0].islower(), (before, after.text)
+        assert after.words[0].word == after.text.split()[0]  # the word times say it the same way

@@ -16,6 +16,7 @@ import numpy as np
 
 from shared.transcript import Word
 from worker.engines.base import SAMPLE_RATE_HZ, StreamEvent
+from worker.engines.sentence_case import continued_sentence
 from worker.engines.word_timing import align_words
 
 #: Audio kept before the speech start the VAD reports (its start decision looks back).
@@ -47,6 +48,8 @@ class VadSentenceSession:
         self._vad_origin_ms = 0
         self._open_start_ms: int | None = None
         self._index = 0
+        #: The last final's text: a sentence it did not end goes on in the next one.
+        self._previous_final_text = ""
 
     # --- public --------------------------------------------------------------------------
     def accept_audio(self, samples: np.ndarray) -> list[StreamEvent]:
@@ -104,6 +107,12 @@ class VadSentenceSession:
         (still in the window: the sentence closed before this call trims it)."""
         if not text:
             return []
+        text = continued_sentence(self._previous_final_text, text)
+        self._previous_final_text = text
+        if words and words[0].word.strip().lower() == text.split(" ", 1)[0].lower():
+            words = [words[0].model_copy(update={"word": words[0].word.replace(words[0].word.strip(),
+                                                                               text.split(" ", 1)[0], 1)}),
+                     *words[1:]]
         if words is None:
             clip_start_ms = max(self._window_start * 1000 // SAMPLE_RATE_HZ, start_ms - ALIGN_PAD_MS)
             words = align_words(text, self._clip(clip_start_ms, end_ms + ALIGN_PAD_MS), clip_start_ms,
