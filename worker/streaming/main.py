@@ -58,8 +58,8 @@ class StreamProcess:
         from worker.streaming.capacity import CapacityMonitor
 
         self.settings = settings
-        self.runtime = build_runtime(settings)
         try:
+            self.runtime = build_runtime(settings)
             self.engines = load_live_engines(settings, self.runtime.engine, self._partial_share)
         except (NotSupportedError, EngineError) as exc:  # a missing or broken model: say which, stop
             raise SystemExit(str(exc)) from exc
