@@ -103,8 +103,8 @@ def with_transient_retries(what: str, attempt: Callable[[], _T], before_wait: Ca
     """`attempt()` until it returns, waiting out transient errors (TRANSIENT_RETRY_WAITS_S);
     `before_wait(wait_s)` runs before each wait (to hold the job's lease over it); False: the
     work ended meanwhile (canceled, finished by another copy), so the next try comes at once and
-    finds nothing to do. A
-    non-transient error propagates at once; `_GaveUp` once the waits are spent."""
+    finds nothing to do. A non-transient error propagates at once; `_GaveUp` once the waits are
+    spent."""
     for wait_s in (*TRANSIENT_RETRY_WAITS_S, None):
         try:
             return attempt()
