@@ -12,7 +12,6 @@ two minutes ahead was "not due" for the sender.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -31,8 +30,9 @@ from shared.stream_slots import STATE_IDLE, claim_slot, summarize_slots
 from shared.worker_presence import live_workers
 from tests.support.job_rows import job_row
 from tests.support.servers import PostgresServer, RedisServer
+from tests.support.skewed_clock import libfaketime_path, skewed_clock_env
 
-pytestmark = pytest.mark.skipif(shutil.which("faketime") is None, reason="faketime is not installed")
+pytestmark = pytest.mark.skipif(libfaketime_path() is None, reason="libfaketime is not installed")
 
 SKEWS_S = (-120, 120)
 STALE_AFTER_S = 60.0
@@ -40,8 +40,8 @@ STALE_AFTER_S = 60.0
 
 def on_skewed_host(offset_s: int, code: str) -> str:
     """Run `code` in a Python process whose wall clock is `offset_s` off; returns its stdout."""
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    result = subprocess.run(["faketime", "-f", f"{offset_s:+d}", sys.executable, "-c", textwrap.dedent(code)],
+    env = skewed_clock_env(offset_s, {**os.environ, "PYTHONPATH": os.getcwd()})
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
                             env=env, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     return result.stdout

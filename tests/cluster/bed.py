@@ -25,6 +25,7 @@ import requests
 
 from tests.cluster import netns
 from tests.support.servers import PostgresServer, RedisServer, S3Server, stop_process
+from tests.support.skewed_clock import skewed_clock_env
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +137,7 @@ class Cluster:
         env = {key: value for key, value in os.environ.items() if not key.startswith("ODDASR_")}
         env.update({f"ODDASR_{key}": value for key, value in settings.items()})
         if host in CLOCK_OFFSETS_S:
+            env = skewed_clock_env(CLOCK_OFFSETS_S[host], env)
             env["FAKETIME_DONT_FAKE_MONOTONIC"] = "1"
             env["PYTHONPATH"] = os.pathsep.join([str(SKEWED_CLOCK_SHIM), env.get("PYTHONPATH", "")])
         return env
@@ -145,8 +147,6 @@ class Cluster:
         log_dir = self.root / host / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         argv = [sys.executable, "-m", "shared.cli.main", *args]
-        if host in CLOCK_OFFSETS_S:
-            argv = ["faketime", "-f", f"{CLOCK_OFFSETS_S[host]:+d}", *argv]
         with (log_dir / f"{name}.log").open("ab") as log, netns.on_host(host):
             process = subprocess.Popen(argv, env=self.environment(host), stdout=log, stderr=subprocess.STDOUT,
                                        start_new_session=True, preexec_fn=partial(netns.own_hostname, host))

@@ -83,6 +83,17 @@ def restart_host(cluster: Cluster, host: str) -> None:
     cluster.wait_ready()
 
 
+def test_the_skewed_hosts_really_run_on_other_clocks(cluster: Cluster) -> None:
+    """The premise of every clock test here: a skewed host's processes read its offset."""
+    import subprocess
+    import sys
+
+    for host, offset_s in CLOCK_OFFSETS_S.items():
+        printed = subprocess.run([sys.executable, "-c", "import time; print(time.time())"],
+                                 env=cluster.environment(host), capture_output=True, text=True, timeout=60, check=True)
+        assert abs(float(printed.stdout) - time.time() - offset_s) < 30, (host, offset_s, printed.stdout)
+
+
 def test_the_cluster_comes_up_with_skewed_clocks_and_every_host_serving(cluster: Cluster) -> None:
     """Two minutes ahead or behind, every host is seen alive: none is refused as dead."""
     assert cluster.live_stream_hosts() == set(STREAM_HOSTS)
