@@ -55,8 +55,7 @@ from bench.pyannote_sample import Turn, sample  # noqa: E402
 from bench.real_dialogues import SAMPLE_RATE_HZ, more_fish_dialogues, real_dialogues  # noqa: E402
 from shared.config.speakers import SpeakerSettings  # noqa: E402
 from worker.engines import live_speakers  # noqa: E402
-from worker.engines.live_speakers import LiveSpeaker, LiveSpeakerLabeler, _Voice
-from worker.engines.voiceprints import best_match  # noqa: E402
+from worker.engines.live_speakers import LiveSpeakerLabeler, _Voice
 
 WORK = Path("/tmp/oddasr-bench-live-speakers")
 ALLISON_PROMPTS = 20
@@ -170,28 +169,10 @@ class RuleLabeler(LiveSpeakerLabeler):
         super().__init__(embed, prints, threshold)
         self._rule = rule
 
-    def label(self, clip: np.ndarray) -> LiveSpeaker:
-        if not self._rule.name_on_whole:
-            return super().label(clip)
-        # LiveSpeakerLabeler.label with the whole sentence as the first naming candidate
-        end = clip[-int(live_speakers.MAX_EMBED_S * SAMPLE_RATE_HZ):]
-        embedding = _unit(self._embed(end))
-        short = end.size < live_speakers.MIN_NEW_SPEAKER_S * SAMPLE_RATE_HZ
-        voice = self._voice_of(embedding, short)
-        if not short or not voice.embeddings:
-            voice.embeddings.append(embedding)
-        first = _unit(self._embed(clip)) if self._voiceprints and voice.name is None else embedding
-        for candidate in (first, voice.mean()):
-            match = best_match(candidate, self._voiceprints, self._match_threshold)
-            if match is not None and match.name is not None and (voice.name is None or match.name == voice.name):
-                voice.name, voice.similarity = match.name, match.similarity
-                break
-        if voice.name is not None:
-            return LiveSpeaker(voice.name, voice.name, voice.similarity)
-        if not voice.label:
-            voice.label = f"{live_speakers.ANONYMOUS_PREFIX}{self._next_number}"
-            self._next_number += 1
-        return LiveSpeaker(voice.label)
+    def _naming_candidates(self, clip: np.ndarray, embedding: np.ndarray, voice: _Voice) -> tuple[np.ndarray, ...]:
+        if not self._rule.name_on_whole or not self._voiceprints or voice.name is not None:
+            return super()._naming_candidates(clip, embedding, voice)
+        return (_unit(self._embed(clip)), voice.mean())  # the whole sentence first
 
     def _voice_of(self, embedding: np.ndarray, short: bool) -> _Voice:
         heard = sorted(((self._rule.similarity(voice, embedding), index) for index, voice in enumerate(self._voices)

@@ -77,6 +77,11 @@ class _Voice:
         return float(np.dot(embedding, self.mean()))
 
 
+def _unit(embedding: Sequence[float] | np.ndarray) -> np.ndarray:
+    vector = np.asarray(embedding, dtype=np.float64)
+    return vector / (np.linalg.norm(vector) or 1.0)
+
+
 class LiveSpeakerLabeler:
     """One session's speakers: enrolled names where the voice matches one, else anonymous ones.
 
@@ -97,14 +102,13 @@ class LiveSpeakerLabeler:
 
     def label(self, clip: np.ndarray) -> LiveSpeaker:
         """The speaker of one final sentence's audio."""
-        clip = clip[-int(MAX_EMBED_S * SAMPLE_RATE_HZ):]
-        embedding = np.asarray(self._embed(clip), dtype=np.float64)
-        embedding = embedding / (np.linalg.norm(embedding) or 1.0)
-        short = clip.size < MIN_NEW_SPEAKER_S * SAMPLE_RATE_HZ
+        end = clip[-int(MAX_EMBED_S * SAMPLE_RATE_HZ):]
+        embedding = _unit(self._embed(end))
+        short = end.size < MIN_NEW_SPEAKER_S * SAMPLE_RATE_HZ
         voice = self._voice_of(embedding, short)
         if not short or not voice.embeddings:  # a short sentence's embedding would blur the voice
             voice.embeddings.append(embedding)
-        for candidate in (embedding, voice.mean()):
+        for candidate in self._naming_candidates(clip, embedding, voice):
             match = best_match(candidate, self._voiceprints, self._match_threshold)
             if match is not None and match.name is not None and (voice.name is None or match.name == voice.name):
                 voice.name, voice.similarity = match.name, match.similarity
@@ -115,6 +119,12 @@ class LiveSpeakerLabeler:
             voice.label = f"{ANONYMOUS_PREFIX}{self._next_number}"
             self._next_number += 1
         return LiveSpeaker(voice.label)
+
+    def _naming_candidates(self, clip: np.ndarray, embedding: np.ndarray, voice: _Voice) -> tuple[np.ndarray, ...]:
+        """What is compared with the enrolled voiceprints, in turn: the sentence's end on its own,
+        then its voice's mean (`clip`, the whole sentence, is there for a rule that would embed
+        it too: bench/live_speaker_rules.py tries one)."""
+        return (embedding, voice.mean())
 
     def _voice_of(self, embedding: np.ndarray, short: bool) -> _Voice:
         """The session's voice this sentence is, or a new one."""
